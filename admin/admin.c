@@ -1,0 +1,832 @@
+/* admin/admin.c - see admin.h.
+ *
+ * Handlers validate their JSON, then hand the change to db/ (writer thread)
+ * and reply from the completion callback, once the change is durable.  The
+ * model registration and deployment operations are continuation chains
+ * (hash on the worker thread -> probe runtime -> database) carried by a
+ * small heap context. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/http.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "admin/admin.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "db/db.h"
+#include "gateway/auth.h"
+#include "gateway/http.h"
+#include "gateway/kserve.h"
+#include "gateway/server.h"
+#include "gateway/work.h"
+#include "scheduler/sched.h"
+
+#define ADMIN_ACTOR		"admin"
+#define NAME_MAX_LEN		64
+#define MODEL_MAX_BYTES		(64LL << 30)
+
+/* --- small helpers --- */
+
+/* Names of tenants, keys, models, versions, deployments: 1-64 characters
+ * from [A-Za-z0-9._-], starting with an alphanumeric. */
+static bool
+valid_name(const char *s)
+{
+	size_t	n;
+
+	if (s == NULL || (n = strlen(s)) == 0 || n > NAME_MAX_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char	c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') ||
+		    (i > 0 && (c == '.' || c == '_' || c == '-'))))
+			return false;
+	}
+	return true;
+}
+
+static int
+db_status_http(enum db_status st)
+{
+	switch (st) {
+	case DB_OK:
+		return 201;
+	case DB_NOT_FOUND:
+		return 404;
+	case DB_CONFLICT:
+		return 409;
+	default:
+		return 500;
+	}
+}
+
+static const char *
+http_code_name(int status)
+{
+	switch (status) {
+	case 400: return "invalid_request";
+	case 404: return "not_found";
+	case 409: return "already_exists";
+	default: return "internal_error";
+	}
+}
+
+/* Parses limit and after; replies 400 and returns -1 if malformed. */
+static int
+page_params(struct req *r, int *limit, const char **after)
+{
+	const char	*l = http_query(r, "limit");
+	char		*end;
+	long		 v;
+
+	*after = http_query(r, "after");
+	*limit = 100;
+	if (l == NULL)
+		return 0;
+	errno = 0;
+	v = strtol(l, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 1 || v > 1000) {
+		http_error(r, 400, "invalid_request", "limit",
+		    "limit must be an integer from 1 to 1000");
+		return -1;
+	}
+	*limit = (int)v;
+	return 0;
+}
+
+/* Unix seconds, "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC). */
+static int
+parse_time(const char *s, int64_t *out)
+{
+	struct tm	 tm;
+	char		*end;
+	long long	 v;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno == 0 && *end == '\0' && v >= 0) {
+		*out = v;
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%d", &tm);
+	if (end != NULL && *end == 'T')
+		end = strptime(end + 1, "%H:%M:%S", &tm);
+	if (end == NULL || (*end != '\0' && strcmp(end, "Z") != 0))
+		return -1;
+	*out = (int64_t)timegm(&tm);
+	return 0;
+}
+
+static void
+reply_list(struct req *r, json_t *list)
+{
+	if (list == NULL) {
+		http_error(r, 500, "internal_error", NULL,
+		    "cannot read the database");
+		return;
+	}
+	json_object_set_new(list, "object", json_string("list"));
+	http_reply_json(r, 200, list);
+}
+
+/* A db completion that answers the request with the created row. */
+static void
+reply_created(void *arg, enum db_status st, json_t *row)
+{
+	struct req	*r = arg;
+	int		 status = db_status_http(st);
+
+	if (st == DB_OK && row != NULL) {
+		http_reply_json(r, 201, row);
+		return;
+	}
+	json_decref(row);
+	http_error(r, status, http_code_name(status), NULL, "%s",
+	    st == DB_CONFLICT ? "an object with this name already exists" :
+	    st == DB_NOT_FOUND ? "the referenced object does not exist" :
+	    "the change could not be stored");
+}
+
+/* An admin_done_fn that answers the request. */
+static void
+reply_op(void *arg, int status, json_t *row, const char *msg)
+{
+	struct req	*r = arg;
+
+	if (status == 201 && row != NULL) {
+		http_reply_json(r, 201, row);
+		return;
+	}
+	json_decref(row);
+	http_error(r, status, http_code_name(status), NULL, "%s", msg);
+}
+
+/* --- tenants and keys --- */
+
+static void
+tenant_create(struct req *r)
+{
+	json_t		*body = http_json_body(r);
+	const char	*name;
+
+	if (body == NULL)
+		return;
+	name = json_string_value(json_object_get(body, "name"));
+	if (!valid_name(name)) {
+		json_decref(body);
+		http_error(r, 400, "invalid_request", "name", "'name' must be "
+		    "1-64 characters of letters, digits, '.', '_' or '-'");
+		return;
+	}
+	db_tenant_create(r->srv->db, name, ADMIN_ACTOR, reply_created, r);
+	json_decref(body);
+}
+
+struct key_ctx {
+	struct req	*r;
+	char		 secret[AUTH_KEY_LEN + 1];
+	char		 prefix[AUTH_PREFIX_LEN + 1];
+	uint8_t		 hash[32];
+	char		 tenant_id[64];
+	char		 name[NAME_MAX_LEN + 1];
+	int64_t		 expires_at;
+	int		 tries;
+};
+
+static void	key_store(struct key_ctx *);
+
+static void
+key_ctx_free(void *p)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, sizeof(struct key_ctx));
+	free(p);
+}
+
+static void
+key_created(void *arg, enum db_status st, json_t *row)
+{
+	struct key_ctx	*k = arg;
+	struct req	*r = k->r;
+
+	/* A prefix collision (48 random bits) is retried with a new key. */
+	if (st == DB_CONFLICT && k->tries < 3) {
+		json_decref(row);
+		key_store(k);
+		return;
+	}
+	if (st == DB_OK && row != NULL) {
+		json_object_set_new(row, "key", json_string(k->secret));
+		http_reply_json(r, 201, row);	/* frees k via ctx_free */
+		return;
+	}
+	reply_created(r, st, row);
+}
+
+static void
+key_store(struct key_ctx *k)
+{
+	k->tries++;
+	auth_key_generate(k->secret, k->prefix, k->hash);
+	db_key_create(k->r->srv->db, k->tenant_id, k->name, k->prefix,
+	    k->hash, k->expires_at, ADMIN_ACTOR, key_created, k);
+}
+
+static void
+key_create(struct req *r, const char *tenant_id)
+{
+	json_t		*body = http_json_body(r), *exp, *t;
+	const char	*name;
+	struct key_ctx	*k;
+
+	if (body == NULL)
+		return;
+	if ((t = db_tenant_get(r->srv->db, tenant_id)) == NULL) {
+		json_decref(body);
+		http_error(r, 404, "not_found", NULL,
+		    "tenant '%.64s' does not exist", tenant_id);
+		return;
+	}
+	json_decref(t);
+	name = json_string_value(json_object_get(body, "name"));
+	if (name == NULL)
+		name = "default";
+	exp = json_object_get(body, "expires_at");
+	if (!valid_name(name) || (exp != NULL && !json_is_null(exp) &&
+	    (!json_is_integer(exp) || json_integer_value(exp) <= 0))) {
+		json_decref(body);
+		http_error(r, 400, "invalid_request", NULL, "'name' must be "
+		    "1-64 characters of letters, digits, '.', '_' or '-', and "
+		    "'expires_at' a Unix time in seconds");
+		return;
+	}
+	k = xcalloc(1, sizeof(*k));
+	k->r = r;
+	snprintf(k->tenant_id, sizeof(k->tenant_id), "%s", tenant_id);
+	snprintf(k->name, sizeof(k->name), "%s", name);
+	k->expires_at = json_is_integer(exp) ? json_integer_value(exp) : 0;
+	r->ctx = k;
+	r->ctx_free = key_ctx_free;
+	json_decref(body);
+	key_store(k);
+}
+
+static void
+key_revoked(void *arg, enum db_status st, json_t *row)
+{
+	struct req	*r = arg;
+
+	if (st == DB_OK) {
+		if (row == NULL)
+			row = json_object();
+		json_object_set_new(row, "revoked", json_true());
+		http_reply_json(r, 200, row);
+		return;
+	}
+	reply_created(r, st, row);
+}
+
+/* --- models --- */
+
+struct model_op {
+	struct server	*srv;
+	admin_done_fn	*done;
+	void		*arg;
+	char		*name;
+	char		*version;
+	char		*path;
+	char		*actor;
+	char		 sha256[65];
+	int64_t		 size;
+	char		 err[512];	/* set by the hashing job */
+};
+
+static void
+model_op_finish(struct model_op *op, int status, json_t *row,
+    const char *msg)
+{
+	op->done(op->arg, status, row, msg);
+	free(op->name);
+	free(op->version);
+	free(op->path);
+	free(op->actor);
+	free(op);
+}
+
+/* Worker thread: size and SHA-256 of the file. */
+static void
+model_hash(void *arg)
+{
+	struct model_op	*op = arg;
+	EVP_MD_CTX	*md = EVP_MD_CTX_new();
+	unsigned char	 buf[1 << 16], dig[32];
+	struct stat	 st;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open(op->path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(op->err, sizeof(op->err), "cannot open '%s': %s",
+		    op->path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(op->err, sizeof(op->err), "'%s' is not a regular "
+		    "file", op->path);
+		goto out;
+	}
+	if (st.st_size > MODEL_MAX_BYTES || st.st_size == 0) {
+		snprintf(op->err, sizeof(op->err), "'%s' has an unusable "
+		    "size (%lld bytes)", op->path, (long long)st.st_size);
+		goto out;
+	}
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		EVP_DigestUpdate(md, buf, (size_t)n);
+		op->size += n;
+	}
+	if (n == -1) {
+		snprintf(op->err, sizeof(op->err), "cannot read '%s': %s",
+		    op->path, strerror(errno));
+		goto out;
+	}
+	EVP_DigestFinal_ex(md, dig, NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(op->sha256 + 2 * i, 3, "%02x", dig[i]);
+ out:
+	if (fd != -1)
+		close(fd);
+	EVP_MD_CTX_free(md);
+}
+
+static void
+model_stored(void *arg, enum db_status st, json_t *row)
+{
+	struct model_op	*op = arg;
+
+	if (st == DB_OK) {
+		model_op_finish(op, 201, row, NULL);
+		return;
+	}
+	json_decref(row);
+	model_op_finish(op, db_status_http(st), NULL, st == DB_CONFLICT ?
+	    "this model version is already registered" :
+	    "the model could not be stored");
+}
+
+static void
+model_probed(void *arg, const struct ipc_meta *meta, const char *error)
+{
+	struct model_op		*op = arg;
+	struct db_model_in	 in;
+	json_t			*mj;
+
+	if (meta == NULL) {
+		char	msg[700];
+
+		snprintf(msg, sizeof(msg), "invalid model file '%s': %s",
+		    op->path, error);
+		model_op_finish(op, 400, NULL, msg);
+		return;
+	}
+	mj = kserve_meta_json(meta);
+	memset(&in, 0, sizeof(in));
+	in.name = op->name;
+	in.version = op->version;
+	in.format = meta->format == MODEL_FORMAT_GGUF ? "gguf" : "onnx";
+	in.path = op->path;
+	in.sha256 = op->sha256;
+	in.size = op->size;
+	in.meta = mj;
+	db_model_create(op->srv->db, &in, op->actor, model_stored, op);
+	json_decref(mj);
+}
+
+static void
+model_hashed(void *arg)
+{
+	struct model_op	*op = arg;
+
+	if (op->err[0] != '\0') {
+		model_op_finish(op, 400, NULL, op->err);
+		return;
+	}
+	sched_probe(op->srv->sched, op->path, model_probed, op);
+}
+
+void
+admin_model_register(struct server *srv, const char *name,
+    const char *version, const char *path, const char *actor,
+    admin_done_fn *done, void *arg)
+{
+	struct model_op	*op;
+	json_t		*old;
+	char		 real[PATH_MAX];
+
+	if (!valid_name(name) || !valid_name(version)) {
+		done(arg, 400, NULL, "'name' and 'version' must be 1-64 "
+		    "characters of letters, digits, '.', '_' or '-'");
+		return;
+	}
+	if (path == NULL || *path == '\0' || strlen(path) >= PATH_MAX) {
+		done(arg, 400, NULL, "'path' must name the model file");
+		return;
+	}
+	if (realpath(path, real) == NULL) {
+		char	msg[PATH_MAX + 64];
+
+		snprintf(msg, sizeof(msg), "cannot open '%s': %s", path,
+		    strerror(errno));
+		done(arg, 400, NULL, msg);
+		return;
+	}
+	if ((old = db_model_get(srv->db, name, version)) != NULL) {
+		json_decref(old);
+		done(arg, 409, NULL, "this model version is already "
+		    "registered");
+		return;
+	}
+	op = xcalloc(1, sizeof(*op));
+	op->srv = srv;
+	op->done = done;
+	op->arg = arg;
+	op->name = xstrdup(name);
+	op->version = xstrdup(version);
+	op->path = xstrdup(real);
+	op->actor = xstrdup(actor);
+	work_submit(srv->work, model_hash, model_hashed, op);
+}
+
+static void
+model_create(struct req *r)
+{
+	json_t	*body = http_json_body(r);
+
+	if (body == NULL)
+		return;
+	admin_model_register(r->srv,
+	    json_string_value(json_object_get(body, "name")),
+	    json_string_value(json_object_get(body, "version")),
+	    json_string_value(json_object_get(body, "path")),
+	    ADMIN_ACTOR, reply_op, r);
+	json_decref(body);
+}
+
+/* --- deployments --- */
+
+struct deploy_op {
+	struct server		*srv;
+	admin_done_fn		*done;
+	void			*arg;
+	struct sched_deploy_spec spec;		/* strings owned below */
+	char			*path;
+};
+
+static void
+deploy_stored(void *arg, enum db_status st, json_t *row)
+{
+	struct deploy_op	*op = arg;
+
+	if (st == DB_OK) {
+		if (sched_deploy(op->srv->sched, &op->spec) == 0)
+			json_object_set_new(row, "state",
+			    json_string("starting"));
+		op->done(op->arg, 201, row, NULL);
+	} else {
+		json_decref(row);
+		op->done(op->arg, db_status_http(st), NULL,
+		    st == DB_CONFLICT ? "a deployment with this name exists" :
+		    st == DB_NOT_FOUND ? "the model version is not registered" :
+		    "the deployment could not be stored");
+	}
+	free((char *)(uintptr_t)op->spec.name);
+	free((char *)(uintptr_t)op->spec.model);
+	free((char *)(uintptr_t)op->spec.version);
+	free(op->path);
+	free(op);
+}
+
+void
+admin_deploy(struct server *srv, const char *name, const char *model,
+    const char *version, int replicas, int threads, const char *actor,
+    admin_done_fn *done, void *arg)
+{
+	struct db_deployment_in	 in;
+	struct deploy_op	*op;
+	json_t			*m;
+	const char		*path;
+
+	if (!valid_name(name) || !valid_name(model) || !valid_name(version)) {
+		done(arg, 400, NULL, "'name', 'model' and 'version' must be "
+		    "1-64 characters of letters, digits, '.', '_' or '-'");
+		return;
+	}
+	if (replicas < 1 || replicas > 64 || threads < 1 || threads > 256) {
+		done(arg, 400, NULL, "'replicas' must be 1-64 and 'threads' "
+		    "1-256");
+		return;
+	}
+	if (sched_exists(srv->sched, name)) {
+		done(arg, 409, NULL, "a deployment with this name exists");
+		return;
+	}
+	if ((m = db_model_get(srv->db, model, version)) == NULL ||
+	    (path = json_string_value(json_object_get(m, "path"))) == NULL) {
+		json_decref(m);
+		done(arg, 404, NULL, "the model version is not registered");
+		return;
+	}
+	op = xcalloc(1, sizeof(*op));
+	op->srv = srv;
+	op->done = done;
+	op->arg = arg;
+	op->spec.name = xstrdup(name);
+	op->spec.model = xstrdup(model);
+	op->spec.version = xstrdup(version);
+	op->spec.path = op->path = xstrdup(path);
+	op->spec.replicas = replicas;
+	op->spec.threads = threads;
+	json_decref(m);
+	memset(&in, 0, sizeof(in));
+	in.name = name;
+	in.model = model;
+	in.version = version;
+	in.replicas = replicas;
+	in.threads = threads;
+	in.max_batch = 1;
+	db_deployment_create(srv->db, &in, actor, deploy_stored, op);
+}
+
+static int
+json_int_field(json_t *o, const char *k, int def, bool *bad)
+{
+	json_t	*v = json_object_get(o, k);
+
+	if (v == NULL || json_is_null(v))
+		return def;
+	if (!json_is_integer(v) || json_integer_value(v) < INT_MIN ||
+	    json_integer_value(v) > INT_MAX) {
+		*bad = true;
+		return def;
+	}
+	return (int)json_integer_value(v);
+}
+
+static void
+deployment_create(struct req *r)
+{
+	json_t	*body = http_json_body(r);
+	bool	 bad = false;
+	int	 replicas, threads;
+
+	if (body == NULL)
+		return;
+	replicas = json_int_field(body, "replicas", 1, &bad);
+	threads = json_int_field(body, "threads", 1, &bad);
+	if (bad) {
+		json_decref(body);
+		http_error(r, 400, "invalid_request", NULL,
+		    "'replicas' and 'threads' must be integers");
+		return;
+	}
+	admin_deploy(r->srv, json_string_value(json_object_get(body, "name")),
+	    json_string_value(json_object_get(body, "model")),
+	    json_string_value(json_object_get(body, "version")),
+	    replicas, threads, ADMIN_ACTOR, reply_op, r);
+	json_decref(body);
+}
+
+/* Adds the live state of each deployment from the scheduler. */
+static json_t *
+deployment_state(struct server *srv, json_t *row)
+{
+	const char	*name = json_string_value(json_object_get(row, "name"));
+	pid_t		 pids[64];
+	size_t		 n;
+
+	if (name == NULL)
+		return row;
+	n = sched_replica_pids(srv->sched, name, pids, 64);
+	json_object_set_new(row, "ready", json_boolean(n > 0));
+	json_object_set_new(row, "live_replicas", json_integer((json_int_t)n));
+	return row;
+}
+
+int
+admin_load_deployments(struct server *srv)
+{
+	const char	*after = NULL;
+	json_t		*page = NULL, *row;
+	char		 last[128] = "";
+	size_t		 i;
+	int		 n = 0;
+
+	for (;;) {
+		json_decref(page);
+		page = db_deployment_list(srv->db, after, 1000);
+		if (page == NULL)
+			return -1;
+		json_array_foreach(json_object_get(page, "data"), i, row) {
+			struct sched_deploy_spec	 spec;
+			json_t				*m;
+			const char			*path;
+
+			memset(&spec, 0, sizeof(spec));
+			spec.name = json_string_value(json_object_get(row,
+			    "name"));
+			spec.model = json_string_value(json_object_get(row,
+			    "model"));
+			spec.version = json_string_value(json_object_get(row,
+			    "version"));
+			spec.replicas = (int)json_integer_value(
+			    json_object_get(row, "replicas"));
+			spec.threads = (int)json_integer_value(
+			    json_object_get(row, "threads"));
+			snprintf(last, sizeof(last), "%s", json_string_value(
+			    json_object_get(row, "id")));
+			if (spec.name == NULL || spec.model == NULL ||
+			    spec.version == NULL)
+				continue;
+			m = db_model_get(srv->db, spec.model, spec.version);
+			path = json_string_value(json_object_get(m, "path"));
+			if (path == NULL) {
+				log_warnx("deployment '%s': model %s:%s is "
+				    "missing", spec.name, spec.model,
+				    spec.version);
+				json_decref(m);
+				continue;
+			}
+			spec.path = path;
+			if (sched_deploy(srv->sched, &spec) == 0)
+				n++;
+			json_decref(m);
+		}
+		if (!json_is_true(json_object_get(page, "has_more")))
+			break;
+		after = last;
+	}
+	json_decref(page);
+	return n;
+}
+
+/* --- usage and audit --- */
+
+static void
+usage_list(struct req *r)
+{
+	const char	*after, *from_s = http_query(r, "from");
+	const char	*to_s = http_query(r, "to");
+	int64_t		 from = 0, to = 0;
+	int		 limit;
+
+	if (page_params(r, &limit, &after) == -1)
+		return;
+	if ((from_s != NULL && parse_time(from_s, &from) == -1) ||
+	    (to_s != NULL && parse_time(to_s, &to) == -1)) {
+		http_error(r, 400, "invalid_request", from_s ? "from" : "to",
+		    "'from' and 'to' must be Unix seconds, YYYY-MM-DD or "
+		    "YYYY-MM-DDTHH:MM:SSZ");
+		return;
+	}
+	reply_list(r, db_usage_list(r->srv->db, http_query(r, "tenant"),
+	    from, to, after, limit));
+}
+
+/* --- routing --- */
+
+void
+admin_handle(struct req *r)
+{
+	struct server	*srv = r->srv;
+	char		**p = r->parts;
+	int		 n = r->n_parts, limit;
+	int		 m = r->method;
+	const char	*after;
+	enum auth_status st;
+	json_t		*j;
+
+	if (n < 2 || strcmp(p[0], "admin") != 0 || strcmp(p[1], "v1") != 0) {
+		http_error(r, 404, "not_found", NULL, "no route for '%.200s'",
+		    r->path);
+		return;
+	}
+	if ((st = auth_admin(srv->admin_hash,
+	    http_header(r, "Authorization"))) != AUTH_OK) {
+		http_add_header(r, "WWW-Authenticate",
+		    "Bearer realm=\"maas-admin\"");
+		http_error(r, 401, "invalid_admin_token", NULL, "%s",
+		    st == AUTH_MISSING ? "missing admin credentials" :
+		    "incorrect admin token");
+		return;
+	}
+	if (n < 3)
+		goto notfound;
+	if (strcmp(p[2], "tenants") == 0) {
+		if (n == 3 && m == EVHTTP_REQ_POST) {
+			tenant_create(r);
+			return;
+		}
+		if (n == 3 && m == EVHTTP_REQ_GET) {
+			if (page_params(r, &limit, &after) == 0)
+				reply_list(r, db_tenant_list(srv->db, after,
+				    limit));
+			return;
+		}
+		if (n == 4 && m == EVHTTP_REQ_GET) {
+			if ((j = db_tenant_get(srv->db, p[3])) == NULL)
+				goto notfound;
+			http_reply_json(r, 200, j);
+			return;
+		}
+		if (n == 5 && strcmp(p[4], "keys") == 0) {
+			if (m == EVHTTP_REQ_POST) {
+				key_create(r, p[3]);
+				return;
+			}
+			if (m == EVHTTP_REQ_GET) {
+				if (page_params(r, &limit, &after) == 0)
+					reply_list(r, db_key_list(srv->db,
+					    p[3], after, limit));
+				return;
+			}
+		}
+		goto method;
+	}
+	if (strcmp(p[2], "keys") == 0 && n == 4) {
+		if (m != EVHTTP_REQ_DELETE)
+			goto method;
+		db_key_revoke(srv->db, p[3], ADMIN_ACTOR, key_revoked, r);
+		return;
+	}
+	if (strcmp(p[2], "models") == 0 && n == 3) {
+		if (m == EVHTTP_REQ_POST) {
+			model_create(r);
+			return;
+		}
+		if (m == EVHTTP_REQ_GET) {
+			if (page_params(r, &limit, &after) == 0)
+				reply_list(r, db_model_list(srv->db, after,
+				    limit));
+			return;
+		}
+		goto method;
+	}
+	if (strcmp(p[2], "deployments") == 0 && (n == 3 || n == 4)) {
+		if (n == 3 && m == EVHTTP_REQ_POST) {
+			deployment_create(r);
+			return;
+		}
+		if (n == 3 && m == EVHTTP_REQ_GET) {
+			size_t	 i;
+			json_t	*row;
+
+			if (page_params(r, &limit, &after) == -1)
+				return;
+			j = db_deployment_list(srv->db, after, limit);
+			json_array_foreach(json_object_get(j, "data"), i, row)
+				deployment_state(srv, row);
+			reply_list(r, j);
+			return;
+		}
+		if (n == 4 && m == EVHTTP_REQ_GET) {
+			if ((j = db_deployment_get(srv->db, p[3])) == NULL)
+				goto notfound;
+			http_reply_json(r, 200, deployment_state(srv, j));
+			return;
+		}
+		goto method;
+	}
+	if (strcmp(p[2], "usage") == 0 && n == 3) {
+		if (m != EVHTTP_REQ_GET)
+			goto method;
+		usage_list(r);
+		return;
+	}
+	if (strcmp(p[2], "audit") == 0 && n == 3) {
+		if (m != EVHTTP_REQ_GET)
+			goto method;
+		if (page_params(r, &limit, &after) == 0)
+			reply_list(r, db_audit_list(srv->db, after, limit));
+		return;
+	}
+ notfound:
+	http_error(r, 404, "not_found", NULL, "nothing at '%.200s'", r->path);
+	return;
+ method:
+	http_error(r, 405, "method_not_allowed", NULL,
+	    "method not allowed for '%.200s'", r->path);
+}

@@ -1,0 +1,2 @@
+# admin/module.mk - admin REST API.
+ADMIN_SRCS := admin/admin.c

@@ -1,0 +1,171 @@
+/* db/db.h - maas's SQLite store: the only module that calls sqlite3_*.
+ *
+ * Threading: db_open() is called from maasd's main thread before the event
+ * loop runs.  It opens two connections to the same WAL database:
+ *  - a read connection used synchronously from the event-loop thread by the
+ *    db_*_get/list/lookup functions below (indexed reads take microseconds);
+ *  - a write connection owned by one writer thread.  Every change is a job
+ *    queued to that thread.  The writer takes all queued jobs, runs them in
+ *    one transaction (each inside its own SAVEPOINT, so one failing job does
+ *    not undo the others), commits with synchronous=FULL (group commit), and
+ *    only then hands each job's completion back to the event-loop thread,
+ *    where its callback runs.  A callback therefore always sees its change
+ *    durable, and any read issued from the callback sees it too.
+ *
+ * Results of listings and of writes are jansson objects whose keys are the
+ * column names of the API (ids are strings such as "ten_3f9c..."; times are
+ * integer Unix seconds; NULL columns are JSON null).  db/ knows nothing of
+ * HTTP: callers turn enum db_status into status codes.
+ *
+ * Schema changes are numbered migrations applied at open (PRAGMA
+ * user_version); see db/schema.c. */
+#ifndef DB_DB_H
+#define DB_DB_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct db;
+struct event_base;
+
+enum db_status {
+	DB_OK = 0,
+	DB_ERROR,		/* I/O or SQLite failure (logged once) */
+	DB_NOT_FOUND,		/* a referenced row does not exist */
+	DB_CONFLICT,		/* a unique constraint was violated */
+};
+
+/* Called on the event-loop thread once the job's transaction committed
+ * (DB_OK) or failed.  result is a new reference (caller decrefs) or NULL. */
+typedef void	db_done_fn(void *arg, enum db_status, json_t *result);
+
+/* Opens (creating if needed) the database at path, applies migrations and
+ * starts the writer thread; completions are delivered through base.
+ * Returns NULL after logging why. */
+struct db	*db_open(const char *path, struct event_base *base);
+/* Finishes queued writes, stops the writer thread, closes.  NULL is ok. */
+void		 db_close(struct db *);
+/* Schema version after migrations (PRAGMA user_version). */
+int		 db_schema_version(struct db *);
+/* Number of write jobs queued or running (for draining on shutdown). */
+size_t		 db_pending(struct db *);
+/* Transactions the writer thread has committed since db_open: each one
+ * carries a whole batch of jobs (for tests, metrics and benchmarks). */
+uint64_t	 db_commit_count(struct db *);
+
+/* --- identifiers --- */
+/* Writes "<prefix>_" + 24 lowercase hex chars from getrandom(2) into out;
+ * outsz must be >= strlen(prefix) + 26. */
+void		 db_new_id(const char *prefix, char *out, size_t outsz);
+
+/* --- authentication (read connection, event-loop thread) --- */
+struct db_key {
+	char		id[64];
+	char		tenant_id[64];
+	char		tenant_status[16];	/* "active", "suspended" */
+	uint8_t		hash[32];		/* SHA-256 of the whole secret */
+	int64_t		expires_at;		/* 0: never */
+	int64_t		revoked_at;		/* 0: not revoked */
+};
+/* Looks a key up by its public prefix.  1 found, 0 not found, -1 error. */
+int		 db_key_by_prefix(struct db *, const char *prefix,
+		    struct db_key *out);
+
+/* --- tenants --- */
+/* result {"id","name","status","plan","weight","created_at"} */
+void		 db_tenant_create(struct db *, const char *name,
+		    const char *actor, db_done_fn *, void *arg);
+json_t		*db_tenant_get(struct db *, const char *id);	/* NULL: none */
+json_t		*db_tenant_get_by_name(struct db *, const char *name);
+/* Pages by id: rows with id > after (NULL: from the start), at most limit.
+ * Returns {"data":[...], "has_more":bool}. */
+json_t		*db_tenant_list(struct db *, const char *after, int limit);
+
+/* --- API keys --- */
+/* Stores a key whose secret the caller generated; only prefix and hash are
+ * kept.  expires_at 0 = never.  DB_NOT_FOUND if the tenant does not exist.
+ * result {"id","tenant_id","name","prefix","created_at","expires_at",
+ * "revoked_at","last_used_at"} */
+void		 db_key_create(struct db *, const char *tenant_id,
+		    const char *name, const char *prefix, const uint8_t hash[32],
+		    int64_t expires_at, const char *actor, db_done_fn *,
+		    void *arg);
+/* Sets revoked_at = now.  DB_NOT_FOUND if no such key. */
+void		 db_key_revoke(struct db *, const char *key_id,
+		    const char *actor, db_done_fn *, void *arg);
+json_t		*db_key_list(struct db *, const char *tenant_id,
+		    const char *after, int limit);
+
+/* --- models --- */
+struct db_model_in {
+	const char	*name;
+	const char	*version;
+	const char	*format;	/* "onnx", "gguf" */
+	const char	*path;		/* absolute */
+	const char	*sha256;	/* 64 hex chars */
+	int64_t		 size;		/* bytes */
+	json_t		*meta;		/* borrowed: {"inputs":[..],"outputs":[..]} */
+};
+/* DB_CONFLICT if (name, version) exists.  result: the row as
+ * {"id","name","version","format","path","sha256","size","meta",
+ * "created_at"} */
+void		 db_model_create(struct db *, const struct db_model_in *,
+		    const char *actor, db_done_fn *, void *arg);
+json_t		*db_model_get(struct db *, const char *name,
+		    const char *version);
+json_t		*db_model_list(struct db *, const char *after, int limit);
+
+/* --- deployments --- */
+struct db_deployment_in {
+	const char	*name;		/* public model name */
+	const char	*model;		/* registered model name */
+	const char	*version;	/* registered model version */
+	int		 replicas;
+	int		 threads;	/* OpenBLAS threads per replica */
+	int		 max_batch;
+	int64_t		 max_queue_delay_us;
+};
+/* DB_CONFLICT if the name exists, DB_NOT_FOUND if the model version does
+ * not.  result {"id","name","model","version","replicas","threads",
+ * "max_batch","max_queue_delay_us","status","created_at"} */
+void		 db_deployment_create(struct db *,
+		    const struct db_deployment_in *, const char *actor,
+		    db_done_fn *, void *arg);
+json_t		*db_deployment_get(struct db *, const char *name);
+json_t		*db_deployment_list(struct db *, const char *after, int limit);
+
+/* --- metering --- */
+struct usage_event {
+	char		request_id[64];
+	int64_t		ts_us;		/* Unix time of arrival, microseconds */
+	char		tenant_id[64];
+	char		key_id[64];
+	char		model[128];	/* public (deployment) name */
+	char		version[64];
+	char		endpoint[32];	/* "infer", "chat", ... */
+	int		status;		/* HTTP status sent */
+	int64_t		queue_us;
+	int64_t		compute_us;
+	int64_t		bytes_in;
+	int64_t		bytes_out;
+	int64_t		prompt_tokens;
+	int64_t		completion_tokens;
+};
+/* Queues one usage row (copied).  The callback runs once the row is
+ * durable; the gateway sends the response from it.  DB_CONFLICT if the
+ * request id was already recorded. */
+void		 db_usage_record(struct db *, const struct usage_event *,
+		    db_done_fn *, void *arg);
+/* Usage rows filtered by tenant (NULL: all) and [from, to) in Unix seconds
+ * (0: unbounded), ordered by id, paged with after (a usage row id as a
+ * decimal string).  {"data":[...],"has_more":bool} */
+json_t		*db_usage_list(struct db *, const char *tenant_id,
+		    int64_t from, int64_t to, const char *after, int limit);
+
+/* --- audit --- */
+/* Every db_*_create/revoke above writes its own audit row in the same
+ * transaction.  {"data":[{"id","ts","actor","action","target","detail"}..]} */
+json_t		*db_audit_list(struct db *, const char *after, int limit);
+#endif

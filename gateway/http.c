@@ -1,0 +1,428 @@
+/* gateway/http.c - see http.h.  libevent's evhttp over bufferevent_openssl:
+ * one SSL per connection, created in the bevcb.  evhttp enforces the header
+ * and body size limits while reading, before our handler runs. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "gateway/http.h"
+#include "gateway/server.h"
+
+#define HTTP_TIMEOUT_S		120
+
+struct listener {
+	struct server	*srv;
+	http_handler_fn	*handler;
+};
+
+static struct bufferevent *http_bevcb(struct event_base *, void *);
+static void	http_gencb(struct evhttp_request *, void *);
+static void	req_free(struct req *);
+static int	req_split_path(struct req *, const char *);
+
+int64_t
+http_now_us(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+http_wall_us(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static struct bufferevent *
+http_bevcb(struct event_base *base, void *arg)
+{
+	struct listener	*l = arg;
+	SSL		*ssl = SSL_new(l->srv->tls);
+
+	if (ssl == NULL)
+		return NULL;
+	/* bev owns ssl and the socket evhttp sets on it. */
+	return bufferevent_openssl_socket_new(base, -1, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+struct evhttp *
+http_listen(struct server *srv, const char *hostport, size_t max_body,
+    http_handler_fn *handler, int *port)
+{
+	struct evhttp			*http;
+	struct evhttp_bound_socket	*bound;
+	struct listener			*l;
+	char				 host[256];
+	const char			*colon = strrchr(hostport, ':');
+	char				*end;
+	long				 p;
+
+	if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host)) {
+		log_warnx("listen address '%s' is not HOST:PORT", hostport);
+		return NULL;
+	}
+	memcpy(host, hostport, (size_t)(colon - hostport));
+	host[colon - hostport] = '\0';
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || end == colon + 1 || p < 0 ||
+	    p > 65535) {
+		log_warnx("listen address '%s' has a bad port", hostport);
+		return NULL;
+	}
+	if ((http = evhttp_new(srv->base)) == NULL)
+		return NULL;
+	l = xcalloc(1, sizeof(*l));	/* lives as long as the process */
+	l->srv = srv;
+	l->handler = handler;
+	evhttp_set_bevcb(http, http_bevcb, l);
+	evhttp_set_gencb(http, http_gencb, l);
+	evhttp_set_max_body_size(http, (ev_ssize_t)max_body);
+	evhttp_set_max_headers_size(http, (ev_ssize_t)srv->cfg.max_headers);
+	evhttp_set_timeout(http, HTTP_TIMEOUT_S);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+	    EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+	evhttp_set_default_content_type(http, "application/json");
+	if ((bound = evhttp_bind_socket_with_handle(http, host,
+	    (ev_uint16_t)p)) == NULL) {
+		log_warn("cannot listen on '%s'", hostport);
+		evhttp_free(http);
+		return NULL;
+	}
+	if (port != NULL) {
+		struct sockaddr_storage	ss;
+		socklen_t		sl = sizeof(ss);
+		evutil_socket_t		fd = evhttp_bound_socket_get_fd(bound);
+
+		*port = (int)p;
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+			if (ss.ss_family == AF_INET)
+				*port = ntohs(((struct sockaddr_in *)&ss)->
+				    sin_port);
+			else if (ss.ss_family == AF_INET6)
+				*port = ntohs(((struct sockaddr_in6 *)&ss)->
+				    sin6_port);
+		}
+	}
+	return http;
+}
+
+static void
+http_stop_one(struct evhttp_bound_socket *bound, void *arg)
+{
+	(void)arg;
+	/* Closing the listening fd is enough; evhttp frees the rest. */
+	evconnlistener_disable(evhttp_bound_socket_get_listener(bound));
+}
+
+void
+http_stop_accepting(struct evhttp *http)
+{
+	if (http != NULL)
+		evhttp_foreach_bound_socket(http, http_stop_one, NULL);
+}
+
+static void
+req_new_id(char *out, size_t outsz)
+{
+	uint8_t		rnd[12];
+	static const char hex[] = "0123456789abcdef";
+	size_t		n = 0;
+
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		fatal("getrandom");
+	n = (size_t)snprintf(out, outsz, "req_");
+	for (size_t i = 0; i < sizeof(rnd) && n + 2 < outsz; i++) {
+		out[n++] = hex[rnd[i] >> 4];
+		out[n++] = hex[rnd[i] & 15];
+	}
+	out[n] = '\0';
+}
+
+/* Splits the decoded path into components; -1 if malformed. */
+static int
+req_split_path(struct req *r, const char *raw)
+{
+	char	*dec, *p, *save = NULL;
+	size_t	 n;
+
+	if (raw == NULL || *raw != '/' || strlen(raw) >= HTTP_PATH_MAX)
+		return -1;
+	snprintf(r->path, sizeof(r->path), "%s", raw);
+	snprintf(r->pathbuf, sizeof(r->pathbuf), "%s", raw);
+	for (p = strtok_r(r->pathbuf, "/", &save); p != NULL;
+	    p = strtok_r(NULL, "/", &save)) {
+		if (r->n_parts == HTTP_PATH_PARTS)
+			return -1;
+		if ((dec = evhttp_uridecode(p, 0, &n)) == NULL)
+			return -1;
+		if (n > strlen(p) || memchr(dec, '\0', n) != NULL ||
+		    memchr(dec, '/', n) != NULL) {
+			free(dec);
+			return -1;
+		}
+		memcpy(p, dec, n + 1);	/* decoding never grows */
+		free(dec);
+		r->parts[r->n_parts++] = p;
+	}
+	return 0;
+}
+
+static void
+http_gencb(struct evhttp_request *ev, void *arg)
+{
+	struct listener		*l = arg;
+	struct req		*r = xcalloc(1, sizeof(*r));
+	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(ev);
+
+	r->ev = ev;
+	r->srv = l->srv;
+	r->t0_us = http_now_us();
+	r->ts_us = http_wall_us();
+	r->method = evhttp_request_get_command(ev);
+	r->bytes_in = evbuffer_get_length(evhttp_request_get_input_buffer(ev));
+	req_new_id(r->id, sizeof(r->id));
+	l->srv->requests++;
+	if (uri == NULL || req_split_path(r, evhttp_uri_get_path(uri)) == -1) {
+		http_error(r, 400, "invalid_path", NULL,
+		    "the request path is malformed");
+		return;
+	}
+	l->handler(r);
+}
+
+static void
+req_free(struct req *r)
+{
+	if (r == NULL)
+		return;
+	if (r->ctx_free != NULL)
+		r->ctx_free(r->ctx);
+	free(r->body);
+	if (r->query_parsed)
+		evhttp_clear_headers(&r->query);
+	r->srv->requests--;
+	free(r);
+}
+
+const char *
+http_header(struct req *r, const char *name)
+{
+	return evhttp_find_header(evhttp_request_get_input_headers(r->ev),
+	    name);
+}
+
+const char *
+http_body(struct req *r, size_t *len)
+{
+	struct evbuffer	*in = evhttp_request_get_input_buffer(r->ev);
+	const char	*p;
+
+	*len = evbuffer_get_length(in);
+	p = (const char *)evbuffer_pullup(in, -1);	/* contiguous */
+	return p != NULL ? p : "";
+}
+
+const char *
+http_query(struct req *r, const char *name)
+{
+	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(r->ev);
+	const char		*query;
+
+	if (!r->query_parsed) {
+		TAILQ_INIT(&r->query);
+		r->query_parsed = true;
+		if (uri != NULL &&
+		    (query = evhttp_uri_get_query(uri)) != NULL &&
+		    evhttp_parse_query_str(query, &r->query) == -1)
+			evhttp_clear_headers(&r->query);
+	}
+	return evhttp_find_header(&r->query, name);
+}
+
+json_t *
+http_parse_json(struct req *r, char *err, size_t errsz)
+{
+	json_error_t	 jerr;
+	json_t		*j;
+	size_t		 len;
+	const char	*body = http_body(r, &len);
+
+	if (len == 0) {
+		snprintf(err, errsz, "the request body is empty; expected a "
+		    "JSON object");
+		return NULL;
+	}
+	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (j == NULL) {
+		snprintf(err, errsz, "the request body is not valid JSON: %s "
+		    "at line %d column %d", jerr.text, jerr.line, jerr.column);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		snprintf(err, errsz, "the request body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+json_t *
+http_json_body(struct req *r)
+{
+	json_t	*j;
+	char	 err[256];
+
+	if ((j = http_parse_json(r, err, sizeof(err))) == NULL)
+		http_error(r, 400, "invalid_json", NULL, "%s", err);
+	return j;
+}
+
+void
+http_add_header(struct req *r, const char *name, const char *value)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(r->ev), name,
+	    value);
+}
+
+static const char *
+http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Status";
+	}
+}
+
+void
+http_reply(struct req *r, int status, const char *ctype, const void *body,
+    size_t len)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(r->ev);
+	struct evbuffer		*out = evbuffer_new();
+
+	evhttp_add_header(h, "x-request-id", r->id);
+	evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (len > 0)
+		evbuffer_add(out, body, len);
+	evhttp_send_reply(r->ev, status, http_reason(status), out);
+	evbuffer_free(out);
+	req_free(r);
+}
+
+void
+http_reply_json(struct req *r, int status, json_t *obj)
+{
+	char	*s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(9));
+
+	json_decref(obj);
+	if (s == NULL) {
+		http_error(r, 500, "internal_error", NULL,
+		    "cannot encode the response");
+		return;
+	}
+	http_reply(r, status, "application/json", s, strlen(s));
+	free(s);
+}
+
+static const char *
+http_error_type(int status)
+{
+	switch (status) {
+	case 401: return "authentication_error";
+	case 403: return "permission_error";
+	case 404: return "not_found_error";
+	case 409: return "conflict_error";
+	case 429: return "rate_limit_error";
+	default:
+		return status >= 500 ? "server_error" :
+		    "invalid_request_error";
+	}
+}
+
+char *
+http_error_body(int status, const char *code, const char *param,
+    const char *msg, size_t *len)
+{
+	json_t	*j;
+	char	*s;
+
+	j = json_pack("{s:{s:s, s:s, s:o, s:o}}", "error",
+	    "message", msg, "type", http_error_type(status),
+	    "param", param ? json_string(param) : json_null(),
+	    "code", code ? json_string(code) : json_null());
+	s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (s == NULL)
+		s = xstrdup("{\"error\":{\"message\":\"internal error\","
+		    "\"type\":\"server_error\",\"param\":null,"
+		    "\"code\":null}}");
+	*len = strlen(s);
+	return s;
+}
+
+char *
+http_error_vbody(int status, const char *code, const char *param,
+    size_t *len, const char *fmt, va_list ap)
+{
+	char	msg[1024];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* jansson rejects invalid UTF-8; messages may quote client bytes. */
+	for (char *p = msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x80)
+			*p = '?';
+	return http_error_body(status, code, param, msg, len);
+}
+
+void
+http_error(struct req *r, int status, const char *code, const char *param,
+    const char *fmt, ...)
+{
+	char	*body;
+	size_t	 len;
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	body = http_error_vbody(status, code, param, &len, fmt, ap);
+	va_end(ap);
+	http_reply(r, status, "application/json", body, len);
+	free(body);
+}

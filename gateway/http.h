@@ -1,0 +1,102 @@
+/* gateway/http.h - HTTPS listeners and the per-request context shared by
+ * the tenant and admin APIs.
+ *
+ * Every request gets a struct req with a fresh id ("req_" + 24 hex) that is
+ * sent back as x-request-id.  A request ends with exactly one http_reply*
+ * or http_error call, which sends the response and frees the req; handlers
+ * that wait for the database or a runtime keep the req until then.  Errors
+ * are OpenAI-style: {"error":{"message","type","param","code"}}. */
+#ifndef GATEWAY_HTTP_H
+#define GATEWAY_HTTP_H
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "db/db.h"
+
+struct evhttp;
+struct evhttp_request;
+struct server;
+struct sched_job;
+
+#define HTTP_PATH_MAX		1024
+#define HTTP_PATH_PARTS		8
+
+struct req {
+	struct evhttp_request	*ev;		/* owned by libevent */
+	struct server		*srv;
+	char			 id[32];
+	int64_t			 t0_us;		/* monotonic, at arrival */
+	int64_t			 ts_us;		/* wall clock, at arrival */
+	int			 method;	/* enum evhttp_cmd_type */
+	char			 path[HTTP_PATH_MAX];
+	char			*parts[HTTP_PATH_PARTS]; /* into pathbuf */
+	int			 n_parts;
+	char			 pathbuf[HTTP_PATH_MAX];
+	size_t			 bytes_in;	/* request body */
+	struct evkeyvalq	 query;		/* parsed on first use */
+	bool			 query_parsed;
+	/* tenant API */
+	char			 tenant_id[64];
+	char			 key_id[64];
+	struct sched_job	*job;		/* while a runtime computes */
+	struct usage_event	 usage;		/* metered before replying */
+	bool			 metered;	/* usage must be recorded */
+	/* reply held back until usage is durable */
+	int			 status;
+	char			*body;
+	size_t			 body_len;
+	void			*ctx;		/* handler state */
+	void			(*ctx_free)(void *);
+};
+
+typedef void	http_handler_fn(struct req *);
+
+/* Creates an HTTPS server on host:port with the server's TLS context and
+ * limits; handler is called for every request.  *port receives the bound
+ * port (useful with port 0).  NULL after logging on failure. */
+struct evhttp	*http_listen(struct server *, const char *hostport,
+		    size_t max_body, http_handler_fn *handler, int *port);
+/* Stops accepting new connections; open ones finish their requests. */
+void		 http_stop_accepting(struct evhttp *);
+
+/* Request helpers. */
+const char	*http_header(struct req *, const char *name);
+/* Request body, contiguous, not NUL-terminated (borrowed until the
+ * reply). */
+const char	*http_body(struct req *, size_t *len);
+/* Query parameter (decoded, borrowed until the reply) or NULL. */
+const char	*http_query(struct req *, const char *name);
+/* Parses the body as a JSON object: new reference, or NULL with the
+ * reason in err. */
+json_t		*http_parse_json(struct req *, char *err, size_t errsz);
+/* Same, but on failure replies 400 and returns NULL. */
+json_t		*http_json_body(struct req *);
+
+/* Replies and frees the req.  body is copied. */
+void		 http_reply(struct req *, int status, const char *ctype,
+		    const void *body, size_t len);
+/* Steals the reference to obj. */
+void		 http_reply_json(struct req *, int status, json_t *obj);
+/* OpenAI-style error; type from the status unless given; code and param
+ * may be NULL. */
+void		 http_error(struct req *, int status, const char *code,
+		    const char *param, const char *fmt, ...)
+		    __attribute__((format(printf, 5, 6)));
+/* Builds the error JSON body (new string, caller frees). */
+char		*http_error_body(int status, const char *code,
+		    const char *param, const char *msg, size_t *len);
+char		*http_error_vbody(int status, const char *code,
+		    const char *param, size_t *len, const char *fmt, va_list)
+		    __attribute__((format(printf, 5, 0)));
+/* Adds a response header before the reply. */
+void		 http_add_header(struct req *, const char *name,
+		    const char *value);
+
+int64_t		 http_now_us(void);		/* monotonic */
+int64_t		 http_wall_us(void);		/* realtime */
+#endif

@@ -1,0 +1,19 @@
+/* gateway/meter.h - the metering contract on the reply path.
+ * A metered request's response is held until its usage row is durable in
+ * SQLite (group commit), then sent; if the row cannot be written the
+ * tenant gets a 500 instead, so a response that reached a tenant is always
+ * in usage_events. */
+#ifndef GATEWAY_METER_H
+#define GATEWAY_METER_H
+#include <stddef.h>
+
+struct req;
+
+/* Records r->usage (filled from r: ids, tenant, key, timing, sizes, status)
+ * and then replies with body (taken, freed by the req). */
+void	meter_reply(struct req *, int status, char *body, size_t len);
+/* Same, with an OpenAI-style error body. */
+void	meter_error(struct req *, int status, const char *code,
+	    const char *param, const char *fmt, ...)
+	    __attribute__((format(printf, 5, 6)));
+#endif

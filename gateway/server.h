@@ -1,0 +1,48 @@
+/* gateway/server.h - maasd's process-wide context, shared by the tenant
+ * API (gateway/) and the admin API (admin/).  One instance, created in
+ * main.c; everything runs on its event loop thread. */
+#ifndef GATEWAY_SERVER_H
+#define GATEWAY_SERVER_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+struct db;
+struct evhttp;
+struct event_base;
+struct sched;
+struct work;
+
+struct server_config {
+	const char	*data_dir;
+	const char	*listen;	/* host:port, tenant API */
+	const char	*admin_listen;	/* host:port, admin API */
+	const char	*cert;		/* PEM files */
+	const char	*key;
+	const char	*runtime_path;
+	const char	*genmodel_path;
+	bool		 demo;
+	size_t		 max_body;	/* bytes, tenant API */
+	size_t		 max_headers;	/* bytes */
+	int		 drain_timeout_s;
+};
+
+struct server {
+	struct server_config	 cfg;
+	struct event_base	*base;
+	SSL_CTX			*tls;
+	struct db		*db;
+	struct sched		*sched;
+	struct work		*work;		/* blocking jobs (hashing) */
+	struct evhttp		*http;		/* tenant API */
+	struct evhttp		*admin_http;
+	uint8_t			 admin_hash[32];	/* SHA-256 of admin token */
+	size_t			 requests;	/* HTTP requests not yet answered */
+	bool			 draining;
+	bool			 demo_ready;	/* demo bootstrap finished */
+	int			 tenant_port;	/* bound ports, for the banner */
+	int			 admin_port;
+};
+#endif

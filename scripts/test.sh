@@ -1,0 +1,110 @@
+#!/bin/sh
+# scripts/test.sh - runs every suite after `make all unit asan` built both
+# the plain and the ASan+UBSan trees:
+#   unit tests (cmocka)            plain and sanitized
+#   integration tests (pytest)     against bin/ and build/asan/bin
+#   fuzz targets (libFuzzer)       a short run of each from its seeds
+# and ends with one line "N passed, N failed" counting test cases.
+set -u
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+pass=0
+fail=0
+failed_suites=""
+
+note_fail() {
+	failed_suites="$failed_suites $1"
+}
+
+# cmocka prints "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)".
+run_unit() {
+	label=$1
+	shift
+	for t in "$@"; do
+		[ -x "$t" ] || continue
+		out=$("$t" 2>&1)
+		rc=$?
+		p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+		f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+		p=${p:-0}
+		f=${f:-0}
+		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+			f=1	# crashed or sanitizer report
+		fi
+		pass=$((pass + p))
+		fail=$((fail + f))
+		if [ "$f" -ne 0 ]; then
+			printf '%s\n' "$out"
+			note_fail "$label:$(basename "$t")"
+		fi
+		echo "$label $(basename "$t"): $p passed, $f failed"
+	done
+}
+
+# pytest -q ends with e.g. "12 passed, 1 failed, 2 errors in 3.4s".
+run_pytest() {
+	label=$1
+	bindir=$2
+	shift 2
+	log=$(mktemp)
+	MAAS_BIN=$bindir $PY -m pytest -q -p no:cacheprovider "$@" 2>&1 |
+	    tee "$log"
+	last=$(grep -E '[0-9]+ (passed|failed|error)' "$log" | tail -n 1)
+	p=$(printf '%s' "$last" | sed -n 's/.*[^0-9]\{0,1\}\([0-9][0-9]*\) passed.*/\1/p')
+	f=$(printf '%s' "$last" | sed -n 's/.*[^0-9]\([0-9][0-9]*\) failed.*/\1/p;s/^\([0-9][0-9]*\) failed.*/\1/p' | head -n 1)
+	e=$(printf '%s' "$last" | sed -n 's/.*[^0-9]\([0-9][0-9]*\) error.*/\1/p;s/^\([0-9][0-9]*\) error.*/\1/p' | head -n 1)
+	p=${p:-0}
+	f=$(( ${f:-0} + ${e:-0} ))
+	if [ -z "$last" ]; then
+		f=$((f + 1))
+	fi
+	pass=$((pass + p))
+	fail=$((fail + f))
+	[ "$f" -ne 0 ] && note_fail "$label"
+	rm -f "$log"
+	echo "$label: $p passed, $f failed"
+}
+
+run_fuzz() {
+	for t in build/fuzz/fuzz_*; do
+		[ -x "$t" ] || continue
+		name=$(basename "$t")
+		corpus=$(mktemp -d)
+		[ -d "tests/fuzz/corpus/$name" ] &&
+		    cp -r "tests/fuzz/corpus/$name/." "$corpus/"
+		if "$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 \
+		    "$corpus" >"$corpus.log" 2>&1; then
+			pass=$((pass + 1))
+			echo "fuzz $name: ${FUZZ_SECONDS}s clean"
+		else
+			fail=$((fail + 1))
+			tail -n 40 "$corpus.log"
+			note_fail "fuzz:$name"
+		fi
+		rm -rf "$corpus" "$corpus.log"
+	done
+}
+
+echo "== unit tests (plain)"
+run_unit unit build/tests/test_*
+echo "== unit tests (ASan+UBSan)"
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
+    run_unit unit-asan build/asan/tests/test_*
+echo "== integration tests (plain)"
+run_pytest integration bin tests/integration
+echo "== integration tests (ASan+UBSan)"
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+    run_pytest integration-asan build/asan/bin tests/integration
+echo "== fuzz targets (${FUZZ_SECONDS}s each)"
+if make --no-print-directory fuzz >/dev/null 2>&1; then
+	run_fuzz
+else
+	echo "fuzz targets failed to build"
+	make --no-print-directory fuzz 2>&1 | tail -n 20
+	fail=$((fail + 1))
+	note_fail "fuzz-build"
+fi
+[ -n "$failed_suites" ] && echo "failed:$failed_suites"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
