@@ -26,9 +26,10 @@
 
 #define HTTP_TIMEOUT_S		120
 
-struct listener {
+struct http_server {
 	struct server	*srv;
 	http_handler_fn	*handler;
+	struct evhttp	*http;
 };
 
 static struct bufferevent *http_bevcb(struct event_base *, void *);
@@ -57,7 +58,7 @@ http_wall_us(void)
 static struct bufferevent *
 http_bevcb(struct event_base *base, void *arg)
 {
-	struct listener	*l = arg;
+	struct http_server	*l = arg;
 	SSL		*ssl = SSL_new(l->srv->tls);
 
 	if (ssl == NULL)
@@ -67,13 +68,13 @@ http_bevcb(struct event_base *base, void *arg)
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 }
 
-struct evhttp *
+struct http_server *
 http_listen(struct server *srv, const char *hostport, size_t max_body,
     http_handler_fn *handler, int *port)
 {
 	struct evhttp			*http;
 	struct evhttp_bound_socket	*bound;
-	struct listener			*l;
+	struct http_server			*l;
 	char				 host[256];
 	const char			*colon = strrchr(hostport, ':');
 	char				*end;
@@ -94,8 +95,9 @@ http_listen(struct server *srv, const char *hostport, size_t max_body,
 	}
 	if ((http = evhttp_new(srv->base)) == NULL)
 		return NULL;
-	l = xcalloc(1, sizeof(*l));	/* lives as long as the process */
+	l = xcalloc(1, sizeof(*l));
 	l->srv = srv;
+	l->http = http;
 	l->handler = handler;
 	evhttp_set_bevcb(http, http_bevcb, l);
 	evhttp_set_gencb(http, http_gencb, l);
@@ -109,7 +111,7 @@ http_listen(struct server *srv, const char *hostport, size_t max_body,
 	if ((bound = evhttp_bind_socket_with_handle(http, host,
 	    (ev_uint16_t)p)) == NULL) {
 		log_warn("cannot listen on '%s'", hostport);
-		evhttp_free(http);
+		http_free(l);
 		return NULL;
 	}
 	if (port != NULL) {
@@ -127,7 +129,16 @@ http_listen(struct server *srv, const char *hostport, size_t max_body,
 				    sin6_port);
 		}
 	}
-	return http;
+	return l;
+}
+
+void
+http_free(struct http_server *l)
+{
+	if (l == NULL)
+		return;
+	evhttp_free(l->http);
+	free(l);
 }
 
 static void
@@ -139,10 +150,10 @@ http_stop_one(struct evhttp_bound_socket *bound, void *arg)
 }
 
 void
-http_stop_accepting(struct evhttp *http)
+http_stop_accepting(struct http_server *l)
 {
-	if (http != NULL)
-		evhttp_foreach_bound_socket(http, http_stop_one, NULL);
+	if (l != NULL)
+		evhttp_foreach_bound_socket(l->http, http_stop_one, NULL);
 }
 
 static void
@@ -194,7 +205,7 @@ req_split_path(struct req *r, const char *raw)
 static void
 http_gencb(struct evhttp_request *ev, void *arg)
 {
-	struct listener		*l = arg;
+	struct http_server		*l = arg;
 	struct req		*r = xcalloc(1, sizeof(*r));
 	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(ev);
 

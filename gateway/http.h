@@ -18,8 +18,8 @@
 
 #include "db/db.h"
 
-struct evhttp;
 struct evhttp_request;
+struct http_server;
 struct server;
 struct sched_job;
 
@@ -59,10 +59,12 @@ typedef void	http_handler_fn(struct req *);
 /* Creates an HTTPS server on host:port with the server's TLS context and
  * limits; handler is called for every request.  *port receives the bound
  * port (useful with port 0).  NULL after logging on failure. */
-struct evhttp	*http_listen(struct server *, const char *hostport,
+struct http_server *http_listen(struct server *, const char *hostport,
 		    size_t max_body, http_handler_fn *handler, int *port);
 /* Stops accepting new connections; open ones finish their requests. */
-void		 http_stop_accepting(struct evhttp *);
+void		 http_stop_accepting(struct http_server *);
+/* Closes every connection and frees the server.  NULL is ok. */
+void		 http_free(struct http_server *);
 
 /* Request helpers. */
 const char	*http_header(struct req *, const char *name);

@@ -189,6 +189,7 @@ main(int argc, char *argv[])
 	struct sched_config	 scfg;
 	struct event		*sigterm, *sigint;
 	char			 cert[4096], key[4096], dbpath[4096];
+	char			*runtime_alloc = NULL, *genmodel_alloc = NULL;
 	bool			 debug = false;
 	int			 ch, mem_mb = 0, loaded;
 
@@ -230,9 +231,10 @@ main(int argc, char *argv[])
 	log_init("maasd", debug);
 	signal(SIGPIPE, SIG_IGN);
 	if (srv.cfg.runtime_path == NULL)
-		srv.cfg.runtime_path = sibling("maas-runtime");
+		srv.cfg.runtime_path = runtime_alloc = sibling("maas-runtime");
 	if (srv.cfg.genmodel_path == NULL)
-		srv.cfg.genmodel_path = sibling("maas-genmodel");
+		srv.cfg.genmodel_path = genmodel_alloc =
+		    sibling("maas-genmodel");
 	if (access(srv.cfg.runtime_path, X_OK) == -1)
 		fatal("runtime '%s'", srv.cfg.runtime_path);
 
@@ -281,12 +283,14 @@ main(int argc, char *argv[])
 	work_free(srv.work);
 	sched_free(srv.sched);
 	db_close(srv.db);
-	evhttp_free(srv.http);
-	evhttp_free(srv.admin_http);
+	http_free(srv.http);
+	http_free(srv.admin_http);
 	event_free(sigterm);
 	event_free(sigint);
 	SSL_CTX_free(srv.tls);
 	event_base_free(srv.base);
+	free(runtime_alloc);
+	free(genmodel_alloc);
 	log_info("stopped");
 	return 0;
 }

@@ -10,8 +10,8 @@
 #include <openssl/ssl.h>
 
 struct db;
-struct evhttp;
 struct event_base;
+struct http_server;
 struct sched;
 struct work;
 
@@ -36,8 +36,8 @@ struct server {
 	struct db		*db;
 	struct sched		*sched;
 	struct work		*work;		/* blocking jobs (hashing) */
-	struct evhttp		*http;		/* tenant API */
-	struct evhttp		*admin_http;
+	struct http_server	*http;		/* tenant API */
+	struct http_server	*admin_http;
 	uint8_t			 admin_hash[32];	/* SHA-256 of admin token */
 	size_t			 requests;	/* HTTP requests not yet answered */
 	bool			 draining;
