@@ -25,7 +25,7 @@
 #include "db/db.h"
 #include "gateway/auth.h"
 #include "gateway/http.h"
-#include "gateway/kserve.h"
+#include "gateway/tensorjson.h"
 #include "gateway/server.h"
 #include "gateway/work.h"
 #include "scheduler/sched.h"
@@ -403,7 +403,7 @@ model_probed(void *arg, const struct ipc_meta *meta, const char *error)
 		model_op_finish(op, 400, NULL, msg);
 		return;
 	}
-	mj = kserve_meta_json(meta);
+	mj = tensorjson_meta_json(meta);
 	memset(&in, 0, sizeof(in));
 	in.name = op->name;
 	in.version = op->version;
