@@ -685,6 +685,20 @@ admin_load_deployments(struct server *srv)
 
 /* --- usage and audit --- */
 
+/* Usage and audit rows page by their integer id. */
+static bool
+valid_row_cursor(const char *after)
+{
+	if (after == NULL)
+		return true;
+	if (*after == '\0' || strlen(after) > 18)
+		return false;
+	for (const char *p = after; *p != '\0'; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
 static void
 usage_list(struct req *r)
 {
@@ -695,6 +709,11 @@ usage_list(struct req *r)
 
 	if (page_params(r, &limit, &after) == -1)
 		return;
+	if (!valid_row_cursor(after)) {
+		http_error(r, 400, "invalid_request", "after",
+		    "'after' must be a row id");
+		return;
+	}
 	if ((from_s != NULL && parse_time(from_s, &from) == -1) ||
 	    (to_s != NULL && parse_time(to_s, &to) == -1)) {
 		http_error(r, 400, "invalid_request", from_s ? "from" : "to",
@@ -819,8 +838,14 @@ admin_handle(struct req *r)
 	if (strcmp(p[2], "audit") == 0 && n == 3) {
 		if (m != EVHTTP_REQ_GET)
 			goto method;
-		if (page_params(r, &limit, &after) == 0)
-			reply_list(r, db_audit_list(srv->db, after, limit));
+		if (page_params(r, &limit, &after) == -1)
+			return;
+		if (!valid_row_cursor(after)) {
+			http_error(r, 400, "invalid_request", "after",
+			    "'after' must be a row id");
+			return;
+		}
+		reply_list(r, db_audit_list(srv->db, after, limit));
 		return;
 	}
  notfound:

@@ -1,0 +1,1475 @@
+/* db/db.c - see db.h.
+ *
+ * Threads.  Exactly two threads enter this file:
+ *  - the event-loop thread (maasd's main thread): db_open, db_close, every
+ *    read (db_*_get/list, db_key_by_prefix) on db->rd, every job
+ *    submission, and completion delivery (db_wake_cb);
+ *  - the writer thread (db_writer_main): the only user of db->wr once
+ *    db_open has returned.
+ * They share the job queue, the done list and the counters, all guarded by
+ * db->mu, and nothing else.  A job belongs to the submitting thread until
+ * it is queued, to the writer from the moment it is taken off the queue
+ * until it is put on the done list, and then to the event loop, which runs
+ * its callback and frees it.  A job's jansson values are created by the
+ * writer and handed over whole, so no json_t is ever used by two threads
+ * at once.  Each connection is opened SQLITE_OPEN_NOMUTEX because each is
+ * only ever used by one thread.
+ *
+ * Group commit.  The writer sleeps on db->cv until jobs are queued, takes
+ * the whole queue, and runs it as one BEGIN IMMEDIATE ... COMMIT with each
+ * job inside SAVEPOINT job / RELEASE job, rolled back to its savepoint if
+ * it fails.  While that transaction fsyncs, new jobs pile up in the queue
+ * and become the next batch, so under load many usage rows share one
+ * fsync and the batch size adapts to the disk's latency by itself.  Only
+ * after COMMIT returns are the jobs put on the done list; the writer then
+ * writes one byte to a non-blocking pipe whose read end is an EV_PERSIST
+ * event in the loop, so libevent needs no thread support (no evthread).
+ * A byte is written only when the done list was empty: a non-empty list
+ * already has a wake-up on its way, since the loop drains the pipe before
+ * it takes the list.
+ *
+ * Nothing is bounded silently: the queue grows as needed and a queued job
+ * always gets its callback, with DB_ERROR if its transaction could not
+ * commit.  Completion callbacks must not call db_close().
+ *
+ * Key hashes are secrets for logging purposes: log ids, never hashes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "db/db.h"
+#include "db/schema.h"
+
+#define DB_BUSY_TIMEOUT_MS	5000	/* writer: wait out other processes */
+#define DB_READ_BUSY_MS		250	/* reader: the event loop waits */
+#define DB_PAGE_DEFAULT		100
+#define DB_PAGE_MAX		1000
+#define DB_ID_SIZE		64	/* "<prefix>_" + 24 hex + NUL fits */
+#define DB_JOB_MAX_STR		8
+
+/* --- statements --- */
+
+/* Column lists shared by an insert's RETURNING clause and the reads, so a
+ * create returns exactly what a later get or list shows. */
+#define TENANT_COLS	"id, name, status, plan, weight, created_at"
+#define KEY_COLS	"id, tenant_id, name, prefix, created_at, " \
+			"expires_at, revoked_at, last_used_at"
+#define MODEL_COLS	"id, name, version, format, path, sha256, size, " \
+			"meta, created_at"
+#define DEP_COLS	"id, name, model, version, replicas, threads, " \
+			"max_batch, max_queue_delay_us, status, created_at"
+#define USAGE_COLS	"id, request_id, ts_us, tenant_id, key_id, model, " \
+			"version, endpoint, status, queue_us, compute_us, " \
+			"bytes_in, bytes_out, prompt_tokens, completion_tokens"
+#define AUDIT_COLS	"id, ts, actor, action, target, detail"
+
+enum db_sql {
+	SQL_BEGIN,
+	SQL_COMMIT,
+	SQL_ROLLBACK,
+	SQL_SAVEPOINT,
+	SQL_RELEASE,
+	SQL_ROLLBACK_TO,
+	SQL_AUDIT_INSERT,
+	SQL_AUDIT_LIST,
+	SQL_TENANT_INSERT,
+	SQL_TENANT_GET,
+	SQL_TENANT_BY_NAME,
+	SQL_TENANT_LIST,
+	SQL_KEY_INSERT,
+	SQL_KEY_GET,
+	SQL_KEY_REVOKE,
+	SQL_KEY_BY_PREFIX,
+	SQL_KEY_LIST,
+	SQL_MODEL_INSERT,
+	SQL_MODEL_GET,
+	SQL_MODEL_LIST,
+	SQL_DEP_INSERT,
+	SQL_DEP_GET,
+	SQL_DEP_LIST,
+	SQL_USAGE_INSERT,
+	SQL_USAGE_LIST,
+	SQL_USAGE_LIST_TENANT,
+	SQL_COUNT
+};
+
+/* Listings page by id.  The LIMIT is always the highest-numbered
+ * parameter (stmt_page binds it; "L" in the bind format).  "No cursor" is
+ * bound as '' or 0, which sort below every id, rather than written as
+ * "?1 IS NULL OR id > ?1", so that the index on id stays usable. */
+static const char *const db_sql_text[SQL_COUNT] = {
+	[SQL_BEGIN] = "BEGIN IMMEDIATE",
+	[SQL_COMMIT] = "COMMIT",
+	[SQL_ROLLBACK] = "ROLLBACK",
+	[SQL_SAVEPOINT] = "SAVEPOINT job",
+	[SQL_RELEASE] = "RELEASE job",
+	[SQL_ROLLBACK_TO] = "ROLLBACK TO job",
+	[SQL_AUDIT_INSERT] =
+	    "INSERT INTO audit_log (ts, actor, action, target, detail)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5)",
+	[SQL_AUDIT_LIST] =
+	    "SELECT " AUDIT_COLS " FROM audit_log WHERE id > ?1"
+	    " ORDER BY id LIMIT ?2",
+	[SQL_TENANT_INSERT] =
+	    "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)"
+	    " RETURNING " TENANT_COLS,
+	[SQL_TENANT_GET] = "SELECT " TENANT_COLS " FROM tenants WHERE id = ?1",
+	[SQL_TENANT_BY_NAME] =
+	    "SELECT " TENANT_COLS " FROM tenants WHERE name = ?1",
+	[SQL_TENANT_LIST] =
+	    "SELECT " TENANT_COLS " FROM tenants WHERE id > ?1"
+	    " ORDER BY id LIMIT ?2",
+	[SQL_KEY_INSERT] =
+	    "INSERT INTO api_keys (id, tenant_id, name, prefix, hash,"
+	    " created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+	    " RETURNING " KEY_COLS,
+	[SQL_KEY_GET] = "SELECT " KEY_COLS " FROM api_keys WHERE id = ?1",
+	[SQL_KEY_REVOKE] =
+	    "UPDATE api_keys SET revoked_at = ?2"
+	    " WHERE id = ?1 AND revoked_at IS NULL RETURNING " KEY_COLS,
+	[SQL_KEY_BY_PREFIX] =
+	    "SELECT k.id, k.tenant_id, t.status, k.hash, k.expires_at,"
+	    " k.revoked_at FROM api_keys AS k"
+	    " JOIN tenants AS t ON t.id = k.tenant_id WHERE k.prefix = ?1",
+	[SQL_KEY_LIST] =
+	    "SELECT " KEY_COLS " FROM api_keys WHERE tenant_id = ?1"
+	    " AND id > ?2 ORDER BY id LIMIT ?3",
+	[SQL_MODEL_INSERT] =
+	    "INSERT INTO models (id, name, version, format, path, sha256,"
+	    " size, meta, created_at)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+	    " RETURNING " MODEL_COLS,
+	[SQL_MODEL_GET] =
+	    "SELECT " MODEL_COLS " FROM models"
+	    " WHERE name = ?1 AND version = ?2",
+	[SQL_MODEL_LIST] =
+	    "SELECT " MODEL_COLS " FROM models WHERE id > ?1"
+	    " ORDER BY id LIMIT ?2",
+	/* The API has one replica count for now: min = max = replicas. */
+	[SQL_DEP_INSERT] =
+	    "INSERT INTO deployments (id, name, model, version, replicas,"
+	    " min_replicas, max_replicas, threads, max_batch,"
+	    " max_queue_delay_us, created_at, updated_at)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5, ?6, ?7, ?8, ?9, ?9)"
+	    " RETURNING " DEP_COLS,
+	[SQL_DEP_GET] = "SELECT " DEP_COLS " FROM deployments WHERE name = ?1",
+	[SQL_DEP_LIST] =
+	    "SELECT " DEP_COLS " FROM deployments WHERE id > ?1"
+	    " ORDER BY id LIMIT ?2",
+	[SQL_USAGE_INSERT] =
+	    "INSERT INTO usage_events (request_id, ts_us, tenant_id, key_id,"
+	    " model, version, endpoint, status, queue_us, compute_us,"
+	    " bytes_in, bytes_out, prompt_tokens, completion_tokens)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+	    " ?13, ?14)",
+	[SQL_USAGE_LIST] =
+	    "SELECT " USAGE_COLS " FROM usage_events"
+	    " WHERE ts_us >= ?1 AND ts_us < ?2 AND id > ?3"
+	    " ORDER BY id LIMIT ?4",
+	/* A separate statement rather than "?1 IS NULL OR tenant_id = ?1",
+	 * which would keep the planner off the (tenant_id, ts_us) index. */
+	[SQL_USAGE_LIST_TENANT] =
+	    "SELECT " USAGE_COLS " FROM usage_events"
+	    " WHERE tenant_id = ?1 AND ts_us >= ?2 AND ts_us < ?3 AND id > ?4"
+	    " ORDER BY id LIMIT ?5",
+};
+
+/* One SQLite connection and its statement cache.  Used by one thread. */
+struct db_conn {
+	sqlite3		*h;
+	sqlite3_stmt	*st[SQL_COUNT];	/* prepared on first use, then kept */
+	const char	*name;		/* "read" or "write", for log lines */
+};
+
+/* --- jobs --- */
+
+/* One queued write.  The strings its arguments point to are owned copies
+ * listed in str[], so the caller's buffers may go away after submitting. */
+struct db_job {
+	struct db_job	*next;		/* queue, batch or done list */
+	/* Writer thread, inside the job's savepoint: does the change and
+	 * sets result.  Anything but DB_OK rolls the savepoint back. */
+	enum db_status	(*run)(struct db *, struct db_job *);
+	db_done_fn	*done;		/* may be NULL */
+	void		*arg;		/* for done */
+	enum db_status	 status;	/* outcome, set by the writer */
+	json_t		*result;	/* new reference or NULL, for done */
+	const char	*actor;		/* audit actor (one of str[]) or NULL */
+	char		*str[DB_JOB_MAX_STR];	/* owned, freed with the job */
+	size_t		 nstr;		/* used entries of str */
+	union {
+		struct {
+			const char	*name;
+		} tenant;
+		struct {
+			const char	*tenant_id;
+			const char	*name;
+			const char	*prefix;
+			uint8_t		 hash[32];	/* wiped by job_free */
+			int64_t		 expires_at;	/* 0: never */
+		} key;
+		struct {
+			const char	*id;
+		} revoke;
+		struct {
+			const char	*name;
+			const char	*version;
+			const char	*format;
+			const char	*path;
+			const char	*sha256;
+			const char	*meta;		/* JSON text */
+			int64_t		 size;
+		} model;
+		struct {
+			const char	*name;
+			const char	*model;
+			const char	*version;
+			int64_t		 replicas;
+			int64_t		 threads;
+			int64_t		 max_batch;
+			int64_t		 max_queue_delay_us;
+		} dep;
+		struct usage_event	 usage;
+	} u;
+};
+
+struct db {
+	struct db_conn	 rd;		/* event-loop thread only */
+	struct db_conn	 wr;		/* writer thread only, after open */
+	int		 version;	/* schema version after migrations */
+	int		 wake[2];	/* pipe: writer -> event loop */
+	struct event	*wake_ev;	/* EV_READ|EV_PERSIST on wake[0] */
+	pthread_t	 writer;
+	bool		 writer_running; /* writer must be joined */
+	bool		 sync_init;	/* mu and cv initialised */
+
+	pthread_mutex_t	 mu;		/* guards all fields below */
+	pthread_cond_t	 cv;		/* queue grew, or stopping was set */
+	struct db_job	*queue;		/* submitted, not yet taken */
+	struct db_job	**queue_tail;
+	struct db_job	*done;		/* finished, callback not yet run */
+	struct db_job	**done_tail;
+	size_t		 pending;	/* submitted, callback not yet run */
+	uint64_t	 commits;	/* batches the writer committed */
+	bool		 stopping;	/* db_close began: refuse new jobs */
+};
+
+static int		 conn_open(struct db_conn *, const char *, int, int);
+static void		 conn_close(struct db_conn *);
+static sqlite3_stmt	*conn_vbind(struct db_conn *, enum db_sql,
+			    const char *, va_list);
+static sqlite3_stmt	*conn_bind(struct db_conn *, enum db_sql,
+			    const char *, ...);
+static enum db_status	 conn_status(struct db_conn *, int);
+static void		 stmt_done(sqlite3_stmt *);
+static enum db_status	 stmt_row(struct db_conn *, sqlite3_stmt *,
+			    json_t **);
+static json_t		*stmt_page(struct db_conn *, sqlite3_stmt *, int);
+static json_t		*row_json(sqlite3_stmt *);
+static json_t		*db_read_one(struct db *, enum db_sql, const char *,
+			    ...);
+static json_t		*db_read_page(struct db *, enum db_sql, int,
+			    const char *, ...);
+static int		 parse_row_id(const char *, int64_t *);
+static int64_t		 db_now(void);
+static void		 db_free(struct db *);
+
+static struct db_job	*job_new(db_done_fn *, void *, const char *);
+static const char	*job_str(struct db_job *, const char *);
+static void		 job_free(struct db_job *);
+static void		 db_submit(struct db *, struct db_job *);
+static void		*db_writer_main(void *);
+static bool		 db_batch_run(struct db *, struct db_job *);
+static int		 db_job_run(struct db *, struct db_job *);
+static int		 db_exec(struct db *, enum db_sql);
+static void		 db_batch_done(struct db *, struct db_job *, bool);
+static void		 db_wake_cb(evutil_socket_t, short, void *);
+static void		 db_deliver(struct db *, struct db_job *);
+static enum db_status	 db_audit(struct db *, struct db_job *,
+			    const char *, const char *, json_t *);
+
+static enum db_status	 tenant_create_run(struct db *, struct db_job *);
+static enum db_status	 key_create_run(struct db *, struct db_job *);
+static enum db_status	 key_revoke_run(struct db *, struct db_job *);
+static enum db_status	 model_create_run(struct db *, struct db_job *);
+static enum db_status	 deployment_create_run(struct db *,
+			    struct db_job *);
+static enum db_status	 usage_record_run(struct db *, struct db_job *);
+
+/* --- open and close --- */
+
+struct db *
+db_open(const char *path, struct event_base *base)
+{
+	struct db	*db;
+	sigset_t	 all, old;
+	int		 rc;
+
+	db = xcalloc(1, sizeof(*db));
+	db->rd.name = "read";
+	db->wr.name = "write";
+	db->wake[0] = db->wake[1] = -1;
+	db->queue_tail = &db->queue;
+	db->done_tail = &db->done;
+
+	if (sqlite3_threadsafe() == 0) {
+		log_warnx("cannot open database: sqlite3 lacks thread support");
+		goto fail;
+	}
+	/* The writer connection migrates before the reader exists, so the
+	 * reader's statements are always prepared against the final schema. */
+	if (conn_open(&db->wr, path, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE, DB_BUSY_TIMEOUT_MS) == -1)
+		goto fail;
+	if (schema_migrate(db->wr.h, &db->version) == -1)
+		goto fail;
+	if (conn_open(&db->rd, path, SQLITE_OPEN_READONLY,
+	    DB_READ_BUSY_MS) == -1)
+		goto fail;
+
+	if (pipe2(db->wake, O_NONBLOCK | O_CLOEXEC) == -1) {
+		log_warn("cannot open database: pipe2");
+		goto fail;
+	}
+	db->wake_ev = event_new(base, db->wake[0], EV_READ | EV_PERSIST,
+	    db_wake_cb, db);
+	if (db->wake_ev == NULL || event_add(db->wake_ev, NULL) == -1) {
+		log_warnx("cannot open database: cannot add wake-up event");
+		goto fail;
+	}
+
+	if ((rc = pthread_mutex_init(&db->mu, NULL)) != 0) {
+		errno = rc;
+		log_warn("cannot open database: pthread_mutex_init");
+		goto fail;
+	}
+	if ((rc = pthread_cond_init(&db->cv, NULL)) != 0) {
+		pthread_mutex_destroy(&db->mu);
+		errno = rc;
+		log_warn("cannot open database: pthread_cond_init");
+		goto fail;
+	}
+	db->sync_init = true;
+
+	/* Signals belong to the event loop: the writer blocks them all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&db->writer, NULL, db_writer_main, db);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		errno = rc;
+		log_warn("cannot open database: cannot start writer thread");
+		goto fail;
+	}
+	(void)pthread_setname_np(db->writer, "db-writer");
+	db->writer_running = true;
+	log_debug("database '%s' open at schema version %d", path,
+	    db->version);
+	return db;
+ fail:
+	db_free(db);
+	return NULL;
+}
+
+void
+db_close(struct db *db)
+{
+	struct db_job	*list;
+
+	if (db == NULL)
+		return;
+	pthread_mutex_lock(&db->mu);
+	db->stopping = true;
+	pthread_cond_signal(&db->cv);
+	pthread_mutex_unlock(&db->mu);
+
+	/* The writer leaves only once the queue is empty, and every batch it
+	 * ran is on the done list before it goes. */
+	if (db->writer_running) {
+		pthread_join(db->writer, NULL);
+		db->writer_running = false;
+	}
+	pthread_mutex_lock(&db->mu);
+	list = db->done;
+	db->done = NULL;
+	db->done_tail = &db->done;
+	pthread_mutex_unlock(&db->mu);
+	db_deliver(db, list);
+	db_free(db);
+}
+
+int
+db_schema_version(struct db *db)
+{
+	return db->version;
+}
+
+size_t
+db_pending(struct db *db)
+{
+	size_t	 n;
+
+	pthread_mutex_lock(&db->mu);
+	n = db->pending;
+	pthread_mutex_unlock(&db->mu);
+	return n;
+}
+
+uint64_t
+db_commit_count(struct db *db)
+{
+	uint64_t	 n;
+
+	pthread_mutex_lock(&db->mu);
+	n = db->commits;
+	pthread_mutex_unlock(&db->mu);
+	return n;
+}
+
+/* Tears down whatever db_open got to build.  The writer must be stopped. */
+static void
+db_free(struct db *db)
+{
+	if (db->wake_ev != NULL)
+		event_free(db->wake_ev);
+	if (db->wake[0] != -1)
+		close(db->wake[0]);
+	if (db->wake[1] != -1)
+		close(db->wake[1]);
+	/* The reader goes first so that the writer is the last connection
+	 * and checkpoints the WAL into the main file as it closes. */
+	conn_close(&db->rd);
+	conn_close(&db->wr);
+	if (db->sync_init) {
+		pthread_cond_destroy(&db->cv);
+		pthread_mutex_destroy(&db->mu);
+	}
+	free(db);
+}
+
+/* --- connections and statements --- */
+
+static int
+conn_open(struct db_conn *c, const char *path, int flags, int busy_ms)
+{
+	sqlite3_stmt	*st = NULL;
+	const char	*mode;
+	char		*err = NULL;
+	int		 rc, ret = -1;
+
+	rc = sqlite3_open_v2(path, &c->h, flags | SQLITE_OPEN_NOMUTEX |
+	    SQLITE_OPEN_EXRESCODE, NULL);
+	if (rc != SQLITE_OK) {
+		log_warnx("cannot open database '%s': %s", path,
+		    c->h != NULL ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc));
+		goto out;
+	}
+	/* Waits for locks held by other processes (an operator's sqlite3
+	 * shell, a checkpoint) instead of failing at once.  WAL readers are
+	 * only ever blocked briefly, by recovery, and the reader runs on the
+	 * event loop, so it gets a much shorter wait. */
+	sqlite3_busy_timeout(c->h, busy_ms);
+	if ((flags & SQLITE_OPEN_READONLY) != 0) {
+		/* The WAL mode is stored in the file by the writer; the other
+		 * pragmas only matter to a connection that writes. */
+		ret = 0;
+		goto out;
+	}
+	if (sqlite3_prepare_v2(c->h, "PRAGMA journal_mode=WAL", -1, &st,
+	    NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+		log_warnx("cannot set WAL mode on '%s': %s", path,
+		    sqlite3_errmsg(c->h));
+		goto out;
+	}
+	/* Returns the mode now in effect: "memory" for :memory:, say. */
+	mode = (const char *)sqlite3_column_text(st, 0);
+	if (mode == NULL || strcasecmp(mode, "wal") != 0) {
+		log_warnx("cannot use WAL mode on '%s': journal mode is '%s'",
+		    path, mode != NULL ? mode : "?");
+		goto out;
+	}
+	/* FULL: a commit is on disk when COMMIT returns, which the metering
+	 * contract needs; NORMAL in WAL mode may lose the last commits. */
+	if (sqlite3_exec(c->h, "PRAGMA synchronous=FULL;"
+	    "PRAGMA foreign_keys=ON", NULL, NULL, &err) != SQLITE_OK) {
+		log_warnx("cannot configure database '%s': %s", path, err);
+		goto out;
+	}
+	ret = 0;
+ out:
+	sqlite3_finalize(st);
+	sqlite3_free(err);
+	return ret;
+}
+
+static void
+conn_close(struct db_conn *c)
+{
+	size_t	 i;
+
+	for (i = 0; i < SQL_COUNT; i++) {
+		sqlite3_finalize(c->st[i]);
+		c->st[i] = NULL;
+	}
+	if (c->h != NULL && sqlite3_close(c->h) != SQLITE_OK)
+		log_warnx("cannot close %s connection: %s", c->name,
+		    sqlite3_errmsg(c->h));
+	c->h = NULL;
+}
+
+/* Returns the cached statement id of c, prepared on first use, with the
+ * arguments bound in order as fmt says:
+ *	t  const char *		text; NULL binds NULL
+ *	i  int64_t
+ *	I  int64_t		0 binds NULL ("never", "none")
+ *	b  const uint8_t *, size_t	blob
+ *	L  (no argument)	a listing's LIMIT, left to stmt_page()
+ * fmt must name every parameter of the statement: a mismatch is a bug in
+ * this file and fatal, since varargs cannot be type-checked.  Text and
+ * blobs are bound SQLITE_STATIC: they must outlive the step, and
+ * stmt_done() clears them.  NULL after logging. */
+static sqlite3_stmt *
+conn_vbind(struct db_conn *c, enum db_sql id, const char *fmt, va_list ap)
+{
+	sqlite3_stmt	*st;
+	const char	*s;
+	const void	*blob;
+	size_t		 len;
+	int64_t		 n;
+	int		 i, rc = SQLITE_OK;
+
+	if ((st = c->st[id]) == NULL) {
+		rc = sqlite3_prepare_v3(c->h, db_sql_text[id], -1,
+		    SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL);
+		if (rc != SQLITE_OK) {
+			log_warnx("cannot prepare '%.40s' on %s connection: "
+			    "%s", db_sql_text[id], c->name,
+			    sqlite3_errmsg(c->h));
+			return NULL;
+		}
+		st = c->st[id];
+	}
+	if (strlen(fmt) != (size_t)sqlite3_bind_parameter_count(st))
+		fatalx("%s: statement %d takes %d parameters, not '%s'",
+		    __func__, (int)id, sqlite3_bind_parameter_count(st), fmt);
+	for (i = 1; *fmt != '\0' && rc == SQLITE_OK; fmt++, i++) {
+		switch (*fmt) {
+		case 't':
+			s = va_arg(ap, const char *);
+			rc = s != NULL ?
+			    sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) :
+			    sqlite3_bind_null(st, i);
+			break;
+		case 'i':
+		case 'I':
+			n = va_arg(ap, int64_t);
+			rc = n == 0 && *fmt == 'I' ? sqlite3_bind_null(st, i) :
+			    sqlite3_bind_int64(st, i, n);
+			break;
+		case 'b':
+			blob = va_arg(ap, const void *);
+			len = va_arg(ap, size_t);
+			rc = len > INT32_MAX ? SQLITE_TOOBIG :
+			    sqlite3_bind_blob(st, i, blob, (int)len,
+			    SQLITE_STATIC);
+			break;
+		case 'L':
+			break;
+		default:
+			fatalx("%s: bad bind format '%c'", __func__, *fmt);
+		}
+	}
+	if (rc != SQLITE_OK) {
+		log_warnx("cannot bind parameter %d of '%.40s': %s", i - 1,
+		    db_sql_text[id], sqlite3_errstr(rc));
+		sqlite3_clear_bindings(st);
+		return NULL;
+	}
+	return st;
+}
+
+static sqlite3_stmt *
+conn_bind(struct db_conn *c, enum db_sql id, const char *fmt, ...)
+{
+	sqlite3_stmt	*st;
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	st = conn_vbind(c, id, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+/* Maps a failed step to the status the API promises.  Constraint errors
+ * are the caller's business and are not logged; anything else is. */
+static enum db_status
+conn_status(struct db_conn *c, int rc)
+{
+	switch (rc) {
+	case SQLITE_CONSTRAINT_UNIQUE:
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+		return DB_CONFLICT;
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		return DB_NOT_FOUND;
+	default:
+		log_warnx("database error on %s connection: %s", c->name,
+		    sqlite3_errmsg(c->h));
+		return DB_ERROR;
+	}
+}
+
+/* Reset after every use: a statement left stepped would hold the read
+ * transaction open, hiding later commits and blocking checkpoints. */
+static void
+stmt_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Steps st once.  With row != NULL, a result row is stored there as a new
+ * object (NULL if there was no row).  Always resets st. */
+static enum db_status
+stmt_row(struct db_conn *c, sqlite3_stmt *st, json_t **row)
+{
+	enum db_status	 s = DB_OK;
+	int		 rc;
+
+	if (row != NULL)
+		*row = NULL;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && row != NULL) {
+		if ((*row = row_json(st)) == NULL)
+			s = DB_ERROR;
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		s = conn_status(c, rc);
+	stmt_done(st);
+	return s;
+}
+
+/* Runs a listing whose last parameter is its LIMIT: one row more than the
+ * page is asked for, to tell has_more.  Returns {"data":[..],"has_more"}
+ * or NULL after logging.  Always resets st. */
+static json_t *
+stmt_page(struct db_conn *c, sqlite3_stmt *st, int limit)
+{
+	json_t	*page = NULL, *data, *row;
+	bool	 more = false;
+	int	 n = 0, rc;
+
+	if (limit <= 0)
+		limit = DB_PAGE_DEFAULT;
+	else if (limit > DB_PAGE_MAX)
+		limit = DB_PAGE_MAX;
+	if ((data = json_array()) == NULL)
+		goto out;
+	rc = sqlite3_bind_int(st, sqlite3_bind_parameter_count(st),
+	    limit + 1);
+	if (rc != SQLITE_OK) {
+		log_warnx("cannot bind page limit: %s", sqlite3_errstr(rc));
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == limit) {
+			more = true;
+			break;
+		}
+		if ((row = row_json(st)) == NULL ||
+		    json_array_append_new(data, row) == -1)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		(void)conn_status(c, rc);
+		goto out;
+	}
+	page = json_pack("{s:O, s:b}", "data", data, "has_more", more);
+ out:
+	json_decref(data);
+	stmt_done(st);
+	return page;
+}
+
+/* Columns whose TEXT holds JSON (checked by json_valid() in the schema)
+ * and is returned decoded rather than as a string. */
+static const char *const db_json_columns[] = {
+	"meta", "detail", "scopes", "allowed_models",
+};
+
+/* Turns the current row of st into {"column": value, ...}.  Blobs are
+ * never selected into JSON (the only blob is a key hash).  NULL after
+ * logging. */
+static json_t *
+row_json(sqlite3_stmt *st)
+{
+	json_t		*obj, *v;
+	const char	*name, *text;
+	size_t		 len, k;
+	bool		 is_json;
+	int		 i, n;
+
+	if ((obj = json_object()) == NULL)
+		return NULL;
+	n = sqlite3_column_count(st);
+	for (i = 0; i < n; i++) {
+		v = NULL;
+		if ((name = sqlite3_column_name(st, i)) == NULL)
+			goto fail;
+		switch (sqlite3_column_type(st, i)) {
+		case SQLITE_INTEGER:
+			v = json_integer(sqlite3_column_int64(st, i));
+			break;
+		case SQLITE_FLOAT:
+			v = json_real(sqlite3_column_double(st, i));
+			break;
+		case SQLITE_TEXT:
+			text = (const char *)sqlite3_column_text(st, i);
+			len = (size_t)sqlite3_column_bytes(st, i);
+			is_json = false;
+			for (k = 0; k < sizeof(db_json_columns) /
+			    sizeof(db_json_columns[0]); k++)
+				if (strcmp(name, db_json_columns[k]) == 0)
+					is_json = true;
+			v = is_json ?
+			    json_loadb(text, len, JSON_DECODE_ANY, NULL) :
+			    json_stringn(text, len);
+			break;
+		case SQLITE_NULL:
+			v = json_null();
+			break;
+		}
+		/* json_object_set_new() consumes v, and fails on NULL. */
+		if (json_object_set_new(obj, name, v) == -1)
+			goto fail;
+	}
+	return obj;
+ fail:
+	log_warnx("cannot convert column %d of '%s' to json", i,
+	    sqlite3_sql(st));
+	json_decref(obj);
+	return NULL;
+}
+
+/* A get: one row as an object, or NULL if there is none or on error. */
+static json_t *
+db_read_one(struct db *db, enum db_sql id, const char *fmt, ...)
+{
+	sqlite3_stmt	*st;
+	json_t		*row = NULL;
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	st = conn_vbind(&db->rd, id, fmt, ap);
+	va_end(ap);
+	if (st != NULL)
+		(void)stmt_row(&db->rd, st, &row);
+	return row;
+}
+
+/* A listing: see stmt_page(). */
+static json_t *
+db_read_page(struct db *db, enum db_sql id, int limit, const char *fmt, ...)
+{
+	sqlite3_stmt	*st;
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	st = conn_vbind(&db->rd, id, fmt, ap);
+	va_end(ap);
+	return st != NULL ? stmt_page(&db->rd, st, limit) : NULL;
+}
+
+/* The cursor of a listing paged by integer id: NULL or "" is the start. */
+static int
+parse_row_id(const char *s, int64_t *out)
+{
+	char		*end;
+	long long	 v;
+
+	*out = 0;
+	if (s == NULL || *s == '\0')
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 0 || *s < '0' || *s > '9')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int64_t
+db_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* --- identifiers --- */
+
+void
+db_new_id(const char *prefix, char *out, size_t outsz)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	uint8_t			 rnd[12];
+	size_t			 plen, off = 0, i;
+	ssize_t			 n;
+
+	plen = strlen(prefix);
+	if (outsz < plen + 2 + 2 * sizeof(rnd))
+		fatalx("%s: buffer of %zu bytes too small", __func__, outsz);
+	while (off < sizeof(rnd)) {
+		n = getrandom(rnd + off, sizeof(rnd) - off, 0);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("%s: getrandom", __func__);
+		}
+		off += (size_t)n;
+	}
+	memcpy(out, prefix, plen);
+	out[plen++] = '_';
+	for (i = 0; i < sizeof(rnd); i++) {
+		out[plen++] = hex[rnd[i] >> 4];
+		out[plen++] = hex[rnd[i] & 0xf];
+	}
+	out[plen] = '\0';
+}
+
+/* --- reads (event-loop thread) --- */
+
+int
+db_key_by_prefix(struct db *db, const char *prefix, struct db_key *out)
+{
+	sqlite3_stmt	*st;
+	const char	*id, *tenant, *status;
+	int		 rc, ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if ((st = conn_bind(&db->rd, SQL_KEY_BY_PREFIX, "t", prefix)) == NULL)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		ret = 0;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		(void)conn_status(&db->rd, rc);
+		goto out;
+	}
+	id = (const char *)sqlite3_column_text(st, 0);
+	tenant = (const char *)sqlite3_column_text(st, 1);
+	status = (const char *)sqlite3_column_text(st, 2);
+	if (id == NULL || tenant == NULL || status == NULL ||
+	    sqlite3_column_bytes(st, 3) != (int)sizeof(out->hash) ||
+	    (size_t)snprintf(out->id, sizeof(out->id), "%s", id) >=
+	    sizeof(out->id) ||
+	    (size_t)snprintf(out->tenant_id, sizeof(out->tenant_id), "%s",
+	    tenant) >= sizeof(out->tenant_id) ||
+	    (size_t)snprintf(out->tenant_status, sizeof(out->tenant_status),
+	    "%s", status) >= sizeof(out->tenant_status)) {
+		log_warnx("api key row '%s' is malformed",
+		    id != NULL ? id : "?");
+		memset(out, 0, sizeof(*out));
+		goto out;
+	}
+	memcpy(out->hash, sqlite3_column_blob(st, 3), sizeof(out->hash));
+	out->expires_at = sqlite3_column_int64(st, 4);	/* NULL reads 0 */
+	out->revoked_at = sqlite3_column_int64(st, 5);
+	ret = 1;
+ out:
+	stmt_done(st);
+	return ret;
+}
+
+json_t *
+db_tenant_get(struct db *db, const char *id)
+{
+	return db_read_one(db, SQL_TENANT_GET, "t", id);
+}
+
+json_t *
+db_tenant_get_by_name(struct db *db, const char *name)
+{
+	return db_read_one(db, SQL_TENANT_BY_NAME, "t", name);
+}
+
+json_t *
+db_tenant_list(struct db *db, const char *after, int limit)
+{
+	return db_read_page(db, SQL_TENANT_LIST, limit, "tL",
+	    after != NULL ? after : "");
+}
+
+json_t *
+db_key_list(struct db *db, const char *tenant_id, const char *after,
+    int limit)
+{
+	return db_read_page(db, SQL_KEY_LIST, limit, "ttL", tenant_id,
+	    after != NULL ? after : "");
+}
+
+json_t *
+db_model_get(struct db *db, const char *name, const char *version)
+{
+	return db_read_one(db, SQL_MODEL_GET, "tt", name, version);
+}
+
+json_t *
+db_model_list(struct db *db, const char *after, int limit)
+{
+	return db_read_page(db, SQL_MODEL_LIST, limit, "tL",
+	    after != NULL ? after : "");
+}
+
+json_t *
+db_deployment_get(struct db *db, const char *name)
+{
+	return db_read_one(db, SQL_DEP_GET, "t", name);
+}
+
+json_t *
+db_deployment_list(struct db *db, const char *after, int limit)
+{
+	return db_read_page(db, SQL_DEP_LIST, limit, "tL",
+	    after != NULL ? after : "");
+}
+
+json_t *
+db_usage_list(struct db *db, const char *tenant_id, int64_t from,
+    int64_t to, const char *after, int limit)
+{
+	int64_t	 cursor, from_us, to_us;
+
+	if (parse_row_id(after, &cursor) == -1)
+		return NULL;
+	/* Seconds to microseconds, saturating: 0 means unbounded. */
+	from_us = from <= 0 ? INT64_MIN :
+	    from > INT64_MAX / 1000000 ? INT64_MAX : from * 1000000;
+	to_us = to <= 0 || to > INT64_MAX / 1000000 ? INT64_MAX :
+	    to * 1000000;
+	if (tenant_id == NULL)
+		return db_read_page(db, SQL_USAGE_LIST, limit, "iiiL",
+		    from_us, to_us, cursor);
+	return db_read_page(db, SQL_USAGE_LIST_TENANT, limit, "tiiiL",
+	    tenant_id, from_us, to_us, cursor);
+}
+
+json_t *
+db_audit_list(struct db *db, const char *after, int limit)
+{
+	int64_t	 cursor;
+
+	if (parse_row_id(after, &cursor) == -1)
+		return NULL;
+	return db_read_page(db, SQL_AUDIT_LIST, limit, "iL", cursor);
+}
+
+/* --- job submission (event-loop thread) --- */
+
+static struct db_job *
+job_new(db_done_fn *done, void *arg, const char *actor)
+{
+	struct db_job	*j;
+
+	j = xcalloc(1, sizeof(*j));
+	j->done = done;
+	j->arg = arg;
+	j->actor = job_str(j, actor);
+	return j;
+}
+
+/* An owned copy of s (NULL stays NULL), freed with the job. */
+static const char *
+job_str(struct db_job *j, const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	if (j->nstr == DB_JOB_MAX_STR)
+		fatalx("%s: too many strings in one job", __func__);
+	j->str[j->nstr] = xstrdup(s);
+	return j->str[j->nstr++];
+}
+
+static void
+job_free(struct db_job *j)
+{
+	size_t	 i;
+
+	if (j == NULL)
+		return;
+	for (i = 0; i < j->nstr; i++)
+		free(j->str[i]);
+	json_decref(j->result);
+	explicit_bzero(j, sizeof(*j));	/* a key job holds a hash */
+	free(j);
+}
+
+static void
+db_submit(struct db *db, struct db_job *j)
+{
+	bool	 refused;
+
+	pthread_mutex_lock(&db->mu);
+	refused = db->stopping;
+	if (!refused) {
+		*db->queue_tail = j;
+		db->queue_tail = &j->next;
+		db->pending++;
+		pthread_cond_signal(&db->cv);
+	}
+	pthread_mutex_unlock(&db->mu);
+	if (refused) {
+		/* Only reachable from a callback that db_close() runs. */
+		log_warnx("database write refused: the database is closing");
+		if (j->done != NULL)
+			j->done(j->arg, DB_ERROR, NULL);
+		job_free(j);
+	}
+}
+
+void
+db_tenant_create(struct db *db, const char *name, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	struct db_job	*j;
+
+	j = job_new(done, arg, actor);
+	j->run = tenant_create_run;
+	j->u.tenant.name = job_str(j, name);
+	db_submit(db, j);
+}
+
+void
+db_key_create(struct db *db, const char *tenant_id, const char *name,
+    const char *prefix, const uint8_t hash[32], int64_t expires_at,
+    const char *actor, db_done_fn *done, void *arg)
+{
+	struct db_job	*j;
+
+	j = job_new(done, arg, actor);
+	j->run = key_create_run;
+	j->u.key.tenant_id = job_str(j, tenant_id);
+	j->u.key.name = job_str(j, name);
+	j->u.key.prefix = job_str(j, prefix);
+	memcpy(j->u.key.hash, hash, sizeof(j->u.key.hash));
+	j->u.key.expires_at = expires_at;
+	db_submit(db, j);
+}
+
+void
+db_key_revoke(struct db *db, const char *key_id, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	struct db_job	*j;
+
+	j = job_new(done, arg, actor);
+	j->run = key_revoke_run;
+	j->u.revoke.id = job_str(j, key_id);
+	db_submit(db, j);
+}
+
+void
+db_model_create(struct db *db, const struct db_model_in *in,
+    const char *actor, db_done_fn *done, void *arg)
+{
+	struct db_job	*j;
+	char		*meta;
+
+	j = job_new(done, arg, actor);
+	j->run = model_create_run;
+	j->u.model.name = job_str(j, in->name);
+	j->u.model.version = job_str(j, in->version);
+	j->u.model.format = job_str(j, in->format);
+	j->u.model.path = job_str(j, in->path);
+	j->u.model.sha256 = job_str(j, in->sha256);
+	j->u.model.size = in->size;
+	/* Serialised here: the caller's json_t must not reach the writer.
+	 * A meta that cannot be encoded is stored as NULL, which the schema
+	 * refuses, so the job fails rather than losing it silently. */
+	meta = in->meta != NULL ?
+	    json_dumps(in->meta, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	j->u.model.meta = job_str(j, in->meta == NULL ? "{}" : meta);
+	free(meta);
+	db_submit(db, j);
+}
+
+void
+db_deployment_create(struct db *db, const struct db_deployment_in *in,
+    const char *actor, db_done_fn *done, void *arg)
+{
+	struct db_job	*j;
+
+	j = job_new(done, arg, actor);
+	j->run = deployment_create_run;
+	j->u.dep.name = job_str(j, in->name);
+	j->u.dep.model = job_str(j, in->model);
+	j->u.dep.version = job_str(j, in->version);
+	j->u.dep.replicas = in->replicas;
+	j->u.dep.threads = in->threads;
+	j->u.dep.max_batch = in->max_batch;
+	j->u.dep.max_queue_delay_us = in->max_queue_delay_us;
+	db_submit(db, j);
+}
+
+void
+db_usage_record(struct db *db, const struct usage_event *ev,
+    db_done_fn *done, void *arg)
+{
+	struct db_job		*j;
+	struct usage_event	*u;
+
+	j = job_new(done, arg, NULL);
+	j->run = usage_record_run;
+	u = &j->u.usage;
+	*u = *ev;
+	/* The strings are fixed arrays: never read past one. */
+	u->request_id[sizeof(u->request_id) - 1] = '\0';
+	u->tenant_id[sizeof(u->tenant_id) - 1] = '\0';
+	u->key_id[sizeof(u->key_id) - 1] = '\0';
+	u->model[sizeof(u->model) - 1] = '\0';
+	u->version[sizeof(u->version) - 1] = '\0';
+	u->endpoint[sizeof(u->endpoint) - 1] = '\0';
+	db_submit(db, j);
+}
+
+/* --- the writer thread --- */
+
+static void *
+db_writer_main(void *arg)
+{
+	struct db	*db = arg;
+	struct db_job	*batch;
+	bool		 committed;
+
+	for (;;) {
+		pthread_mutex_lock(&db->mu);
+		while (db->queue == NULL && !db->stopping)
+			pthread_cond_wait(&db->cv, &db->mu);
+		/* Take everything: this is what makes the commit a group. */
+		batch = db->queue;
+		db->queue = NULL;
+		db->queue_tail = &db->queue;
+		pthread_mutex_unlock(&db->mu);
+		if (batch == NULL)
+			break;		/* stopping, and nothing left */
+		committed = db_batch_run(db, batch);
+		db_batch_done(db, batch, committed);
+	}
+	return NULL;
+}
+
+/* Runs every job of batch in one transaction and sets each status.
+ * Returns whether the transaction committed. */
+static bool
+db_batch_run(struct db *db, struct db_job *batch)
+{
+	struct db_job	*j;
+	bool		 ok;
+
+	ok = db_exec(db, SQL_BEGIN) == 0;
+	for (j = batch; j != NULL && ok; j = j->next) {
+		/* On some errors (disk full, I/O) SQLite rolls back the whole
+		 * transaction, taking the earlier jobs with it; running on
+		 * would commit the later ones one by one, out of the batch. */
+		if (db_job_run(db, j) == -1 ||
+		    sqlite3_get_autocommit(db->wr.h)) {
+			log_warnx("database transaction aborted: failing a "
+			    "batch of writes");
+			ok = false;
+		}
+	}
+	if (ok && db_exec(db, SQL_COMMIT) == -1)
+		ok = false;
+	if (!ok) {
+		/* Every job of the batch reports DB_ERROR, also those that
+		 * ran and those never started. */
+		if (!sqlite3_get_autocommit(db->wr.h))
+			(void)db_exec(db, SQL_ROLLBACK);
+		for (j = batch; j != NULL; j = j->next) {
+			j->status = DB_ERROR;
+			json_decref(j->result);
+			j->result = NULL;
+		}
+	}
+	return ok;
+}
+
+/* Runs one job inside its own savepoint, so that its failure undoes only
+ * its own changes (a row and its audit row go together or not at all),
+ * and sets its status.  -1 if the transaction can no longer be trusted to
+ * hold exactly the changes of the jobs that succeeded. */
+static int
+db_job_run(struct db *db, struct db_job *j)
+{
+	if (db_exec(db, SQL_SAVEPOINT) == -1)
+		return -1;
+	if ((j->status = j->run(db, j)) != DB_OK) {
+		json_decref(j->result);
+		j->result = NULL;
+		if (db_exec(db, SQL_ROLLBACK_TO) == -1)
+			return -1;
+	}
+	return db_exec(db, SQL_RELEASE);
+}
+
+/* Steps one of the parameterless transaction statements.  -1 if it failed
+ * (logged). */
+static int
+db_exec(struct db *db, enum db_sql id)
+{
+	sqlite3_stmt	*st;
+
+	if ((st = conn_bind(&db->wr, id, "")) == NULL)
+		return -1;
+	return stmt_row(&db->wr, st, NULL) == DB_OK ? 0 : -1;
+}
+
+/* Hands a finished batch to the event loop. */
+static void
+db_batch_done(struct db *db, struct db_job *batch, bool committed)
+{
+	struct db_job	*last;
+	bool		 was_empty;
+	char		 c = 0;
+
+	for (last = batch; last->next != NULL; last = last->next)
+		;
+	pthread_mutex_lock(&db->mu);
+	if (committed)
+		db->commits++;
+	was_empty = db->done == NULL;
+	*db->done_tail = batch;
+	db->done_tail = &last->next;
+	pthread_mutex_unlock(&db->mu);
+	if (!was_empty)
+		return;
+	/* EAGAIN: the pipe is full of wake-ups already, which is enough. */
+	while (write(db->wake[1], &c, 1) == -1 && errno != EAGAIN)
+		if (errno != EINTR) {
+			log_warn("cannot wake the event loop");
+			break;
+		}
+}
+
+/* --- completion (event-loop thread) --- */
+
+static void
+db_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db	*db = arg;
+	struct db_job	*list;
+	char		 buf[64];
+
+	(void)what;
+	/* Drain before taking the list: a byte written after this read is
+	 * for jobs we may not take now, and wakes us again. */
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	pthread_mutex_lock(&db->mu);
+	list = db->done;
+	db->done = NULL;
+	db->done_tail = &db->done;
+	pthread_mutex_unlock(&db->mu);
+	db_deliver(db, list);
+}
+
+/* Runs the callbacks of list in submission order and frees the jobs.  The
+ * result reference passes to the callback. */
+static void
+db_deliver(struct db *db, struct db_job *list)
+{
+	struct db_job	*j, *next;
+	json_t		*result;
+
+	for (j = list; j != NULL; j = next) {
+		next = j->next;
+		result = j->result;
+		j->result = NULL;
+		pthread_mutex_lock(&db->mu);
+		db->pending--;
+		pthread_mutex_unlock(&db->mu);
+		if (j->done != NULL)
+			j->done(j->arg, j->status, result);
+		else
+			json_decref(result);
+		job_free(j);
+	}
+}
+
+/* --- the changes (writer thread, inside a job's savepoint) --- */
+
+/* Writes the audit row of an admin change.  detail is consumed; it never
+ * holds secrets. */
+static enum db_status
+db_audit(struct db *db, struct db_job *j, const char *action,
+    const char *target, json_t *detail)
+{
+	sqlite3_stmt	*st;
+	enum db_status	 s = DB_ERROR;
+	char		*text = NULL;
+
+	if (detail == NULL ||
+	    (text = json_dumps(detail, JSON_COMPACT)) == NULL) {
+		log_warnx("cannot encode audit detail of '%s'", action);
+		goto out;
+	}
+	st = conn_bind(&db->wr, SQL_AUDIT_INSERT, "itttt", db_now(),
+	    j->actor != NULL ? j->actor : "unknown", action, target, text);
+	if (st != NULL)
+		s = stmt_row(&db->wr, st, NULL);
+ out:
+	free(text);
+	json_decref(detail);
+	return s;
+}
+
+static enum db_status
+tenant_create_run(struct db *db, struct db_job *j)
+{
+	sqlite3_stmt	*st;
+	enum db_status	 s;
+	char		 id[DB_ID_SIZE];
+
+	db_new_id("ten", id, sizeof(id));
+	st = conn_bind(&db->wr, SQL_TENANT_INSERT, "tti", id,
+	    j->u.tenant.name, db_now());
+	if (st == NULL)
+		return DB_ERROR;
+	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+		return s;
+	return db_audit(db, j, "tenant.create", id,
+	    json_pack("{s:s?}", "name", j->u.tenant.name));
+}
+
+static enum db_status
+key_create_run(struct db *db, struct db_job *j)
+{
+	sqlite3_stmt	*st;
+	enum db_status	 s;
+	char		 id[DB_ID_SIZE];
+
+	db_new_id("key", id, sizeof(id));
+	st = conn_bind(&db->wr, SQL_KEY_INSERT, "ttttbiI", id,
+	    j->u.key.tenant_id, j->u.key.name, j->u.key.prefix,
+	    (const void *)j->u.key.hash, sizeof(j->u.key.hash), db_now(),
+	    j->u.key.expires_at);
+	if (st == NULL)
+		return DB_ERROR;
+	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+		return s;
+	/* The prefix is public (it is how a key is shown); the hash is not
+	 * and stays out of the audit trail. */
+	return db_audit(db, j, "key.create", id,
+	    json_pack("{s:s?, s:s?, s:s?, s:I}", "tenant_id",
+	    j->u.key.tenant_id, "name", j->u.key.name, "prefix",
+	    j->u.key.prefix, "expires_at", (json_int_t)j->u.key.expires_at));
+}
+
+static enum db_status
+key_revoke_run(struct db *db, struct db_job *j)
+{
+	sqlite3_stmt	*st;
+	enum db_status	 s;
+
+	st = conn_bind(&db->wr, SQL_KEY_REVOKE, "ti", j->u.revoke.id,
+	    db_now());
+	if (st == NULL)
+		return DB_ERROR;
+	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+		return s;
+	if (j->result == NULL) {
+		/* Unknown, or revoked before: revoking again changes nothing,
+		 * keeps the first revocation time and is not audited. */
+		st = conn_bind(&db->wr, SQL_KEY_GET, "t", j->u.revoke.id);
+		if (st == NULL)
+			return DB_ERROR;
+		if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+			return s;
+		return j->result != NULL ? DB_OK : DB_NOT_FOUND;
+	}
+	return db_audit(db, j, "key.revoke", j->u.revoke.id,
+	    json_pack("{s:O}", "tenant_id",
+	    json_object_get(j->result, "tenant_id")));
+}
+
+static enum db_status
+model_create_run(struct db *db, struct db_job *j)
+{
+	sqlite3_stmt	*st;
+	enum db_status	 s;
+	char		 id[DB_ID_SIZE];
+
+	db_new_id("mod", id, sizeof(id));
+	st = conn_bind(&db->wr, SQL_MODEL_INSERT, "ttttttiti", id,
+	    j->u.model.name, j->u.model.version, j->u.model.format,
+	    j->u.model.path, j->u.model.sha256, j->u.model.size,
+	    j->u.model.meta, db_now());
+	if (st == NULL)
+		return DB_ERROR;
+	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+		return s;
+	return db_audit(db, j, "model.create", id,
+	    json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:I}",
+	    "name", j->u.model.name, "version", j->u.model.version,
+	    "format", j->u.model.format, "path", j->u.model.path,
+	    "sha256", j->u.model.sha256, "size", (json_int_t)j->u.model.size));
+}
+
+static enum db_status
+deployment_create_run(struct db *db, struct db_job *j)
+{
+	sqlite3_stmt	*st;
+	enum db_status	 s;
+	char		 id[DB_ID_SIZE];
+
+	db_new_id("dep", id, sizeof(id));
+	st = conn_bind(&db->wr, SQL_DEP_INSERT, "ttttiiiii", id,
+	    j->u.dep.name, j->u.dep.model, j->u.dep.version,
+	    j->u.dep.replicas, j->u.dep.threads, j->u.dep.max_batch,
+	    j->u.dep.max_queue_delay_us, db_now());
+	if (st == NULL)
+		return DB_ERROR;
+	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+		return s;
+	return db_audit(db, j, "deployment.create", id,
+	    json_pack("{s:s?, s:s?, s:s?, s:I, s:I, s:I, s:I}",
+	    "name", j->u.dep.name, "model", j->u.dep.model,
+	    "version", j->u.dep.version,
+	    "replicas", (json_int_t)j->u.dep.replicas,
+	    "threads", (json_int_t)j->u.dep.threads,
+	    "max_batch", (json_int_t)j->u.dep.max_batch,
+	    "max_queue_delay_us", (json_int_t)j->u.dep.max_queue_delay_us));
+}
+
+/* Empty key_id (JWT callers) and version are stored as NULL. */
+static enum db_status
+usage_record_run(struct db *db, struct db_job *j)
+{
+	const struct usage_event	*u = &j->u.usage;
+	sqlite3_stmt			*st;
+
+	st = conn_bind(&db->wr, SQL_USAGE_INSERT, "titttttiiiiiii",
+	    u->request_id, u->ts_us, u->tenant_id,
+	    u->key_id[0] != '\0' ? u->key_id : NULL, u->model,
+	    u->version[0] != '\0' ? u->version : NULL, u->endpoint,
+	    (int64_t)u->status, u->queue_us, u->compute_us, u->bytes_in,
+	    u->bytes_out, u->prompt_tokens, u->completion_tokens);
+	if (st == NULL)
+		return DB_ERROR;
+	return stmt_row(&db->wr, st, NULL);
+}
