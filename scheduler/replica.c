@@ -8,6 +8,7 @@
  * first; both paths end in replica_fail(), which fails the job in flight
  * and schedules a restart with exponential backoff. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,10 @@ static int	replica_frame(struct replica *, const struct ipc_hdr *,
 		    const uint8_t *);
 static void	replica_disconnect(struct replica *);
 static const char *replica_name(const struct replica *);
+static void	replica_stderr_cb(struct bufferevent *, void *);
+static void	replica_stderr_event_cb(struct bufferevent *, short, void *);
+
+#define STDERR_LINE_MAX		2048	/* longer runtime lines are cut */
 
 static const char *
 replica_name(const struct replica *r)
@@ -77,6 +82,8 @@ replica_free(struct replica *r)
 		kill(r->pid, SIGKILL);
 		/* Reaped by the SIGCHLD handler; the pid is forgotten. */
 	}
+	if (r->errbev != NULL)
+		bufferevent_free(r->errbev);
 	event_free(r->restart_ev);
 	event_free(r->ping_ev);
 	if (r->probe_timeout)
@@ -92,10 +99,12 @@ replica_start(struct replica *r, const char *path, int threads)
 	char		 envthr[48];
 	char		*argv[20];
 	char		*envp[4];
-	int		 sv[2] = { -1, -1 }, argc = 0, envc = 0;
+	int		 sv[2] = { -1, -1 }, ep[2] = { -1, -1 };
+	int		 argc = 0, envc = 0;
 	pid_t		 pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1 ||
+	    pipe2(ep, O_CLOEXEC) == -1) {
 		log_warn("socketpair for runtime of '%s'", replica_name(r));
 		goto fail;
 	}
@@ -140,15 +149,35 @@ replica_start(struct replica *r, const char *path, int threads)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
-		if (dup2(sv[1], RUNTIME_FD) == -1)
+		/* stdin and stdout: /dev/null; stderr: a pipe maasd reads,
+		 * so the runtime can log even after RLIMIT_FSIZE is 0. */
+		if (dup2(sv[1], RUNTIME_FD) == -1 || dup2(ep[1], 2) == -1)
 			_exit(127);
+		{
+			int	nul = open("/dev/null", O_RDWR);
+
+			if (nul == -1 || dup2(nul, 0) == -1 ||
+			    dup2(nul, 1) == -1)
+				_exit(127);
+		}
 		close_range(RUNTIME_FD + 1, ~0U, 0);
 		execve(cfg->runtime_path, argv, envp);
 		_exit(127);
 	}
 	close(sv[1]);
 	sv[1] = -1;
+	close(ep[1]);
+	ep[1] = -1;
 	evutil_make_socket_nonblocking(sv[0]);
+	evutil_make_socket_nonblocking(ep[0]);
+	if (r->errbev != NULL)
+		bufferevent_free(r->errbev);
+	r->errbev = bufferevent_socket_new(r->s->base, ep[0],
+	    BEV_OPT_CLOSE_ON_FREE);			/* errbev owns ep[0] */
+	ep[0] = -1;
+	bufferevent_setcb(r->errbev, replica_stderr_cb, NULL,
+	    replica_stderr_event_cb, r);
+	bufferevent_enable(r->errbev, EV_READ);
 	r->pid = pid;
 	r->state = REPLICA_STARTING;
 	r->bev = bufferevent_socket_new(r->s->base, sv[0],
@@ -168,6 +197,10 @@ replica_start(struct replica *r, const char *path, int threads)
 		close(sv[0]);
 	if (sv[1] != -1)
 		close(sv[1]);
+	if (ep[0] != -1)
+		close(ep[0]);
+	if (ep[1] != -1)
+		close(ep[1]);
 	replica_fail(r, "cannot spawn runtime");
 	return -1;
 }
@@ -321,6 +354,40 @@ replica_frame(struct replica *r, const struct ipc_hdr *h,
 	default:
 		replica_fail(r, "unexpected frame type");
 		return -1;
+	}
+}
+
+/* Forwards the runtime's log lines to maasd's stderr, whole lines only so
+ * they do not interleave with maasd's own. */
+static void
+replica_stderr_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	char		*line;
+	size_t		 n;
+
+	(void)arg;
+	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
+		if (n > STDERR_LINE_MAX)
+			n = STDERR_LINE_MAX;
+		line[n] = '\n';	/* readln leaves room for the NUL */
+		(void)!write(STDERR_FILENO, line, n + 1);
+		free(line);
+	}
+	if (evbuffer_get_length(in) > STDERR_LINE_MAX)
+		evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void
+replica_stderr_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct replica	*r = arg;
+
+	(void)what;
+	if (bev == r->errbev) {
+		replica_stderr_cb(bev, arg);
+		bufferevent_free(r->errbev);
+		r->errbev = NULL;
 	}
 }
 

@@ -27,6 +27,7 @@ struct replica {
 	enum replica_state	 state;
 	pid_t			 pid;		/* 0 once reaped or never spawned */
 	struct bufferevent	*bev;		/* IPC socket; NULL when dead */
+	struct bufferevent	*errbev;	/* the runtime's stderr pipe */
 	struct sched_job	*job;		/* in flight, at most one */
 	struct event		*restart_ev;	/* pending restart */
 	struct event		*ping_ev;	/* liveness check timer */
