@@ -5,3 +5,5 @@ test_auth_SRCS := tests/unit/test_auth.c gateway/auth.c $(DB_SRCS) \
 test_auth_PKGS := sqlite3 jansson libevent openssl
 test_kserve_SRCS := tests/unit/test_kserve.c gateway/tensorjson.c $(COMMON_SRCS)
 test_kserve_PKGS := jansson
+UNIT_TESTS += test_quota
+test_quota_SRCS := tests/unit/test_quota.c gateway/quota.c $(COMMON_SRCS)
