@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/queue.h>
 #include <sys/random.h>
 #include <time.h>
@@ -113,6 +115,16 @@ http_listen(struct server *srv, const char *hostport, size_t max_body,
 		log_warn("cannot listen on '%s'", hostport);
 		http_free(l);
 		return NULL;
+	}
+	/* Accepted sockets inherit TCP_NODELAY from the listener on Linux;
+	 * without it a response written as header + body waits ~40 ms for
+	 * the client's delayed ACK (Nagle). */
+	{
+		int	one = 1;
+
+		if (setsockopt(evhttp_bound_socket_get_fd(bound), IPPROTO_TCP,
+		    TCP_NODELAY, &one, sizeof(one)) == -1)
+			log_warn("TCP_NODELAY on '%s'", hostport);
 	}
 	if (port != NULL) {
 		struct sockaddr_storage	ss;

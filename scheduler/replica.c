@@ -79,8 +79,11 @@ replica_free(struct replica *r)
 		return;
 	replica_disconnect(r);
 	if (r->pid > 0) {
+		/* SIGKILL'd processes exit at once; reap here so that none
+		 * outlives maasd or lingers as a zombie. */
 		kill(r->pid, SIGKILL);
-		/* Reaped by the SIGCHLD handler; the pid is forgotten. */
+		while (waitpid(r->pid, NULL, 0) == -1 && errno == EINTR)
+			;
 	}
 	if (r->errbev != NULL)
 		bufferevent_free(r->errbev);
