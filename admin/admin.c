@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "admin/admin.h"
+#include "admin/issuers.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "db/db.h"
@@ -784,6 +785,10 @@ admin_handle(struct req *r)
 			}
 		}
 		goto method;
+	}
+	if (strcmp(p[2], "issuers") == 0) {
+		admin_issuers_handle(r);
+		return;
 	}
 	if (strcmp(p[2], "keys") == 0 && n == 4) {
 		if (m != EVHTTP_REQ_DELETE)

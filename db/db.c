@@ -78,6 +78,8 @@
 			"version, endpoint, status, queue_us, compute_us, " \
 			"bytes_in, bytes_out, prompt_tokens, completion_tokens"
 #define AUDIT_COLS	"id, ts, actor, action, target, detail"
+#define ISSUER_COLS	"id, kid, alg, key, iss, aud, tenant_claim, " \
+			"created_at, deleted_at"
 
 enum db_sql {
 	SQL_BEGIN,
@@ -106,6 +108,12 @@ enum db_sql {
 	SQL_USAGE_INSERT,
 	SQL_USAGE_LIST,
 	SQL_USAGE_LIST_TENANT,
+	SQL_TENANT_STATUS,
+	SQL_TENANT_SET_STATUS,
+	SQL_ISSUER_INSERT,
+	SQL_ISSUER_GET,
+	SQL_ISSUER_DELETE,
+	SQL_ISSUER_LIST,
 	SQL_COUNT
 };
 
@@ -188,6 +196,22 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	    "SELECT " USAGE_COLS " FROM usage_events"
 	    " WHERE tenant_id = ?1 AND ts_us >= ?2 AND ts_us < ?3 AND id > ?4"
 	    " ORDER BY id LIMIT ?5",
+	[SQL_TENANT_STATUS] = "SELECT status FROM tenants WHERE id = ?1",
+	[SQL_TENANT_SET_STATUS] =
+	    "UPDATE tenants SET status = ?2 WHERE id = ?1"
+	    " RETURNING " TENANT_COLS,
+	[SQL_ISSUER_INSERT] =
+	    "INSERT INTO jwt_issuers (id, kid, alg, key, iss, aud,"
+	    " tenant_claim, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+	    " ?8) RETURNING " ISSUER_COLS,
+	[SQL_ISSUER_GET] =
+	    "SELECT " ISSUER_COLS " FROM jwt_issuers WHERE id = ?1",
+	[SQL_ISSUER_DELETE] =
+	    "UPDATE jwt_issuers SET deleted_at = ?2"
+	    " WHERE id = ?1 AND deleted_at IS NULL RETURNING " ISSUER_COLS,
+	[SQL_ISSUER_LIST] =
+	    "SELECT " ISSUER_COLS " FROM jwt_issuers"
+	    " WHERE deleted_at IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
 };
 
 /* One SQLite connection and its statement cache.  Used by one thread. */
@@ -246,6 +270,19 @@ struct db_job {
 			int64_t		 max_queue_delay_us;
 		} dep;
 		struct usage_event	 usage;
+		struct {
+			const char	*id;
+			const char	*status;
+		} tstatus;
+		struct {
+			const char	*kid;
+			const char	*alg;
+			const char	*key;		/* wiped by job_free */
+			const char	*iss;
+			const char	*aud;
+			const char	*tenant_claim;
+			const char	*key_fingerprint;
+		} issuer;
 	} u;
 };
 
@@ -311,6 +348,9 @@ static enum db_status	 model_create_run(struct db *, struct db_job *);
 static enum db_status	 deployment_create_run(struct db *,
 			    struct db_job *);
 static enum db_status	 usage_record_run(struct db *, struct db_job *);
+static enum db_status	 tenant_status_run(struct db *, struct db_job *);
+static enum db_status	 issuer_create_run(struct db *, struct db_job *);
+static enum db_status	 issuer_delete_run(struct db *, struct db_job *);
 
 /* --- open and close --- */
 
@@ -1012,8 +1052,11 @@ job_free(struct db_job *j)
 
 	if (j == NULL)
 		return;
-	for (i = 0; i < j->nstr; i++)
+	for (i = 0; i < j->nstr; i++) {
+		/* An issuer job carries an HMAC secret among its strings. */
+		explicit_bzero(j->str[i], strlen(j->str[i]));
 		free(j->str[i]);
+	}
 	json_decref(j->result);
 	explicit_bzero(j, sizeof(*j));	/* a key job holds a hash */
 	free(j);
@@ -1472,4 +1515,162 @@ usage_record_run(struct db *db, struct db_job *j)
 	if (st == NULL)
 		return DB_ERROR;
 	return stmt_row(&db->wr, st, NULL);
+}
+
+/* --- tenant status and JWT issuers --- */
+
+int
+db_tenant_status(struct db *db, const char *id, char status[16])
+{
+	sqlite3_stmt	*st;
+	const char	*s;
+	int		 rc, ret = -1;
+
+	status[0] = '\0';
+	if ((st = conn_bind(&db->rd, SQL_TENANT_STATUS, "t", id)) == NULL)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		ret = 0;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		(void)conn_status(&db->rd, rc);
+		goto out;
+	}
+	s = (const char *)sqlite3_column_text(st, 0);
+	if (s == NULL || (size_t)snprintf(status, 16, "%s", s) >= 16) {
+		log_warnx("tenant row '%s' has a malformed status", id);
+		status[0] = '\0';
+		goto out;
+	}
+	ret = 1;
+ out:
+	stmt_done(st);
+	return ret;
+}
+
+void
+db_tenant_set_status(struct db *db, const char *id, const char *status,
+    const char *actor, db_done_fn *done, void *arg)
+{
+	struct db_job	*j;
+
+	j = job_new(done, arg, actor);
+	j->run = tenant_status_run;
+	j->u.tstatus.id = job_str(j, id);
+	j->u.tstatus.status = job_str(j, status);
+	db_submit(db, j);
+}
+
+void
+db_issuer_create(struct db *db, const struct db_issuer_in *in,
+    const char *actor, db_done_fn *done, void *arg)
+{
+	struct db_job	*j;
+
+	j = job_new(done, arg, actor);
+	j->run = issuer_create_run;
+	j->u.issuer.kid = job_str(j, in->kid);
+	j->u.issuer.alg = job_str(j, in->alg);
+	j->u.issuer.key = job_str(j, in->key);
+	j->u.issuer.iss = job_str(j, in->iss);
+	j->u.issuer.aud = job_str(j, in->aud);
+	j->u.issuer.tenant_claim = job_str(j, in->tenant_claim);
+	j->u.issuer.key_fingerprint = job_str(j, in->key_fingerprint);
+	db_submit(db, j);
+}
+
+void
+db_issuer_delete(struct db *db, const char *id, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	struct db_job	*j;
+
+	j = job_new(done, arg, actor);
+	j->run = issuer_delete_run;
+	j->u.revoke.id = job_str(j, id);
+	db_submit(db, j);
+}
+
+json_t *
+db_issuer_get(struct db *db, const char *id)
+{
+	return db_read_one(db, SQL_ISSUER_GET, "t", id);
+}
+
+json_t *
+db_issuer_list(struct db *db, const char *after, int limit)
+{
+	return db_read_page(db, SQL_ISSUER_LIST, limit, "tL",
+	    after != NULL ? after : "");
+}
+
+static enum db_status
+tenant_status_run(struct db *db, struct db_job *j)
+{
+	sqlite3_stmt	*st;
+	enum db_status	 s;
+
+	st = conn_bind(&db->wr, SQL_TENANT_SET_STATUS, "tt",
+	    j->u.tstatus.id, j->u.tstatus.status);
+	if (st == NULL)
+		return DB_ERROR;
+	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+		return s;
+	if (j->result == NULL)
+		return DB_NOT_FOUND;
+	return db_audit(db, j, "tenant.status", j->u.tstatus.id,
+	    json_pack("{s:s?}", "status", j->u.tstatus.status));
+}
+
+static enum db_status
+issuer_create_run(struct db *db, struct db_job *j)
+{
+	sqlite3_stmt	*st;
+	enum db_status	 s;
+	char		 id[DB_ID_SIZE];
+
+	db_new_id("iss", id, sizeof(id));
+	st = conn_bind(&db->wr, SQL_ISSUER_INSERT, "ttttttti", id,
+	    j->u.issuer.kid, j->u.issuer.alg, j->u.issuer.key,
+	    j->u.issuer.iss, j->u.issuer.aud, j->u.issuer.tenant_claim,
+	    db_now());
+	if (st == NULL)
+		return DB_ERROR;
+	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+		return s;
+	/* The fingerprint stands in for the key, which never reaches the
+	 * audit trail. */
+	return db_audit(db, j, "issuer.create", id,
+	    json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}",
+	    "kid", j->u.issuer.kid, "alg", j->u.issuer.alg,
+	    "iss", j->u.issuer.iss, "aud", j->u.issuer.aud,
+	    "tenant_claim", j->u.issuer.tenant_claim,
+	    "key_fingerprint", j->u.issuer.key_fingerprint));
+}
+
+static enum db_status
+issuer_delete_run(struct db *db, struct db_job *j)
+{
+	sqlite3_stmt	*st;
+	enum db_status	 s;
+
+	st = conn_bind(&db->wr, SQL_ISSUER_DELETE, "ti", j->u.revoke.id,
+	    db_now());
+	if (st == NULL)
+		return DB_ERROR;
+	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+		return s;
+	if (j->result == NULL) {
+		/* Unknown, or deleted before: like revoking a key twice. */
+		st = conn_bind(&db->wr, SQL_ISSUER_GET, "t", j->u.revoke.id);
+		if (st == NULL)
+			return DB_ERROR;
+		if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+			return s;
+		return j->result != NULL ? DB_OK : DB_NOT_FOUND;
+	}
+	return db_audit(db, j, "issuer.delete", j->u.revoke.id,
+	    json_pack("{s:O}", "kid", json_object_get(j->result, "kid")));
 }

@@ -164,6 +164,48 @@ void		 db_usage_record(struct db *, const struct usage_event *,
 json_t		*db_usage_list(struct db *, const char *tenant_id,
 		    int64_t from, int64_t to, const char *after, int limit);
 
+/* --- tenant status --- */
+/* The status of a tenant, copied into status ("active", "suspended").
+ * 1 found, 0 no such tenant, -1 error (logged).  Read per request by the
+ * JWT path so that suspending a tenant takes effect at once. */
+int		 db_tenant_status(struct db *, const char *id,
+		    char status[16]);
+/* Sets a tenant's status to "active" or "suspended" (anything else fails
+ * the schema's CHECK: DB_ERROR).  DB_NOT_FOUND if no such tenant.
+ * result: the tenant row as db_tenant_get() shows it. */
+void		 db_tenant_set_status(struct db *, const char *id,
+		    const char *status, const char *actor, db_done_fn *,
+		    void *arg);
+
+/* --- JWT issuers --- */
+/* A signing key that tenants' JWTs may be verified with.  The caller
+ * (admin/issuers.c through gateway/jwt.c) has validated every field; db/
+ * only stores them.  key is an HMAC secret or a public key PEM. */
+struct db_issuer_in {
+	const char	*kid;
+	const char	*alg;		/* "HS256", "RS256", "ES256" */
+	const char	*key;		/* secret: never logged nor audited */
+	const char	*iss;
+	const char	*aud;
+	const char	*tenant_claim;
+	const char	*key_fingerprint; /* goes into the audit row instead */
+};
+/* Rows of jwt_issuers are {"id","kid","alg","key","iss","aud",
+ * "tenant_claim","created_at","deleted_at"}.  They hold the key: callers
+ * strip it before showing a row to anyone.  Ids are "iss_" + 24 hex. */
+/* DB_CONFLICT if the kid was ever registered (a deleted issuer keeps its
+ * kid, so a kid never names two keys).  result: the new row. */
+void		 db_issuer_create(struct db *, const struct db_issuer_in *,
+		    const char *actor, db_done_fn *, void *arg);
+/* Sets deleted_at = now.  DB_NOT_FOUND if no such issuer; deleting a
+ * deleted issuer again changes nothing and is not audited.  result: the
+ * row. */
+void		 db_issuer_delete(struct db *, const char *id,
+		    const char *actor, db_done_fn *, void *arg);
+json_t		*db_issuer_get(struct db *, const char *id);	/* NULL: none */
+/* Issuers not deleted, paged by id: {"data":[...],"has_more":bool}. */
+json_t		*db_issuer_list(struct db *, const char *after, int limit);
+
 /* --- audit --- */
 /* Every db_*_create/revoke above writes its own audit row in the same
  * transaction.  {"data":[{"id","ts","actor","action","target","detail"}..]} */

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "db/db.h"
 #include "gateway/auth.h"
+#include "gateway/jwt.h"
 
 static void	random_hex(char *out, size_t nhex);
 static const char *bearer(const char *header, enum auth_status *);
@@ -118,6 +119,9 @@ auth_tenant(struct db *db, const char *header, struct auth_result *out)
 	memset(out, 0, sizeof(*out));
 	if ((cred = bearer(header, &st)) == NULL)
 		return st;
+	/* Anything that is not one of our keys may be a JWT. */
+	if (strncmp(cred, AUTH_KEY_PREFIX, sizeof(AUTH_KEY_PREFIX) - 1) != 0)
+		return jwt_auth(db, cred, out);
 	if (auth_key_parse(cred, prefix, hash) == -1)
 		return AUTH_UNKNOWN;
 	if ((r = db_key_by_prefix(db, prefix, &k)) == -1)
