@@ -264,9 +264,9 @@ key_create(struct req *r, const char *tenant_id)
 		return;
 	}
 	json_decref(t);
-	name = json_string_value(json_object_get(body, "name"));
-	if (name == NULL)
-		name = "default";
+	t = json_object_get(body, "name");
+	name = t == NULL || json_is_null(t) ? "default" :
+	    json_string_value(t);
 	exp = json_object_get(body, "expires_at");
 	if (!valid_name(name) || (exp != NULL && !json_is_null(exp) &&
 	    (!json_is_integer(exp) || json_integer_value(exp) <= 0))) {
@@ -728,18 +728,205 @@ usage_list(struct req *r)
 
 /* --- routing --- */
 
+static void
+route_tenant_list(struct req *r, char **arg)
+{
+	const char	*after;
+	int		 limit;
+
+	(void)arg;
+	if (page_params(r, &limit, &after) == 0)
+		reply_list(r, db_tenant_list(r->srv->db, after, limit));
+}
+
+static void
+route_tenant_create(struct req *r, char **arg)
+{
+	(void)arg;
+	tenant_create(r);
+}
+
+static void
+route_tenant_get(struct req *r, char **arg)
+{
+	json_t	*j;
+
+	if ((j = db_tenant_get(r->srv->db, arg[0])) == NULL) {
+		http_error(r, 404, "not_found", NULL,
+		    "tenant '%.64s' does not exist", arg[0]);
+		return;
+	}
+	http_reply_json(r, 200, j);
+}
+
+static void
+route_key_list(struct req *r, char **arg)
+{
+	const char	*after;
+	int		 limit;
+
+	if (page_params(r, &limit, &after) == 0)
+		reply_list(r, db_key_list(r->srv->db, arg[0], after, limit));
+}
+
+static void
+route_key_create(struct req *r, char **arg)
+{
+	key_create(r, arg[0]);
+}
+
+static void
+route_key_revoke(struct req *r, char **arg)
+{
+	db_key_revoke(r->srv->db, arg[0], ADMIN_ACTOR, key_revoked, r);
+}
+
+static void
+route_issuers(struct req *r, char **arg)
+{
+	(void)arg;
+	admin_issuers_handle(r);
+}
+
+static void
+route_model_list(struct req *r, char **arg)
+{
+	const char	*after;
+	int		 limit;
+
+	(void)arg;
+	if (page_params(r, &limit, &after) == 0)
+		reply_list(r, db_model_list(r->srv->db, after, limit));
+}
+
+static void
+route_model_create(struct req *r, char **arg)
+{
+	(void)arg;
+	model_create(r);
+}
+
+static void
+route_deployment_list(struct req *r, char **arg)
+{
+	const char	*after;
+	json_t		*j, *row;
+	size_t		 i;
+	int		 limit;
+
+	(void)arg;
+	if (page_params(r, &limit, &after) == -1)
+		return;
+	j = db_deployment_list(r->srv->db, after, limit);
+	json_array_foreach(json_object_get(j, "data"), i, row)
+		deployment_state(r->srv, row);
+	reply_list(r, j);
+}
+
+static void
+route_deployment_create(struct req *r, char **arg)
+{
+	(void)arg;
+	deployment_create(r);
+}
+
+static void
+route_deployment_get(struct req *r, char **arg)
+{
+	json_t	*j;
+
+	if ((j = db_deployment_get(r->srv->db, arg[0])) == NULL) {
+		http_error(r, 404, "not_found", NULL,
+		    "deployment '%.64s' does not exist", arg[0]);
+		return;
+	}
+	http_reply_json(r, 200, deployment_state(r->srv, j));
+}
+
+static void
+route_usage(struct req *r, char **arg)
+{
+	(void)arg;
+	usage_list(r);
+}
+
+static void
+route_audit(struct req *r, char **arg)
+{
+	const char	*after;
+	int		 limit;
+
+	(void)arg;
+	if (page_params(r, &limit, &after) == -1)
+		return;
+	if (!valid_row_cursor(after)) {
+		http_error(r, 400, "invalid_request", "after",
+		    "'after' must be a row id");
+		return;
+	}
+	reply_list(r, db_audit_list(r->srv->db, after, limit));
+}
+
+#define ROUTE_ARGS	4
+
+/* Paths under /admin/v1/; "*" matches one path segment, passed to the
+ * handler in order; a trailing "**" matches the rest (sub-routers). */
+static const struct admin_route {
+	int		 method;
+	const char	*name;		/* for Allow */
+	const char	*pattern;
+	void		(*fn)(struct req *, char **);
+} admin_routes[] = {
+	{ EVHTTP_REQ_GET, "GET", "tenants", route_tenant_list },
+	{ EVHTTP_REQ_POST, "POST", "tenants", route_tenant_create },
+	{ EVHTTP_REQ_GET, "GET", "tenants/*", route_tenant_get },
+	{ EVHTTP_REQ_GET, "GET", "tenants/*/keys", route_key_list },
+	{ EVHTTP_REQ_POST, "POST", "tenants/*/keys", route_key_create },
+	{ EVHTTP_REQ_DELETE, "DELETE", "keys/*", route_key_revoke },
+	{ 0, NULL, "issuers/**", route_issuers },
+	{ EVHTTP_REQ_GET, "GET", "models", route_model_list },
+	{ EVHTTP_REQ_POST, "POST", "models", route_model_create },
+	{ EVHTTP_REQ_GET, "GET", "deployments", route_deployment_list },
+	{ EVHTTP_REQ_POST, "POST", "deployments", route_deployment_create },
+	{ EVHTTP_REQ_GET, "GET", "deployments/*", route_deployment_get },
+	{ EVHTTP_REQ_GET, "GET", "usage", route_usage },
+	{ EVHTTP_REQ_GET, "GET", "audit", route_audit },
+};
+
+/* Does parts[from..n) match pattern?  Fills arg with the "*" segments. */
+static bool
+route_match(const char *pattern, char **parts, int n, char **arg)
+{
+	char	 pat[128], *seg, *save = NULL;
+	int	 i = 0, a = 0;
+
+	snprintf(pat, sizeof(pat), "%s", pattern);
+	for (seg = strtok_r(pat, "/", &save); seg != NULL;
+	    seg = strtok_r(NULL, "/", &save), i++) {
+		if (strcmp(seg, "**") == 0)
+			return true;
+		if (i >= n)
+			return false;
+		if (strcmp(seg, "*") == 0) {
+			if (a < ROUTE_ARGS)
+				arg[a++] = parts[i];
+		} else if (strcmp(seg, parts[i]) != 0)
+			return false;
+	}
+	return i == n;
+}
+
 void
 admin_handle(struct req *r)
 {
 	struct server	*srv = r->srv;
-	char		**p = r->parts;
-	int		 n = r->n_parts, limit;
-	int		 m = r->method;
-	const char	*after;
 	enum auth_status st;
-	json_t		*j;
+	char		*arg[ROUTE_ARGS] = { NULL };
+	char		 allow[64] = "";
+	size_t		 i;
 
-	if (n < 2 || strcmp(p[0], "admin") != 0 || strcmp(p[1], "v1") != 0) {
+	if (r->n_parts < 2 || strcmp(r->parts[0], "admin") != 0 ||
+	    strcmp(r->parts[1], "v1") != 0) {
 		http_error(r, 404, "not_found", NULL, "no route for '%.200s'",
 		    r->path);
 		return;
@@ -753,110 +940,22 @@ admin_handle(struct req *r)
 		    "incorrect admin token");
 		return;
 	}
-	if (n < 3)
-		goto notfound;
-	if (strcmp(p[2], "tenants") == 0) {
-		if (n == 3 && m == EVHTTP_REQ_POST) {
-			tenant_create(r);
-			return;
-		}
-		if (n == 3 && m == EVHTTP_REQ_GET) {
-			if (page_params(r, &limit, &after) == 0)
-				reply_list(r, db_tenant_list(srv->db, after,
-				    limit));
-			return;
-		}
-		if (n == 4 && m == EVHTTP_REQ_GET) {
-			if ((j = db_tenant_get(srv->db, p[3])) == NULL)
-				goto notfound;
-			http_reply_json(r, 200, j);
-			return;
-		}
-		if (n == 5 && strcmp(p[4], "keys") == 0) {
-			if (m == EVHTTP_REQ_POST) {
-				key_create(r, p[3]);
-				return;
-			}
-			if (m == EVHTTP_REQ_GET) {
-				if (page_params(r, &limit, &after) == 0)
-					reply_list(r, db_key_list(srv->db,
-					    p[3], after, limit));
-				return;
-			}
-		}
-		goto method;
-	}
-	if (strcmp(p[2], "issuers") == 0) {
-		admin_issuers_handle(r);
-		return;
-	}
-	if (strcmp(p[2], "keys") == 0 && n == 4) {
-		if (m != EVHTTP_REQ_DELETE)
-			goto method;
-		db_key_revoke(srv->db, p[3], ADMIN_ACTOR, key_revoked, r);
-		return;
-	}
-	if (strcmp(p[2], "models") == 0 && n == 3) {
-		if (m == EVHTTP_REQ_POST) {
-			model_create(r);
-			return;
-		}
-		if (m == EVHTTP_REQ_GET) {
-			if (page_params(r, &limit, &after) == 0)
-				reply_list(r, db_model_list(srv->db, after,
-				    limit));
-			return;
-		}
-		goto method;
-	}
-	if (strcmp(p[2], "deployments") == 0 && (n == 3 || n == 4)) {
-		if (n == 3 && m == EVHTTP_REQ_POST) {
-			deployment_create(r);
-			return;
-		}
-		if (n == 3 && m == EVHTTP_REQ_GET) {
-			size_t	 i;
-			json_t	*row;
+	for (i = 0; i < sizeof(admin_routes) / sizeof(admin_routes[0]); i++) {
+		const struct admin_route *rt = &admin_routes[i];
 
-			if (page_params(r, &limit, &after) == -1)
-				return;
-			j = db_deployment_list(srv->db, after, limit);
-			json_array_foreach(json_object_get(j, "data"), i, row)
-				deployment_state(srv, row);
-			reply_list(r, j);
+		if (!route_match(rt->pattern, r->parts + 2, r->n_parts - 2,
+		    arg))
+			continue;
+		if (rt->method == 0 || rt->method == r->method) {
+			rt->fn(r, arg);
 			return;
 		}
-		if (n == 4 && m == EVHTTP_REQ_GET) {
-			if ((j = db_deployment_get(srv->db, p[3])) == NULL)
-				goto notfound;
-			http_reply_json(r, 200, deployment_state(srv, j));
-			return;
-		}
-		goto method;
+		snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow),
+		    "%s%s", allow[0] ? ", " : "", rt->name);
 	}
-	if (strcmp(p[2], "usage") == 0 && n == 3) {
-		if (m != EVHTTP_REQ_GET)
-			goto method;
-		usage_list(r);
+	if (allow[0] != '\0') {
+		http_method_not_allowed(r, allow);
 		return;
 	}
-	if (strcmp(p[2], "audit") == 0 && n == 3) {
-		if (m != EVHTTP_REQ_GET)
-			goto method;
-		if (page_params(r, &limit, &after) == -1)
-			return;
-		if (!valid_row_cursor(after)) {
-			http_error(r, 400, "invalid_request", "after",
-			    "'after' must be a row id");
-			return;
-		}
-		reply_list(r, db_audit_list(srv->db, after, limit));
-		return;
-	}
- notfound:
 	http_error(r, 404, "not_found", NULL, "nothing at '%.200s'", r->path);
-	return;
- method:
-	http_error(r, 405, "method_not_allowed", NULL,
-	    "method not allowed for '%.200s'", r->path);
 }

@@ -23,6 +23,7 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "gateway/guard.h"
 #include "gateway/http.h"
 #include "gateway/server.h"
 
@@ -32,11 +33,13 @@ struct http_server {
 	struct server	*srv;
 	http_handler_fn	*handler;
 	struct evhttp	*http;
+	struct guard	*guard;		/* framing, deadlines, caps */
 };
 
 static struct bufferevent *http_bevcb(struct event_base *, void *);
 static void	http_gencb(struct evhttp_request *, void *);
 static void	req_free(struct req *);
+static void	req_new_id(char *, size_t);
 static int	req_split_path(struct req *, const char *);
 
 int64_t
@@ -62,12 +65,18 @@ http_bevcb(struct event_base *base, void *arg)
 {
 	struct http_server	*l = arg;
 	SSL		*ssl = SSL_new(l->srv->tls);
+	struct bufferevent	*tls;
 
 	if (ssl == NULL)
 		return NULL;
-	/* bev owns ssl and the socket evhttp sets on it. */
-	return bufferevent_openssl_socket_new(base, -1, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	/* tls owns ssl and the socket evhttp sets on it. */
+	if ((tls = bufferevent_openssl_socket_new(base, -1, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* evhttp talks to the guard's filter, which owns tls. */
+	return guard_wrap(l->guard, tls);
 }
 
 struct http_server *
@@ -81,6 +90,9 @@ http_listen(struct server *srv, const char *hostport, size_t max_body,
 	const char			*colon = strrchr(hostport, ':');
 	char				*end;
 	long				 p;
+	struct guard_config		 gcfg;
+	char				 err[256];
+	const char			*spec = getenv("MAAS_GUARD");
 
 	if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host)) {
 		log_warnx("listen address '%s' is not HOST:PORT", hostport);
@@ -95,16 +107,29 @@ http_listen(struct server *srv, const char *hostport, size_t max_body,
 		log_warnx("listen address '%s' has a bad port", hostport);
 		return NULL;
 	}
+	guard_config_init(&gcfg, max_body, srv->cfg.max_headers);
+	gcfg.new_id = req_new_id;
+	if (guard_config_parse(&gcfg, spec, err, sizeof(err)) == -1) {
+		log_warnx("MAAS_GUARD: %s", err);
+		return NULL;
+	}
 	if ((http = evhttp_new(srv->base)) == NULL)
 		return NULL;
 	l = xcalloc(1, sizeof(*l));
 	l->srv = srv;
 	l->http = http;
 	l->handler = handler;
+	if ((l->guard = guard_new(srv->base, &gcfg)) == NULL) {
+		http_free(l);
+		return NULL;
+	}
 	evhttp_set_bevcb(http, http_bevcb, l);
 	evhttp_set_gencb(http, http_gencb, l);
 	evhttp_set_max_body_size(http, (ev_ssize_t)max_body);
-	evhttp_set_max_headers_size(http, (ev_ssize_t)srv->cfg.max_headers);
+	/* The guard enforces the limits first, with JSON errors; these are
+	 * evhttp's backstops and never bind. */
+	evhttp_set_max_headers_size(http,
+	    (ev_ssize_t)guard_config_evhttp_headers(&gcfg));
 	evhttp_set_timeout(http, HTTP_TIMEOUT_S);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
@@ -150,6 +175,7 @@ http_free(struct http_server *l)
 	if (l == NULL)
 		return;
 	evhttp_free(l->http);
+	guard_free(l->guard);	/* open connections keep it until they end */
 	free(l);
 }
 
@@ -322,6 +348,14 @@ http_json_body(struct req *r)
 	if ((j = http_parse_json(r, err, sizeof(err))) == NULL)
 		http_error(r, 400, "invalid_json", NULL, "%s", err);
 	return j;
+}
+
+void
+http_method_not_allowed(struct req *r, const char *allow)
+{
+	http_add_header(r, "Allow", allow);
+	http_error(r, 405, "method_not_allowed", NULL, "'%.200s' takes %s",
+	    r->path, allow);
 }
 
 void

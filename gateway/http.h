@@ -95,6 +95,8 @@ char		*http_error_body(int status, const char *code,
 char		*http_error_vbody(int status, const char *code,
 		    const char *param, size_t *len, const char *fmt, va_list)
 		    __attribute__((format(printf, 5, 0)));
+/* 405 with an Allow header listing the methods the route takes. */
+void		 http_method_not_allowed(struct req *, const char *allow);
 /* Adds a response header before the reply. */
 void		 http_add_header(struct req *, const char *name,
 		    const char *value);

@@ -55,7 +55,7 @@ kserve_handle(struct req *r)
 	struct server	*srv = r->srv;
 	char		**p = r->parts;
 	int		 n = r->n_parts;
-	const char	*model, *version = NULL;
+	const char	*model, *version = NULL, *allow = "GET";
 	int		 rest;
 
 	/* /v2, /v2/health/{live,ready} */
@@ -119,6 +119,7 @@ kserve_handle(struct req *r)
 		return;
 	}
 	if (n == rest + 1 && strcmp(p[rest], "infer") == 0) {
+		allow = "POST";
 		if (r->method != EVHTTP_REQ_POST)
 			goto method;
 		kserve_infer(r, model, version);
@@ -129,8 +130,7 @@ kserve_handle(struct req *r)
 	    r->path);
 	return;
  method:
-	http_error(r, 405, "method_not_allowed", NULL,
-	    "method not allowed for '%.200s'", r->path);
+	http_method_not_allowed(r, allow);
 }
 
 static void
