@@ -21,6 +21,7 @@
 
 #include "admin/admin.h"
 #include "admin/issuers.h"
+#include "admin/tenancy.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "db/db.h"
@@ -206,15 +207,18 @@ struct key_ctx {
 	char		 name[NAME_MAX_LEN + 1];
 	int64_t		 expires_at;
 	int		 tries;
+	json_t		*scopes;	/* models the key may call, or NULL */
 };
 
 static void	key_store(struct key_ctx *);
+static void	key_scoped(void *, enum db_status, json_t *);
 
 static void
 key_ctx_free(void *p)
 {
 	if (p == NULL)
 		return;
+	json_decref(((struct key_ctx *)p)->scopes);
 	OPENSSL_cleanse(p, sizeof(struct key_ctx));
 	free(p);
 }
@@ -231,12 +235,32 @@ key_created(void *arg, enum db_status st, json_t *row)
 		key_store(k);
 		return;
 	}
+	if (st == DB_OK && row != NULL && k->scopes != NULL) {
+		db_key_set_scopes(r->srv->db, json_string_value(
+		    json_object_get(row, "id")), k->scopes, ADMIN_ACTOR,
+		    key_scoped, k);
+		json_decref(row);
+		return;
+	}
 	if (st == DB_OK && row != NULL) {
 		json_object_set_new(row, "key", json_string(k->secret));
 		http_reply_json(r, 201, row);	/* frees k via ctx_free */
 		return;
 	}
 	reply_created(r, st, row);
+}
+
+static void
+key_scoped(void *arg, enum db_status st, json_t *row)
+{
+	struct key_ctx	*k = arg;
+
+	if (st == DB_OK && row != NULL) {
+		json_object_set_new(row, "key", json_string(k->secret));
+		http_reply_json(k->r, 201, row);
+		return;
+	}
+	reply_created(k->r, st, row);
 }
 
 static void
@@ -251,7 +275,7 @@ key_store(struct key_ctx *k)
 static void
 key_create(struct req *r, const char *tenant_id)
 {
-	json_t		*body = http_json_body(r), *exp, *t;
+	json_t		*body = http_json_body(r), *exp, *t, *sc;
 	const char	*name;
 	struct key_ctx	*k;
 
@@ -276,8 +300,25 @@ key_create(struct req *r, const char *tenant_id)
 		    "'expires_at' a Unix time in seconds");
 		return;
 	}
+	sc = json_object_get(body, "scopes");
+	if (sc != NULL && !json_is_null(sc)) {
+		json_t	*v;
+		size_t	 i;
+		bool	 ok = json_is_array(sc) && json_array_size(sc) <= 1000;
+
+		json_array_foreach(sc, i, v)
+			ok = ok && valid_name(json_string_value(v));
+		if (!ok) {
+			json_decref(body);
+			http_error(r, 400, "invalid_request", "scopes",
+			    "'scopes' must be null or an array of model names");
+			return;
+		}
+	} else
+		sc = NULL;
 	k = xcalloc(1, sizeof(*k));
 	k->r = r;
+	k->scopes = json_incref(sc);
 	snprintf(k->tenant_id, sizeof(k->tenant_id), "%s", tenant_id);
 	snprintf(k->name, sizeof(k->name), "%s", name);
 	k->expires_at = json_is_integer(exp) ? json_integer_value(exp) : 0;
@@ -882,7 +923,14 @@ static const struct admin_route {
 	{ EVHTTP_REQ_GET, "GET", "tenants/*", route_tenant_get },
 	{ EVHTTP_REQ_GET, "GET", "tenants/*/keys", route_key_list },
 	{ EVHTTP_REQ_POST, "POST", "tenants/*/keys", route_key_create },
+	{ EVHTTP_REQ_PUT, "PUT", "tenants/*/quota", admin_tenant_quota_put },
+	{ EVHTTP_REQ_POST, "POST", "tenants/*/suspend", admin_tenant_suspend },
+	{ EVHTTP_REQ_POST, "POST", "tenants/*/resume", admin_tenant_resume },
 	{ EVHTTP_REQ_DELETE, "DELETE", "keys/*", route_key_revoke },
+	{ EVHTTP_REQ_PUT, "PUT", "keys/*/quota", admin_key_quota_put },
+	{ EVHTTP_REQ_POST, "POST", "keys/*/rotate", admin_key_rotate },
+	{ EVHTTP_REQ_GET, "GET", "prices", admin_price_list },
+	{ EVHTTP_REQ_POST, "POST", "prices", admin_price_add },
 	{ 0, NULL, "issuers/**", route_issuers },
 	{ EVHTTP_REQ_GET, "GET", "models", route_model_list },
 	{ EVHTTP_REQ_POST, "POST", "models", route_model_create },

@@ -68,16 +68,24 @@
 /* Column lists shared by an insert's RETURNING clause and the reads, so a
  * create returns exactly what a later get or list shows. */
 #define TENANT_COLS	"id, name, status, plan, weight, created_at"
-#define KEY_COLS	"id, tenant_id, name, prefix, created_at, " \
-			"expires_at, revoked_at, last_used_at"
+#define KEY_COLS	"id, tenant_id, name, prefix, scopes, created_at, " \
+			"expires_at, revoked_at, last_used_at, replaced_by"
 #define MODEL_COLS	"id, name, version, format, path, sha256, size, " \
 			"meta, created_at"
 #define DEP_COLS	"id, name, model, version, replicas, threads, " \
 			"max_batch, max_queue_delay_us, status, created_at"
 #define USAGE_COLS	"id, request_id, ts_us, tenant_id, key_id, model, " \
 			"version, endpoint, status, queue_us, compute_us, " \
-			"bytes_in, bytes_out, prompt_tokens, completion_tokens"
+			"bytes_in, bytes_out, prompt_tokens, completion_tokens, " \
+			"cost_micros"
 #define AUDIT_COLS	"id, ts, actor, action, target, detail"
+#define QUOTA_COLS	"tenant_id, key_id, requests_per_minute, " \
+			"tokens_per_minute, max_concurrent_requests, " \
+			"monthly_token_budget, monthly_credit_budget_micros, " \
+			"allowed_models"
+#define PRICE_COLS	"model, starts_at, per_1k_input_micros, " \
+			"per_1k_output_micros, per_request_micros, " \
+			"per_compute_second_micros"
 #define ISSUER_COLS	"id, kid, alg, key, iss, aud, tenant_claim, " \
 			"created_at, deleted_at"
 
@@ -114,6 +122,17 @@ enum db_sql {
 	SQL_ISSUER_GET,
 	SQL_ISSUER_DELETE,
 	SQL_ISSUER_LIST,
+	SQL_QUOTA_DELETE,
+	SQL_QUOTA_INSERT,
+	SQL_QUOTA_LIST,
+	SQL_SEED_MINUTE,
+	SQL_SEED_MONTH,
+	SQL_PRICE_INSERT,
+	SQL_PRICE_LIST,
+	SQL_KEY_ROTATE_OLD,
+	SQL_KEY_INSERT_FULL,
+	SQL_KEY_TOUCH,
+	SQL_KEY_SCOPES,
 	SQL_COUNT
 };
 
@@ -153,7 +172,7 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	    " WHERE id = ?1 AND revoked_at IS NULL RETURNING " KEY_COLS,
 	[SQL_KEY_BY_PREFIX] =
 	    "SELECT k.id, k.tenant_id, t.status, k.hash, k.expires_at,"
-	    " k.revoked_at FROM api_keys AS k"
+	    " k.revoked_at, k.scopes FROM api_keys AS k"
 	    " JOIN tenants AS t ON t.id = k.tenant_id WHERE k.prefix = ?1",
 	[SQL_KEY_LIST] =
 	    "SELECT " KEY_COLS " FROM api_keys WHERE tenant_id = ?1"
@@ -183,9 +202,9 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	[SQL_USAGE_INSERT] =
 	    "INSERT INTO usage_events (request_id, ts_us, tenant_id, key_id,"
 	    " model, version, endpoint, status, queue_us, compute_us,"
-	    " bytes_in, bytes_out, prompt_tokens, completion_tokens)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
-	    " ?13, ?14)",
+	    " bytes_in, bytes_out, prompt_tokens, completion_tokens,"
+	    " cost_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+	    " ?11, ?12, ?13, ?14, ?15)",
 	[SQL_USAGE_LIST] =
 	    "SELECT " USAGE_COLS " FROM usage_events"
 	    " WHERE ts_us >= ?1 AND ts_us < ?2 AND id > ?3"
@@ -212,6 +231,54 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	[SQL_ISSUER_LIST] =
 	    "SELECT " ISSUER_COLS " FROM jwt_issuers"
 	    " WHERE deleted_at IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
+	[SQL_QUOTA_DELETE] =
+	    "DELETE FROM quotas WHERE tenant_id = ?1"
+	    " AND ifnull(key_id, '') = ifnull(?2, '')",
+	[SQL_QUOTA_INSERT] =
+	    "INSERT INTO quotas (tenant_id, key_id, requests_per_minute,"
+	    " tokens_per_minute, max_concurrent_requests,"
+	    " monthly_token_budget, monthly_credit_budget_micros,"
+	    " allowed_models) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+	    " RETURNING " QUOTA_COLS,
+	[SQL_QUOTA_LIST] = "SELECT " QUOTA_COLS " FROM quotas ORDER BY id",
+	/* Counters a restart must not lose: requests and tokens of the
+	 * current minute, tokens and credits of the current month.  A 429
+	 * is a request quotas refused, so it does not count. */
+	[SQL_SEED_MINUTE] =
+	    "SELECT tenant_id, key_id, count(*) AS requests,"
+	    " sum(prompt_tokens + completion_tokens) AS tokens"
+	    " FROM usage_events WHERE ts_us >= ?1 AND status <> 429"
+	    " GROUP BY tenant_id, key_id",
+	[SQL_SEED_MONTH] =
+	    "SELECT tenant_id, key_id,"
+	    " sum(prompt_tokens + completion_tokens) AS tokens,"
+	    " sum(cost_micros) AS credits"
+	    " FROM usage_events WHERE ts_us >= ?1 AND status <> 429"
+	    " GROUP BY tenant_id, key_id",
+	[SQL_PRICE_INSERT] =
+	    "INSERT INTO prices (model, starts_at, per_1k_input_micros,"
+	    " per_1k_output_micros, per_request_micros,"
+	    " per_compute_second_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+	    " RETURNING " PRICE_COLS,
+	[SQL_PRICE_LIST] =
+	    "SELECT " PRICE_COLS " FROM prices ORDER BY model, starts_at",
+	[SQL_KEY_ROTATE_OLD] =
+	    "UPDATE api_keys SET replaced_by = ?2,"
+	    " expires_at = CASE WHEN expires_at IS NULL OR expires_at > ?3"
+	    " THEN ?3 ELSE expires_at END"
+	    " WHERE id = ?1 AND revoked_at IS NULL AND replaced_by IS NULL"
+	    " RETURNING " KEY_COLS,
+	[SQL_KEY_INSERT_FULL] =
+	    "INSERT INTO api_keys (id, tenant_id, name, prefix, hash,"
+	    " scopes, created_at, expires_at)"
+	    " SELECT ?1, tenant_id, name, ?2, ?3, scopes, ?4, ?5"
+	    " FROM api_keys WHERE id = ?6 RETURNING " KEY_COLS,
+	[SQL_KEY_SCOPES] =
+	    "UPDATE api_keys SET scopes = ?2 WHERE id = ?1"
+	    " RETURNING " KEY_COLS,
+	[SQL_KEY_TOUCH] =
+	    "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1"
+	    " AND (last_used_at IS NULL OR last_used_at < ?2)",
 };
 
 /* One SQLite connection and its statement cache.  Used by one thread. */
@@ -222,6 +289,17 @@ struct db_conn {
 };
 
 /* --- jobs --- */
+
+/* One statement of a generic write job (db_steps_submit): its arguments
+ * are a JSON array bound in order (string, integer, null). */
+#define DB_MAX_STEPS	8
+struct db_step {
+	enum db_sql	 sql;
+	json_t		*args;		/* owned */
+	unsigned	 flags;
+#define STEP_RESULT	0x1		/* its RETURNING row is the result */
+#define STEP_REQUIRED	0x2		/* no row back: DB_NOT_FOUND */
+};
 
 /* One queued write.  The strings its arguments point to are owned copies
  * listed in str[], so the caller's buffers may go away after submitting. */
@@ -283,6 +361,13 @@ struct db_job {
 			const char	*tenant_claim;
 			const char	*key_fingerprint;
 		} issuer;
+		struct {
+			struct db_step	 s[DB_MAX_STEPS];
+			size_t		 n;
+			const char	*action;	/* audit, NULL: none */
+			const char	*target;
+			json_t		*detail;	/* owned */
+		} steps;
 	} u;
 };
 
@@ -349,6 +434,10 @@ static enum db_status	 deployment_create_run(struct db *,
 			    struct db_job *);
 static enum db_status	 usage_record_run(struct db *, struct db_job *);
 static enum db_status	 tenant_status_run(struct db *, struct db_job *);
+static enum db_status	 steps_run(struct db *, struct db_job *);
+static sqlite3_stmt	*conn_bind_json(struct db_conn *, enum db_sql,
+			    json_t *);
+static json_t		*db_read_all(struct db *, enum db_sql, json_t *);
 static enum db_status	 issuer_create_run(struct db *, struct db_job *);
 static enum db_status	 issuer_delete_run(struct db *, struct db_job *);
 
@@ -930,6 +1019,12 @@ db_key_by_prefix(struct db *db, const char *prefix, struct db_key *out)
 	memcpy(out->hash, sqlite3_column_blob(st, 3), sizeof(out->hash));
 	out->expires_at = sqlite3_column_int64(st, 4);	/* NULL reads 0 */
 	out->revoked_at = sqlite3_column_int64(st, 5);
+	if (sqlite3_column_type(st, 6) == SQLITE_TEXT &&
+	    (size_t)snprintf(out->scopes, sizeof(out->scopes), "%s",
+	    (const char *)sqlite3_column_text(st, 6)) >= sizeof(out->scopes))
+		out->scopes[0] = '\0';		/* too long: fail closed below */
+	else if (sqlite3_column_type(st, 6) == SQLITE_TEXT)
+		out->has_scopes = true;
 	ret = 1;
  out:
 	stmt_done(st);
@@ -940,6 +1035,12 @@ json_t *
 db_tenant_get(struct db *db, const char *id)
 {
 	return db_read_one(db, SQL_TENANT_GET, "t", id);
+}
+
+json_t *
+db_key_get(struct db *db, const char *id)
+{
+	return db_read_one(db, SQL_KEY_GET, "t", id);
 }
 
 json_t *
@@ -1058,6 +1159,11 @@ job_free(struct db_job *j)
 		free(j->str[i]);
 	}
 	json_decref(j->result);
+	if (j->run == steps_run) {
+		for (i = 0; i < j->u.steps.n; i++)
+			json_decref(j->u.steps.s[i].args);
+		json_decref(j->u.steps.detail);
+	}
 	explicit_bzero(j, sizeof(*j));	/* a key job holds a hash */
 	free(j);
 }
@@ -1506,12 +1612,13 @@ usage_record_run(struct db *db, struct db_job *j)
 	const struct usage_event	*u = &j->u.usage;
 	sqlite3_stmt			*st;
 
-	st = conn_bind(&db->wr, SQL_USAGE_INSERT, "titttttiiiiiii",
+	st = conn_bind(&db->wr, SQL_USAGE_INSERT, "titttttiiiiiiii",
 	    u->request_id, u->ts_us, u->tenant_id,
 	    u->key_id[0] != '\0' ? u->key_id : NULL, u->model,
 	    u->version[0] != '\0' ? u->version : NULL, u->endpoint,
 	    (int64_t)u->status, u->queue_us, u->compute_us, u->bytes_in,
-	    u->bytes_out, u->prompt_tokens, u->completion_tokens);
+	    u->bytes_out, u->prompt_tokens, u->completion_tokens,
+	    u->cost_micros);
 	if (st == NULL)
 		return DB_ERROR;
 	return stmt_row(&db->wr, st, NULL);
@@ -1673,4 +1780,299 @@ issuer_delete_run(struct db *db, struct db_job *j)
 	}
 	return db_audit(db, j, "issuer.delete", j->u.revoke.id,
 	    json_pack("{s:O}", "kid", json_object_get(j->result, "kid")));
+}
+
+/* --- generic writes and reads --- */
+
+/* Prepares (once) and binds a statement from a JSON array of arguments. */
+static sqlite3_stmt *
+conn_bind_json(struct db_conn *c, enum db_sql id, json_t *args)
+{
+	sqlite3_stmt	*st;
+	json_t		*v;
+	size_t		 i;
+	int		 rc = SQLITE_OK;
+
+	if ((st = c->st[id]) == NULL) {
+		if (sqlite3_prepare_v3(c->h, db_sql_text[id], -1,
+		    SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL) != SQLITE_OK) {
+			log_warnx("cannot prepare '%.40s' on %s connection: "
+			    "%s", db_sql_text[id], c->name,
+			    sqlite3_errmsg(c->h));
+			return NULL;
+		}
+		st = c->st[id];
+	}
+	if (json_array_size(args) != (size_t)sqlite3_bind_parameter_count(st))
+		fatalx("%s: statement %d takes %d parameters, not %zu",
+		    __func__, (int)id, sqlite3_bind_parameter_count(st),
+		    json_array_size(args));
+	json_array_foreach(args, i, v) {
+		int	k = (int)i + 1;
+
+		if (json_is_string(v))
+			rc = sqlite3_bind_text(st, k, json_string_value(v),
+			    (int)json_string_length(v), SQLITE_TRANSIENT);
+		else if (json_is_integer(v))
+			rc = sqlite3_bind_int64(st, k, json_integer_value(v));
+		else if (json_is_boolean(v))
+			rc = sqlite3_bind_int64(st, k, json_is_true(v));
+		else if (json_is_null(v))
+			rc = sqlite3_bind_null(st, k);
+		else if (json_is_object(v) && json_string_value(
+		    json_object_get(v, "hex")) != NULL) {
+			/* {"hex": "..."}: a blob, e.g. a key hash. */
+			const char	*h = json_string_value(
+			    json_object_get(v, "hex"));
+			uint8_t		 blob[64];
+			size_t		 bl = strlen(h) / 2;
+
+			if (bl > sizeof(blob) || strlen(h) % 2 != 0)
+				fatalx("%s: blob argument too long", __func__);
+			for (size_t b = 0; b < bl; b++) {
+				unsigned	x;
+
+				if (sscanf(h + 2 * b, "%2x", &x) != 1)
+					fatalx("%s: bad hex", __func__);
+				blob[b] = (uint8_t)x;
+			}
+			rc = sqlite3_bind_blob(st, k, blob, (int)bl,
+			    SQLITE_TRANSIENT);
+			explicit_bzero(blob, sizeof(blob));
+		} else
+			fatalx("%s: argument %d of statement %d has an "
+			    "unbindable type", __func__, k, (int)id);
+		if (rc != SQLITE_OK) {
+			log_warnx("cannot bind parameter %d of '%.40s': %s", k,
+			    db_sql_text[id], sqlite3_errstr(rc));
+			sqlite3_clear_bindings(st);
+			return NULL;
+		}
+	}
+	return st;
+}
+
+/* Writer thread: the steps in order, then the audit row. */
+static enum db_status
+steps_run(struct db *db, struct db_job *j)
+{
+	enum db_status	 s;
+	sqlite3_stmt	*st;
+	json_t		*row;
+
+	for (size_t i = 0; i < j->u.steps.n; i++) {
+		struct db_step	*step = &j->u.steps.s[i];
+
+		if ((st = conn_bind_json(&db->wr, step->sql, step->args))
+		    == NULL)
+			return DB_ERROR;
+		if ((s = stmt_row(&db->wr, st, &row)) != DB_OK)
+			return s;
+		if (row == NULL && (step->flags & STEP_REQUIRED))
+			return DB_NOT_FOUND;
+		if (row != NULL && (step->flags & STEP_RESULT)) {
+			json_decref(j->result);
+			j->result = row;
+		} else
+			json_decref(row);
+	}
+	if (j->u.steps.action == NULL)
+		return DB_OK;
+	return db_audit(db, j, j->u.steps.action, j->u.steps.target,
+	    json_incref(j->u.steps.detail));
+}
+
+/* Queues a job of up to DB_MAX_STEPS statements: sql[i] with args[i]
+ * (stolen) and flags[i].  detail is stolen; action NULL: no audit row. */
+static void
+db_steps_submit(struct db *db, size_t n, const enum db_sql *sql,
+    json_t **args, const unsigned *flags, const char *action,
+    const char *target, json_t *detail, const char *actor, db_done_fn *done,
+    void *arg)
+{
+	struct db_job	*j = job_new(done, arg, actor);
+
+	if (n > DB_MAX_STEPS)
+		fatalx("%s: too many steps", __func__);
+	j->run = steps_run;
+	for (size_t i = 0; i < n; i++) {
+		j->u.steps.s[i].sql = sql[i];
+		j->u.steps.s[i].args = args[i];
+		j->u.steps.s[i].flags = flags[i];
+	}
+	j->u.steps.n = n;
+	j->u.steps.action = job_str(j, action);
+	j->u.steps.target = job_str(j, target);
+	j->u.steps.detail = detail;
+	db_submit(db, j);
+}
+
+/* Every row of a read as a JSON array; NULL after logging. */
+static json_t *
+db_read_all(struct db *db, enum db_sql id, json_t *args)
+{
+	sqlite3_stmt	*st = conn_bind_json(&db->rd, id, args);
+	json_t		*rows, *row;
+	int		 rc;
+
+	json_decref(args);
+	if (st == NULL)
+		return NULL;
+	rows = json_array();
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((row = row_json(st)) == NULL) {
+			rc = SQLITE_ERROR;
+			break;
+		}
+		json_array_append_new(rows, row);
+	}
+	if (rc != SQLITE_DONE) {
+		(void)conn_status(&db->rd, rc);
+		json_decref(rows);
+		rows = NULL;
+	}
+	stmt_done(st);
+	return rows;
+}
+
+/* --- quotas, prices, key rotation --- */
+
+static json_t *
+opt_int(int64_t v)
+{
+	return v < 0 ? json_null() : json_integer(v);
+}
+
+void
+db_quota_put(struct db *db, const struct db_quota_in *q, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[2] = { SQL_QUOTA_DELETE, SQL_QUOTA_INSERT };
+	unsigned	 flags[2] = { 0, STEP_RESULT | STEP_REQUIRED };
+	json_t		*args[2];
+	char		*models = NULL;
+
+	if (q->allowed_models != NULL)
+		models = json_dumps(q->allowed_models, JSON_COMPACT);
+	args[0] = json_pack("[s, s?]", q->tenant_id, q->key_id);
+	args[1] = json_pack("[s, s?, o, o, o, o, o, s?]", q->tenant_id,
+	    q->key_id, opt_int(q->rpm), opt_int(q->tpm),
+	    opt_int(q->concurrent), opt_int(q->month_tokens),
+	    opt_int(q->month_credits), models);
+	db_steps_submit(db, 2, sql, args, flags, "quota.put",
+	    q->key_id ? q->key_id : q->tenant_id,
+	    json_pack("{s:s, s:s?, s:o, s:o, s:o, s:o, s:o, s:O?}",
+	    "tenant_id", q->tenant_id, "key_id", q->key_id,
+	    "requests_per_minute", opt_int(q->rpm),
+	    "tokens_per_minute", opt_int(q->tpm),
+	    "max_concurrent_requests", opt_int(q->concurrent),
+	    "monthly_token_budget", opt_int(q->month_tokens),
+	    "monthly_credit_budget_micros", opt_int(q->month_credits),
+	    "allowed_models", q->allowed_models), actor, done, arg);
+	free(models);
+}
+
+json_t *
+db_quota_list(struct db *db)
+{
+	return db_read_all(db, SQL_QUOTA_LIST, json_array());
+}
+
+json_t *
+db_usage_seed(struct db *db, int64_t minute_start_us, int64_t month_start_us)
+{
+	json_t	*minute, *month, *out;
+
+	minute = db_read_all(db, SQL_SEED_MINUTE,
+	    json_pack("[I]", (json_int_t)minute_start_us));
+	month = db_read_all(db, SQL_SEED_MONTH,
+	    json_pack("[I]", (json_int_t)month_start_us));
+	if (minute == NULL || month == NULL) {
+		json_decref(minute);
+		json_decref(month);
+		return NULL;
+	}
+	out = json_pack("{s:o, s:o}", "minute", minute, "month", month);
+	return out;
+}
+
+void
+db_price_add(struct db *db, const struct db_price_in *p, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[1] = { SQL_PRICE_INSERT };
+	unsigned	 flags[1] = { STEP_RESULT | STEP_REQUIRED };
+	json_t		*args[1];
+
+	args[0] = json_pack("[s, I, I, I, I, I]", p->model,
+	    (json_int_t)p->starts_at, (json_int_t)p->per_1k_input,
+	    (json_int_t)p->per_1k_output, (json_int_t)p->per_request,
+	    (json_int_t)p->per_compute_second);
+	db_steps_submit(db, 1, sql, args, flags, "price.add", p->model,
+	    json_incref(args[0]), actor, done, arg);
+}
+
+json_t *
+db_price_list(struct db *db)
+{
+	return db_read_all(db, SQL_PRICE_LIST, json_array());
+}
+
+void
+db_key_rotate(struct db *db, const char *key_id, const char *prefix,
+    const uint8_t hash[32], int64_t grace_until, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[2] = { SQL_KEY_INSERT_FULL, SQL_KEY_ROTATE_OLD };
+	unsigned	 flags[2] = { STEP_RESULT | STEP_REQUIRED,
+			    STEP_REQUIRED };
+	json_t		*args[2];
+	char		 id[DB_ID_SIZE], hex[65];
+	int64_t		 now = db_now();
+
+	db_new_id("key", id, sizeof(id));
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+	args[0] = json_pack("[s, s, {s:s}, I, n, s]", id, prefix, "hex", hex,
+	    (json_int_t)now, key_id);
+	args[1] = json_pack("[s, s, I]", key_id, id, (json_int_t)grace_until);
+	explicit_bzero(hex, sizeof(hex));
+	db_steps_submit(db, 2, sql, args, flags, "key.rotate", key_id,
+	    json_pack("{s:s, s:s, s:I}", "new_key_id", id, "prefix", prefix,
+	    "grace_until", (json_int_t)grace_until), actor, done, arg);
+}
+
+void
+db_keys_touch(struct db *db, const char *const *key_ids, size_t n,
+    int64_t ts)
+{
+	enum db_sql	 sql[DB_MAX_STEPS];
+	unsigned	 flags[DB_MAX_STEPS] = { 0 };
+	json_t		*args[DB_MAX_STEPS];
+	size_t		 k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		sql[k] = SQL_KEY_TOUCH;
+		args[k++] = json_pack("[s, I]", key_ids[i], (json_int_t)ts);
+		if (k == DB_MAX_STEPS || i + 1 == n) {
+			db_steps_submit(db, k, sql, args, flags, NULL, NULL,
+			    NULL, NULL, NULL, NULL);
+			k = 0;
+		}
+	}
+}
+
+void
+db_key_set_scopes(struct db *db, const char *key_id, json_t *scopes,
+    const char *actor, db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[1] = { SQL_KEY_SCOPES };
+	unsigned	 flags[1] = { STEP_RESULT | STEP_REQUIRED };
+	json_t		*args[1];
+	char		*text = scopes ? json_dumps(scopes, JSON_COMPACT) : NULL;
+
+	args[0] = json_pack("[s, s?]", key_id, text);
+	db_steps_submit(db, 1, sql, args, flags, "key.scopes", key_id,
+	    json_pack("{s:O?}", "scopes", scopes), actor, done, arg);
+	free(text);
 }

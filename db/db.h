@@ -68,6 +68,8 @@ struct db_key {
 	uint8_t		hash[32];		/* SHA-256 of the whole secret */
 	int64_t		expires_at;		/* 0: never */
 	int64_t		revoked_at;		/* 0: not revoked */
+	bool		has_scopes;		/* false: every model */
+	char		scopes[1024];		/* JSON array of model names */
 };
 /* Looks a key up by its public prefix.  1 found, 0 not found, -1 error. */
 int		 db_key_by_prefix(struct db *, const char *prefix,
@@ -95,6 +97,7 @@ void		 db_key_create(struct db *, const char *tenant_id,
 /* Sets revoked_at = now.  DB_NOT_FOUND if no such key. */
 void		 db_key_revoke(struct db *, const char *key_id,
 		    const char *actor, db_done_fn *, void *arg);
+json_t		*db_key_get(struct db *, const char *id);	/* NULL: none */
 json_t		*db_key_list(struct db *, const char *tenant_id,
 		    const char *after, int limit);
 
@@ -152,6 +155,7 @@ struct usage_event {
 	int64_t		bytes_out;
 	int64_t		prompt_tokens;
 	int64_t		completion_tokens;
+	int64_t		cost_micros;	/* price of the request */
 };
 /* Queues one usage row (copied).  The callback runs once the row is
  * durable; the gateway sends the response from it.  DB_CONFLICT if the
@@ -205,6 +209,65 @@ void		 db_issuer_delete(struct db *, const char *id,
 json_t		*db_issuer_get(struct db *, const char *id);	/* NULL: none */
 /* Issuers not deleted, paged by id: {"data":[...],"has_more":bool}. */
 json_t		*db_issuer_list(struct db *, const char *after, int limit);
+
+/* --- quotas, prices, key rotation, key use --- */
+/* Limits of a tenant (key_id NULL) or of one of its keys; -1: unlimited.
+ * allowed_models: borrowed JSON array of model names, NULL: all. */
+struct db_quota_in {
+	const char	*tenant_id;
+	const char	*key_id;
+	int64_t		 rpm;
+	int64_t		 tpm;
+	int64_t		 concurrent;
+	int64_t		 month_tokens;
+	int64_t		 month_credits;
+	json_t		*allowed_models;
+};
+/* Replaces the quota row.  DB_NOT_FOUND if the tenant or key does not
+ * exist.  result: the row {tenant_id, key_id, requests_per_minute, ...}
+ * with null for unlimited. */
+void		 db_quota_put(struct db *, const struct db_quota_in *,
+		    const char *actor, db_done_fn *, void *arg);
+/* Every quota row, as a JSON array (start-up). */
+json_t		*db_quota_list(struct db *);
+/* Counters to seed in-memory quotas with after a restart:
+ * {"minute":[{tenant_id,key_id,requests,tokens}..],
+ *  "month":[{tenant_id,key_id,tokens,credits}..]}
+ * over usage rows since the given times (microseconds), 429s excluded. */
+json_t		*db_usage_seed(struct db *, int64_t minute_start_us,
+		    int64_t month_start_us);
+
+/* A price of a model from starts_at (Unix seconds) on, in micro-units. */
+struct db_price_in {
+	const char	*model;
+	int64_t		 starts_at;
+	int64_t		 per_1k_input;
+	int64_t		 per_1k_output;
+	int64_t		 per_request;
+	int64_t		 per_compute_second;
+};
+/* DB_CONFLICT if the model already has a price starting then. */
+void		 db_price_add(struct db *, const struct db_price_in *,
+		    const char *actor, db_done_fn *, void *arg);
+/* Every price row ordered by model, starts_at (start-up). */
+json_t		*db_price_list(struct db *);
+
+/* Replaces key_id with a new key (same tenant, name and scopes) whose
+ * prefix and hash the caller made; the old key keeps working until
+ * grace_until.  DB_NOT_FOUND if the key does not exist, is revoked or was
+ * already rotated.  result: the new key's row. */
+void		 db_key_rotate(struct db *, const char *key_id,
+		    const char *prefix, const uint8_t hash[32],
+		    int64_t grace_until, const char *actor, db_done_fn *,
+		    void *arg);
+/* Restricts a key to the models in scopes (a JSON array of names; NULL:
+ * every model).  result: the key row. */
+void		 db_key_set_scopes(struct db *, const char *key_id,
+		    json_t *scopes, const char *actor, db_done_fn *,
+		    void *arg);
+/* Records that keys were used at ts (fire and forget, no audit). */
+void		 db_keys_touch(struct db *, const char *const *key_ids,
+		    size_t n, int64_t ts);
 
 /* --- audit --- */
 /* Every db_*_create/revoke above writes its own audit row in the same

@@ -167,6 +167,10 @@ static const char *const schema_migrations[] = {
 	"  target	TEXT,"
 	"  detail	TEXT CHECK (detail IS NULL OR json_valid(detail))"
 	") STRICT;",
+
+	/* 2: the price of each request, so budgets and invoices sum it. */
+	"ALTER TABLE usage_events ADD COLUMN cost_micros INTEGER NOT NULL"
+	"  DEFAULT 0;",
 };
 
 #define SCHEMA_NMIGRATIONS \

@@ -140,6 +140,8 @@ auth_tenant(struct db *db, const char *header, struct auth_result *out)
 		return AUTH_SUSPENDED;
 	snprintf(out->tenant_id, sizeof(out->tenant_id), "%s", k.tenant_id);
 	snprintf(out->key_id, sizeof(out->key_id), "%s", k.id);
+	out->has_scopes = k.has_scopes;
+	memcpy(out->scopes, k.scopes, sizeof(out->scopes));
 	return AUTH_OK;
 }
 

@@ -7,6 +7,7 @@
  * is never accepted as a tenant key (nor a tenant key as admin). */
 #ifndef GATEWAY_AUTH_H
 #define GATEWAY_AUTH_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,8 @@ enum auth_status {
 struct auth_result {
 	char	tenant_id[64];
 	char	key_id[64];
+	bool	has_scopes;		/* false: the key may call any model */
+	char	scopes[1024];		/* JSON array of model names */
 };
 
 /* Makes a new tenant key: secret (NUL-terminated, AUTH_KEY_LEN chars),

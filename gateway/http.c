@@ -435,14 +435,14 @@ http_error_type(int status)
 }
 
 char *
-http_error_body(int status, const char *code, const char *param,
-    const char *msg, size_t *len)
+http_error_body(int status, const char *type, const char *code,
+    const char *param, const char *msg, size_t *len)
 {
 	json_t	*j;
 	char	*s;
 
 	j = json_pack("{s:{s:s, s:s, s:o, s:o}}", "error",
-	    "message", msg, "type", http_error_type(status),
+	    "message", msg, "type", type ? type : http_error_type(status),
 	    "param", param ? json_string(param) : json_null(),
 	    "code", code ? json_string(code) : json_null());
 	s = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -456,8 +456,8 @@ http_error_body(int status, const char *code, const char *param,
 }
 
 char *
-http_error_vbody(int status, const char *code, const char *param,
-    size_t *len, const char *fmt, va_list ap)
+http_error_vbody(int status, const char *type, const char *code,
+    const char *param, size_t *len, const char *fmt, va_list ap)
 {
 	char	msg[1024];
 
@@ -466,7 +466,7 @@ http_error_vbody(int status, const char *code, const char *param,
 	for (char *p = msg; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x80)
 			*p = '?';
-	return http_error_body(status, code, param, msg, len);
+	return http_error_body(status, type, code, param, msg, len);
 }
 
 void
@@ -478,7 +478,7 @@ http_error(struct req *r, int status, const char *code, const char *param,
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	body = http_error_vbody(status, code, param, &len, fmt, ap);
+	body = http_error_vbody(status, NULL, code, param, &len, fmt, ap);
 	va_end(ap);
 	http_reply(r, status, "application/json", body, len);
 	free(body);

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "db/db.h"
+#include "gateway/quota.h"
 
 struct evhttp_request;
 struct http_server;
@@ -43,8 +44,11 @@ struct req {
 	/* tenant API */
 	char			 tenant_id[64];
 	char			 key_id[64];
+	bool			 has_scopes;	/* key limited to scopes */
+	char			 scopes[1024];	/* JSON array of models */
 	struct sched_job	*job;		/* while a runtime computes */
 	struct usage_event	 usage;		/* metered before replying */
+	struct quota_ticket	 ticket;	/* what admission reserved */
 	bool			 metered;	/* usage must be recorded */
 	/* reply held back until usage is durable */
 	int			 status;
@@ -90,11 +94,14 @@ void		 http_error(struct req *, int status, const char *code,
 		    const char *param, const char *fmt, ...)
 		    __attribute__((format(printf, 5, 6)));
 /* Builds the error JSON body (new string, caller frees). */
-char		*http_error_body(int status, const char *code,
-		    const char *param, const char *msg, size_t *len);
-char		*http_error_vbody(int status, const char *code,
-		    const char *param, size_t *len, const char *fmt, va_list)
-		    __attribute__((format(printf, 5, 0)));
+/* type NULL: derived from status. */
+char		*http_error_body(int status, const char *type,
+		    const char *code, const char *param, const char *msg,
+		    size_t *len);
+char		*http_error_vbody(int status, const char *type,
+		    const char *code, const char *param, size_t *len,
+		    const char *fmt, va_list)
+		    __attribute__((format(printf, 6, 0)));
 /* 405 with an Allow header listing the methods the route takes. */
 void		 http_method_not_allowed(struct req *, const char *allow);
 /* Adds a response header before the reply. */

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "gateway/admit.h"
 #include "gateway/auth.h"
 #include "gateway/http.h"
 #include "gateway/kserve.h"
@@ -36,6 +37,9 @@ kserve_auth(struct req *r)
 	if (st == AUTH_OK) {
 		snprintf(r->tenant_id, sizeof(r->tenant_id), "%s", a.tenant_id);
 		snprintf(r->key_id, sizeof(r->key_id), "%s", a.key_id);
+		r->has_scopes = a.has_scopes;
+		memcpy(r->scopes, a.scopes, sizeof(r->scopes));
+		admit_touch_key(r->srv, a.key_id);
 		return 0;
 	}
 	if (st == AUTH_ERROR) {
@@ -94,6 +98,21 @@ kserve_handle(struct req *r)
 	}
 	if (kserve_auth(r) == -1)
 		return;
+	if (!admit_visible(r, model)) {
+		if (n == rest + 1 && strcmp(p[rest], "infer") == 0 &&
+		    r->method == EVHTTP_REQ_POST) {
+			r->metered = true;
+			snprintf(r->usage.model, sizeof(r->usage.model), "%s",
+			    model);
+			snprintf(r->usage.endpoint, sizeof(r->usage.endpoint),
+			    "infer");
+			meter_error(r, 404, "model_not_found", "model",
+			    "the model '%.128s' does not exist", model);
+		} else
+			http_error(r, 404, "model_not_found", "model",
+			    "the model '%.128s' does not exist", model);
+		return;
+	}
 	if (n == rest) {
 		if (r->method != EVHTTP_REQ_GET)
 			goto method;
@@ -207,6 +226,10 @@ kserve_infer(struct req *r, const char *model, const char *version)
 		    "the model '%.128s' does not exist", model);
 		return;
 	}
+	/* Admission first: a model the tenant may not use must look exactly
+	 * like one that does not exist, ready or not. */
+	if (admit_model(r, model, 0) == -1)
+		return;
 	if ((meta = sched_meta(srv->sched, model, &v)) == NULL ||
 	    !sched_deployment_ready(srv->sched, model)) {
 		http_add_header(r, "Retry-After", "1");

@@ -18,6 +18,7 @@
 #include <event2/http.h>
 
 #include "admin/admin.h"
+#include "gateway/admit.h"
 #include "common/log.h"
 #include "db/db.h"
 #include "gateway/bootstrap.h"
@@ -259,6 +260,8 @@ main(int argc, char *argv[])
 	srv.sched = sched_new(srv.base, &scfg);
 	if ((loaded = admin_load_deployments(&srv)) == -1)
 		fatalx("cannot read deployments");
+	if (admit_load(&srv) == -1)
+		fatalx("cannot read quotas, prices and usage");
 
 	srv.http = http_listen(&srv, srv.cfg.listen, srv.cfg.max_body,
 	    tenant_handle, &srv.tenant_port);
@@ -282,6 +285,7 @@ main(int argc, char *argv[])
 	 * db_close commits and replies, then the listeners go. */
 	work_free(srv.work);
 	sched_free(srv.sched);
+	admit_release(&srv);
 	db_close(srv.db);
 	http_free(srv.http);
 	http_free(srv.admin_http);

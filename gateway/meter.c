@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "db/db.h"
+#include "gateway/admit.h"
 #include "gateway/http.h"
 #include "gateway/meter.h"
 #include "gateway/server.h"
@@ -28,6 +29,7 @@ meter_reply(struct req *r, int status, char *body, size_t len)
 	u->status = status;
 	u->bytes_in = (int64_t)r->bytes_in;
 	u->bytes_out = (int64_t)len;
+	admit_settle(r);
 	db_usage_record(r->srv->db, u, meter_done, r);
 }
 
@@ -49,6 +51,20 @@ meter_done(void *arg, enum db_status st, json_t *result)
 }
 
 void
+meter_error_typed(struct req *r, int status, const char *type,
+    const char *code, const char *param, const char *fmt, ...)
+{
+	char	*body;
+	size_t	 len;
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	body = http_error_vbody(status, type, code, param, &len, fmt, ap);
+	va_end(ap);
+	meter_reply(r, status, body, len);
+}
+
+void
 meter_error(struct req *r, int status, const char *code, const char *param,
     const char *fmt, ...)
 {
@@ -57,7 +73,7 @@ meter_error(struct req *r, int status, const char *code, const char *param,
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	body = http_error_vbody(status, code, param, &len, fmt, ap);
+	body = http_error_vbody(status, NULL, code, param, &len, fmt, ap);
 	va_end(ap);
 	meter_reply(r, status, body, len);
 }

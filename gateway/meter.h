@@ -12,6 +12,10 @@ struct req;
 /* Records r->usage (filled from r: ids, tenant, key, timing, sizes, status)
  * and then replies with body (taken, freed by the req). */
 void	meter_reply(struct req *, int status, char *body, size_t len);
+/* Same, with an OpenAI-style error body of the given type. */
+void	meter_error_typed(struct req *, int status, const char *type,
+	    const char *code, const char *param, const char *fmt, ...)
+	    __attribute__((format(printf, 6, 7)));
 /* Same, with an OpenAI-style error body. */
 void	meter_error(struct req *, int status, const char *code,
 	    const char *param, const char *fmt, ...)

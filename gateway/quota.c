@@ -328,6 +328,19 @@ quota_admit(struct quota *q, const char *tenant_id, const char *key_id,
 	return v;
 }
 
+bool
+quota_model_allowed(struct quota *q, const char *tenant_id,
+    const char *key_id, const char *model)
+{
+	struct quota_entry	*te = entry_get(q, "t", tenant_id, false);
+	struct quota_entry	*ke = key_id && *key_id ?
+				    entry_get(q, "k", key_id, false) : NULL;
+
+	return (te == NULL || !te->has_limits ||
+	    model_allowed(&te->lim, model)) &&
+	    (ke == NULL || !ke->has_limits || model_allowed(&ke->lim, model));
+}
+
 static void
 entry_settle(struct quota_entry *e, const struct quota_ticket *t,
     int64_t tokens, int64_t credits)

@@ -80,6 +80,9 @@ enum quota_verdict quota_admit(struct quota *, const char *tenant_id,
 		    const char *key_id, const char *model, int64_t tokens,
 		    int64_t credits, int64_t now_s, struct quota_ticket *,
 		    struct quota_status *st);
+/* May this tenant (and key) use model under its allowlists? */
+bool		 quota_model_allowed(struct quota *, const char *tenant_id,
+		    const char *key_id, const char *model);
 /* Replaces the reservation by the real use and releases the concurrency
  * slot.  Safe to call on an inactive ticket (does nothing). */
 void		 quota_settle(struct quota *, struct quota_ticket *,

@@ -11,6 +11,8 @@
 
 struct db;
 struct event_base;
+struct prices;
+struct quota;
 struct http_server;
 struct sched;
 struct work;
@@ -36,6 +38,11 @@ struct server {
 	struct db		*db;
 	struct sched		*sched;
 	struct work		*work;		/* blocking jobs (hashing) */
+	struct quota		*quota;		/* limits and counters */
+	struct prices		*prices;	/* price list */
+	struct event		*touch_ev;	/* flushes keys' last_used_at */
+	char			**touched;	/* key ids used since the flush */
+	size_t			 n_touched;
 	struct http_server	*http;		/* tenant API */
 	struct http_server	*admin_http;
 	uint8_t			 admin_hash[32];	/* SHA-256 of admin token */

@@ -1,0 +1,336 @@
+/* admin/tenancy.c - see tenancy.h.  Every change goes through db/ (and its
+ * audit row) first; the in-memory state of the gateway (quota limits,
+ * prices) is updated from the committed row in the completion callback,
+ * so memory never runs ahead of the database. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "admin/tenancy.h"
+#include "common/xmalloc.h"
+#include "db/db.h"
+#include "gateway/admit.h"
+#include "gateway/auth.h"
+#include "gateway/http.h"
+#include "gateway/price.h"
+#include "gateway/server.h"
+
+#define ADMIN_ACTOR	"admin"
+#define GRACE_MAX_S	(30 * 24 * 3600)
+
+static const char *const quota_fields[] = {
+	"requests_per_minute", "tokens_per_minute", "max_concurrent_requests",
+	"monthly_token_budget", "monthly_credit_budget_micros",
+};
+
+static void
+reply_failed(struct req *r, enum db_status st, const char *what)
+{
+	if (st == DB_NOT_FOUND)
+		http_error(r, 404, "not_found", NULL, "%s does not exist",
+		    what);
+	else if (st == DB_CONFLICT)
+		http_error(r, 409, "already_exists", NULL, "%s already exists",
+		    what);
+	else
+		http_error(r, 500, "internal_error", NULL,
+		    "the change could not be stored");
+}
+
+/* Reads one limit: absent or null is unlimited (-1). */
+static int
+limit_field(json_t *body, const char *k, int64_t *out)
+{
+	json_t	*v = json_object_get(body, k);
+
+	*out = -1;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return -1;
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static void
+quota_stored(void *arg, enum db_status st, json_t *row)
+{
+	struct req	*r = arg;
+
+	if (st != DB_OK) {
+		json_decref(row);
+		reply_failed(r, st, "the tenant or key");
+		return;
+	}
+	admit_apply_row(r->srv, row);
+	http_reply_json(r, 200, row);
+}
+
+static void
+quota_put(struct req *r, const char *tenant_id, const char *key_id)
+{
+	struct db_quota_in	 q;
+	json_t			*body = http_json_body(r), *m, *v;
+	int64_t			*dst[5] = { &q.rpm, &q.tpm, &q.concurrent,
+				    &q.month_tokens, &q.month_credits };
+	const char		*k;
+	size_t			 i;
+
+	if (body == NULL)
+		return;
+	memset(&q, 0, sizeof(q));
+	q.tenant_id = tenant_id;
+	q.key_id = key_id;
+	json_object_foreach(body, k, v) {
+		bool	known = strcmp(k, "allowed_models") == 0;
+
+		for (i = 0; i < 5; i++)
+			known = known || strcmp(k, quota_fields[i]) == 0;
+		if (!known) {
+			http_error(r, 400, "invalid_request", k,
+			    "unknown quota field '%.64s'", k);
+			json_decref(body);
+			return;
+		}
+	}
+	for (i = 0; i < 5; i++) {
+		if (limit_field(body, quota_fields[i], dst[i]) == -1) {
+			http_error(r, 400, "invalid_request", quota_fields[i],
+			    "'%s' must be a non-negative integer or null",
+			    quota_fields[i]);
+			json_decref(body);
+			return;
+		}
+	}
+	m = json_object_get(body, "allowed_models");
+	if (m != NULL && !json_is_null(m)) {
+		bool	ok = json_is_array(m) && json_array_size(m) <= 1000;
+
+		json_array_foreach(m, i, v)
+			ok = ok && json_is_string(v) &&
+			    json_string_length(v) > 0 &&
+			    json_string_length(v) <= 64;
+		if (!ok) {
+			http_error(r, 400, "invalid_request", "allowed_models",
+			    "'allowed_models' must be null or an array of "
+			    "model names");
+			json_decref(body);
+			return;
+		}
+		q.allowed_models = m;
+	}
+	db_quota_put(r->srv->db, &q, ADMIN_ACTOR, quota_stored, r);
+	json_decref(body);
+}
+
+void
+admin_tenant_quota_put(struct req *r, char **arg)
+{
+	json_t	*t = db_tenant_get(r->srv->db, arg[0]);
+
+	if (t == NULL) {
+		http_error(r, 404, "not_found", NULL,
+		    "tenant '%.64s' does not exist", arg[0]);
+		return;
+	}
+	json_decref(t);
+	quota_put(r, arg[0], NULL);
+}
+
+void
+admin_key_quota_put(struct req *r, char **arg)
+{
+	json_t		*k = db_key_get(r->srv->db, arg[0]);
+	char		 tenant[64];
+
+	if (k == NULL) {
+		http_error(r, 404, "not_found", NULL,
+		    "key '%.64s' does not exist", arg[0]);
+		return;
+	}
+	snprintf(tenant, sizeof(tenant), "%s", json_string_value(
+	    json_object_get(k, "tenant_id")));
+	json_decref(k);
+	quota_put(r, tenant, arg[0]);
+}
+
+/* --- suspension --- */
+
+static void
+status_stored(void *arg, enum db_status st, json_t *row)
+{
+	struct req	*r = arg;
+
+	if (st != DB_OK) {
+		json_decref(row);
+		reply_failed(r, st, "the tenant");
+		return;
+	}
+	http_reply_json(r, 200, row);
+}
+
+void
+admin_tenant_suspend(struct req *r, char **arg)
+{
+	db_tenant_set_status(r->srv->db, arg[0], "suspended", ADMIN_ACTOR,
+	    status_stored, r);
+}
+
+void
+admin_tenant_resume(struct req *r, char **arg)
+{
+	db_tenant_set_status(r->srv->db, arg[0], "active", ADMIN_ACTOR,
+	    status_stored, r);
+}
+
+/* --- rotation --- */
+
+struct rotate_ctx {
+	char	secret[AUTH_KEY_LEN + 1];
+	int64_t	grace_until;
+};
+
+static void
+rotate_ctx_free(void *p)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, sizeof(struct rotate_ctx));
+	free(p);
+}
+
+static void
+rotated(void *arg, enum db_status st, json_t *row)
+{
+	struct req		*r = arg;
+	struct rotate_ctx	*c = r->ctx;
+
+	if (st != DB_OK) {
+		json_decref(row);
+		reply_failed(r, st, "an active, not yet rotated key with this "
+		    "id");
+		return;
+	}
+	json_object_set_new(row, "key", json_string(c->secret));
+	json_object_set_new(row, "previous_key_expires_at",
+	    json_integer(c->grace_until));
+	http_reply_json(r, 201, row);
+}
+
+void
+admin_key_rotate(struct req *r, char **arg)
+{
+	struct rotate_ctx	*c;
+	json_t			*body, *g;
+	char			 prefix[AUTH_PREFIX_LEN + 1];
+	uint8_t			 hash[32];
+	int64_t			 grace = 0;
+
+	if ((body = http_json_body(r)) == NULL)
+		return;
+	g = json_object_get(body, "grace_seconds");
+	if (g != NULL && !json_is_null(g)) {
+		if (!json_is_integer(g) || json_integer_value(g) < 0 ||
+		    json_integer_value(g) > GRACE_MAX_S) {
+			json_decref(body);
+			http_error(r, 400, "invalid_request", "grace_seconds",
+			    "'grace_seconds' must be an integer from 0 to %d",
+			    GRACE_MAX_S);
+			return;
+		}
+		grace = json_integer_value(g);
+	}
+	json_decref(body);
+	c = xcalloc(1, sizeof(*c));
+	r->ctx = c;
+	r->ctx_free = rotate_ctx_free;
+	c->grace_until = (int64_t)time(NULL) + grace;
+	auth_key_generate(c->secret, prefix, hash);
+	db_key_rotate(r->srv->db, arg[0], prefix, hash, c->grace_until,
+	    ADMIN_ACTOR, rotated, r);
+	OPENSSL_cleanse(hash, sizeof(hash));
+}
+
+/* --- prices --- */
+
+void
+admin_price_list(struct req *r, char **arg)
+{
+	json_t	*rows = db_price_list(r->srv->db);
+
+	(void)arg;
+	if (rows == NULL) {
+		http_error(r, 500, "internal_error", NULL,
+		    "cannot read the database");
+		return;
+	}
+	http_reply_json(r, 200, json_pack("{s:s, s:o, s:b}", "object", "list",
+	    "data", rows, "has_more", 0));
+}
+
+static void
+price_stored(void *arg, enum db_status st, json_t *row)
+{
+	struct req	*r = arg;
+
+	if (st != DB_OK) {
+		json_decref(row);
+		reply_failed(r, st, "a price of this model starting then");
+		return;
+	}
+	prices_add_row(r->srv->prices, row);
+	http_reply_json(r, 201, row);
+}
+
+void
+admin_price_add(struct req *r, char **arg)
+{
+	static const char *const fields[] = { "per_1k_input_micros",
+	    "per_1k_output_micros", "per_request_micros",
+	    "per_compute_second_micros" };
+	struct db_price_in	 p;
+	int64_t			*dst[4] = { &p.per_1k_input, &p.per_1k_output,
+				    &p.per_request, &p.per_compute_second };
+	json_t			*body, *s;
+	int64_t			 now = (int64_t)time(NULL);
+
+	(void)arg;
+	if ((body = http_json_body(r)) == NULL)
+		return;
+	memset(&p, 0, sizeof(p));
+	p.model = json_string_value(json_object_get(body, "model"));
+	if (p.model == NULL || *p.model == '\0' || strlen(p.model) > 64) {
+		json_decref(body);
+		http_error(r, 400, "invalid_request", "model",
+		    "'model' must name a model");
+		return;
+	}
+	for (int i = 0; i < 4; i++) {
+		if (limit_field(body, fields[i], dst[i]) == -1) {
+			json_decref(body);
+			http_error(r, 400, "invalid_request", fields[i],
+			    "'%s' must be a non-negative integer", fields[i]);
+			return;
+		}
+		if (*dst[i] < 0)
+			*dst[i] = 0;
+	}
+	/* A price applies from its start; by default from now.  A start in
+	 * the past would reprice usage already billed: refused. */
+	s = json_object_get(body, "starts_at");
+	p.starts_at = now;
+	if (s != NULL && !json_is_null(s)) {
+		if (!json_is_integer(s) || json_integer_value(s) < now) {
+			json_decref(body);
+			http_error(r, 400, "invalid_request", "starts_at",
+			    "'starts_at' must be a Unix time not in the past");
+			return;
+		}
+		p.starts_at = json_integer_value(s);
+	}
+	db_price_add(r->srv->db, &p, ADMIN_ACTOR, price_stored, r);
+	json_decref(body);
+}
