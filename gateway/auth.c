@@ -170,16 +170,16 @@ auth_status_message(enum auth_status st)
 		return "ok";
 	case AUTH_MISSING:
 		return "missing credentials: send 'Authorization: Bearer "
-		    "<api key>'";
+		    "<api key or token>'";
 	case AUTH_MALFORMED:
 		return "malformed Authorization header: expected 'Bearer "
 		    "<api key>'";
 	case AUTH_UNKNOWN:
-		return "incorrect API key provided";
+		return "incorrect API key or token provided";
 	case AUTH_REVOKED:
 		return "this API key has been revoked";
 	case AUTH_EXPIRED:
-		return "this API key has expired";
+		return "this credential has expired";
 	case AUTH_SUSPENDED:
 		return "this tenant is suspended";
 	case AUTH_ERROR:

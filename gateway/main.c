@@ -23,6 +23,7 @@
 #include "db/db.h"
 #include "gateway/bootstrap.h"
 #include "gateway/http.h"
+#include "gateway/jwt.h"
 #include "gateway/kserve.h"
 #include "gateway/server.h"
 #include "gateway/tls.h"
@@ -262,6 +263,8 @@ main(int argc, char *argv[])
 		fatalx("cannot read deployments");
 	if (admit_load(&srv) == -1)
 		fatalx("cannot read quotas, prices and usage");
+	if (jwt_shared(srv.db) == NULL)
+		fatalx("cannot read JWT issuers");
 
 	srv.http = http_listen(&srv, srv.cfg.listen, srv.cfg.max_body,
 	    tenant_handle, &srv.tenant_port);
@@ -286,6 +289,7 @@ main(int argc, char *argv[])
 	work_free(srv.work);
 	sched_free(srv.sched);
 	admit_release(&srv);
+	jwt_shared_release();
 	db_close(srv.db);
 	http_free(srv.http);
 	http_free(srv.admin_http);
