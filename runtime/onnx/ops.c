@@ -1,0 +1,642 @@
+/* runtime/onnx/ops.c - the operators maas-runtime can run.
+ *
+ * Each operator has three parts: attrs() reads its attributes once at
+ * load, infer() computes the output shape from the input shapes, and
+ * run() calls a kernel.  infer() runs at load with dynamic dims as -1 and
+ * again, with concrete dims, whenever a request brings new input shapes;
+ * it must therefore accept -1 anywhere and check whatever it can.  run()
+ * only ever sees shapes infer() accepted. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/tensor.h"
+#include "runtime/kernels.h"
+#include "runtime/onnx/graph.h"
+
+#define A_INT		ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT
+#define A_FLOAT		ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT
+#define A_TENSOR	ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR
+#define A_INTS		ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS
+#define A_FLOATS	ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS
+
+static const Onnx__AttributeProto *attr_find(const Onnx__NodeProto *,
+		    const char *, int, const struct onnx_node *, char *,
+		    size_t, int *);
+static int	attr_int(const Onnx__NodeProto *, const char *, int64_t,
+		    int64_t *, const struct onnx_node *, char *, size_t);
+static int	attr_float(const Onnx__NodeProto *, const char *, float,
+		    float *, const struct onnx_node *, char *, size_t);
+static int	bcast_dim(int64_t, int64_t, int64_t *);
+static bool	bcast_to(int64_t, int64_t);
+static int64_t	dims_prod(const int64_t *, int, int);
+static int	axis_norm(int64_t, int, int, int64_t *);
+
+/* --- helpers --- */
+
+/* The attribute called name, NULL if absent; -1 in *bad if it exists with
+ * another type than want. */
+static const Onnx__AttributeProto *
+attr_find(const Onnx__NodeProto *p, const char *name, int want,
+    const struct onnx_node *n, char *err, size_t errlen, int *bad)
+{
+	*bad = 0;
+	for (size_t i = 0; i < p->n_attribute; i++) {
+		const Onnx__AttributeProto	*a = p->attribute[i];
+
+		if (a->name == NULL || strcmp(a->name, name) != 0)
+			continue;
+		if ((int)a->type != want) {
+			onnx_node_err(err, errlen, n,
+			    "attribute '%s' has the wrong type", name);
+			*bad = -1;
+			return NULL;
+		}
+		return a;
+	}
+	return NULL;
+}
+
+static int
+attr_int(const Onnx__NodeProto *p, const char *name, int64_t def,
+    int64_t *out, const struct onnx_node *n, char *err, size_t errlen)
+{
+	const Onnx__AttributeProto	*a;
+	int				 bad;
+
+	a = attr_find(p, name, A_INT, n, err, errlen, &bad);
+	*out = a != NULL ? a->i : def;
+	return bad;
+}
+
+static int
+attr_float(const Onnx__NodeProto *p, const char *name, float def,
+    float *out, const struct onnx_node *n, char *err, size_t errlen)
+{
+	const Onnx__AttributeProto	*a;
+	int				 bad;
+
+	a = attr_find(p, name, A_FLOAT, n, err, errlen, &bad);
+	*out = a != NULL ? a->f : def;
+	return bad;
+}
+
+/* Numpy broadcasting of one dim pair, where -1 is "not known yet". */
+static int
+bcast_dim(int64_t a, int64_t b, int64_t *out)
+{
+	if (a == b || b == 1)
+		*out = a;
+	else if (a == 1)
+		*out = b;
+	else if (a == -1)
+		*out = b;
+	else if (b == -1)
+		*out = a;
+	else
+		return -1;
+	return 0;
+}
+
+/* Whether a dim c broadcasts to y without growing y (unidirectional). */
+static bool
+bcast_to(int64_t c, int64_t y)
+{
+	return c == 1 || c == y || c == -1 || y == -1;
+}
+
+/* Product of dims[from..to), -1 if one of them is dynamic.  No overflow:
+ * onnx_shape_check() bounds the product of the known dims of every
+ * shape. */
+static int64_t
+dims_prod(const int64_t *dims, int from, int to)
+{
+	int64_t	p = 1;
+
+	for (int i = from; i < to; i++) {
+		if (dims[i] < 0)
+			return -1;
+		p *= dims[i];
+	}
+	return p;
+}
+
+/* Maps axis from [-lim_neg, lim) to [0, lim). */
+static int
+axis_norm(int64_t axis, int lim_neg, int lim, int64_t *out)
+{
+	if (axis < -lim_neg || axis >= lim)
+		return -1;
+	*out = axis < 0 ? axis + lim_neg : axis;
+	return 0;
+}
+
+/* --- element-wise --- */
+
+static int
+infer_same(struct onnx_model *m, struct onnx_node *n, char *err,
+    size_t errlen)
+{
+	const struct onnx_value	*x = ONNX_IN(m, n, 0);
+	struct onnx_value	*y = ONNX_OUT(m, n);
+
+	(void)err;
+	(void)errlen;
+	y->ndim = x->ndim;
+	memcpy(y->shape, x->shape, sizeof(y->shape));
+	return 0;
+}
+
+static void
+run_copy(struct onnx_model *m, struct onnx_node *n)
+{
+	struct onnx_value	*y = ONNX_OUT(m, n);
+
+	memcpy(y->data, ONNX_IN(m, n, 0)->data, y->count * sizeof(float));
+}
+
+static void
+run_relu(struct onnx_model *m, struct onnx_node *n)
+{
+	struct onnx_value	*y = ONNX_OUT(m, n);
+
+	kernel_relu(y->data, ONNX_IN(m, n, 0)->data, y->count);
+}
+
+static void
+run_sigmoid(struct onnx_model *m, struct onnx_node *n)
+{
+	struct onnx_value	*y = ONNX_OUT(m, n);
+
+	kernel_sigmoid(y->data, ONNX_IN(m, n, 0)->data, y->count);
+}
+
+static void
+run_tanh(struct onnx_model *m, struct onnx_node *n)
+{
+	struct onnx_value	*y = ONNX_OUT(m, n);
+
+	kernel_tanh(y->data, ONNX_IN(m, n, 0)->data, y->count);
+}
+
+/* --- broadcasting binary ops --- */
+
+static int
+infer_bcast(struct onnx_model *m, struct onnx_node *n, char *err,
+    size_t errlen)
+{
+	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	int			 nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+	char			 sa[128], sb[128];
+
+	for (int i = 0; i < nd; i++) {
+		int	ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
+
+		if (bcast_dim(ia < 0 ? 1 : a->shape[ia],
+		    ib < 0 ? 1 : b->shape[ib], &y->shape[i]) == -1) {
+			onnx_fmt_shape(sa, sizeof(sa), a->shape, a->ndim);
+			onnx_fmt_shape(sb, sizeof(sb), b->shape, b->ndim);
+			onnx_node_err(err, errlen, n,
+			    "cannot broadcast %s with %s", sa, sb);
+			return -1;
+		}
+	}
+	y->ndim = nd;
+	return 0;
+}
+
+static void
+run_binary(struct onnx_model *m, struct onnx_node *n, enum kernel_binop op)
+{
+	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
+	struct onnx_value	*y = ONNX_OUT(m, n);
+
+	kernel_binary(op, y->data, y->shape, y->ndim, a->data, a->shape,
+	    a->ndim, b->data, b->shape, b->ndim);
+}
+
+static void
+run_add(struct onnx_model *m, struct onnx_node *n)
+{
+	run_binary(m, n, KERNEL_ADD);
+}
+
+static void
+run_sub(struct onnx_model *m, struct onnx_node *n)
+{
+	run_binary(m, n, KERNEL_SUB);
+}
+
+static void
+run_mul(struct onnx_model *m, struct onnx_node *n)
+{
+	run_binary(m, n, KERNEL_MUL);
+}
+
+static void
+run_div(struct onnx_model *m, struct onnx_node *n)
+{
+	run_binary(m, n, KERNEL_DIV);
+}
+
+/* --- Gemm --- */
+
+static int
+attrs_gemm(struct onnx_model *m, struct onnx_node *n,
+    Onnx__NodeProto *p, char *err, size_t errlen)
+{
+	int64_t	ta, tb;
+
+	(void)m;
+	if (attr_float(p, "alpha", 1.0f, &n->alpha, n, err, errlen) == -1 ||
+	    attr_float(p, "beta", 1.0f, &n->beta, n, err, errlen) == -1 ||
+	    attr_int(p, "transA", 0, &ta, n, err, errlen) == -1 ||
+	    attr_int(p, "transB", 0, &tb, n, err, errlen) == -1)
+		return -1;
+	n->flags = (ta ? KERNEL_TRANS_A : 0) | (tb ? KERNEL_TRANS_B : 0);
+	return 0;
+}
+
+static int
+infer_gemm(struct onnx_model *m, struct onnx_node *n, char *err,
+    size_t errlen)
+{
+	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
+	const struct onnx_value	*c = n->in[2] >= 0 ? ONNX_IN(m, n, 2) : NULL;
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	bool			 ta = n->flags & KERNEL_TRANS_A;
+	bool			 tb = n->flags & KERNEL_TRANS_B;
+	int64_t			 M, N, K, Kb, cm, cn;
+	char			 sa[128], sb[128];
+
+	onnx_fmt_shape(sa, sizeof(sa), a->shape, a->ndim);
+	onnx_fmt_shape(sb, sizeof(sb), b->shape, b->ndim);
+	if (a->ndim != 2 || b->ndim != 2) {
+		onnx_node_err(err, errlen, n, "A and B must be 2-D, got %s "
+		    "and %s", sa, sb);
+		return -1;
+	}
+	M = a->shape[ta ? 1 : 0];
+	K = a->shape[ta ? 0 : 1];
+	Kb = b->shape[tb ? 1 : 0];
+	N = b->shape[tb ? 0 : 1];
+	if (K != -1 && Kb != -1 && K != Kb) {
+		onnx_node_err(err, errlen, n, "inner dimensions differ: A is "
+		    "%s (transA=%d), B is %s (transB=%d)", sa, ta, sb, tb);
+		return -1;
+	}
+	if (c != NULL) {
+		cm = c->ndim == 2 ? c->shape[0] : 1;
+		cn = c->ndim >= 1 ? c->shape[c->ndim - 1] : 1;
+		if (c->ndim > 2 || !bcast_to(cm, M) || !bcast_to(cn, N)) {
+			onnx_fmt_shape(sa, sizeof(sa), c->shape, c->ndim);
+			onnx_node_err(err, errlen, n, "C of shape %s does not "
+			    "broadcast to [%lld,%lld]", sa, (long long)M,
+			    (long long)N);
+			return -1;
+		}
+	}
+	y->ndim = 2;
+	y->shape[0] = M;
+	y->shape[1] = N;
+	return 0;
+}
+
+static void
+run_gemm(struct onnx_model *m, struct onnx_node *n)
+{
+	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
+	const struct onnx_value	*c = n->in[2] >= 0 ? ONNX_IN(m, n, 2) : NULL;
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	size_t			 K = (size_t)a->shape[n->flags &
+				    KERNEL_TRANS_A ? 0 : 1];
+	size_t			 cm = 1, cn = 1;
+
+	if (c != NULL && c->ndim == 2)
+		cm = (size_t)c->shape[0];
+	if (c != NULL && c->ndim >= 1)
+		cn = (size_t)c->shape[c->ndim - 1];
+	kernel_gemm(y->data, a->data, b->data, c != NULL ? c->data : NULL,
+	    (size_t)y->shape[0], (size_t)y->shape[1], K, n->flags, n->alpha,
+	    n->beta, cm, cn);
+}
+
+/* --- MatMul --- */
+
+/* Lifts both operands to one rank r >= 2 (1-D a is (1, k), 1-D b is
+ * (k, 1), batch dims padded with 1 in front), as numpy matmul does. */
+static int
+matmul_lift(const struct onnx_value *a, const struct onnx_value *b,
+    int64_t *as, int64_t *bs)
+{
+	int	an = a->ndim < 2 ? 2 : a->ndim, bn = b->ndim < 2 ? 2 : b->ndim;
+	int	r = an > bn ? an : bn;
+
+	for (int i = 0; i < r; i++)
+		as[i] = bs[i] = 1;
+	if (a->ndim == 1)
+		as[r - 1] = a->shape[0];
+	else
+		memcpy(as + r - a->ndim, a->shape, a->ndim * sizeof(*as));
+	if (b->ndim == 1)
+		bs[r - 2] = b->shape[0];
+	else
+		memcpy(bs + r - b->ndim, b->shape, b->ndim * sizeof(*bs));
+	return r;
+}
+
+static int
+infer_matmul(struct onnx_model *m, struct onnx_node *n, char *err,
+    size_t errlen)
+{
+	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	int64_t			 as[TENSOR_MAX_DIMS], bs[TENSOR_MAX_DIMS];
+	int64_t			 ys[TENSOR_MAX_DIMS];
+	char			 sa[128], sb[128];
+	int			 r, nd = 0;
+
+	onnx_fmt_shape(sa, sizeof(sa), a->shape, a->ndim);
+	onnx_fmt_shape(sb, sizeof(sb), b->shape, b->ndim);
+	if (a->ndim == 0 || b->ndim == 0) {
+		onnx_node_err(err, errlen, n, "operands must have rank >= 1, "
+		    "got %s and %s", sa, sb);
+		return -1;
+	}
+	r = matmul_lift(a, b, as, bs);
+	if (as[r - 1] != -1 && bs[r - 2] != -1 && as[r - 1] != bs[r - 2]) {
+		onnx_node_err(err, errlen, n, "inner dimensions differ: %s "
+		    "times %s", sa, sb);
+		return -1;
+	}
+	for (int i = 0; i < r - 2; i++)
+		if (bcast_dim(as[i], bs[i], &ys[nd++]) == -1) {
+			onnx_node_err(err, errlen, n, "cannot broadcast batch "
+			    "dimensions of %s and %s", sa, sb);
+			return -1;
+		}
+	if (a->ndim >= 2)
+		ys[nd++] = as[r - 2];
+	if (b->ndim >= 2)
+		ys[nd++] = bs[r - 1];
+	y->ndim = nd;
+	memcpy(y->shape, ys, nd * sizeof(*ys));
+	return 0;
+}
+
+static void
+run_matmul(struct onnx_model *m, struct onnx_node *n)
+{
+	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	int64_t			 as[TENSOR_MAX_DIMS], bs[TENSOR_MAX_DIMS];
+	int64_t			 ys[TENSOR_MAX_DIMS];
+	int			 r;
+
+	/* The kernel wants the un-squeezed output; its layout is the same. */
+	r = matmul_lift(a, b, as, bs);
+	for (int i = 0; i < r - 2; i++)
+		ys[i] = as[i] > bs[i] ? as[i] : bs[i];
+	ys[r - 2] = as[r - 2];
+	ys[r - 1] = bs[r - 1];
+	kernel_matmul(y->data, ys, a->data, as, b->data, bs, r);
+}
+
+/* --- Softmax --- */
+
+static int
+attrs_softmax(struct onnx_model *m, struct onnx_node *n,
+    Onnx__NodeProto *p, char *err, size_t errlen)
+{
+	/* Softmax-13 normalises one axis (default -1); before, the input
+	 * was coerced to 2-D at axis (default 1). */
+	return attr_int(p, "axis", m->opset >= 13 ? -1 : 1, &n->axis, n, err,
+	    errlen);
+}
+
+static int
+infer_softmax(struct onnx_model *m, struct onnx_node *n, char *err,
+    size_t errlen)
+{
+	const struct onnx_value	*x = ONNX_IN(m, n, 0);
+	int64_t			 ax;
+
+	if (axis_norm(n->axis, x->ndim, x->ndim, &ax) == -1) {
+		onnx_node_err(err, errlen, n, "axis %lld is out of range for "
+		    "rank %d", (long long)n->axis, x->ndim);
+		return -1;
+	}
+	return infer_same(m, n, err, errlen);
+}
+
+static void
+run_softmax(struct onnx_model *m, struct onnx_node *n)
+{
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	int64_t			 ax = 0;
+	size_t			 outer, len, inner = 1;
+
+	(void)axis_norm(n->axis, y->ndim, y->ndim, &ax);
+	outer = (size_t)dims_prod(y->shape, 0, (int)ax);
+	if (m->opset >= 13) {
+		len = (size_t)y->shape[ax];
+		inner = (size_t)dims_prod(y->shape, (int)ax + 1, y->ndim);
+	} else
+		len = (size_t)dims_prod(y->shape, (int)ax, y->ndim);
+	kernel_softmax(y->data, ONNX_IN(m, n, 0)->data, outer, len, inner);
+}
+
+/* --- Flatten --- */
+
+static int
+attrs_flatten(struct onnx_model *m, struct onnx_node *n,
+    Onnx__NodeProto *p, char *err, size_t errlen)
+{
+	(void)m;
+	return attr_int(p, "axis", 1, &n->axis, n, err, errlen);
+}
+
+static int
+infer_flatten(struct onnx_model *m, struct onnx_node *n, char *err,
+    size_t errlen)
+{
+	const struct onnx_value	*x = ONNX_IN(m, n, 0);
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	int64_t			 ax;
+
+	if (axis_norm(n->axis, x->ndim, x->ndim + 1, &ax) == -1) {
+		onnx_node_err(err, errlen, n, "axis %lld is out of range for "
+		    "rank %d", (long long)n->axis, x->ndim);
+		return -1;
+	}
+	y->ndim = 2;
+	y->shape[0] = dims_prod(x->shape, 0, (int)ax);
+	y->shape[1] = dims_prod(x->shape, (int)ax, x->ndim);
+	return 0;
+}
+
+/* --- Reshape --- */
+
+static int
+attrs_reshape(struct onnx_model *m, struct onnx_node *n,
+    Onnx__NodeProto *p, char *err, size_t errlen)
+{
+	int64_t	az;
+
+	(void)m;
+	if (attr_int(p, "allowzero", 0, &az, n, err, errlen) == -1)
+		return -1;
+	n->allowzero = az != 0;
+	return 0;
+}
+
+static int
+infer_reshape(struct onnx_model *m, struct onnx_node *n, char *err,
+    size_t errlen)
+{
+	const struct onnx_value	*x = ONNX_IN(m, n, 0), *s = ONNX_IN(m, n, 1);
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	const int64_t		*sv = s->data;
+	int64_t			 total = 1, rest = 1, d;
+	int			 neg = -1, nd;
+	bool			 cancel = true;
+	char			 sx[128], sy[128];
+
+	if (s->ndim != 1 || s->count > TENSOR_MAX_DIMS) {
+		onnx_node_err(err, errlen, n, "shape must be 1-D with at most "
+		    "%d values", TENSOR_MAX_DIMS);
+		return -1;
+	}
+	nd = (int)s->count;
+	for (int i = 0; i < nd; i++) {
+		d = sv[i];
+		if (d == 0 && !n->allowzero) {
+			if (i >= x->ndim) {
+				onnx_node_err(err, errlen, n, "shape[%d] is 0 "
+				    "but the input has rank %d", i, x->ndim);
+				return -1;
+			}
+			d = x->shape[i];
+		} else if (d == -1) {
+			if (neg != -1) {
+				onnx_node_err(err, errlen, n, "shape has more "
+				    "than one -1");
+				return -1;
+			}
+			neg = i;
+		} else if (d < -1 || d > ONNX_MAX_ELEMS) {
+			onnx_node_err(err, errlen, n, "shape[%d] is %lld", i,
+			    (long long)d);
+			return -1;
+		}
+		y->shape[i] = d;
+	}
+	/* A dynamic input dim kept in place by a 0 is on both sides and
+	 * cancels out; any other leaves the -1 to the request's shapes. */
+	for (int i = 0; i < x->ndim; i++) {
+		if (x->shape[i] != -1)
+			total *= x->shape[i];
+		else if (i >= nd || sv[i] != 0 || n->allowzero)
+			cancel = false;
+	}
+	for (int i = 0; i < nd; i++) {
+		if (i == neg || y->shape[i] == -1)
+			continue;
+		if (rest > ONNX_MAX_ELEMS / (y->shape[i] ? y->shape[i] : 1)) {
+			onnx_node_err(err, errlen, n, "shape is too large");
+			return -1;
+		}
+		rest *= y->shape[i];
+	}
+	y->ndim = nd;
+	if (!cancel)
+		return 0;
+	if (neg != -1 && rest != 0 && total % rest == 0)
+		y->shape[neg] = total / rest;
+	else if (neg != -1 || total != rest) {
+		onnx_fmt_shape(sx, sizeof(sx), x->shape, x->ndim);
+		onnx_fmt_shape(sy, sizeof(sy), sv, nd);
+		onnx_node_err(err, errlen, n, "cannot reshape %s to %s", sx,
+		    sy);
+		return -1;
+	}
+	return 0;
+}
+
+/* --- Constant --- */
+
+static int
+attrs_constant(struct onnx_model *m, struct onnx_node *n,
+    Onnx__NodeProto *p, char *err, size_t errlen)
+{
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	const char		*label = y->name;
+
+	for (size_t i = 0; i < p->n_attribute; i++) {
+		Onnx__AttributeProto	*a = p->attribute[i];
+		const char		*an = a->name ? a->name : "";
+
+		y->ndim = 0;
+		if (strcmp(an, "value") == 0 && a->type == A_TENSOR &&
+		    a->t != NULL)
+			return onnx_tensor_read(y, a->t, label, err, errlen);
+		if (strcmp(an, "value_float") == 0 && a->type == A_FLOAT) {
+			y->dtype = DT_FP32;
+			y->data = &a->f;
+		} else if (strcmp(an, "value_int") == 0 && a->type == A_INT) {
+			y->dtype = DT_INT64;
+			y->data = &a->i;
+		} else if (strcmp(an, "value_floats") == 0 &&
+		    a->type == A_FLOATS && a->n_floats > 0) {
+			y->dtype = DT_FP32;
+			y->ndim = 1;
+			y->dims[0] = (int64_t)a->n_floats;
+			y->data = a->floats;
+		} else if (strcmp(an, "value_ints") == 0 &&
+		    a->type == A_INTS) {
+			y->dtype = DT_INT64;
+			y->ndim = 1;
+			y->dims[0] = (int64_t)a->n_ints;
+			y->data = a->ints;
+		} else
+			continue;
+		if (y->ndim == 1 && y->dims[0] > ONNX_MAX_ELEMS)
+			break;
+		y->count = y->ndim == 1 ? (size_t)y->dims[0] : 1;
+		return 0;
+	}
+	onnx_node_err(err, errlen, n, "no supported value attribute");
+	return -1;
+}
+
+/* --- the table --- */
+
+static const struct onnx_op onnx_ops[] = {
+	{ "Add", 2, 2, 0, NULL, infer_bcast, run_add },
+	{ "Constant", 0, 0, 0, attrs_constant, NULL, NULL },
+	{ "Div", 2, 2, 0, NULL, infer_bcast, run_div },
+	{ "Flatten", 1, 1, 0, attrs_flatten, infer_flatten, run_copy },
+	{ "Gemm", 2, 3, 0, attrs_gemm, infer_gemm, run_gemm },
+	{ "Identity", 1, 1, 0, NULL, infer_same, run_copy },
+	{ "MatMul", 2, 2, 0, NULL, infer_matmul, run_matmul },
+	{ "Mul", 2, 2, 0, NULL, infer_bcast, run_mul },
+	{ "Relu", 1, 1, 0, NULL, infer_same, run_relu },
+	{ "Reshape", 2, 2, 0x2, attrs_reshape, infer_reshape, run_copy },
+	{ "Sigmoid", 1, 1, 0, NULL, infer_same, run_sigmoid },
+	{ "Softmax", 1, 1, 0, attrs_softmax, infer_softmax, run_softmax },
+	{ "Sub", 2, 2, 0, NULL, infer_bcast, run_sub },
+	{ "Tanh", 1, 1, 0, NULL, infer_same, run_tanh },
+};
+
+const struct onnx_op *
+onnx_op_find(const char *domain, const char *name)
+{
+	if (domain != NULL && *domain != '\0' &&
+	    strcmp(domain, "ai.onnx") != 0)
+		return NULL;
+	for (size_t i = 0; i < sizeof(onnx_ops) / sizeof(onnx_ops[0]); i++)
+		if (strcmp(onnx_ops[i].name, name) == 0)
+			return &onnx_ops[i];
+	return NULL;
+}

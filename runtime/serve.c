@@ -1,0 +1,185 @@
+/* runtime/serve.c - see serve.h.
+ *
+ * Everything a request needs is allocated once and reused: the frame
+ * buffer and the reply buffer only grow, the model's arena only grows.
+ * Tensor contents are tenant data and are never logged. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/ipc.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "runtime/onnx/onnx.h"
+#include "runtime/serve.h"
+
+#define SERVE_ERRLEN	512
+
+struct server {
+	int			 fd;
+	struct onnx_model	*m;		/* borrowed */
+	uint8_t			*buf;		/* frame payload, grown */
+	size_t			 cap;
+	struct wbuf		 out;		/* reply payload, reused */
+	struct ipc_tensor	*in;		/* IPC_MAX_TENSORS decoded */
+	int			*want;		/* IPC_MAX_TENSORS outputs */
+	char			 err[SERVE_ERRLEN];
+};
+
+static int	serve_infer(struct server *, uint64_t, size_t);
+static int	reply_err(struct server *, uint64_t, enum ipc_err);
+
+static int
+reply_err(struct server *s, uint64_t req, enum ipc_err code)
+{
+	wbuf_reset(&s->out);
+	wbuf_u16(&s->out, (uint16_t)code);
+	wbuf_str16(&s->out, s->err);
+	log_debug("req=%llu infer failed: %s", (unsigned long long)req,
+	    s->err);
+	if (ipc_write_frame(s->fd, IPC_INFER_ERR, req, s->out.data,
+	    s->out.len) == -1) {
+		log_warn("cannot write to maasd");
+		return SERVE_EIO;
+	}
+	return -1;
+}
+
+/* -1 when the request was answered, or a SERVE_* status to end with. */
+static int
+serve_infer(struct server *s, uint64_t req, size_t len)
+{
+	struct ipc_tensor_desc	 d;
+	struct rbuf		 r;
+	struct timespec		 t0, t1;
+	enum onnx_status	 st;
+	const uint8_t		*name;
+	uint64_t		 us, nb, total = 12;
+	uint32_t		 nwant;
+	uint16_t		 nlen;
+	int			 n, idx;
+
+	s->err[0] = '\0';
+	rbuf_init(&r, s->buf, len);
+	if ((n = ipc_get_tensors(&r, s->in, IPC_MAX_TENSORS)) == -1 ||
+	    rbuf_u32(&r, &nwant) == -1 || nwant > IPC_MAX_TENSORS)
+		return SERVE_EPROTO;
+	for (uint32_t i = 0; i < nwant; i++) {
+		if (rbuf_u16(&r, &nlen) == -1 ||
+		    rbuf_bytes(&r, &name, nlen) == -1)
+			return SERVE_EPROTO;
+		if (s->err[0] != '\0')
+			continue;	/* keep the first problem */
+		if ((idx = onnx_output_index(s->m, (const char *)name,
+		    nlen)) == -1)
+			snprintf(s->err, sizeof(s->err), "unknown output "
+			    "'%.*s'", nlen > 64 ? 64 : (int)nlen, name);
+		for (uint32_t j = 0; idx != -1 && j < i; j++)
+			if (s->want[j] == idx)
+				snprintf(s->err, sizeof(s->err), "output "
+				    "'%.*s' is requested twice", (int)nlen,
+				    name);
+		s->want[i] = idx;
+	}
+	if (rbuf_left(&r) != 0 || r.err)
+		return SERVE_EPROTO;
+	if (s->err[0] != '\0') {
+		for (char *p = s->err; *p != '\0'; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
+		return reply_err(s, req, IPC_ERR_BAD_INPUT);
+	}
+	if (nwant == 0) {
+		nwant = (uint32_t)onnx_n_outputs(s->m);
+		for (uint32_t i = 0; i < nwant; i++)
+			s->want[i] = (int)i;
+	}
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	st = onnx_run(s->m, s->in, (size_t)n, s->err, sizeof(s->err));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (st != ONNX_OK)
+		return reply_err(s, req, st == ONNX_EINPUT ?
+		    IPC_ERR_BAD_INPUT : IPC_ERR_TOO_LARGE);
+	us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+	    (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000);
+
+	/* Size the reply before building it: it must fit one frame. */
+	for (uint32_t i = 0; i < nwant; i++) {
+		onnx_output(s->m, (size_t)s->want[i], &d, &nb);
+		total += 2 + strlen(d.name) + 2 + 8 * (uint64_t)d.ndim + 8 + nb;
+	}
+	if (total > IPC_MAX_PAYLOAD) {
+		snprintf(s->err, sizeof(s->err), "outputs take %llu bytes, "
+		    "more than a frame can carry", (unsigned long long)total);
+		return reply_err(s, req, IPC_ERR_TOO_LARGE);
+	}
+	wbuf_reset(&s->out);
+	wbuf_u64(&s->out, us);
+	wbuf_u32(&s->out, nwant);
+	for (uint32_t i = 0; i < nwant; i++) {
+		const void	*data = onnx_output(s->m, (size_t)s->want[i],
+				    &d, &nb);
+
+		ipc_put_tensor(&s->out, &d, data, nb);
+	}
+	log_debug("req=%llu infer ok: %d inputs, %u outputs, %llu bytes, "
+	    "%llu us", (unsigned long long)req, n, nwant,
+	    (unsigned long long)s->out.len, (unsigned long long)us);
+	if (ipc_write_frame(s->fd, IPC_INFER_OK, req, s->out.data,
+	    s->out.len) == -1) {
+		log_warn("cannot write to maasd");
+		return SERVE_EIO;
+	}
+	return -1;
+}
+
+int
+serve_loop(int fd, struct onnx_model *m)
+{
+	struct server	s = { .fd = fd, .m = m };
+	struct ipc_hdr	h;
+	int		ret, r;
+
+	wbuf_init(&s.out);
+	s.in = xcalloc(IPC_MAX_TENSORS, sizeof(*s.in));
+	s.want = xcalloc(IPC_MAX_TENSORS, sizeof(*s.want));
+	for (;;) {
+		errno = 0;
+		r = ipc_read_frame(fd, &h, &s.buf, &s.cap, IPC_MAX_PAYLOAD);
+		if (r == 0) {
+			ret = SERVE_EOF;
+			break;
+		}
+		if (r == -1 && (errno == EPROTO || errno == 0)) {
+			log_warnx("malformed or truncated frame from maasd");
+			ret = SERVE_EPROTO;
+			break;
+		}
+		if (r == -1) {
+			log_warn("cannot read from maasd");
+			ret = SERVE_EIO;
+			break;
+		}
+		if (h.type == IPC_INFER)
+			ret = serve_infer(&s, h.req_id, h.len);
+		else if (h.type == IPC_PING && h.len == 0)
+			ret = ipc_write_frame(fd, IPC_PONG, h.req_id, NULL,
+			    0) == -1 ? SERVE_EIO : -1;
+		else
+			ret = SERVE_EPROTO;
+		if (ret == SERVE_EPROTO)
+			log_warnx("req=%llu: bad %s frame from maasd",
+			    (unsigned long long)h.req_id,
+			    ipc_type_name((enum ipc_type)h.type));
+		if (ret != -1)
+			break;
+	}
+	free(s.buf);
+	free(s.in);
+	free(s.want);
+	wbuf_release(&s.out);
+	return ret;
+}

@@ -1,0 +1,100 @@
+/* tests/fuzz/fuzz_ipc.c - libFuzzer target for the IPC decoders of
+ * common/ipc.c: frame header, tensor list (as INFER and INFER_OK carry
+ * them) and HELLO metadata.  Whatever decodes must re-encode to something
+ * that decodes to the same thing. */
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/ipc.h"
+#include "common/wire.h"
+
+int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+static struct ipc_tensor	t1[IPC_MAX_TENSORS], t2[IPC_MAX_TENSORS];
+
+static void
+fuzz_hdr(const uint8_t *data, size_t size)
+{
+	struct ipc_hdr	h, h2;
+	uint8_t		b[IPC_HDR_LEN];
+
+	if (size < IPC_HDR_LEN || ipc_hdr_decode(data, &h, IPC_MAX_PAYLOAD))
+		return;
+	ipc_hdr_encode(&h, b);
+	assert(memcmp(b, data, IPC_HDR_LEN) == 0);
+	assert(ipc_hdr_decode(b, &h2, IPC_MAX_PAYLOAD) == 0);
+	assert(h2.type > 0 && h2.type < IPC_TYPE_MAX);
+}
+
+static void
+fuzz_tensors(const uint8_t *data, size_t size)
+{
+	struct wbuf	w;
+	struct rbuf	r;
+	uint8_t		sum = 0;
+	int		n;
+
+	rbuf_init(&r, data, size);
+	if ((n = ipc_get_tensors(&r, t1, IPC_MAX_TENSORS)) == -1)
+		return;
+	wbuf_init(&w);
+	wbuf_u32(&w, (uint32_t)n);
+	for (int i = 0; i < n; i++) {
+		/* The data must lie inside the input. */
+		assert(t1[i].data >= data &&
+		    t1[i].data + t1[i].nbytes <= data + size);
+		for (uint64_t k = 0; k < t1[i].nbytes; k++)
+			sum ^= t1[i].data[k];
+		ipc_put_tensor(&w, &t1[i].desc, t1[i].data, t1[i].nbytes);
+	}
+	rbuf_init(&r, w.data, w.len);
+	assert(ipc_get_tensors(&r, t2, IPC_MAX_TENSORS) == n);
+	assert(rbuf_left(&r) == 0);
+	for (int i = 0; i < n; i++) {
+		assert(memcmp(&t1[i].desc, &t2[i].desc, sizeof(t1[i].desc)) ==
+		    0);
+		assert(t1[i].nbytes == t2[i].nbytes);
+	}
+	wbuf_release(&w);
+	(void)sum;
+}
+
+static void
+fuzz_meta(const uint8_t *data, size_t size)
+{
+	struct ipc_meta	m, m2;
+	struct wbuf	w;
+	struct rbuf	r;
+
+	rbuf_init(&r, data, size);
+	if (ipc_meta_decode(&r, &m) == -1)
+		return;
+	wbuf_init(&w);
+	ipc_meta_encode(&w, &m);
+	rbuf_init(&r, w.data, w.len);
+	assert(ipc_meta_decode(&r, &m2) == 0);
+	assert(m.n_inputs == m2.n_inputs && m.n_outputs == m2.n_outputs);
+	assert(m.n_inputs == 0 || memcmp(m.inputs, m2.inputs,
+	    m.n_inputs * sizeof(*m.inputs)) == 0);
+	assert(m.n_outputs == 0 || memcmp(m.outputs, m2.outputs,
+	    m.n_outputs * sizeof(*m.outputs)) == 0);
+	ipc_meta_release(&m);
+	ipc_meta_release(&m2);
+	wbuf_release(&w);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fuzz_hdr(data, size);
+	/* Payloads usually follow a header; try both framings. */
+	fuzz_tensors(data, size);
+	fuzz_meta(data, size);
+	if (size >= IPC_HDR_LEN) {
+		fuzz_tensors(data + IPC_HDR_LEN, size - IPC_HDR_LEN);
+		fuzz_meta(data + IPC_HDR_LEN, size - IPC_HDR_LEN);
+	}
+	return 0;
+}

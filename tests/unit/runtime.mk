@@ -1,0 +1,27 @@
+# tests/unit/runtime.mk - unit tests of common/ipc, common/wire and the
+# runtime (kernels, ONNX loader and executor, the maas-runtime process).
+UNIT_TESTS += test_ipc test_kernels test_onnx_ops test_onnx_load \
+	test_runtime
+
+test_ipc_SRCS := tests/unit/test_ipc.c $(COMMON_SRCS)
+
+test_kernels_SRCS := tests/unit/test_kernels.c runtime/kernels.c
+test_kernels_PKGS := openblas
+
+RT_TEST_SRCS := $(RUNTIME_ONNX_SRCS) $(TOOLS_ONNXB_SRCS) $(COMMON_SRCS) \
+	$(GEN)/onnx.pb-c.c
+test_onnx_ops_SRCS := tests/unit/test_onnx_ops.c $(RT_TEST_SRCS)
+test_onnx_ops_PKGS := libprotobuf-c openblas
+test_onnx_load_SRCS := tests/unit/test_onnx_load.c $(RT_TEST_SRCS)
+test_onnx_load_PKGS := libprotobuf-c openblas
+
+# Drives the real binary over a socketpair (MAAS_RUNTIME overrides).
+test_runtime_SRCS := tests/unit/test_runtime.c $(TOOLS_ONNXB_SRCS) \
+	$(COMMON_SRCS) $(GEN)/onnx.pb-c.c
+test_runtime_PKGS := libprotobuf-c
+$(BUILD)/tests/test_runtime: | $(BIN)/maas-runtime $(BIN)/maas-genmodel
+$(BUILD)/obj/tests/unit/test_runtime.o: \
+	ALL_CFLAGS += -DMAAS_RUNTIME_BIN='"$(abspath $(BIN))/maas-runtime"'
+
+TESTS_NEED_ONNX += tests/unit/test_onnx_ops.c tests/unit/test_onnx_load.c \
+	tests/unit/test_runtime.c

@@ -1,0 +1,509 @@
+/* tests/unit/test_ipc.c - common/ipc.c and common/wire.c: frame headers,
+ * blocking frame I/O over a socketpair, tensor lists and HELLO metadata,
+ * including every truncation of valid input (decoders must fail cleanly;
+ * inputs are exact-size heap copies so ASan sees any over-read). */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/ipc.h"
+#include "common/wire.h"
+#include "common/xmalloc.h"
+
+static void
+hdr_bytes(uint8_t *out, uint32_t magic, uint16_t ver, uint16_t type,
+    uint64_t req, uint32_t len)
+{
+	struct ipc_hdr	h = { magic, ver, type, req, len };
+
+	ipc_hdr_encode(&h, out);
+}
+
+static void
+test_hdr_roundtrip(void **state)
+{
+	struct ipc_hdr	in = { IPC_MAGIC, IPC_VERSION, IPC_INFER,
+			    0x0102030405060708ULL, 1234 }, out;
+	uint8_t		b[IPC_HDR_LEN];
+
+	(void)state;
+	ipc_hdr_encode(&in, b);
+	assert_memory_equal(b, "MAAS", 4);	/* magic reads as LE */
+	assert_int_equal(b[8], 0x08);		/* req_id little-endian */
+	assert_int_equal(ipc_hdr_decode(b, &out, IPC_MAX_PAYLOAD), 0);
+	assert_int_equal(out.magic, in.magic);
+	assert_int_equal(out.version, in.version);
+	assert_int_equal(out.type, in.type);
+	assert_int_equal(out.req_id, in.req_id);
+	assert_int_equal(out.len, in.len);
+	for (int t = IPC_HELLO; t < IPC_TYPE_MAX; t++) {
+		hdr_bytes(b, IPC_MAGIC, IPC_VERSION, (uint16_t)t, 1, 0);
+		assert_int_equal(ipc_hdr_decode(b, &out, 0), 0);
+		assert_string_not_equal(ipc_type_name((enum ipc_type)t),
+		    "UNKNOWN");
+	}
+	assert_string_equal(ipc_type_name(0), "UNKNOWN");
+	assert_string_equal(ipc_type_name(IPC_TYPE_MAX), "UNKNOWN");
+}
+
+static void
+test_hdr_bad(void **state)
+{
+	struct ipc_hdr	h;
+	uint8_t		b[IPC_HDR_LEN];
+
+	(void)state;
+	hdr_bytes(b, IPC_MAGIC ^ 1, IPC_VERSION, IPC_PING, 1, 0);
+	assert_int_equal(ipc_hdr_decode(b, &h, 100), -1);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION + 1, IPC_PING, 1, 0);
+	assert_int_equal(ipc_hdr_decode(b, &h, 100), -1);
+	hdr_bytes(b, IPC_MAGIC, 0, IPC_PING, 1, 0);
+	assert_int_equal(ipc_hdr_decode(b, &h, 100), -1);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, 0, 1, 0);
+	assert_int_equal(ipc_hdr_decode(b, &h, 100), -1);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_TYPE_MAX, 1, 0);
+	assert_int_equal(ipc_hdr_decode(b, &h, 100), -1);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, 0xffff, 1, 0);
+	assert_int_equal(ipc_hdr_decode(b, &h, 100), -1);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_INFER, 1, 100);
+	assert_int_equal(ipc_hdr_decode(b, &h, 100), 0);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_INFER, 1, 101);
+	assert_int_equal(ipc_hdr_decode(b, &h, 100), -1);
+	/* The hard cap holds whatever the caller allows. */
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_INFER, 1,
+	    IPC_MAX_PAYLOAD + 1);
+	assert_int_equal(ipc_hdr_decode(b, &h, UINT32_MAX), -1);
+}
+
+/* --- frame I/O --- */
+
+static void
+pair(int sv[2])
+{
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+}
+
+static void
+test_frame_io(void **state)
+{
+	struct ipc_hdr	 h;
+	uint8_t		*buf = NULL;
+	size_t		 cap = 0;
+	int		 sv[2];
+
+	(void)state;
+	pair(sv);
+	assert_int_equal(ipc_write_frame(sv[0], IPC_INFER, 42, "hello", 5),
+	    0);
+	assert_int_equal(ipc_write_frame(sv[0], IPC_PING, 43, NULL, 0), 0);
+	assert_int_equal(ipc_read_frame(sv[1], &h, &buf, &cap, 1024), 1);
+	assert_int_equal(h.type, IPC_INFER);
+	assert_int_equal(h.req_id, 42);
+	assert_int_equal(h.len, 5);
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(ipc_read_frame(sv[1], &h, &buf, &cap, 1024), 1);
+	assert_int_equal(h.type, IPC_PING);
+	assert_int_equal(h.len, 0);
+	close(sv[0]);
+	/* Clean EOF between frames. */
+	assert_int_equal(ipc_read_frame(sv[1], &h, &buf, &cap, 1024), 0);
+	close(sv[1]);
+	free(buf);
+}
+
+static void
+test_frame_truncated_header(void **state)
+{
+	struct ipc_hdr	 h;
+	uint8_t		 b[IPC_HDR_LEN], *buf = NULL;
+	size_t		 cap = 0;
+	int		 sv[2];
+
+	(void)state;
+	pair(sv);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_PING, 1, 0);
+	assert_int_equal(write(sv[0], b, 11), 11);
+	close(sv[0]);
+	errno = 0;
+	assert_int_equal(ipc_read_frame(sv[1], &h, &buf, &cap, 1024), -1);
+	assert_int_equal(errno, EPROTO);
+	close(sv[1]);
+	free(buf);
+}
+
+static void
+test_frame_truncated_payload(void **state)
+{
+	struct ipc_hdr	 h;
+	uint8_t		 b[IPC_HDR_LEN + 50] = { 0 }, *buf = NULL;
+	size_t		 cap = 0;
+	int		 sv[2];
+
+	(void)state;
+	pair(sv);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_INFER, 7, 100);
+	assert_int_equal(write(sv[0], b, sizeof(b)), (ssize_t)sizeof(b));
+	close(sv[0]);		/* the writer gives up half-way */
+	errno = 0;
+	assert_int_equal(ipc_read_frame(sv[1], &h, &buf, &cap, 1024), -1);
+	close(sv[1]);
+	free(buf);
+
+	/* Closed right after the header. */
+	pair(sv);
+	assert_int_equal(write(sv[0], b, IPC_HDR_LEN), IPC_HDR_LEN);
+	close(sv[0]);
+	buf = NULL;
+	cap = 0;
+	errno = 0;
+	assert_int_equal(ipc_read_frame(sv[1], &h, &buf, &cap, 1024), -1);
+	close(sv[1]);
+	free(buf);
+}
+
+static void
+test_frame_oversized(void **state)
+{
+	struct ipc_hdr	 h;
+	uint8_t		 b[IPC_HDR_LEN], *buf = NULL;
+	size_t		 cap = 0;
+	int		 sv[2];
+
+	(void)state;
+	pair(sv);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_INFER, 1, 1025);
+	assert_int_equal(write(sv[0], b, sizeof(b)), (ssize_t)sizeof(b));
+	errno = 0;
+	assert_int_equal(ipc_read_frame(sv[1], &h, &buf, &cap, 1024), -1);
+	assert_int_equal(errno, EPROTO);
+	assert_null(buf);		/* refused before allocating */
+	assert_int_equal(cap, 0);
+	/* Bad magic on the wire too. */
+	hdr_bytes(b, 0xdeadbeef, IPC_VERSION, IPC_INFER, 1, 0);
+	assert_int_equal(write(sv[0], b, sizeof(b)), (ssize_t)sizeof(b));
+	assert_int_equal(ipc_read_frame(sv[1], &h, &buf, &cap, 1024), -1);
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(ipc_write_frame(-1, IPC_PING, 1, NULL, 0), -1);
+}
+
+/* --- tensor lists --- */
+
+static const float	f6[6] = { 1, 2, 3, 4, 5, 6 };
+static const int64_t	i4[4] = { -1, 0, 1, INT64_MAX };
+
+static void
+build_list(struct wbuf *w)
+{
+	struct ipc_tensor_desc	a = { .name = "x", .dtype = DT_FP32,
+				    .ndim = 2, .dims = { 2, 3 } };
+	struct ipc_tensor_desc	b = { .name = "ids", .dtype = DT_INT64,
+				    .ndim = 1, .dims = { 4 } };
+	struct ipc_tensor_desc	c = { .name = "s", .dtype = DT_FP32,
+				    .ndim = 0 };
+
+	wbuf_u32(w, 3);
+	ipc_put_tensor(w, &a, f6, sizeof(f6));
+	ipc_put_tensor(w, &b, i4, sizeof(i4));
+	ipc_put_tensor(w, &c, f6, 4);
+}
+
+/* Decodes exactly len bytes from a fresh heap copy. */
+static int
+decode_copy(const uint8_t *p, size_t len, struct ipc_tensor *out,
+    size_t max)
+{
+	uint8_t		*copy = xmalloc(len);
+	struct rbuf	 r;
+	int		 n;
+
+	if (len > 0)
+		memcpy(copy, p, len);
+	rbuf_init(&r, copy, len);
+	n = ipc_get_tensors(&r, out, max);
+	free(copy);
+	return n;
+}
+
+static void
+test_tensors_roundtrip(void **state)
+{
+	struct ipc_tensor	t[4];
+	struct wbuf		w;
+	struct rbuf		r;
+
+	(void)state;
+	wbuf_init(&w);
+	build_list(&w);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_get_tensors(&r, t, 4), 3);
+	assert_int_equal(rbuf_left(&r), 0);
+	assert_string_equal(t[0].desc.name, "x");
+	assert_int_equal(t[0].desc.dtype, DT_FP32);
+	assert_int_equal(t[0].desc.ndim, 2);
+	assert_int_equal(t[0].desc.dims[1], 3);
+	assert_int_equal(t[0].nbytes, sizeof(f6));
+	assert_memory_equal(t[0].data, f6, sizeof(f6));
+	assert_string_equal(t[1].desc.name, "ids");
+	assert_memory_equal(t[1].data, i4, sizeof(i4));
+	assert_int_equal(t[2].desc.ndim, 0);
+	assert_int_equal(t[2].nbytes, 4);
+	/* More tensors than the caller has room for. */
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_get_tensors(&r, t, 2), -1);
+	wbuf_release(&w);
+}
+
+static void
+test_tensors_truncated(void **state)
+{
+	struct ipc_tensor	t[4];
+	struct wbuf		w;
+
+	(void)state;
+	wbuf_init(&w);
+	build_list(&w);
+	for (size_t len = 0; len < w.len; len++)
+		assert_int_equal(decode_copy(w.data, len, t, 4), -1);
+	assert_int_equal(decode_copy(w.data, w.len, t, 4), 3);
+	wbuf_release(&w);
+}
+
+/* One tensor with the given header fields and nbytes of payload. */
+static int
+decode_one(uint8_t dtype, uint8_t ndim, const int64_t *dims,
+    uint64_t nbytes, size_t payload)
+{
+	struct ipc_tensor	t[1];
+	struct wbuf		w;
+	int			n;
+
+	wbuf_init(&w);
+	wbuf_u32(&w, 1);
+	wbuf_str16(&w, "t");
+	wbuf_u8(&w, dtype);
+	wbuf_u8(&w, ndim);
+	for (int i = 0; i < ndim; i++)
+		wbuf_i64(&w, dims[i]);
+	wbuf_u64(&w, nbytes);
+	memset(wbuf_reserve(&w, payload), 0, payload);
+	n = decode_copy(w.data, w.len, t, 1);
+	wbuf_release(&w);
+	return n;
+}
+
+static void
+test_tensors_malformed(void **state)
+{
+	int64_t			 d9[9] = { 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+	int64_t			 d2[2] = { 2, 3 };
+	int64_t			 big[2] = { INT64_MAX, 4 };
+	int64_t			 over[3] = { 1LL << 32, 1LL << 32, 1LL << 2 };
+	int64_t			 neg[2] = { -1, 3 };
+	struct ipc_tensor	 t[1];
+	uint8_t			 cnt[4];
+
+	(void)state;
+	assert_int_equal(decode_one(DT_FP32, 2, d2, 24, 24), 1);
+	assert_int_equal(decode_one(DT_INVALID, 2, d2, 24, 24), -1);
+	assert_int_equal(decode_one(DT_MAX, 2, d2, 24, 24), -1);
+	assert_int_equal(decode_one(200, 2, d2, 24, 24), -1);
+	assert_int_equal(decode_one(DT_FP32, 8, d9, 4, 4), 1);
+	assert_int_equal(decode_one(DT_FP32, 9, d9, 4, 4), -1);
+	assert_int_equal(decode_one(DT_FP32, 2, d2, 20, 20), -1);
+	assert_int_equal(decode_one(DT_FP32, 2, d2, 28, 28), -1);
+	assert_int_equal(decode_one(DT_FP32, 2, d2, 24, 23), -1);
+	assert_int_equal(decode_one(DT_FP32, 2, big, 0, 0), -1);
+	assert_int_equal(decode_one(DT_FP32, 3, over, 0, 0), -1);
+	assert_int_equal(decode_one(DT_FP32, 2, neg, 12, 12), -1);
+	/* A count far beyond anything: refused before reading on. */
+	le32_put(cnt, UINT32_MAX);
+	assert_int_equal(decode_copy(cnt, 4, t, 1), -1);
+	le32_put(cnt, IPC_MAX_TENSORS + 1);
+	assert_int_equal(decode_copy(cnt, 4, t, 1), -1);
+	le32_put(cnt, 0);
+	assert_int_equal(decode_copy(cnt, 4, t, 1), 0);
+}
+
+/* --- metadata --- */
+
+static void
+sample_meta(struct ipc_meta *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->format = MODEL_FORMAT_ONNX;
+	m->mem_bytes = 123456789;
+	m->n_inputs = 2;
+	m->n_outputs = 1;
+	m->inputs = xcalloc(2, sizeof(*m->inputs));
+	m->outputs = xcalloc(1, sizeof(*m->outputs));
+	m->inputs[0] = (struct ipc_tensor_desc){ "input", DT_FP32, 2,
+	    { -1, 784 } };
+	m->inputs[1] = (struct ipc_tensor_desc){ "mask", DT_INT64, 1,
+	    { -1 } };
+	m->outputs[0] = (struct ipc_tensor_desc){ "output", DT_FP32, 2,
+	    { -1, 10 } };
+}
+
+static void
+test_meta_roundtrip(void **state)
+{
+	struct ipc_meta	m, d, c;
+	struct wbuf	w;
+	struct rbuf	r;
+
+	(void)state;
+	sample_meta(&m);
+	wbuf_init(&w);
+	ipc_meta_encode(&w, &m);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_meta_decode(&r, &d), 0);
+	assert_int_equal(rbuf_left(&r), 0);
+	assert_int_equal(d.format, MODEL_FORMAT_ONNX);
+	assert_int_equal(d.mem_bytes, 123456789);
+	assert_int_equal(d.n_inputs, 2);
+	assert_int_equal(d.n_outputs, 1);
+	assert_memory_equal(d.inputs, m.inputs, 2 * sizeof(*d.inputs));
+	assert_memory_equal(d.outputs, m.outputs, sizeof(*d.outputs));
+	ipc_meta_copy(&c, &d);
+	assert_memory_equal(c.inputs, m.inputs, 2 * sizeof(*c.inputs));
+	ipc_meta_release(&c);
+	ipc_meta_release(&d);
+	ipc_meta_release(&m);
+	ipc_meta_release(NULL);
+
+	/* Every truncation fails, and frees what it had decoded. */
+	for (size_t len = 0; len < w.len; len++) {
+		uint8_t	*copy = xmalloc(len ? len : 1);
+
+		memcpy(copy, w.data, len);
+		rbuf_init(&r, copy, len);
+		assert_int_equal(ipc_meta_decode(&r, &d), -1);
+		assert_null(d.inputs);
+		free(copy);
+	}
+	wbuf_release(&w);
+}
+
+static void
+test_meta_malformed(void **state)
+{
+	struct ipc_meta	m, d;
+	struct wbuf	w;
+	struct rbuf	r;
+
+	(void)state;
+	sample_meta(&m);
+	wbuf_init(&w);
+	ipc_meta_encode(&w, &m);
+	ipc_meta_release(&m);
+
+	w.data[0] = 3;				/* unknown format */
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_meta_decode(&r, &d), -1);
+	w.data[0] = MODEL_FORMAT_ONNX;
+	le32_put(w.data + 9, 100000);		/* n_inputs beyond input */
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_meta_decode(&r, &d), -1);
+	le32_put(w.data + 9, 2);
+	w.data[9 + 4 + 2 + 5] = 0;		/* input 0: dtype invalid */
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_meta_decode(&r, &d), -1);
+	w.data[9 + 4 + 2 + 5] = DT_FP32;
+	w.data[9 + 4 + 2 + 5 + 1] = 9;		/* input 0: ndim 9 */
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_meta_decode(&r, &d), -1);
+	w.data[9 + 4 + 2 + 5 + 1] = 2;
+	le64_put(w.data + 9 + 4 + 2 + 5 + 2, (uint64_t)-2);	/* dim -2 */
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_meta_decode(&r, &d), -1);
+	le64_put(w.data + 9 + 4 + 2 + 5 + 2, (uint64_t)-1);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_meta_decode(&r, &d), 0);
+	ipc_meta_release(&d);
+	wbuf_release(&w);
+}
+
+/* --- wire --- */
+
+static void
+test_wire(void **state)
+{
+	struct wbuf	 w;
+	struct rbuf	 r;
+	const uint8_t	*p;
+	char		 s[4];
+	uint64_t	 v64;
+	uint32_t	 v32;
+	uint16_t	 v16;
+	uint8_t		 v8;
+
+	(void)state;
+	wbuf_init(&w);
+	for (int i = 0; i < 1000; i++)	/* grows past the first block */
+		wbuf_u32(&w, (uint32_t)i);
+	assert_int_equal(w.len, 4000);
+	assert_int_equal(le32_get(w.data + 4 * 999), 999);
+	wbuf_reset(&w);
+	wbuf_u8(&w, 0xab);
+	wbuf_u16(&w, 0xbeef);
+	wbuf_u64(&w, 0x1122334455667788ULL);
+	wbuf_str16(&w, "abc");
+	wbuf_str16(&w, "abcd");
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(rbuf_u8(&r, &v8), 0);
+	assert_int_equal(v8, 0xab);
+	assert_int_equal(rbuf_u16(&r, &v16), 0);
+	assert_int_equal(v16, 0xbeef);
+	assert_int_equal(rbuf_u64(&r, &v64), 0);
+	assert_int_equal(v64, 0x1122334455667788ULL);
+	assert_int_equal(rbuf_str16(&r, s, sizeof(s)), 0);
+	assert_string_equal(s, "abc");
+	/* Too long for s: fails, and stays failed. */
+	assert_int_equal(rbuf_str16(&r, s, sizeof(s)), -1);
+	assert_true(r.err);
+	assert_int_equal(rbuf_left(&r), 0);
+	assert_int_equal(rbuf_u8(&r, &v8), -1);
+	assert_int_equal(rbuf_bytes(&r, &p, 0), -1);
+
+	/* A NUL inside a string is refused. */
+	wbuf_reset(&w);
+	wbuf_u16(&w, 3);
+	wbuf_put(&w, "a\0b", 3);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(rbuf_str16(&r, s, sizeof(s)), -1);
+	/* Reading past the end. */
+	rbuf_init(&r, w.data, 3);
+	assert_int_equal(rbuf_u32(&r, &v32), -1);
+	wbuf_release(&w);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hdr_roundtrip),
+		cmocka_unit_test(test_hdr_bad),
+		cmocka_unit_test(test_frame_io),
+		cmocka_unit_test(test_frame_truncated_header),
+		cmocka_unit_test(test_frame_truncated_payload),
+		cmocka_unit_test(test_frame_oversized),
+		cmocka_unit_test(test_tensors_roundtrip),
+		cmocka_unit_test(test_tensors_truncated),
+		cmocka_unit_test(test_tensors_malformed),
+		cmocka_unit_test(test_meta_roundtrip),
+		cmocka_unit_test(test_meta_malformed),
+		cmocka_unit_test(test_wire),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,3 @@
+# tools/module.mk - helper programs.
+TOOLS_ONNXB_SRCS := tools/onnxb.c
+TOOLS_GENMODEL_SRCS := tools/genmodel.c $(TOOLS_ONNXB_SRCS)
