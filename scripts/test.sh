@@ -66,24 +66,17 @@ run_pytest() {
 	echo "$label: $p passed, $f failed"
 }
 
+# scripts/fuzz.sh ends with "fuzz: N passed, N failed".
 run_fuzz() {
-	for t in build/fuzz/fuzz_*; do
-		[ -x "$t" ] || continue
-		name=$(basename "$t")
-		corpus=$(mktemp -d)
-		[ -d "tests/fuzz/corpus/$name" ] &&
-		    cp -r "tests/fuzz/corpus/$name/." "$corpus/"
-		if "$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 \
-		    "$corpus" >"$corpus.log" 2>&1; then
-			pass=$((pass + 1))
-			echo "fuzz $name: ${FUZZ_SECONDS}s clean"
-		else
-			fail=$((fail + 1))
-			tail -n 40 "$corpus.log"
-			note_fail "fuzz:$name"
-		fi
-		rm -rf "$corpus" "$corpus.log"
-	done
+	log=$(mktemp)
+	scripts/fuzz.sh "$FUZZ_SECONDS" 2>&1 | tee "$log"
+	p=$(sed -n 's/^fuzz: \([0-9]*\) passed.*/\1/p' "$log")
+	f=$(sed -n 's/^fuzz: [0-9]* passed, \([0-9]*\) failed.*/\1/p' "$log")
+	[ -z "$p" ] && f=1
+	pass=$((pass + ${p:-0}))
+	fail=$((fail + ${f:-0}))
+	[ "${f:-0}" -ne 0 ] && note_fail "fuzz"
+	rm -f "$log"
 }
 
 echo "== unit tests (plain)"
@@ -97,11 +90,11 @@ echo "== integration tests (ASan+UBSan)"
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
     run_pytest integration-asan build/asan/bin tests/integration
 echo "== fuzz targets (${FUZZ_SECONDS}s each)"
-if make --no-print-directory fuzz >/dev/null 2>&1; then
+if make --no-print-directory fuzz-build >/dev/null 2>&1; then
 	run_fuzz
 else
 	echo "fuzz targets failed to build"
-	make --no-print-directory fuzz 2>&1 | tail -n 20
+	make --no-print-directory fuzz-build 2>&1 | tail -n 20
 	fail=$((fail + 1))
 	note_fail "fuzz-build"
 fi

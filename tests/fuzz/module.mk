@@ -3,8 +3,9 @@
 #   FUZZ_TARGETS += fuzz_foo
 #   fuzz_foo_SRCS := tests/fuzz/fuzz_foo.c common/...   (C sources)
 #   fuzz_foo_PKGS := ...                                 (pkg-config names)
-# `scripts/fuzz.sh SECONDS` runs every target for that long from its seed
-# corpus in tests/fuzz/corpus/<target>/ (if present).
+# `make fuzz` builds them and runs each for FUZZ_SECONDS (default 60) with
+# scripts/fuzz.sh, from a copy of its seeds in tests/fuzz/corpus/<target>/;
+# `make test` runs a short smoke pass of each.
 FUZZ_BUILD	:= build/fuzz
 FUZZ_CFLAGS	:= -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 		   -fsanitize=fuzzer,address,undefined -I. -I$(GEN) -DMAAS_FUZZ
@@ -14,8 +15,12 @@ define fuzz_target
 FUZZ_BINS += $(FUZZ_BUILD)/$(1)
 $(FUZZ_BUILD)/$(1): $(2) $(if $(filter $(GEN)/%,$(2)),$(GEN)/onnx.pb-c.h)
 	@mkdir -p $$(dir $$@)
-	clang $$(FUZZ_CFLAGS) $$(call pkgcflags,$(3)) -o $$@ $(2) $$(call pkglibs,$(3)) -lpthread -lm
+	clang $$(FUZZ_CFLAGS) $(if $(3),$$(call pkgcflags,$(3))) -o $$@ $(2) $(if $(3),$$(call pkglibs,$(3))) -lpthread -lm
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_target,$(t),$($(t)_SRCS),$($(t)_PKGS))))
 
-fuzz: $(FUZZ_BINS)
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz-build
+fuzz-build: $(FUZZ_BINS)
+fuzz: fuzz-build
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
