@@ -214,6 +214,14 @@ rotated(void *arg, enum db_status st, json_t *row)
 		    "id");
 		return;
 	}
+	{
+		json_t	*q = db_quota_of_key(r->srv->db, json_string_value(
+		    json_object_get(row, "id")));
+
+		if (q != NULL)
+			admit_apply_row(r->srv, q);
+		json_decref(q);
+	}
 	json_object_set_new(row, "key", json_string(c->secret));
 	json_object_set_new(row, "previous_key_expires_at",
 	    json_integer(c->grace_until));

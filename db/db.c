@@ -131,6 +131,8 @@ enum db_sql {
 	SQL_PRICE_LIST,
 	SQL_KEY_ROTATE_OLD,
 	SQL_KEY_INSERT_FULL,
+	SQL_QUOTA_COPY,
+	SQL_QUOTA_OF_KEY,
 	SQL_KEY_TOUCH,
 	SQL_KEY_SCOPES,
 	SQL_COUNT
@@ -203,8 +205,8 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	    "INSERT INTO usage_events (request_id, ts_us, tenant_id, key_id,"
 	    " model, version, endpoint, status, queue_us, compute_us,"
 	    " bytes_in, bytes_out, prompt_tokens, completion_tokens,"
-	    " cost_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-	    " ?11, ?12, ?13, ?14, ?15)",
+	    " cost_micros, admitted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+	    " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
 	[SQL_USAGE_LIST] =
 	    "SELECT " USAGE_COLS " FROM usage_events"
 	    " WHERE ts_us >= ?1 AND ts_us < ?2 AND id > ?3"
@@ -242,18 +244,18 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	    " RETURNING " QUOTA_COLS,
 	[SQL_QUOTA_LIST] = "SELECT " QUOTA_COLS " FROM quotas ORDER BY id",
 	/* Counters a restart must not lose: requests and tokens of the
-	 * current minute, tokens and credits of the current month.  A 429
-	 * is a request quotas refused, so it does not count. */
+	 * current minute, tokens and credits of the current month, over
+	 * the requests quotas admitted. */
 	[SQL_SEED_MINUTE] =
 	    "SELECT tenant_id, key_id, count(*) AS requests,"
 	    " sum(prompt_tokens + completion_tokens) AS tokens"
-	    " FROM usage_events WHERE ts_us >= ?1 AND status <> 429"
+	    " FROM usage_events WHERE ts_us >= ?1 AND admitted = 1"
 	    " GROUP BY tenant_id, key_id",
 	[SQL_SEED_MONTH] =
 	    "SELECT tenant_id, key_id,"
 	    " sum(prompt_tokens + completion_tokens) AS tokens,"
 	    " sum(cost_micros) AS credits"
-	    " FROM usage_events WHERE ts_us >= ?1 AND status <> 429"
+	    " FROM usage_events WHERE ts_us >= ?1 AND admitted = 1"
 	    " GROUP BY tenant_id, key_id",
 	[SQL_PRICE_INSERT] =
 	    "INSERT INTO prices (model, starts_at, per_1k_input_micros,"
@@ -268,11 +270,25 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	    " THEN ?3 ELSE expires_at END"
 	    " WHERE id = ?1 AND revoked_at IS NULL AND replaced_by IS NULL"
 	    " RETURNING " KEY_COLS,
+	/* The new key inherits name, scopes and expiry; only a live key
+	 * (not revoked, expired or already rotated) can be rotated. */
 	[SQL_KEY_INSERT_FULL] =
 	    "INSERT INTO api_keys (id, tenant_id, name, prefix, hash,"
 	    " scopes, created_at, expires_at)"
-	    " SELECT ?1, tenant_id, name, ?2, ?3, scopes, ?4, ?5"
-	    " FROM api_keys WHERE id = ?6 RETURNING " KEY_COLS,
+	    " SELECT ?1, tenant_id, name, ?2, ?3, scopes, ?4, expires_at"
+	    " FROM api_keys WHERE id = ?5 AND revoked_at IS NULL"
+	    " AND replaced_by IS NULL"
+	    " AND (expires_at IS NULL OR expires_at > ?4) RETURNING " KEY_COLS,
+	[SQL_QUOTA_COPY] =
+	    "INSERT INTO quotas (tenant_id, key_id, requests_per_minute,"
+	    " tokens_per_minute, max_concurrent_requests,"
+	    " monthly_token_budget, monthly_credit_budget_micros,"
+	    " allowed_models) SELECT tenant_id, ?2, requests_per_minute,"
+	    " tokens_per_minute, max_concurrent_requests,"
+	    " monthly_token_budget, monthly_credit_budget_micros,"
+	    " allowed_models FROM quotas WHERE key_id = ?1",
+	[SQL_QUOTA_OF_KEY] = "SELECT " QUOTA_COLS " FROM quotas"
+	    " WHERE key_id = ?1",
 	[SQL_KEY_SCOPES] =
 	    "UPDATE api_keys SET scopes = ?2 WHERE id = ?1"
 	    " RETURNING " KEY_COLS,
@@ -1612,13 +1628,13 @@ usage_record_run(struct db *db, struct db_job *j)
 	const struct usage_event	*u = &j->u.usage;
 	sqlite3_stmt			*st;
 
-	st = conn_bind(&db->wr, SQL_USAGE_INSERT, "titttttiiiiiiii",
+	st = conn_bind(&db->wr, SQL_USAGE_INSERT, "titttttiiiiiiiii",
 	    u->request_id, u->ts_us, u->tenant_id,
 	    u->key_id[0] != '\0' ? u->key_id : NULL, u->model,
 	    u->version[0] != '\0' ? u->version : NULL, u->endpoint,
 	    (int64_t)u->status, u->queue_us, u->compute_us, u->bytes_in,
 	    u->bytes_out, u->prompt_tokens, u->completion_tokens,
-	    u->cost_micros);
+	    u->cost_micros, (int64_t)u->admitted);
 	if (st == NULL)
 		return DB_ERROR;
 	return stmt_row(&db->wr, st, NULL);
@@ -1979,6 +1995,17 @@ db_quota_list(struct db *db)
 }
 
 json_t *
+db_quota_of_key(struct db *db, const char *key_id)
+{
+	json_t	*rows = db_read_all(db, SQL_QUOTA_OF_KEY,
+	    json_pack("[s]", key_id));
+	json_t	*row = json_incref(json_array_get(rows, 0));
+
+	json_decref(rows);
+	return row;
+}
+
+json_t *
 db_usage_seed(struct db *db, int64_t minute_start_us, int64_t month_start_us)
 {
 	json_t	*minute, *month, *out;
@@ -2023,21 +2050,23 @@ db_key_rotate(struct db *db, const char *key_id, const char *prefix,
     const uint8_t hash[32], int64_t grace_until, const char *actor,
     db_done_fn *done, void *arg)
 {
-	enum db_sql	 sql[2] = { SQL_KEY_INSERT_FULL, SQL_KEY_ROTATE_OLD };
-	unsigned	 flags[2] = { STEP_RESULT | STEP_REQUIRED,
-			    STEP_REQUIRED };
-	json_t		*args[2];
+	enum db_sql	 sql[3] = { SQL_KEY_INSERT_FULL, SQL_KEY_ROTATE_OLD,
+			    SQL_QUOTA_COPY };
+	unsigned	 flags[3] = { STEP_RESULT | STEP_REQUIRED,
+			    STEP_REQUIRED, 0 };
+	json_t		*args[3];
 	char		 id[DB_ID_SIZE], hex[65];
 	int64_t		 now = db_now();
 
 	db_new_id("key", id, sizeof(id));
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", hash[i]);
-	args[0] = json_pack("[s, s, {s:s}, I, n, s]", id, prefix, "hex", hex,
+	args[0] = json_pack("[s, s, {s:s}, I, s]", id, prefix, "hex", hex,
 	    (json_int_t)now, key_id);
 	args[1] = json_pack("[s, s, I]", key_id, id, (json_int_t)grace_until);
+	args[2] = json_pack("[s, s]", key_id, id);
 	explicit_bzero(hex, sizeof(hex));
-	db_steps_submit(db, 2, sql, args, flags, "key.rotate", key_id,
+	db_steps_submit(db, 3, sql, args, flags, "key.rotate", key_id,
 	    json_pack("{s:s, s:s, s:I}", "new_key_id", id, "prefix", prefix,
 	    "grace_until", (json_int_t)grace_until), actor, done, arg);
 }

@@ -156,6 +156,7 @@ struct usage_event {
 	int64_t		prompt_tokens;
 	int64_t		completion_tokens;
 	int64_t		cost_micros;	/* price of the request */
+	bool		admitted;	/* counted against quotas */
 };
 /* Queues one usage row (copied).  The callback runs once the row is
  * durable; the gateway sends the response from it.  DB_CONFLICT if the
@@ -228,6 +229,8 @@ struct db_quota_in {
  * with null for unlimited. */
 void		 db_quota_put(struct db *, const struct db_quota_in *,
 		    const char *actor, db_done_fn *, void *arg);
+/* The quota row of a key, or NULL. */
+json_t		*db_quota_of_key(struct db *, const char *key_id);
 /* Every quota row, as a JSON array (start-up). */
 json_t		*db_quota_list(struct db *);
 /* Counters to seed in-memory quotas with after a restart:
@@ -252,10 +255,10 @@ void		 db_price_add(struct db *, const struct db_price_in *,
 /* Every price row ordered by model, starts_at (start-up). */
 json_t		*db_price_list(struct db *);
 
-/* Replaces key_id with a new key (same tenant, name and scopes) whose
- * prefix and hash the caller made; the old key keeps working until
- * grace_until.  DB_NOT_FOUND if the key does not exist, is revoked or was
- * already rotated.  result: the new key's row. */
+/* Replaces key_id with a new key (same tenant, name, scopes, expiry and
+ * key quota) whose prefix and hash the caller made; the old key keeps
+ * working until grace_until.  DB_NOT_FOUND if the key does not exist, is
+ * revoked, expired or already rotated.  result: the new key's row. */
 void		 db_key_rotate(struct db *, const char *key_id,
 		    const char *prefix, const uint8_t hash[32],
 		    int64_t grace_until, const char *actor, db_done_fn *,

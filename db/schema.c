@@ -171,6 +171,11 @@ static const char *const schema_migrations[] = {
 	/* 2: the price of each request, so budgets and invoices sum it. */
 	"ALTER TABLE usage_events ADD COLUMN cost_micros INTEGER NOT NULL"
 	"  DEFAULT 0;",
+
+	/* 3: whether quotas admitted the request (refusals and unknown
+	 * models are metered too, but never counted against a limit). */
+	"ALTER TABLE usage_events ADD COLUMN admitted INTEGER NOT NULL"
+	"  DEFAULT 1;",
 };
 
 #define SCHEMA_NMIGRATIONS \

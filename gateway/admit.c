@@ -18,7 +18,6 @@
 
 #define TOUCH_FLUSH_S		5	/* last_used_at granularity */
 #define TOUCH_MAX		4096	/* distinct keys between flushes */
-#define COMPUTE_RESERVE_US	1000000	/* credits held for compute time */
 
 static bool
 scope_allows(const char *scopes, const char *model)
@@ -83,7 +82,11 @@ admit_model(struct req *r, const char *model, int64_t tokens)
 		return -1;
 	}
 	p = prices_at(srv->prices, model, now);
-	credits = price_cost(&p, tokens, 0, COMPUTE_RESERVE_US);
+	/* Reserve what a request of this model has recently cost at most;
+	 * settlement corrects it, so a budget is overspent by at most the
+	 * difference for the requests in flight. */
+	credits = price_cost(&p, tokens, 0,
+	    prices_compute_estimate(srv->prices, model));
 	v = quota_admit(srv->quota, r->tenant_id, r->key_id, model, tokens,
 	    credits, now, &r->ticket, &st);
 	ratelimit_headers(r, &st);
@@ -119,6 +122,8 @@ admit_settle(struct req *r)
 
 	if (!r->ticket.active)
 		return;
+	if (u->compute_us > 0)
+		prices_note_compute(r->srv->prices, u->model, u->compute_us);
 	/* Only what was served is billed: an error costs nothing. */
 	if (u->status >= 200 && u->status < 300) {
 		p = prices_at(r->srv->prices, u->model, r->ts_us / 1000000);

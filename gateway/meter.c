@@ -29,6 +29,7 @@ meter_reply(struct req *r, int status, char *body, size_t len)
 	u->status = status;
 	u->bytes_in = (int64_t)r->bytes_in;
 	u->bytes_out = (int64_t)len;
+	u->admitted = r->ticket.active;
 	admit_settle(r);
 	db_usage_record(r->srv->db, u, meter_done, r);
 }

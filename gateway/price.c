@@ -12,9 +12,16 @@ struct price_row {
 	struct price	p;
 };
 
+struct compute_est {
+	char		model[128];
+	int64_t		us;		/* decaying max of compute_us */
+};
+
 struct prices {
 	struct price_row	*rows;
 	size_t			 n;
+	struct compute_est	*est;
+	size_t			 n_est;
 };
 
 struct prices *
@@ -29,6 +36,7 @@ prices_free(struct prices *ps)
 	if (ps == NULL)
 		return;
 	free(ps->rows);
+	free(ps->est);
 	free(ps);
 }
 
@@ -76,6 +84,43 @@ prices_at(struct prices *ps, const char *model, int64_t ts)
 		}
 	}
 	return best;
+}
+
+static struct compute_est *
+est_find(struct prices *ps, const char *model, bool create)
+{
+	struct compute_est	*e;
+
+	for (size_t i = 0; i < ps->n_est; i++)
+		if (strcmp(ps->est[i].model, model) == 0)
+			return &ps->est[i];
+	if (!create || strlen(model) >= sizeof(e->model))
+		return NULL;
+	ps->est = xreallocarray(ps->est, ps->n_est + 1, sizeof(*ps->est));
+	e = &ps->est[ps->n_est++];
+	memset(e, 0, sizeof(*e));
+	memcpy(e->model, model, strlen(model) + 1);
+	return e;
+}
+
+void
+prices_note_compute(struct prices *ps, const char *model, int64_t us)
+{
+	struct compute_est	*e = est_find(ps, model, true);
+
+	if (e == NULL)
+		return;
+	e->us -= e->us / 16;
+	if (us > e->us)
+		e->us = us;
+}
+
+int64_t
+prices_compute_estimate(struct prices *ps, const char *model)
+{
+	struct compute_est	*e = est_find(ps, model, false);
+
+	return e != NULL ? e->us : 0;
 }
 
 /* a * b / d rounded half up, for non-negative operands. */

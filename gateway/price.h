@@ -25,6 +25,12 @@ void		 prices_free(struct prices *);
 void		 prices_add_row(struct prices *, json_t *row);
 /* The price of model at time ts (Unix seconds); all zero if none. */
 struct price	 prices_at(struct prices *, const char *model, int64_t ts);
+/* Notes a request's compute time, for reservations: each model keeps a
+ * slowly decaying maximum of its recent compute times. */
+void		 prices_note_compute(struct prices *, const char *model,
+		    int64_t compute_us);
+/* That estimate (0 before any request). */
+int64_t		 prices_compute_estimate(struct prices *, const char *model);
 /* Cost in micro-units, each part rounded half up to the micro-unit:
  * per_request + per_1k_input * in / 1000 + per_1k_output * out / 1000 +
  * per_compute_second * compute_us / 1e6. */

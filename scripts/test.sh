@@ -51,9 +51,9 @@ run_pytest() {
 	MAAS_BIN=$bindir $PY -m pytest -q -p no:cacheprovider "$@" 2>&1 |
 	    tee "$log"
 	last=$(grep -E '[0-9]+ (passed|failed|error)' "$log" | tail -n 1)
-	p=$(printf '%s' "$last" | sed -n 's/.*[^0-9]\{0,1\}\([0-9][0-9]*\) passed.*/\1/p')
-	f=$(printf '%s' "$last" | sed -n 's/.*[^0-9]\([0-9][0-9]*\) failed.*/\1/p;s/^\([0-9][0-9]*\) failed.*/\1/p' | head -n 1)
-	e=$(printf '%s' "$last" | sed -n 's/.*[^0-9]\([0-9][0-9]*\) error.*/\1/p;s/^\([0-9][0-9]*\) error.*/\1/p' | head -n 1)
+	p=$(printf '%s' "$last" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
+	f=$(printf '%s' "$last" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
+	e=$(printf '%s' "$last" | grep -oE '[0-9]+ errors?' | grep -oE '[0-9]+')
 	p=${p:-0}
 	f=$(( ${f:-0} + ${e:-0} ))
 	if [ -z "$last" ]; then

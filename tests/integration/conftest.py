@@ -840,3 +840,53 @@ def output_by_name(resp_json, name):
             return o
     raise AssertionError(f"no output {name!r} in "
                          f"{json.dumps(resp_json)[:300]}")
+
+
+# --- quotas, prices and JWT issuers (tenant security tests) ----------------
+
+def aput(d, path, body=None, **kw):
+    """PUT on the admin API with the admin token."""
+    kw.setdefault("timeout", HTTP_TIMEOUT)
+    return d.admin.put(d.admin_url(path), json=body, **kw)
+
+
+def set_quota(d, tenant_id=None, key_id=None, **limits):
+    """PUT /admin/v1/{tenants,keys}/{id}/quota with limits; returns the
+    stored row.  Limits not given are absent (unlimited)."""
+    path = (f"/admin/v1/keys/{key_id}/quota" if key_id is not None else
+            f"/admin/v1/tenants/{tenant_id}/quota")
+    r = aput(d, path, limits)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def add_price(d, model, **fields):
+    """POST /admin/v1/prices; returns the stored row."""
+    r = d.apost("/admin/v1/prices", dict(model=model, **fields))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+class HS256Issuer:
+    """An HS256 JWT issuer registered on d; token(tenant_id) signs a valid
+    token for that tenant with python3-jwt."""
+
+    def __init__(self, d, kid=None):
+        import secrets
+        self.secret = secrets.token_hex(32)
+        self.kid = kid or unique("kid")
+        self.iss = "https://idp.example.test"
+        self.aud = "maas"
+        r = d.apost("/admin/v1/issuers", {
+            "kid": self.kid, "alg": "HS256", "key": self.secret,
+            "iss": self.iss, "aud": self.aud, "tenant_claim": "tenant"})
+        assert r.status_code == 201, r.text
+        self.row = r.json()
+
+    def token(self, tenant_id, ttl=300):
+        import jwt as pyjwt
+        now = int(time.time())
+        return pyjwt.encode({"iss": self.iss, "aud": self.aud, "iat": now,
+                             "exp": now + ttl, "tenant": tenant_id},
+                            self.secret, algorithm="HS256",
+                            headers={"kid": self.kid})
