@@ -48,7 +48,7 @@ include tests/unit/module.mk
 
 # protobuf-c code for ONNX, generated from Debian's onnx.proto.
 ONNX_PROTO	:= /usr/include/onnx/onnx.proto
-$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO)
+$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h &: $(ONNX_PROTO)
 	@mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
 ONNX_GEN_SRCS	:= $(GEN)/onnx.pb-c.c
@@ -94,20 +94,23 @@ check: all unit
 	@scripts/run-unit.sh $(UNIT_BINS)
 
 asan:
-	$(MAKE) BUILD=build/asan BIN=build/asan/bin SAN=1 all unit
+	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin SAN=1 \
+	    all unit
 
 deps:
 	@scripts/deps.sh
 
+NPROC	:= $(shell nproc 2>/dev/null || echo 2)
+
 run:
 	@scripts/deps.sh run
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@scripts/run.sh
 
 test:
 	@scripts/deps.sh test
-	@$(MAKE) --no-print-directory all unit
-	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory -j$(NPROC) all unit
+	@$(MAKE) --no-print-directory -j$(NPROC) asan
 	@scripts/test.sh
 
 bench:
