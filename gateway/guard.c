@@ -450,7 +450,8 @@ guard_parser_feed(struct guard_parser *p, const void *buf, size_t len,
 		p->held++;
 		if (p->state >= S_METHOD && p->state <= S_VERSION_LF &&
 		    ++p->line > p->max_request_line)
-			FAIL(414, "uri_too_long", "the request line is too long");
+			FAIL(414, "uri_too_long",
+			    "the request line is too long");
 		if (p->state >= S_FIELD_START && p->state <= S_SECTION_LF &&
 		    ++p->hbytes > p->max_header_bytes)
 			FAIL(431, "headers_too_large",
@@ -623,8 +624,8 @@ guard_parser_feed(struct guard_parser *p, const void *buf, size_t len,
 				break;
 			}
 			if (c == ' ' || c == '\t')
-				FAIL(400, "obs_fold", "a header line starts with "
-				    "whitespace (obsolete line folding)");
+				FAIL(400, "obs_fold", "a header line starts "
+				    "with whitespace (obsolete line folding)");
 			if (!is_tchar(c))
 				BAD_FIELD;
 			p->name[0] = (char)ascii_lower(c);
@@ -640,14 +641,15 @@ guard_parser_feed(struct guard_parser *p, const void *buf, size_t len,
 				break;
 			}
 			if (c == ' ' || c == '\t')
-				FAIL(400, "invalid_header", "whitespace between a "
-				    "header field name and its colon");
+				FAIL(400, "invalid_header", "whitespace "
+				    "between a header field name and its "
+				    "colon");
 			if (c != ':')
 				BAD_FIELD;
 			p->field = p->trailer ? F_OTHER : parser_field_id(p);
 			if (p->field == F_HOST && p->have_host)
-				FAIL(400, "invalid_host",
-				    "the request has more than one Host header");
+				FAIL(400, "invalid_host", "the request has "
+				    "more than one Host header");
 			if (p->field == F_TE && p->have_te)
 				FAIL(400, "unsupported_transfer_encoding",
 				    "the request has more than one "
@@ -666,16 +668,16 @@ guard_parser_feed(struct guard_parser *p, const void *buf, size_t len,
 			 * framing value could make it read another value. */
 			if (c == '\t' && is_framing_field(p->field))
 				FAIL(400, "invalid_header", "a tab in a "
-				    "Content-Length, Transfer-Encoding, Host or "
-				    "Expect header");
+				    "Content-Length, Transfer-Encoding, Host "
+				    "or Expect header");
 			if (c == ' ' || c == '\t') {
 				if (p->state == S_VALUE)
 					p->val_sp++;
 				break;
 			}
 			if (!is_vchar(c))
-				FAIL(400, "invalid_header", "a header field value "
-				    "contains a control character");
+				FAIL(400, "invalid_header", "a header field "
+				    "value contains a control character");
 			CHECK(parser_value_byte(p, c));
 			p->state = S_VALUE;
 			break;
@@ -702,8 +704,8 @@ guard_parser_feed(struct guard_parser *p, const void *buf, size_t len,
 			break;
 		case S_CHUNK_START:
 			if ((v = hex_value(c)) == -1)
-				FAIL(400, "invalid_chunk", "a chunk size must be "
-				    "hexadecimal digits");
+				FAIL(400, "invalid_chunk", "a chunk size must "
+				    "be hexadecimal digits");
 			p->chunk = (uint64_t)v;
 			p->chunk_digits = 1;
 			p->state = S_CHUNK_SIZE;
@@ -723,8 +725,8 @@ guard_parser_feed(struct guard_parser *p, const void *buf, size_t len,
 			else if (c == '\r')
 				p->state = S_CHUNK_LF;
 			else
-				FAIL(400, "invalid_chunk", "a chunk size must be "
-				    "hexadecimal digits");
+				FAIL(400, "invalid_chunk", "a chunk size must "
+				    "be hexadecimal digits");
 			break;
 		case S_CEXT_BWS:
 			if (c == ';')
@@ -824,10 +826,12 @@ guard_parser_feed(struct guard_parser *p, const void *buf, size_t len,
 			    S_CHUNK_START;
 			break;
 		default:
-			FAIL(400, "invalid_request", "the request is malformed");
+			FAIL(400, "invalid_request",
+			    "the request is malformed");
 		}
 		continue;
  message:
+		p->last_body = p->have_te ? p->body_total : p->cl;
 		p->messages++;
 		parser_reset_message(p);
 		*used = i;
@@ -914,7 +918,8 @@ guard_config_parse(struct guard_config *cfg, const char *spec, char *err,
 			    memcmp(keys[k].key, p, klen) == 0)
 				break;
 		if (k == sizeof(keys) / sizeof(keys[0])) {
-			snprintf(err, errsz, "unknown key '%.*s'", (int)klen, p);
+			snprintf(err, errsz, "unknown key '%.*s'", (int)klen,
+			    p);
 			return -1;
 		}
 		errno = 0;
@@ -955,6 +960,7 @@ struct guard {
 	struct guard_config	 cfg;
 	size_t			 refs;		/* the owner + each conn */
 	size_t			 nconns;	/* counted connections */
+	size_t			 reading;	/* conns inside a request */
 	struct guard_ip		*ips;		/* linear probing */
 	size_t			 mask;		/* table size - 1 */
 	uint64_t		 k0, k1;	/* hash key: peers cannot
@@ -1096,6 +1102,7 @@ struct guard_conn {
 	bool			 counted;	/* in nconns and ips */
 	bool			 handshaken;
 	bool			 step_pending;
+	bool			 reading;	/* counted in g->reading */
 	uint8_t			 ipkey[16];
 	char			 peer[64];	/* for logs */
 };
@@ -1127,6 +1134,7 @@ static void	conn_fail(struct guard_conn *, int, const char *,
 static void	conn_try_reply(struct guard_conn *);
 static void	conn_close_now(struct guard_conn *);
 static void	conn_set_timer(struct guard_conn *, enum conn_timer, int);
+static void	conn_set_reading(struct guard_conn *, bool);
 
 struct bufferevent *
 guard_wrap(struct guard *g, struct bufferevent *tls)
@@ -1177,6 +1185,12 @@ guard_wrap(struct guard *g, struct bufferevent *tls)
 	return bev;
 }
 
+size_t
+guard_reading(const struct guard *g)
+{
+	return g->reading;
+}
+
 /* The filter's free_context: libevent finalizes the filter. */
 static void
 guard_conn_free(void *arg)
@@ -1192,6 +1206,7 @@ guard_conn_free(void *arg)
 		c->g->nconns--;
 		ip_release(c->g, c->ipkey);
 	}
+	conn_set_reading(c, false);
 	guard_unref(c->g);
 	free(c);
 }
@@ -1215,6 +1230,18 @@ conn_schedule(struct guard_conn *c)
 	c->step_pending = true;
 	bufferevent_incref(c->bev);	/* dropped at the end of the step */
 	event_active(c->ev_step, EV_TIMEOUT, 1);
+}
+
+static void
+conn_set_reading(struct guard_conn *c, bool reading)
+{
+	if (reading == c->reading)
+		return;
+	c->reading = reading;
+	if (reading)
+		c->g->reading++;
+	else
+		c->g->reading--;
 }
 
 static void
@@ -1392,6 +1419,7 @@ conn_pump_in(struct guard_conn *c)
 		if (r == GUARD_ERROR)
 			conn_fail(c, p->status, p->code, p->msg);
 	}
+	conn_set_reading(c, c->phase == C_OPEN && p->phase != GUARD_IDLE);
 	return moved;
 }
 
@@ -1615,6 +1643,7 @@ conn_fail(struct guard_conn *c, int status, const char *code,
 	if (c->phase != C_OPEN)
 		return;
 	c->phase = C_FAILING;
+	conn_set_reading(c, false);
 	c->status = status;
 	c->code = code;
 	c->msg = msg;

@@ -76,7 +76,36 @@ int	 guard_config_parse(struct guard_config *, const char *spec,
  * head the guard let through (a backstop; the guard's limits bind). */
 size_t	 guard_config_evhttp_headers(const struct guard_config *);
 
-/* --- the parser: pure, no I/O; exposed for the unit and fuzz tests --- */
+/* --- the parser: pure, no I/O; exposed for the unit and fuzz tests ---
+ *
+ * It takes the strict reading of RFC 9112, narrowed to what evhttp parses
+ * the same way; anything else is refused (400 unless noted):
+ * - Lines end in CRLF.  A bare LF or a CR not followed by LF anywhere in a
+ *   head, chunk line or trailer is refused.  Up to two empty lines before
+ *   a request line are dropped.
+ * - Request line: method SP target SP version, single spaces.  Methods are
+ *   tokens; only GET HEAD POST PUT DELETE PATCH OPTIONS are served (others
+ *   501).  Targets: origin-form of RFC 3986 characters with valid %XX and
+ *   not starting "//" (evhttp would read an authority), absolute-form
+ *   http(s)://host[:port] with a plain host name or IPv4 address, or "*"
+ *   for OPTIONS; no fragment.  Version exactly HTTP/1.0 or HTTP/1.1.
+ *   Longer than max_request_line: 414.
+ * - Field lines: token ":" OWS value OWS.  No whitespace before the colon,
+ *   no obs-fold, no NUL or other control character but HTAB.  A HTAB in a
+ *   Content-Length, Transfer-Encoding, Host or Expect line is refused:
+ *   evhttp strips only spaces.  Over max_header_count lines or
+ *   max_header_bytes (section with terminator; trailers count too): 431.
+ * - Framing: Content-Length is plain digits, repeated only with the same
+ *   value; over max_body is 413 before any body byte.  Transfer-Encoding
+ *   appears once, is exactly "chunked", and never with Content-Length or
+ *   in HTTP/1.0.  HEAD has no body (evhttp would read it as the next
+ *   request).  HTTP/1.1 needs exactly one valid Host.  Expect other than
+ *   100-continue is 417 (HTTP/1.1; evhttp ignores it in 1.0).
+ * - Chunks: 1 to 16 hex digits, extensions per RFC 9112 (BWS, token,
+ *   token or quoted-string value) and dropped, since evhttp refuses
+ *   them; data then CRLF; the sizes summed over max_body are 413.  The
+ *   trailer section is validated like the header section and dropped,
+ *   since evhttp would merge it into the header fields. */
 
 enum guard_result {
 	GUARD_MORE,		/* everything given was consumed */
@@ -117,6 +146,7 @@ struct guard_parser {
 	size_t		 nspans;
 	uint64_t	 messages;	/* complete requests */
 	uint64_t	 heads;		/* complete heads */
+	uint64_t	 last_body;	/* body bytes of the last request */
 	/* state machine */
 	int		 state;
 	size_t		 line;		/* request line bytes so far */
@@ -126,7 +156,7 @@ struct guard_parser {
 	int		 method;	/* index into the method table */
 	char		 mbuf[8];
 	size_t		 mlen;
-	size_t		 idx;		/* position in a literal being matched */
+	size_t		 idx;		/* position in a literal */
 	unsigned	 port;
 	size_t		 port_digits;
 	bool		 http10;
@@ -172,4 +202,8 @@ void		 guard_free(struct guard *);
  * owns the socket evhttp sets through the filter (BEV_CTRL_SET_FD is passed
  * down).  On failure tls is freed and NULL returned. */
 struct bufferevent *guard_wrap(struct guard *, struct bufferevent *tls);
+/* Connections in the middle of receiving a request (its head started, its
+ * body not complete): evhttp has not dispatched it yet, so a drain that
+ * counts dispatched requests does not see it. */
+size_t		 guard_reading(const struct guard *);
 #endif

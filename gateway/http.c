@@ -187,6 +187,12 @@ http_stop_one(struct evhttp_bound_socket *bound, void *arg)
 	evconnlistener_disable(evhttp_bound_socket_get_listener(bound));
 }
 
+size_t
+http_reading(struct http_server *l)
+{
+	return l != NULL ? guard_reading(l->guard) : 0;
+}
+
 void
 http_stop_accepting(struct http_server *l)
 {

@@ -67,6 +67,9 @@ struct http_server *http_listen(struct server *, const char *hostport,
 		    size_t max_body, http_handler_fn *handler, int *port);
 /* Stops accepting new connections; open ones finish their requests. */
 void		 http_stop_accepting(struct http_server *);
+/* Connections in the middle of sending a request evhttp has not got
+ * whole yet (the guard's count): draining waits for them. */
+size_t		 http_reading(struct http_server *);
 /* Closes every connection and frees the server.  NULL is ok. */
 void		 http_free(struct http_server *);
 

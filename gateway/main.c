@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -66,7 +67,15 @@ usage(FILE *f, int code)
 "  --runtime-mem-mb N    address-space limit per runtime in MiB (default: none)\n"
 "  --drain-timeout S     seconds to wait for requests on SIGTERM (default 30)\n"
 "  --debug               verbose logging\n"
-"  -h, --help            this text\n", DEFAULT_MAX_BODY_MB);
+"  -h, --help            this text\n"
+"\n"
+"environment:\n"
+"  MAAS_GUARD=key=value,...\n"
+"                        request-framing limits and deadlines of both\n"
+"                        listeners (for tests): request_line, header_bytes,\n"
+"                        header_count, handshake_ms, head_ms, idle_ms,\n"
+"                        linger_ms, max_conns, per_ip\n"
+"  MAAS_DEBUG=1          same as --debug\n", DEFAULT_MAX_BODY_MB);
 	exit(code);
 }
 
@@ -97,6 +106,20 @@ sibling(const char *name)
 	if (asprintf(&out, "%s/%s", dir, name) == -1)
 		fatal("asprintf");
 	return out;
+}
+
+/* Connection caps are thousands per listener; a soft limit of 1024 file
+ * descriptors (systemd's default) would bind first. */
+static void
+raise_nofile(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("cannot raise the file descriptor limit");
+	}
 }
 
 static void
@@ -155,7 +178,11 @@ drain_poll(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	gettimeofday(&now, NULL);
-	if (srv->requests == 0 && db_pending(srv->db) == 0) {
+	/* Requests still arriving count too: their connections were open
+	 * before the signal. */
+	if (srv->requests == 0 && db_pending(srv->db) == 0 &&
+	    http_reading(srv->http) == 0 &&
+	    http_reading(srv->admin_http) == 0) {
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}
@@ -232,6 +259,7 @@ main(int argc, char *argv[])
 		usage(stderr, 2);
 	log_init("maasd", debug);
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	if (srv.cfg.runtime_path == NULL)
 		srv.cfg.runtime_path = runtime_alloc = sibling("maas-runtime");
 	if (srv.cfg.genmodel_path == NULL)

@@ -4,7 +4,8 @@
 #define GATEWAY_TLS_H
 #include <openssl/ssl.h>
 
-/* TLS 1.2 and 1.3 only, Mozilla "intermediate" cipher suites, no
+/* TLS 1.2 and 1.3 only, ECDHE with AEAD suites (Mozilla intermediate
+ * without DHE), groups X25519, P-256, P-384, server cipher order, no
  * renegotiation, no compression.  NULL after logging on failure.
  * Caller frees with SSL_CTX_free(). */
 SSL_CTX	*tls_ctx_new(const char *cert_file, const char *key_file);

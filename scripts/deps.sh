@@ -8,7 +8,8 @@ build="gcc make pkg-config libevent-dev libssl-dev libsqlite3-dev
 libjansson-dev libopenblas-dev libjwt-dev libprotobuf-c-dev
 protobuf-c-compiler libseccomp-dev libonnx-dev curl openssl"
 testing="libcmocka-dev python3-pytest python3-requests python3-numpy
-python3-onnx python3-jwt python3-cryptography clang libclang-rt-14-dev"
+python3-onnx python3-jwt python3-cryptography clang libclang-rt-14-dev
+testssl.sh"
 bench="wrk nginx-light"
 case "$profile" in
 run) want="$build libcmocka-dev" ;;
