@@ -27,6 +27,7 @@
 #include "db/db.h"
 #include "gateway/auth.h"
 #include "gateway/http.h"
+#include "gateway/metrics.h"
 #include "gateway/tensorjson.h"
 #include "gateway/server.h"
 #include "gateway/work.h"
@@ -562,12 +563,49 @@ deploy_stored(void *arg, enum db_status st, json_t *row)
 	free(op);
 }
 
+/* Batching of a deployment: rows per INFER and the wait to fill one. */
+#define MAX_BATCH_LIMIT		1024
+#define MAX_QUEUE_DELAY_US	1000000
+
+/* What a deployment is created with beyond its name and model. */
+struct deploy_params {
+	int		 replicas;
+	int		 min_replicas;	/* 0: replicas */
+	int		 max_replicas;	/* 0: replicas */
+	int		 threads;
+	int		 max_batch;
+	int64_t		 max_queue_delay_us;
+};
+
+static void	deploy_start(struct server *, const char *name,
+		    const char *model, const char *version,
+		    const struct deploy_params *, const char *actor,
+		    admin_done_fn *, void *arg);
+
 void
 admin_deploy(struct server *srv, const char *name, const char *model,
     const char *version, int replicas, int threads, const char *actor,
     admin_done_fn *done, void *arg)
 {
+	struct deploy_params	p = { .replicas = replicas,
+	    .threads = threads, .max_batch = 1 };
+
+	deploy_start(srv, name, model, version, &p, actor, done, arg);
+}
+
+static void
+deploy_start(struct server *srv, const char *name, const char *model,
+    const char *version, const struct deploy_params *p, const char *actor,
+    admin_done_fn *done, void *arg)
+{
 	struct db_deployment_in	 in;
+	int			 replicas = p->replicas, threads = p->threads;
+	int			 max_batch = p->max_batch;
+	int			 lo = p->min_replicas ? p->min_replicas :
+				    replicas;
+	int			 hi = p->max_replicas ? p->max_replicas :
+				    replicas;
+	int64_t			 max_queue_delay_us = p->max_queue_delay_us;
 	struct deploy_op	*op;
 	json_t			*m;
 	const char		*path;
@@ -580,6 +618,18 @@ admin_deploy(struct server *srv, const char *name, const char *model,
 	if (replicas < 1 || replicas > 64 || threads < 1 || threads > 256) {
 		done(arg, 400, NULL, "'replicas' must be 1-64 and 'threads' "
 		    "1-256");
+		return;
+	}
+	if (lo < 1 || hi > 64 || replicas < lo || replicas > hi) {
+		done(arg, 400, NULL, "'min_replicas' <= 'replicas' <= "
+		    "'max_replicas' must hold, within 1-64");
+		return;
+	}
+	if (max_batch < 1 || max_batch > MAX_BATCH_LIMIT ||
+	    max_queue_delay_us < 0 ||
+	    max_queue_delay_us > MAX_QUEUE_DELAY_US) {
+		done(arg, 400, NULL, "'max_batch' must be 1-1024 and "
+		    "'max_queue_delay_us' 0-1000000");
 		return;
 	}
 	if (sched_exists(srv->sched, name)) {
@@ -601,7 +651,11 @@ admin_deploy(struct server *srv, const char *name, const char *model,
 	op->spec.version = xstrdup(version);
 	op->spec.path = op->path = xstrdup(path);
 	op->spec.replicas = replicas;
+	op->spec.min_replicas = lo;
+	op->spec.max_replicas = hi;
 	op->spec.threads = threads;
+	op->spec.max_batch = max_batch;
+	op->spec.max_queue_delay_us = max_queue_delay_us;
 	json_decref(m);
 	memset(&in, 0, sizeof(in));
 	in.name = name;
@@ -609,7 +663,10 @@ admin_deploy(struct server *srv, const char *name, const char *model,
 	in.version = version;
 	in.replicas = replicas;
 	in.threads = threads;
-	in.max_batch = 1;
+	in.max_batch = max_batch;
+	in.max_queue_delay_us = max_queue_delay_us;
+	in.min_replicas = lo;
+	in.max_replicas = hi;
 	db_deployment_create(srv->db, &in, actor, deploy_stored, op);
 }
 
@@ -631,24 +688,30 @@ json_int_field(json_t *o, const char *k, int def, bool *bad)
 static void
 deployment_create(struct req *r)
 {
-	json_t	*body = http_json_body(r);
-	bool	 bad = false;
-	int	 replicas, threads;
+	json_t			*body = http_json_body(r);
+	struct deploy_params	 p;
+	bool			 bad = false;
 
 	if (body == NULL)
 		return;
-	replicas = json_int_field(body, "replicas", 1, &bad);
-	threads = json_int_field(body, "threads", 1, &bad);
+	p.replicas = json_int_field(body, "replicas", 1, &bad);
+	p.min_replicas = json_int_field(body, "min_replicas", 0, &bad);
+	p.max_replicas = json_int_field(body, "max_replicas", 0, &bad);
+	p.threads = json_int_field(body, "threads", 1, &bad);
+	p.max_batch = json_int_field(body, "max_batch", 1, &bad);
+	p.max_queue_delay_us = json_int_field(body, "max_queue_delay_us", 0,
+	    &bad);
 	if (bad) {
 		json_decref(body);
 		http_error(r, 400, "invalid_request", NULL,
-		    "'replicas' and 'threads' must be integers");
+		    "'replicas', 'min_replicas', 'max_replicas', 'threads', "
+		    "'max_batch' and 'max_queue_delay_us' must be integers");
 		return;
 	}
-	admin_deploy(r->srv, json_string_value(json_object_get(body, "name")),
+	deploy_start(r->srv, json_string_value(json_object_get(body, "name")),
 	    json_string_value(json_object_get(body, "model")),
 	    json_string_value(json_object_get(body, "version")),
-	    replicas, threads, ADMIN_ACTOR, reply_op, r);
+	    &p, ADMIN_ACTOR, reply_op, r);
 	json_decref(body);
 }
 
@@ -698,6 +761,14 @@ admin_load_deployments(struct server *srv)
 			    json_object_get(row, "replicas"));
 			spec.threads = (int)json_integer_value(
 			    json_object_get(row, "threads"));
+			spec.max_batch = (int)json_integer_value(
+			    json_object_get(row, "max_batch"));
+			spec.max_queue_delay_us = json_integer_value(
+			    json_object_get(row, "max_queue_delay_us"));
+			spec.min_replicas = (int)json_integer_value(
+			    json_object_get(row, "min_replicas"));
+			spec.max_replicas = (int)json_integer_value(
+			    json_object_get(row, "max_replicas"));
 			snprintf(last, sizeof(last), "%s", json_string_value(
 			    json_object_get(row, "id")));
 			if (spec.name == NULL || spec.model == NULL ||
@@ -908,6 +979,113 @@ route_audit(struct req *r, char **arg)
 	reply_list(r, db_audit_list(r->srv->db, after, limit));
 }
 
+/* --- scheduling: tenant weight, deployment scale --- */
+
+/* A db completion that answers 200 with the changed row. */
+static void
+reply_changed(void *arg, enum db_status st, json_t *row)
+{
+	struct req	*r = arg;
+
+	if (st == DB_OK && row != NULL) {
+		http_reply_json(r, 200, row);
+		return;
+	}
+	reply_created(r, st, row);
+}
+
+/* PATCH /admin/v1/tenants/{id} {"weight": 1-1000}: the tenant's share in
+ * every deployment's fair queue, applied from its next request. */
+static void
+route_tenant_patch(struct req *r, char **arg)
+{
+	json_t	*body = http_json_body(r), *w;
+
+	if (body == NULL)
+		return;
+	w = json_object_get(body, "weight");
+	if (!json_is_integer(w) || json_integer_value(w) < 1 ||
+	    json_integer_value(w) > SCHED_WEIGHT_MAX) {
+		json_decref(body);
+		http_error(r, 400, "invalid_request", "weight",
+		    "'weight' must be an integer from 1 to %d",
+		    SCHED_WEIGHT_MAX);
+		return;
+	}
+	db_tenant_set_weight(r->srv->db, arg[0], (int)json_integer_value(w),
+	    ADMIN_ACTOR, reply_changed, r);
+	json_decref(body);
+}
+
+static void
+deployment_scaled(void *arg, enum db_status st, json_t *row)
+{
+	struct req	*r = arg;
+	const char	*name;
+
+	if (st == DB_OK && row != NULL) {
+		name = json_string_value(json_object_get(row, "name"));
+		if (name != NULL)
+			(void)sched_scale(r->srv->sched, name,
+			    (int)json_integer_value(json_object_get(row,
+			    "replicas")), (int)json_integer_value(
+			    json_object_get(row, "min_replicas")),
+			    (int)json_integer_value(json_object_get(row,
+			    "max_replicas")));
+		http_reply_json(r, 200, deployment_state(r->srv, row));
+		return;
+	}
+	reply_created(r, st, row);
+}
+
+/* PATCH /admin/v1/deployments/{name} {"replicas", "min_replicas",
+ * "max_replicas"} (any of them; 1 <= min <= replicas <= max <= 64):
+ * stored, then applied.  Replicas beyond the new count drain (their
+ * requests finish) before they stop; between min and max the autoscaler
+ * moves the count with the queue. */
+static void
+route_deployment_patch(struct req *r, char **arg)
+{
+	json_t	*body = http_json_body(r), *row;
+	bool	 bad = false;
+	int	 n, lo, hi;
+
+	if (body == NULL)
+		return;
+	if ((row = db_deployment_get(r->srv->db, arg[0])) == NULL ||
+	    !sched_exists(r->srv->sched, arg[0])) {
+		json_decref(body);
+		json_decref(row);
+		http_error(r, 404, "not_found", NULL,
+		    "deployment '%.64s' does not exist", arg[0]);
+		return;
+	}
+	n = json_int_field(body, "replicas", (int)json_integer_value(
+	    json_object_get(row, "replicas")), &bad);
+	lo = json_int_field(body, "min_replicas", json_object_get(body,
+	    "replicas") && !json_object_get(body, "max_replicas") ? n :
+	    (int)json_integer_value(json_object_get(row, "min_replicas")),
+	    &bad);
+	hi = json_int_field(body, "max_replicas", json_object_get(body,
+	    "replicas") && !json_object_get(body, "min_replicas") ? n :
+	    (int)json_integer_value(json_object_get(row, "max_replicas")),
+	    &bad);
+	json_decref(body);
+	json_decref(row);
+	if (n < lo && !bad)
+		n = lo;		/* raising the floor raises the count */
+	if (n > hi && !bad)
+		n = hi;
+	if (bad || lo < 1 || hi > 64 || lo > hi) {
+		http_error(r, 400, "invalid_request", "replicas",
+		    "'replicas', 'min_replicas' and 'max_replicas' must be "
+		    "integers with 1 <= min <= replicas <= max <= 64");
+		return;
+	}
+	db_deployment_scale(r->srv->db, arg[0], n, lo, hi, ADMIN_ACTOR,
+	    deployment_scaled, r);
+}
+
 #define ROUTE_ARGS	4
 
 /* Paths under /admin/v1/; "*" matches one path segment, passed to the
@@ -921,6 +1099,7 @@ static const struct admin_route {
 	{ EVHTTP_REQ_GET, "GET", "tenants", route_tenant_list },
 	{ EVHTTP_REQ_POST, "POST", "tenants", route_tenant_create },
 	{ EVHTTP_REQ_GET, "GET", "tenants/*", route_tenant_get },
+	{ EVHTTP_REQ_PATCH, "PATCH", "tenants/*", route_tenant_patch },
 	{ EVHTTP_REQ_GET, "GET", "tenants/*/keys", route_key_list },
 	{ EVHTTP_REQ_POST, "POST", "tenants/*/keys", route_key_create },
 	{ EVHTTP_REQ_PUT, "PUT", "tenants/*/quota", admin_tenant_quota_put },
@@ -937,6 +1116,8 @@ static const struct admin_route {
 	{ EVHTTP_REQ_GET, "GET", "deployments", route_deployment_list },
 	{ EVHTTP_REQ_POST, "POST", "deployments", route_deployment_create },
 	{ EVHTTP_REQ_GET, "GET", "deployments/*", route_deployment_get },
+	{ EVHTTP_REQ_PATCH, "PATCH", "deployments/*",
+	    route_deployment_patch },
 	{ EVHTTP_REQ_GET, "GET", "usage", route_usage },
 	{ EVHTTP_REQ_GET, "GET", "audit", route_audit },
 };
@@ -972,9 +1153,12 @@ admin_handle(struct req *r)
 	char		*arg[ROUTE_ARGS] = { NULL };
 	char		 allow[64] = "";
 	size_t		 i;
+	bool		 metrics;
 
-	if (r->n_parts < 2 || strcmp(r->parts[0], "admin") != 0 ||
-	    strcmp(r->parts[1], "v1") != 0) {
+	/* GET /metrics: the admin credential too (metrics.h). */
+	metrics = r->n_parts == 1 && strcmp(r->parts[0], "metrics") == 0;
+	if (!metrics && (r->n_parts < 2 || strcmp(r->parts[0], "admin") != 0 ||
+	    strcmp(r->parts[1], "v1") != 0)) {
 		http_error(r, 404, "not_found", NULL, "no route for '%.200s'",
 		    r->path);
 		return;
@@ -986,6 +1170,13 @@ admin_handle(struct req *r)
 		http_error(r, 401, "invalid_admin_token", NULL, "%s",
 		    st == AUTH_MISSING ? "missing admin credentials" :
 		    "incorrect admin token");
+		return;
+	}
+	if (metrics) {
+		if (r->method != EVHTTP_REQ_GET)
+			http_method_not_allowed(r, "GET");
+		else
+			metrics_handle(r);
 		return;
 	}
 	for (i = 0; i < sizeof(admin_routes) / sizeof(admin_routes[0]); i++) {

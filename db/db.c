@@ -73,7 +73,8 @@
 #define MODEL_COLS	"id, name, version, format, path, sha256, size, " \
 			"meta, created_at"
 #define DEP_COLS	"id, name, model, version, replicas, threads, " \
-			"max_batch, max_queue_delay_us, status, created_at"
+			"max_batch, max_queue_delay_us, status, created_at, " \
+			"min_replicas, max_replicas"
 #define USAGE_COLS	"id, request_id, ts_us, tenant_id, key_id, model, " \
 			"version, endpoint, status, queue_us, compute_us, " \
 			"bytes_in, bytes_out, prompt_tokens, completion_tokens, " \
@@ -135,6 +136,9 @@ enum db_sql {
 	SQL_QUOTA_OF_KEY,
 	SQL_KEY_TOUCH,
 	SQL_KEY_SCOPES,
+	SQL_TENANT_WEIGHT,
+	SQL_TENANT_SET_WEIGHT,
+	SQL_DEP_SCALE,
 	SQL_COUNT
 };
 
@@ -195,7 +199,7 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	    "INSERT INTO deployments (id, name, model, version, replicas,"
 	    " min_replicas, max_replicas, threads, max_batch,"
 	    " max_queue_delay_us, created_at, updated_at)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5, ?6, ?7, ?8, ?9, ?9)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?10, ?11, ?6, ?7, ?8, ?9, ?9)"
 	    " RETURNING " DEP_COLS,
 	[SQL_DEP_GET] = "SELECT " DEP_COLS " FROM deployments WHERE name = ?1",
 	[SQL_DEP_LIST] =
@@ -295,6 +299,14 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	[SQL_KEY_TOUCH] =
 	    "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1"
 	    " AND (last_used_at IS NULL OR last_used_at < ?2)",
+	[SQL_TENANT_WEIGHT] = "SELECT weight FROM tenants WHERE id = ?1",
+	[SQL_TENANT_SET_WEIGHT] =
+	    "UPDATE tenants SET weight = ?2 WHERE id = ?1"
+	    " RETURNING " TENANT_COLS,
+	[SQL_DEP_SCALE] =
+	    "UPDATE deployments SET replicas = ?2, min_replicas = ?3,"
+	    " max_replicas = ?4, updated_at = ?5 WHERE name = ?1"
+	    " RETURNING " DEP_COLS,
 };
 
 /* One SQLite connection and its statement cache.  Used by one thread. */
@@ -362,6 +374,8 @@ struct db_job {
 			int64_t		 threads;
 			int64_t		 max_batch;
 			int64_t		 max_queue_delay_us;
+			int64_t		 min_replicas;
+			int64_t		 max_replicas;
 		} dep;
 		struct usage_event	 usage;
 		struct {
@@ -1288,6 +1302,11 @@ db_deployment_create(struct db *db, const struct db_deployment_in *in,
 	j->u.dep.threads = in->threads;
 	j->u.dep.max_batch = in->max_batch;
 	j->u.dep.max_queue_delay_us = in->max_queue_delay_us;
+	/* 0: fixed at replicas, as before autoscaling existed. */
+	j->u.dep.min_replicas = in->min_replicas > 0 ? in->min_replicas :
+	    in->replicas;
+	j->u.dep.max_replicas = in->max_replicas > 0 ? in->max_replicas :
+	    in->replicas;
 	db_submit(db, j);
 }
 
@@ -1603,10 +1622,11 @@ deployment_create_run(struct db *db, struct db_job *j)
 	char		 id[DB_ID_SIZE];
 
 	db_new_id("dep", id, sizeof(id));
-	st = conn_bind(&db->wr, SQL_DEP_INSERT, "ttttiiiii", id,
+	st = conn_bind(&db->wr, SQL_DEP_INSERT, "ttttiiiiiii", id,
 	    j->u.dep.name, j->u.dep.model, j->u.dep.version,
 	    j->u.dep.replicas, j->u.dep.threads, j->u.dep.max_batch,
-	    j->u.dep.max_queue_delay_us, db_now());
+	    j->u.dep.max_queue_delay_us, db_now(), j->u.dep.min_replicas,
+	    j->u.dep.max_replicas);
 	if (st == NULL)
 		return DB_ERROR;
 	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
@@ -2104,4 +2124,59 @@ db_key_set_scopes(struct db *db, const char *key_id, json_t *scopes,
 	db_steps_submit(db, 1, sql, args, flags, "key.scopes", key_id,
 	    json_pack("{s:O?}", "scopes", scopes), actor, done, arg);
 	free(text);
+}
+
+/* --- scheduling: tenant weights, deployment scale --- */
+
+int
+db_tenant_weight(struct db *db, const char *id, int *weight)
+{
+	sqlite3_stmt	*st;
+	int		 rc, ret = -1;
+
+	*weight = 1;
+	if ((st = conn_bind(&db->rd, SQL_TENANT_WEIGHT, "t", id)) == NULL)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		ret = 0;
+	else if (rc == SQLITE_ROW) {
+		*weight = sqlite3_column_int(st, 0);
+		if (*weight < 1)
+			*weight = 1;
+		ret = 1;
+	} else
+		(void)conn_status(&db->rd, rc);
+	stmt_done(st);
+	return ret;
+}
+
+void
+db_tenant_set_weight(struct db *db, const char *id, int weight,
+    const char *actor, db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[1] = { SQL_TENANT_SET_WEIGHT };
+	unsigned	 flags[1] = { STEP_RESULT | STEP_REQUIRED };
+	json_t		*args[1];
+
+	args[0] = json_pack("[s, i]", id, weight);
+	db_steps_submit(db, 1, sql, args, flags, "tenant.weight", id,
+	    json_pack("{s:i}", "weight", weight), actor, done, arg);
+}
+
+void
+db_deployment_scale(struct db *db, const char *name, int replicas,
+    int min_replicas, int max_replicas, const char *actor, db_done_fn *done,
+    void *arg)
+{
+	enum db_sql	 sql[1] = { SQL_DEP_SCALE };
+	unsigned	 flags[1] = { STEP_RESULT | STEP_REQUIRED };
+	json_t		*args[1];
+
+	args[0] = json_pack("[s, i, i, i, I]", name, replicas, min_replicas,
+	    max_replicas, (json_int_t)db_now());
+	db_steps_submit(db, 1, sql, args, flags, "deployment.scale", name,
+	    json_pack("{s:i, s:i, s:i}", "replicas", replicas,
+	    "min_replicas", min_replicas, "max_replicas", max_replicas),
+	    actor, done, arg);
 }

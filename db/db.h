@@ -129,10 +129,13 @@ struct db_deployment_in {
 	int		 threads;	/* OpenBLAS threads per replica */
 	int		 max_batch;
 	int64_t		 max_queue_delay_us;
+	int		 min_replicas;	/* autoscaling bounds; 0: replicas */
+	int		 max_replicas;
 };
 /* DB_CONFLICT if the name exists, DB_NOT_FOUND if the model version does
  * not.  result {"id","name","model","version","replicas","threads",
- * "max_batch","max_queue_delay_us","status","created_at"} */
+ * "max_batch","max_queue_delay_us","status","created_at","min_replicas",
+ * "max_replicas"} */
 void		 db_deployment_create(struct db *,
 		    const struct db_deployment_in *, const char *actor,
 		    db_done_fn *, void *arg);
@@ -271,6 +274,21 @@ void		 db_key_set_scopes(struct db *, const char *key_id,
 /* Records that keys were used at ts (fire and forget, no audit). */
 void		 db_keys_touch(struct db *, const char *const *key_ids,
 		    size_t n, int64_t ts);
+
+/* --- scheduling --- */
+/* A tenant's fair-queuing weight (>= 1) into *weight: 1 found, 0 no such
+ * tenant (*weight = 1), -1 error (logged).  Read per request. */
+int		 db_tenant_weight(struct db *, const char *id, int *weight);
+/* Sets a tenant's weight (>= 1, else DB_ERROR from the schema's CHECK).
+ * DB_NOT_FOUND if no such tenant.  result: the tenant row. */
+void		 db_tenant_set_weight(struct db *, const char *id, int weight,
+		    const char *actor, db_done_fn *, void *arg);
+/* Sets a deployment's replica count and bounds (min <= replicas <= max,
+ * else DB_ERROR from the schema's CHECK).  DB_NOT_FOUND if no such
+ * deployment.  result: the deployment row. */
+void		 db_deployment_scale(struct db *, const char *name,
+		    int replicas, int min_replicas, int max_replicas,
+		    const char *actor, db_done_fn *, void *arg);
 
 /* --- audit --- */
 /* Every db_*_create/revoke above writes its own audit row in the same

@@ -1,5 +1,6 @@
 /* gateway/kserve.c - see kserve.h.  Handlers only: the JSON tensor codec
  * is in tensorjson.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "db/db.h"
 #include "gateway/admit.h"
 #include "gateway/auth.h"
 #include "gateway/http.h"
@@ -23,6 +25,11 @@ static void	kserve_infer_done(void *, const struct sched_result *);
 static void	kserve_model_meta(struct req *, const char *model,
 		    const char *version);
 static int	kserve_auth(struct req *);
+static int	kserve_job_opts(struct req *, struct sched_job_opts *);
+
+/* Scheduling headers of an inference request: see kserve_job_opts(). */
+#define TIMEOUT_DEFAULT_MS	30000
+#define TIMEOUT_MAX_MS		300000
 
 /* --- handlers --- */
 
@@ -214,6 +221,7 @@ kserve_infer(struct req *r, const char *model, const char *version)
 	const struct ipc_meta	*meta;
 	const char		*v = NULL;
 	struct infer_ctx	*c;
+	struct sched_job_opts	 opts;
 	struct wbuf		 payload;
 	json_t			*body;
 	char			 err[512];
@@ -230,8 +238,10 @@ kserve_infer(struct req *r, const char *model, const char *version)
 	 * like one that does not exist, ready or not. */
 	if (admit_model(r, model, 0) == -1)
 		return;
-	if ((meta = sched_meta(srv->sched, model, &v)) == NULL ||
-	    !sched_deployment_ready(srv->sched, model)) {
+	/* A deployment whose model loaded once takes requests even while
+	 * its runtimes restart: they queue, and the scheduler refuses them
+	 * itself when no runtime will be back soon. */
+	if ((meta = sched_meta(srv->sched, model, &v)) == NULL) {
 		http_add_header(r, "Retry-After", "1");
 		meter_error(r, 503, "model_not_ready", NULL,
 		    "the model '%.128s' is not ready yet", model);
@@ -256,14 +266,71 @@ kserve_infer(struct req *r, const char *model, const char *version)
 		meter_error(r, 400, "invalid_input", "inputs", "%s", err);
 		return;
 	}
+	if (kserve_job_opts(r, &opts) == -1) {
+		json_decref(body);
+		wbuf_release(&payload);
+		return;
+	}
 	c = xcalloc(1, sizeof(*c));
 	c->id = json_incref(json_object_get(body, "id"));
 	r->ctx = c;
 	r->ctx_free = infer_ctx_free;
 	json_decref(body);
-	r->job = sched_submit(srv->sched, model, r->tenant_id, &payload,
+	r->job = sched_submit_opts(srv->sched, model, &opts, &payload,
 	    kserve_infer_done, r);
 	wbuf_release(&payload);
+}
+
+/* x-maas-priority (high, normal, low) and x-maas-timeout-ms (1 ms to 300
+ * s to start computing, longer values capped; default 30 s), and the
+ * tenant's weight.  On a bad header replies 400 (metered) and returns
+ * -1. */
+static int
+kserve_job_opts(struct req *r, struct sched_job_opts *o)
+{
+	const char	*pri = http_header(r, "x-maas-priority");
+	const char	*tmo = http_header(r, "x-maas-timeout-ms");
+	int		 w;
+
+	memset(o, 0, sizeof(*o));
+	o->tenant_id = r->tenant_id;
+	o->priority = SCHED_PRIO_NORMAL;
+	o->timeout_us = (int64_t)TIMEOUT_DEFAULT_MS * 1000;
+	if (pri != NULL) {
+		if (strcmp(pri, "high") == 0)
+			o->priority = SCHED_PRIO_HIGH;
+		else if (strcmp(pri, "low") == 0)
+			o->priority = SCHED_PRIO_LOW;
+		else if (strcmp(pri, "normal") != 0) {
+			meter_error(r, 400, "invalid_priority",
+			    "x-maas-priority", "x-maas-priority must be "
+			    "'high', 'normal' or 'low'");
+			return -1;
+		}
+	}
+	if (tmo != NULL) {
+		char		*end;
+		long long	 v;
+
+		errno = 0;
+		v = strtoll(tmo, &end, 10);
+		if (errno == ERANGE && v > 0)
+			v = TIMEOUT_MAX_MS;
+		else if (errno != 0 || end == tmo || *end != '\0' || v < 1) {
+			meter_error(r, 400, "invalid_timeout",
+			    "x-maas-timeout-ms", "x-maas-timeout-ms must be a "
+			    "positive integer of milliseconds");
+			return -1;
+		}
+		if (v > TIMEOUT_MAX_MS)
+			v = TIMEOUT_MAX_MS;
+		o->timeout_us = (int64_t)v * 1000;
+	}
+	/* The weight is read per request so an admin change applies at
+	 * once; it is one indexed read on the read connection. */
+	if (db_tenant_weight(r->srv->db, r->tenant_id, &w) == 1)
+		o->weight = (unsigned)w;
+	return 0;
 }
 
 static void
@@ -293,12 +360,28 @@ kserve_infer_done(void *arg, const struct sched_result *res)
 		meter_error(r, 500, "model_error", NULL,
 		    "the model failed: %s", res->message);
 		return;
-	case SCHED_UNAVAILABLE:
+	case SCHED_QUARANTINED:
+		meter_error(r, 400, "input_crashes_model", "inputs",
+		    "%s; it will not be retried", res->message);
+		return;
+	case SCHED_TIMED_OUT:
+		meter_error(r, 504, "deadline_exceeded", NULL, "%s",
+		    res->message);
+		return;
 	case SCHED_OVERLOADED:
+		snprintf(err, sizeof(err), "%d", res->retry_after_s > 0 ?
+		    res->retry_after_s : 1);
+		http_add_header(r, "Retry-After", err);
+		meter_error(r, 503, "overloaded", NULL, "%s", res->message);
+		return;
+	case SCHED_UNAVAILABLE:
 	case SCHED_SHUTDOWN:
-		http_add_header(r, "Retry-After", "1");
-		meter_error(r, 503, res->status == SCHED_OVERLOADED ?
-		    "overloaded" : "model_unavailable", NULL, "%s",
+	case SCHED_CANCELLED:
+	case SCHED_STATUS_MAX:
+		snprintf(err, sizeof(err), "%d", res->retry_after_s > 0 ?
+		    res->retry_after_s : 1);
+		http_add_header(r, "Retry-After", err);
+		meter_error(r, 503, "model_unavailable", NULL, "%s",
 		    res->message);
 		return;
 	}

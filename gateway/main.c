@@ -66,6 +66,16 @@ usage(FILE *f, int code)
 "  --max-body-mb N       largest request body in MiB (default %d)\n"
 "  --runtime-mem-mb N    address-space limit per runtime in MiB (default: none)\n"
 "  --drain-timeout S     seconds to wait for requests on SIGTERM (default 30)\n"
+"  --max-queue N         queued requests per deployment (default 1024)\n"
+"  --compute-timeout-ms N\n"
+"                        a runtime computing one request longer is killed\n"
+"                        as hung and restarted (default 10000)\n"
+"  --ping-interval-ms N  PING idle runtimes this often (default 5000)\n"
+"  --ping-timeout-ms N   kill a runtime that does not answer (default 10000)\n"
+"  --autoscale-up-ms N   add a replica to a deployment whose queue held 2\n"
+"                        requests per replica this long (default 1000)\n"
+"  --autoscale-idle-ms N remove one after a replica idled this long\n"
+"                        (default 30000); both within min/max_replicas\n"
 "  --debug               verbose logging\n"
 "  -h, --help            this text\n"
 "\n"
@@ -210,6 +220,12 @@ main(int argc, char *argv[])
 		{ "max-body-mb", required_argument, NULL, 'b' },
 		{ "runtime-mem-mb", required_argument, NULL, 'm' },
 		{ "drain-timeout", required_argument, NULL, 't' },
+		{ "max-queue", required_argument, NULL, 'Q' },
+		{ "compute-timeout-ms", required_argument, NULL, 'C' },
+		{ "ping-interval-ms", required_argument, NULL, 'P' },
+		{ "ping-timeout-ms", required_argument, NULL, 'T' },
+		{ "autoscale-up-ms", required_argument, NULL, 'U' },
+		{ "autoscale-idle-ms", required_argument, NULL, 'I' },
 		{ "debug", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -223,6 +239,7 @@ main(int argc, char *argv[])
 	int			 ch, mem_mb = 0, loaded;
 
 	memset(&srv, 0, sizeof(srv));
+	memset(&scfg, 0, sizeof(scfg));
 	srv.cfg.listen = "127.0.0.1:8443";
 	srv.cfg.admin_listen = "127.0.0.1:8444";
 	srv.cfg.max_body = (size_t)DEFAULT_MAX_BODY_MB << 20;
@@ -249,6 +266,30 @@ main(int argc, char *argv[])
 		case 't':
 			srv.cfg.drain_timeout_s = (int)num_arg(
 			    "--drain-timeout", optarg, 0, 3600);
+			break;
+		case 'Q':
+			scfg.max_queue = (size_t)num_arg("--max-queue", optarg,
+			    1, 1 << 20);
+			break;
+		case 'C':
+			scfg.compute_timeout_ms = (int)num_arg(
+			    "--compute-timeout-ms", optarg, 10, 3600000);
+			break;
+		case 'P':
+			scfg.ping_interval_ms = (int)num_arg(
+			    "--ping-interval-ms", optarg, 10, 3600000);
+			break;
+		case 'T':
+			scfg.ping_timeout_ms = (int)num_arg(
+			    "--ping-timeout-ms", optarg, 10, 3600000);
+			break;
+		case 'U':
+			scfg.autoscale_up_ms = (int)num_arg("--autoscale-up-ms",
+			    optarg, 10, 3600000);
+			break;
+		case 'I':
+			scfg.autoscale_idle_ms = (int)num_arg(
+			    "--autoscale-idle-ms", optarg, 10, 86400000);
 			break;
 		case 'v': debug = true; break;
 		case 'h': usage(stdout, 0);
@@ -281,7 +322,6 @@ main(int argc, char *argv[])
 	if ((srv.db = db_open(dbpath, srv.base)) == NULL)
 		fatalx("cannot open the database '%s'", dbpath);
 	srv.work = work_new(srv.base);
-	memset(&scfg, 0, sizeof(scfg));
 	scfg.runtime_path = srv.cfg.runtime_path;
 	scfg.uid = 65534;
 	scfg.gid = 65534;

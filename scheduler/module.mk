@@ -1,2 +1,3 @@
-# scheduler/module.mk - deployments, replica pools, queues, supervisor.
-SCHED_SRCS := scheduler/sched.c scheduler/replica.c
+# scheduler/module.mk - deployments, fair queues, batching, supervisor.
+SCHED_SRCS := scheduler/sched.c scheduler/fairq.c scheduler/batch.c \
+	scheduler/replica.c

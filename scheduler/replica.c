@@ -4,9 +4,12 @@
  * Frames from it are parsed here with the limits of common/ipc.h; any
  * violation (bad header, unexpected type, a reply for a request it was not
  * given) means the runtime is compromised or broken, and it is killed.
- * Death is noticed by EOF on the socket or by SIGCHLD, whichever comes
- * first; both paths end in replica_fail(), which fails the job in flight
- * and schedules a restart with exponential backoff. */
+ *
+ * Death is noticed by EOF on the socket, by SIGCHLD, by the compute
+ * deadline or by an unanswered PING.  Every path ends in replica_fail(),
+ * which kills the process; the jobs it held are settled in replica_lost()
+ * once the exit status is known (see replica.h), and a restart is
+ * scheduled with exponential backoff. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -24,29 +27,39 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "scheduler/batch.h"
 #include "scheduler/internal.h"
 
 #define BACKOFF_MIN_MS		100
 #define BACKOFF_MAX_MS		30000
 #define STABLE_US		(30 * 1000000LL)	/* resets backoff */
-#define PING_INTERVAL_MS	5000
-#define PING_DEADLINE_US	(10 * 1000000LL)
 #define PROBE_TIMEOUT_S		120
+#define REAP_WAIT_S		2	/* for SIGCHLD after our SIGKILL */
+#define RETIRE_GRACE_S		5	/* to exit on EOF before SIGKILL */
+#define HANG_SLACK		20	/* times the expected compute time */
 #define RUNTIME_FD		3
+#define STDERR_LINE_MAX		2048	/* longer runtime lines are cut */
 
 static void	replica_read_cb(struct bufferevent *, void *);
 static void	replica_event_cb(struct bufferevent *, short, void *);
 static void	replica_restart_cb(evutil_socket_t, short, void *);
 static void	replica_ping_cb(evutil_socket_t, short, void *);
+static void	replica_hang_cb(evutil_socket_t, short, void *);
+static void	replica_reap_cb(evutil_socket_t, short, void *);
 static void	replica_probe_timeout_cb(evutil_socket_t, short, void *);
 static int	replica_frame(struct replica *, const struct ipc_hdr *,
 		    const uint8_t *);
+static int	replica_reply(struct replica *, const struct ipc_hdr *,
+		    const uint8_t *);
 static void	replica_disconnect(struct replica *);
+static void	replica_lost(struct replica *);
+static bool	replica_crashed(const struct replica *);
+static void	replica_settle(struct replica *, bool crashed);
+static void	replica_unbatch(struct replica *);
+static void	replica_drained(struct replica *);
 static const char *replica_name(const struct replica *);
 static void	replica_stderr_cb(struct bufferevent *, void *);
 static void	replica_stderr_event_cb(struct bufferevent *, short, void *);
-
-#define STDERR_LINE_MAX		2048	/* longer runtime lines are cut */
 
 static const char *
 replica_name(const struct replica *r)
@@ -58,15 +71,32 @@ struct replica *
 replica_new(struct sched *s, struct deployment *dep, int idx)
 {
 	struct replica	*r = xcalloc(1, sizeof(*r));
+	const struct sched_config *cfg = &s->cfg;
+	int		 tick_ms;
+	struct timeval	 tv;
 
 	r->s = s;
 	r->dep = dep;
 	r->idx = idx;
 	r->state = REPLICA_DEAD;
 	r->backoff_ms = BACKOFF_MIN_MS;
+	TAILQ_INIT(&r->jobs);
+	wbuf_init(&r->sendbuf);
 	r->restart_ev = evtimer_new(s->base, replica_restart_cb, r);
+	r->hang_ev = evtimer_new(s->base, replica_hang_cb, r);
+	r->reap_ev = evtimer_new(s->base, replica_reap_cb, r);
+	/* The liveness tick runs a few times per interval and per timeout
+	 * so that a silent runtime is caught within about its timeout. */
+	tick_ms = (cfg->ping_interval_ms < cfg->ping_timeout_ms ?
+	    cfg->ping_interval_ms : cfg->ping_timeout_ms) / 4;
+	if (tick_ms < 10)
+		tick_ms = 10;
+	tv.tv_sec = tick_ms / 1000;
+	tv.tv_usec = (tick_ms % 1000) * 1000;
 	r->ping_ev = event_new(s->base, -1, EV_PERSIST, replica_ping_cb, r);
-	if (dep == NULL)
+	if (dep != NULL)
+		event_add(r->ping_ev, &tv);
+	else
 		r->probe_timeout = evtimer_new(s->base,
 		    replica_probe_timeout_cb, r);
 	return r;
@@ -84,13 +114,31 @@ replica_free(struct replica *r)
 		kill(r->pid, SIGKILL);
 		while (waitpid(r->pid, NULL, 0) == -1 && errno == EINTR)
 			;
+		r->pid = 0;
+	}
+	/* Only at shutdown can a replica go with jobs on it. */
+	while (!TAILQ_EMPTY(&r->jobs)) {
+		struct sched_job	*job = TAILQ_FIRST(&r->jobs);
+		struct sched_result	 res = {
+			.status = SCHED_SHUTDOWN,
+			.message = "the server is shutting down",
+		};
+
+		TAILQ_REMOVE(&r->jobs, job, entry);
+		r->n_jobs--;
+		job->on = NULL;
+		fairq_finished(&job->dep->q, job->flow);
+		sched_job_finish(job, &res);
 	}
 	if (r->errbev != NULL)
 		bufferevent_free(r->errbev);
 	event_free(r->restart_ev);
 	event_free(r->ping_ev);
+	event_free(r->hang_ev);
+	event_free(r->reap_ev);
 	if (r->probe_timeout)
 		event_free(r->probe_timeout);
+	wbuf_release(&r->sendbuf);
 	free(r);
 }
 
@@ -183,14 +231,22 @@ replica_start(struct replica *r, const char *path, int threads)
 	bufferevent_enable(r->errbev, EV_READ);
 	r->pid = pid;
 	r->state = REPLICA_STARTING;
+	r->kill = REPLICA_KILL_NONE;
+	r->reaped = false;
+	r->dying = false;
+	r->ping_id = 0;
+	r->active_us = sched_now_us();
+	r->live_since_us = 0;
 	r->bev = bufferevent_socket_new(r->s->base, sv[0],
 	    BEV_OPT_CLOSE_ON_FREE);			/* bev owns sv[0] */
 	bufferevent_setcb(r->bev, replica_read_cb, NULL, replica_event_cb, r);
 	bufferevent_enable(r->bev, EV_READ | EV_WRITE);
-	if (r->probe_timeout) {
+	{
 		struct timeval	tv = { PROBE_TIMEOUT_S, 0 };
 
-		evtimer_add(r->probe_timeout, &tv);
+		/* Loading is watched by the compute deadline's timer. */
+		evtimer_add(r->probe_timeout ? r->probe_timeout : r->hang_ev,
+		    &tv);
 	}
 	log_debug("runtime of '%s' replica %d started, pid %d",
 	    replica_name(r), r->idx, (int)pid);
@@ -204,7 +260,7 @@ replica_start(struct replica *r, const char *path, int threads)
 		close(ep[0]);
 	if (ep[1] != -1)
 		close(ep[1]);
-	replica_fail(r, "cannot spawn runtime");
+	replica_fail(r, "cannot spawn runtime", REPLICA_KILL_NONE);
 	return -1;
 }
 
@@ -226,7 +282,99 @@ replica_send(struct replica *r, enum ipc_type type, uint64_t req_id,
 	if (evbuffer_add(out, hdr, sizeof(hdr)) == -1 ||
 	    (len > 0 && evbuffer_add(out, payload, len) == -1))
 		return -1;
+	r->active_us = sched_now_us();
 	return 0;
+}
+
+bool
+replica_idle(const struct replica *r)
+{
+	return r->state == REPLICA_LIVE && r->bev != NULL &&
+	    r->n_jobs == 0 && !r->draining && !r->retiring;
+}
+
+void
+replica_infer(struct replica *r)
+{
+	const struct wbuf	*parts[BATCH_MAX_JOBS];
+	const struct wbuf	*body;
+	struct sched_job	*job;
+	struct deployment	*dep = r->dep;
+	int64_t			 now = sched_now_us(), hang_us, expect;
+	struct timeval		 tv;
+	size_t			 n = 0;
+
+	TAILQ_FOREACH(job, &r->jobs, entry) {
+		job->on = r;
+		job->started_us = now;
+		parts[n++] = &job->payload;
+	}
+	if (n == 1)
+		body = parts[0];
+	else if (batch_concat(&r->sendbuf, parts, n, r->rows,
+	    IPC_MAX_PAYLOAD) == 0)
+		body = &r->sendbuf;
+	else {
+		/* Cannot happen with jobs sched.c found compatible; run
+		 * them one by one rather than fail them. */
+		log_warnx("'%s': cannot build a batch of %zu requests",
+		    dep->name, n);
+		replica_unbatch(r);
+		return;
+	}
+	r->infer_id = ++r->s->next_req_id;
+	/* A runtime is hung when it computes far longer than this
+	 * deployment's recent requests say it should, and never before the
+	 * configured deadline. */
+	hang_us = (int64_t)r->s->cfg.compute_timeout_ms * 1000;
+	expect = dep->us_per_row * (int64_t)r->rows;
+	if (expect > 0 && expect < INT64_MAX / HANG_SLACK &&
+	    expect * HANG_SLACK > hang_us)
+		hang_us = expect * HANG_SLACK;
+	tv.tv_sec = hang_us / 1000000;
+	tv.tv_usec = hang_us % 1000000;
+	evtimer_add(r->hang_ev, &tv);
+	if (replica_send(r, IPC_INFER, r->infer_id, body->data,
+	    body->len) == -1)
+		replica_fail(r, "cannot send request", REPLICA_KILL_PROTOCOL);
+}
+
+/* The INFER of a batch failed in a way that says nothing about which
+ * job caused it: each job runs again alone. */
+static void
+replica_unbatch(struct replica *r)
+{
+	struct sched_job	*job;
+
+	evtimer_del(r->hang_ev);
+	while ((job = TAILQ_FIRST(&r->jobs)) != NULL) {
+		TAILQ_REMOVE(&r->jobs, job, entry);
+		r->n_jobs--;
+		job->on = NULL;
+		job->solo = true;
+		if (job->cancelled) {
+			fairq_finished(&job->dep->q, job->flow);
+			sched_job_finish(job, NULL);
+			continue;
+		}
+		fairq_finished(&job->dep->q, job->flow);
+		sched_job_requeue(job);
+	}
+	r->rows = 0;
+	r->infer_id = 0;
+	replica_drained(r);
+}
+
+/* The replica finished its INFER: stop it if it drains, else give it
+ * the next job. */
+static void
+replica_drained(struct replica *r)
+{
+	struct deployment	*dep = r->dep;
+
+	if (r->draining)
+		sched_replica_gone(r);	/* r is freed once reaped */
+	sched_dispatch(dep);
 }
 
 static void
@@ -243,13 +391,15 @@ replica_read_cb(struct bufferevent *bev, void *arg)
 
 		evbuffer_copyout(in, hdr, sizeof(hdr));
 		if (ipc_hdr_decode(hdr, &h, IPC_MAX_PAYLOAD) == -1) {
-			replica_fail(r, "malformed frame header");
+			replica_fail(r, "malformed frame header",
+			    REPLICA_KILL_PROTOCOL);
 			return;
 		}
 		if (evbuffer_get_length(in) < IPC_HDR_LEN + (size_t)h.len)
 			return;
 		evbuffer_drain(in, IPC_HDR_LEN);
 		payload = h.len ? evbuffer_pullup(in, h.len) : NULL;
+		r->active_us = sched_now_us();
 		if (replica_frame(r, &h, payload) == -1)
 			return;		/* r may be gone from its slot */
 		if (r->bev != NULL)
@@ -257,28 +407,27 @@ replica_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-/* Handles one frame; -1 if the replica was failed because of it. */
+/* Handles one frame; -1 if the replica was failed or retired because
+ * of it (its socket is gone). */
 static int
 replica_frame(struct replica *r, const struct ipc_hdr *h,
     const uint8_t *payload)
 {
-	struct sched_result	 res;
-	struct sched_job	*job = r->job;
 	struct ipc_meta		 meta;
 	struct rbuf		 rb;
 	char			 msg[512];
-	uint16_t		 code;
 
 	rbuf_init(&rb, payload, h->len);
 	switch (h->type) {
 	case IPC_HELLO:
 		if (r->state != REPLICA_STARTING || h->req_id != 0 ||
 		    ipc_meta_decode(&rb, &meta) == -1) {
-			replica_fail(r, "bad HELLO");
+			replica_fail(r, "bad HELLO", REPLICA_KILL_PROTOCOL);
 			return -1;
 		}
 		r->state = REPLICA_LIVE;
 		r->live_since_us = sched_now_us();
+		evtimer_del(r->hang_ev);
 		if (r->dep == NULL) {
 			evtimer_del(r->probe_timeout);
 			r->probe_cb(r->probe_arg, &meta, NULL);
@@ -287,15 +436,10 @@ replica_frame(struct replica *r, const struct ipc_hdr *h,
 			replica_retire(r);
 			sched_probe_done(r);
 			return -1;
-		} else {
-			struct timeval	tv = { PING_INTERVAL_MS / 1000,
-			    (PING_INTERVAL_MS % 1000) * 1000 };
-
-			event_add(r->ping_ev, &tv);
-			sched_replica_live(r, &meta);
-			ipc_meta_release(&meta);
 		}
-		return 0;
+		sched_replica_live(r, &meta);
+		ipc_meta_release(&meta);
+		return r->bev != NULL ? 0 : -1;
 	case IPC_ERROR:
 		if (rbuf_str16(&rb, msg, sizeof(msg)) == -1)
 			snprintf(msg, sizeof(msg), "runtime failed to load");
@@ -309,55 +453,111 @@ replica_frame(struct replica *r, const struct ipc_hdr *h,
 		}
 		log_warnx("runtime of '%s' cannot load its model: %s",
 		    replica_name(r), msg);
-		replica_fail(r, "load error");
+		replica_fail(r, "load error", REPLICA_KILL_PROTOCOL);
 		return -1;
 	case IPC_PONG:
 		if (h->req_id != r->ping_id || r->ping_id == 0) {
-			replica_fail(r, "unexpected PONG");
+			replica_fail(r, "unexpected PONG",
+			    REPLICA_KILL_PROTOCOL);
 			return -1;
 		}
 		r->ping_id = 0;
 		return 0;
 	case IPC_INFER_OK:
 	case IPC_INFER_ERR:
-		if (job == NULL || h->req_id != job->id) {
-			replica_fail(r, "reply for a request it was not given");
+		if (r->n_jobs == 0 || h->req_id != r->infer_id) {
+			replica_fail(r, "reply for a request it was not given",
+			    REPLICA_KILL_PROTOCOL);
 			return -1;
 		}
-		memset(&res, 0, sizeof(res));
-		res.version = r->dep->version;
-		if (h->type == IPC_INFER_OK) {
-			uint64_t	cus;
+		return replica_reply(r, h, payload);
+	default:
+		replica_fail(r, "unexpected frame type", REPLICA_KILL_PROTOCOL);
+		return -1;
+	}
+}
 
-			if (rbuf_u64(&rb, &cus) == -1) {
-				replica_fail(r, "short INFER_OK");
-				return -1;
-			}
+/* INFER_OK or INFER_ERR for the INFER in flight. */
+static int
+replica_reply(struct replica *r, const struct ipc_hdr *h,
+    const uint8_t *payload)
+{
+	struct deployment	*dep = r->dep;
+	struct sched		*s = r->s;
+	struct sched_result	 res;
+	struct sched_job	*job;
+	struct job_queue	 done;
+	struct rbuf		 rb;
+	char			 msg[512];
+	uint64_t		 cus = 0;
+	uint32_t		 total = r->rows, first = 0;
+	uint16_t		 code = 0;
+
+	rbuf_init(&rb, payload, h->len);
+	if (h->type == IPC_INFER_OK ? rbuf_u64(&rb, &cus) == -1 :
+	    (rbuf_u16(&rb, &code) == -1 ||
+	    rbuf_str16(&rb, msg, sizeof(msg)) == -1)) {
+		replica_fail(r, "short reply", REPLICA_KILL_PROTOCOL);
+		return -1;
+	}
+	if (h->type == IPC_INFER_ERR && r->n_jobs > 1) {
+		replica_unbatch(r);
+		return r->bev != NULL ? 0 : -1;
+	}
+	if (h->type == IPC_INFER_OK && r->n_jobs > 1 &&
+	    batch_split(&s->split, payload + rb.off, h->len - rb.off, total,
+	    0, TAILQ_FIRST(&r->jobs)->rows) == -1) {
+		log_warnx("'%s': the model's outputs do not have the batch's "
+		    "rows first; batching is off for it", dep->name);
+		dep->batchable = false;
+		replica_unbatch(r);
+		return r->bev != NULL ? 0 : -1;
+	}
+	evtimer_del(r->hang_ev);
+	if (h->type == IPC_INFER_OK)
+		sched_observe_compute(dep, (int64_t)cus, total);
+	/* Detach the jobs first: a done callback may cancel others. */
+	TAILQ_INIT(&done);
+	TAILQ_CONCAT(&done, &r->jobs, entry);
+	r->n_jobs = 0;
+	r->rows = 0;
+	r->infer_id = 0;
+	while ((job = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, job, entry);
+		job->on = NULL;
+		fairq_finished(&dep->q, job->flow);
+		memset(&res, 0, sizeof(res));
+		res.version = dep->version;
+		res.batch_rows = total;
+		if (h->type == IPC_INFER_ERR) {
+			res.status = code == IPC_ERR_BAD_INPUT ?
+			    SCHED_BAD_INPUT : code == IPC_ERR_TOO_LARGE ?
+			    SCHED_TOO_LARGE : SCHED_INTERNAL;
+			res.message = msg;
+		} else if (total == job->rows || job->rows == 0) {
 			res.status = SCHED_OK;
 			res.compute_us = (int64_t)cus;
 			res.payload = payload + rb.off;
 			res.len = h->len - rb.off;
 		} else {
-			if (rbuf_u16(&rb, &code) == -1 ||
-			    rbuf_str16(&rb, msg, sizeof(msg)) == -1) {
-				replica_fail(r, "short INFER_ERR");
-				return -1;
-			}
-			res.status = code == IPC_ERR_BAD_INPUT ?
-			    SCHED_BAD_INPUT : code == IPC_ERR_TOO_LARGE ?
-			    SCHED_TOO_LARGE : SCHED_INTERNAL;
-			res.message = msg;
+			/* The first job's share was split (and checked)
+			 * above; the others have the same layout. */
+			if (first > 0 && batch_split(&s->split, payload +
+			    rb.off, h->len - rb.off, total, first,
+			    job->rows) == -1)
+				fatalx("batch split failed after checking");
+			res.status = SCHED_OK;
+			res.compute_us = (int64_t)(cus * job->rows / total);
+			res.payload = s->split.data;
+			res.len = s->split.len;
 		}
-		r->job = NULL;
-		job->on = NULL;
+		first += job->rows;
 		sched_job_finish(job, &res);
-		if (r->dep != NULL)
-			sched_dispatch(r->dep);
-		return 0;
-	default:
-		replica_fail(r, "unexpected frame type");
-		return -1;
 	}
+	if (r->bev == NULL)
+		return -1;
+	replica_drained(r);
+	return r->bev != NULL ? 0 : -1;
 }
 
 /* Forwards the runtime's log lines to maasd's stderr, whole lines only so
@@ -401,8 +601,9 @@ replica_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		replica_fail(r, what & BEV_EVENT_EOF ? "runtime closed its socket" :
-		    "socket error");
+		replica_fail(r, what & BEV_EVENT_EOF ?
+		    "runtime closed its socket" : "socket error",
+		    REPLICA_KILL_EOF);
 }
 
 static void
@@ -412,39 +613,25 @@ replica_disconnect(struct replica *r)
 		bufferevent_free(r->bev);
 		r->bev = NULL;
 	}
-	if (r->ping_ev)
-		event_del(r->ping_ev);
 	r->ping_id = 0;
+	if (r->hang_ev != NULL)
+		evtimer_del(r->hang_ev);
 }
 
 void
-replica_fail(struct replica *r, const char *why)
+replica_fail(struct replica *r, const char *why, enum replica_kill kill_why)
 {
-	struct sched_job	*job = r->job;
-	bool			 was_live = r->state == REPLICA_LIVE;
-	int64_t			 now = sched_now_us();
-
 	/* Idempotent: EOF and SIGCHLD both arrive here for one death. */
 	if (r->bev != NULL)
 		log_warnx("runtime of '%s' replica %d (pid %d) failed: %s",
 		    replica_name(r), r->idx, (int)r->pid, why);
 	replica_disconnect(r);
-	if (r->pid > 0)
-		kill(r->pid, SIGKILL);		/* reaped by SIGCHLD */
+	if (r->kill == REPLICA_KILL_NONE)
+		r->kill = kill_why;
 	r->state = REPLICA_DEAD;
-	if (job != NULL) {
-		struct sched_result	res = {
-			.status = SCHED_UNAVAILABLE,
-			.message = "the model runtime stopped while computing "
-			    "this request",
-			.version = r->dep ? r->dep->version : NULL,
-		};
-
-		r->job = NULL;
-		job->on = NULL;
-		sched_job_finish(job, &res);
-	}
 	if (r->dep == NULL) {
+		if (r->pid > 0)
+			kill(r->pid, SIGKILL);	/* reaped by SIGCHLD */
 		if (r->probe_cb != NULL) {
 			char	msg[256];
 
@@ -458,10 +645,129 @@ replica_fail(struct replica *r, const char *why)
 		}
 		return;
 	}
-	if (r->retiring || r->s->stopping)
+	if (r->pid > 0) {
+		struct timeval	tv = { REAP_WAIT_S, 0 };
+
+		if (!r->dying) {
+			/* Signalling a process that is already exiting does
+			 * not change how it died: the status stays true. */
+			kill(r->pid, SIGKILL);
+			r->dying = true;
+			evtimer_add(r->reap_ev, &tv);
+		}
+		return;
+	}
+	if (!r->dying)
+		replica_lost(r);
+}
+
+/* Could the jobs on r have caused its death? */
+static bool
+replica_crashed(const struct replica *r)
+{
+	switch (r->kill) {
+	case REPLICA_KILL_HANG:
+	case REPLICA_KILL_PING:
+	case REPLICA_KILL_PROTOCOL:
+		return true;
+	case REPLICA_KILL_STOP:
+		return false;
+	default:
+		break;
+	}
+	if (!r->reaped)
+		return false;	/* unknown: not held against the input */
+	if (WIFSIGNALED(r->wstatus))
+		return WTERMSIG(r->wstatus) != SIGKILL;
+	return true;		/* exited in the middle of a request */
+}
+
+/* Settles the jobs of a dead runtime: each is retried once, quarantined
+ * once it was on two runtimes that crashed, or failed. */
+static void
+replica_settle(struct replica *r, bool crashed)
+{
+	struct deployment	*dep = r->dep;
+	struct sched_job	*job;
+	struct job_queue	 lost;
+	bool			 batch = r->n_jobs > 1;
+
+	TAILQ_INIT(&lost);
+	TAILQ_CONCAT(&lost, &r->jobs, entry);
+	r->n_jobs = 0;
+	r->rows = 0;
+	r->infer_id = 0;
+	while ((job = TAILQ_FIRST(&lost)) != NULL) {
+		struct sched_result	res;
+
+		TAILQ_REMOVE(&lost, job, entry);
+		job->on = NULL;
+		fairq_finished(&dep->q, job->flow);
+		job->attempts++;
+		if (crashed)
+			job->crashes++;
+		/* Whoever crashed a batch runs alone from now on, so that a
+		 * second crash points at the job that caused it. */
+		if (crashed || batch)
+			job->solo = true;
+		memset(&res, 0, sizeof(res));
+		res.version = dep->version;
+		res.attempts = job->attempts;
+		if (job->cancelled)
+			sched_job_finish(job, NULL);
+		else if (r->s->stopping) {
+			res.status = SCHED_SHUTDOWN;
+			res.message = "the server is shutting down";
+			sched_job_finish(job, &res);
+		} else if (job->crashes >= 2) {
+			log_warnx("'%s': request %llu of tenant '%s' crashed "
+			    "two runtimes: quarantined", dep->name,
+			    (unsigned long long)job->id, job->flow->tenant_id);
+			sched_quarantine(job);
+			res.status = SCHED_QUARANTINED;
+			res.message = "this input crashes the model";
+			sched_job_finish(job, &res);
+		} else if (job->attempts >= 2) {
+			res.status = SCHED_UNAVAILABLE;
+			res.message = "the model runtime stopped twice while "
+			    "computing this request";
+			sched_job_finish(job, &res);
+		} else {
+			dep->stats.retries++;
+			sched_job_requeue(job);
+		}
+	}
+}
+
+/* The runtime is dead and reaped (or we gave up waiting): settle its
+ * jobs, then restart it or let it go. */
+static void
+replica_lost(struct replica *r)
+{
+	struct deployment	*dep = r->dep;
+	bool			 was_live = r->live_since_us != 0;
+	int64_t			 now = sched_now_us();
+
+	r->dying = false;
+	evtimer_del(r->reap_ev);
+	if (r->n_jobs > 0)
+		replica_settle(r, replica_crashed(r));
+	r->kill = REPLICA_KILL_NONE;
+	r->reaped = false;
+	if (r->retiring) {
+		sched_retired_done(r);
+		return;
+	}
+	if (r->draining) {
+		sched_replica_gone(r);	/* reaped: r is freed */
+		sched_dispatch(dep);
+		return;
+	}
+	if (r->s->stopping)
 		return;
 	if (was_live && now - r->live_since_us > STABLE_US)
 		r->backoff_ms = BACKOFF_MIN_MS;
+	r->live_since_us = 0;
 	if (!evtimer_pending(r->restart_ev, NULL)) {
 		struct timeval	tv = { r->backoff_ms / 1000,
 		    (r->backoff_ms % 1000) * 1000 };
@@ -469,11 +775,12 @@ replica_fail(struct replica *r, const char *why)
 		log_info("restarting runtime of '%s' replica %d in %d ms",
 		    replica_name(r), r->idx, r->backoff_ms);
 		evtimer_add(r->restart_ev, &tv);
+		r->restart_at_us = now + (int64_t)r->backoff_ms * 1000;
 		r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ?
 		    BACKOFF_MAX_MS : r->backoff_ms * 2;
 	}
 	/* Jobs queued for this deployment may go to another replica. */
-	sched_dispatch(r->dep);
+	sched_dispatch(dep);
 }
 
 static void
@@ -483,7 +790,7 @@ replica_restart_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (r->retiring || r->s->stopping || r->dep == NULL)
+	if (r->retiring || r->draining || r->s->stopping || r->dep == NULL)
 		return;
 	r->restarts++;
 	replica_start(r, r->dep->path, r->dep->threads);
@@ -493,22 +800,71 @@ static void
 replica_ping_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct replica	*r = arg;
+	const struct sched_config *cfg = &r->s->cfg;
 	int64_t		 now = sched_now_us();
 
 	(void)fd;
 	(void)what;
-	if (r->state != REPLICA_LIVE)
+	if (r->state != REPLICA_LIVE || r->bev == NULL)
 		return;
 	if (r->ping_id != 0) {
-		if (now - r->ping_sent_us > PING_DEADLINE_US)
-			replica_fail(r, "no answer to PING");
+		if (now - r->ping_sent_us > (int64_t)cfg->ping_timeout_ms *
+		    1000)
+			replica_fail(r, "no answer to PING", REPLICA_KILL_PING);
 		return;
 	}
-	if (r->job != NULL)
-		return;		/* busy computing: no PING in between */
+	/* A busy runtime is watched by its compute deadline instead. */
+	if (r->n_jobs > 0 ||
+	    now - r->active_us < (int64_t)cfg->ping_interval_ms * 1000)
+		return;
 	r->ping_id = ++r->s->next_req_id;
 	r->ping_sent_us = now;
 	replica_send(r, IPC_PING, r->ping_id, NULL, 0);
+}
+
+static void
+replica_hang_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct replica	*r = arg;
+	char		 why[96];
+
+	(void)fd;
+	(void)what;
+	if (r->bev == NULL)
+		return;
+	if (r->state == REPLICA_STARTING) {
+		replica_fail(r, "loading timed out", REPLICA_KILL_HANG);
+		return;
+	}
+	if (r->n_jobs == 0)
+		return;
+	snprintf(why, sizeof(why), "hung: computing for more than %lld ms",
+	    (long long)((sched_now_us() - TAILQ_FIRST(&r->jobs)->started_us) /
+	    1000));
+	r->dep->stats.hangs++;
+	replica_fail(r, why, REPLICA_KILL_HANG);
+}
+
+/* No SIGCHLD after our SIGKILL (cannot normally happen), or a retired
+ * runtime that did not exit on EOF. */
+static void
+replica_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct replica	*r = arg;
+
+	(void)fd;
+	(void)what;
+	if (r->retiring) {
+		if (r->pid > 0)
+			kill(r->pid, SIGKILL);
+		return;
+	}
+	if (!r->dying)
+		return;
+	log_warnx("runtime of '%s' replica %d (pid %d) not reaped %d s after "
+	    "SIGKILL", replica_name(r), r->idx, (int)r->pid, REAP_WAIT_S);
+	r->pid = 0;	/* whatever is left is reaped by the SIGCHLD handler */
+	replica_lost(r);
 }
 
 static void
@@ -516,51 +872,77 @@ replica_probe_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	replica_fail(arg, "loading timed out");
+	replica_fail(arg, "loading timed out", REPLICA_KILL_HANG);
 }
 
 void
 replica_retire(struct replica *r)
 {
 	r->retiring = true;
+	if (r->kill == REPLICA_KILL_NONE)
+		r->kill = REPLICA_KILL_STOP;
 	replica_disconnect(r);	/* EOF: the runtime exits by itself */
 	event_del(r->restart_ev);
-	if (r->pid == 0)
-		r->state = REPLICA_DEAD;
+	event_del(r->ping_ev);
+	r->state = REPLICA_DEAD;
+	if (r->dep != NULL && r->pid > 0) {
+		struct timeval	tv = { RETIRE_GRACE_S, 0 };
+
+		evtimer_add(r->reap_ev, &tv);
+	}
 }
 
-void
+bool
 replica_reaped(struct sched *s, pid_t pid, int status)
 {
 	struct deployment	*dep;
+	struct replica		*r = NULL;
 	char			 why[64];
 
+	TAILQ_FOREACH(dep, &s->deployments, entry)
+		for (int i = 0; r == NULL && i < dep->n_replicas; i++)
+			if (dep->replicas[i]->pid == pid)
+				r = dep->replicas[i];
+	for (size_t i = 0; r == NULL && i < s->n_retired; i++)
+		if (s->retired[i]->pid == pid)
+			r = s->retired[i];
+	for (size_t i = 0; r == NULL && i < s->n_probes; i++) {
+		if (s->probes[i]->pid != pid)
+			continue;
+		r = s->probes[i];
+		r->pid = 0;
+		if (r->bev != NULL || r->probe_cb != NULL) {
+			snprintf(why, sizeof(why), "exited (status 0x%x)",
+			    (unsigned)status);
+			replica_fail(r, why, REPLICA_KILL_NONE);
+		}
+		return true;
+	}
+	if (r == NULL)
+		return false;
 	if (WIFSIGNALED(status))
 		snprintf(why, sizeof(why), "killed by signal %d",
 		    WTERMSIG(status));
 	else
 		snprintf(why, sizeof(why), "exited with status %d",
 		    WEXITSTATUS(status));
-	TAILQ_FOREACH(dep, &s->deployments, entry) {
-		for (int i = 0; i < dep->n_replicas; i++) {
-			struct replica	*r = dep->replicas[i];
-
-			if (r == NULL || r->pid != pid)
-				continue;
-			r->pid = 0;
-			if (r->bev != NULL)
-				replica_fail(r, why);
-			return;
-		}
+	if (r->bev != NULL || (!r->dying && !r->retiring))
+		log_warnx("runtime of '%s' replica %d (pid %d) %s",
+		    replica_name(r), r->idx, (int)pid, why);
+	else
+		log_info("runtime of '%s' replica %d (pid %d) %s",
+		    replica_name(r), r->idx, (int)pid, why);
+	r->pid = 0;
+	r->wstatus = status;
+	r->reaped = true;
+	if (r->retiring) {
+		evtimer_del(r->reap_ev);
+		sched_retired_done(r);
+		return true;
 	}
-	for (size_t i = 0; i < s->n_probes; i++) {
-		struct replica	*r = s->probes[i];
-
-		if (r->pid != pid)
-			continue;
-		r->pid = 0;
-		if (r->bev != NULL || r->probe_cb != NULL)
-			replica_fail(r, why);
-		return;
-	}
+	if (r->bev != NULL)
+		replica_fail(r, why, REPLICA_KILL_NONE);
+	else
+		replica_lost(r);
+	return true;
 }

@@ -1,12 +1,25 @@
-/* scheduler/replica.h - one maas-runtime process: spawn, frame I/O, death
- * and restart.  Internal to scheduler/. */
+/* scheduler/replica.h - one maas-runtime process: spawn, frame I/O,
+ * supervision (PING, compute deadline), death and restart.  Internal to
+ * scheduler/.
+ *
+ * A replica computes one INFER at a time: a single job or a batch of
+ * them, kept on r->jobs until the reply comes.  When the runtime dies
+ * those jobs stay with the replica until the process is reaped, because
+ * how it died decides their fate: a death the input may have caused (a
+ * signal other than an outside SIGKILL, an exit, a hang or a protocol
+ * violation we killed it for) counts against each job, an outside SIGKILL
+ * (an operator, the OOM killer) does not.  Then each job is retried once,
+ * quarantined after two crashes, or failed. */
 #ifndef SCHEDULER_REPLICA_H
 #define SCHEDULER_REPLICA_H
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "common/ipc.h"
+#include "common/wire.h"
+#include "scheduler/fairq.h"	/* struct job_queue */
 
 struct bufferevent;
 struct event;
@@ -20,22 +33,45 @@ enum replica_state {
 	REPLICA_DEAD,		/* exited or killed; restart may be pending */
 };
 
+/* Why maasd killed a runtime. */
+enum replica_kill {
+	REPLICA_KILL_NONE = 0,	/* it died by itself, or from outside */
+	REPLICA_KILL_EOF,	/* it closed its socket */
+	REPLICA_KILL_HANG,	/* computing past its deadline */
+	REPLICA_KILL_PING,	/* no PONG in time */
+	REPLICA_KILL_PROTOCOL,	/* a bad frame */
+	REPLICA_KILL_STOP,	/* retired, or maasd stops */
+};
+
 struct replica {
 	struct sched		*s;
 	struct deployment	*dep;		/* NULL for a probe */
 	int			 idx;		/* slot in dep->replicas */
 	enum replica_state	 state;
-	pid_t			 pid;		/* 0 once reaped or never spawned */
+	pid_t			 pid;		/* 0: reaped or never spawned */
 	struct bufferevent	*bev;		/* IPC socket; NULL when dead */
 	struct bufferevent	*errbev;	/* the runtime's stderr pipe */
-	struct sched_job	*job;		/* in flight, at most one */
+	struct job_queue	 jobs;		/* the INFER in flight */
+	size_t			 n_jobs;
+	uint32_t		 rows;		/* of the INFER in flight */
+	uint64_t		 infer_id;	/* its IPC request id */
+	struct wbuf		 sendbuf;	/* a batch's payload, reused */
 	struct event		*restart_ev;	/* pending restart */
-	struct event		*ping_ev;	/* liveness check timer */
+	struct event		*ping_ev;	/* liveness tick */
+	struct event		*hang_ev;	/* compute deadline */
+	struct event		*reap_ev;	/* stop waiting for SIGCHLD */
 	uint64_t		 ping_id;	/* outstanding PING, 0: none */
 	int64_t			 ping_sent_us;
+	int64_t			 active_us;	/* last frame or send */
 	int64_t			 live_since_us;
+	int64_t			 restart_at_us;	/* of the pending restart */
 	int			 backoff_ms;	/* next restart delay */
 	unsigned		 restarts;
+	enum replica_kill	 kill;		/* why we killed it, if so */
+	int			 wstatus;	/* waitpid status once reaped */
+	bool			 reaped;	/* wstatus is valid */
+	bool			 dying;		/* killed, not reaped yet */
+	bool			 draining;	/* finish INFER, then retire */
 	/* probes only */
 	void			(*probe_cb)(void *, const struct ipc_meta *,
 				    const char *);
@@ -52,13 +88,21 @@ int		 replica_start(struct replica *, const char *path,
 /* Sends one frame; -1 if the replica is not connected. */
 int		 replica_send(struct replica *, enum ipc_type, uint64_t req_id,
 		    const void *payload, size_t len);
-/* Kills the process and fails its in-flight job; schedules a restart
- * unless the replica is retiring or maasd stops. */
-void		 replica_fail(struct replica *, const char *why);
+/* True when it can take an INFER now. */
+bool		 replica_idle(const struct replica *);
+/* Sends the jobs on r->jobs (n_jobs, rows set by the caller) as one
+ * INFER and starts the compute deadline; fails the replica (which
+ * retries the jobs) if it cannot. */
+void		 replica_infer(struct replica *);
+/* Kills the process.  Its jobs are settled and a restart scheduled once
+ * it is reaped, unless the replica is retiring or maasd stops. */
+void		 replica_fail(struct replica *, const char *why,
+		    enum replica_kill);
 /* Stops for good: closes the socket (the runtime exits on EOF), SIGKILL
  * later if needed; frees the struct once reaped. */
 void		 replica_retire(struct replica *);
-/* SIGCHLD: reaps pid and handles the death of whichever replica had it. */
-void		 replica_reaped(struct sched *, pid_t, int status);
+/* SIGCHLD: reaps pid and handles the death of whichever replica had it.
+ * Returns false if no replica had it. */
+bool		 replica_reaped(struct sched *, pid_t, int status);
 void		 replica_free(struct replica *);
 #endif

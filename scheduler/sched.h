@@ -2,13 +2,33 @@
  *
  * The scheduler moves jobs: opaque IPC INFER payloads built by the gateway,
  * queued per deployment and sent to one of its replicas, each a
- * maas-runtime process spawned and supervised here (scheduler/supervisor.c).
+ * maas-runtime process spawned and supervised here (scheduler/replica.c).
  * It knows nothing of HTTP or JSON.  Everything here runs on maasd's event
  * loop thread.
  *
- * A replica runs one request at a time; the queue lives in maasd so that
- * placement (and later, fairness between tenants) is decided here and a
- * replica that dies loses only the request it was computing. */
+ * Queues live in maasd, so that placement is decided here and a replica
+ * that dies loses only what it was computing:
+ *  - each deployment has one sub-queue per tenant, served by weighted fair
+ *    queuing (scheduler/fairq.h); within a tenant, higher priorities go
+ *    first, then arrival order;
+ *  - a job that is not on a replica by its deadline fails with
+ *    SCHED_TIMED_OUT; a full queue refuses with SCHED_OVERLOADED, taking
+ *    room from the tenant with the most queued jobs first;
+ *  - a replica computes one INFER at a time; with max_batch > 1, compatible
+ *    queued jobs are concatenated along dimension 0 into one INFER (up to
+ *    max_batch rows) and the outputs split back (scheduler/batch.h); an
+ *    idle replica waits up to max_queue_delay_us for a fuller batch, but
+ *    only while the last INFER was a batch (requests arriving one at a
+ *    time are not delayed);
+ *  - a job whose runtime dies is retried once; one that was on two
+ *    runtimes that crashed is quarantined (SCHED_QUARANTINED), and the
+ *    same input sent again is refused at once; a runtime that computes
+ *    past its deadline or misses a PING is killed and restarted with
+ *    exponential backoff.  While every runtime of a deployment is down
+ *    and none restarts within 2 s, jobs are refused (SCHED_UNAVAILABLE)
+ *    instead of queued;
+ *  - between min_replicas and max_replicas, a deployment grows with its
+ *    queue and shrinks when a replica idles (see sched_config). */
 #ifndef SCHEDULER_SCHED_H
 #define SCHEDULER_SCHED_H
 #include <stdbool.h>
@@ -27,7 +47,18 @@ struct sched_config {
 	uid_t		 uid;		/* runtimes drop to this when root */
 	gid_t		 gid;
 	int		 mem_limit_mb;	/* per runtime, 0: none */
-	size_t		 max_queue;	/* per deployment */
+	size_t		 max_queue;	/* jobs per deployment, 0: 1024 */
+	int		 ping_interval_ms;	/* idle replicas, 0: 5000 */
+	int		 ping_timeout_ms;	/* PONG deadline, 0: 10000 */
+	/* A replica computing one INFER for longer than this is killed as
+	 * hung (0: 10000).  The deadline stretches for jobs that a
+	 * deployment's own recent service times say are slow. */
+	int		 compute_timeout_ms;
+	/* Autoscaling (deployments with min_replicas < max_replicas): add a
+	 * replica after the queue held 2 requests per replica this long (0:
+	 * 1000), remove one after a replica idled this long (0: 30000). */
+	int		 autoscale_up_ms;
+	int		 autoscale_idle_ms;
 };
 
 struct sched_deploy_spec {
@@ -35,8 +66,12 @@ struct sched_deploy_spec {
 	const char	*model;		/* registered model name */
 	const char	*version;	/* registered model version */
 	const char	*path;		/* model file */
-	int		 replicas;
+	int		 replicas;	/* to start with */
+	int		 min_replicas;	/* autoscaling bounds, 0: replicas */
+	int		 max_replicas;
 	int		 threads;	/* OpenBLAS threads per replica */
+	int		 max_batch;	/* rows per INFER, <= 1: no batching */
+	int64_t		 max_queue_delay_us;	/* wait to fill a batch */
 };
 
 enum sched_status {
@@ -44,19 +79,43 @@ enum sched_status {
 	SCHED_BAD_INPUT,	/* the runtime rejected the input */
 	SCHED_TOO_LARGE,	/* beyond the runtime's limits */
 	SCHED_INTERNAL,		/* the runtime failed computing it */
-	SCHED_UNAVAILABLE,	/* replica died with it, or none can start */
+	SCHED_UNAVAILABLE,	/* replicas died with it, or none can start */
 	SCHED_OVERLOADED,	/* queue full */
 	SCHED_SHUTDOWN,		/* maasd is stopping */
+	SCHED_TIMED_OUT,	/* not started before its deadline */
+	SCHED_QUARANTINED,	/* it crashed two runtimes: never retried */
+	SCHED_CANCELLED,	/* the caller lost interest (stats only) */
+	SCHED_STATUS_MAX
 };
+
+enum sched_priority {
+	SCHED_PRIO_HIGH = 0,
+	SCHED_PRIO_NORMAL,
+	SCHED_PRIO_LOW,
+	SCHED_PRIO_MAX
+};
+
+/* How a job is queued.  tenant_id is copied. */
+struct sched_job_opts {
+	const char		*tenant_id;	/* fair-queuing flow */
+	unsigned		 weight;	/* 1..SCHED_WEIGHT_MAX; 0: 1 */
+	enum sched_priority	 priority;	/* within the tenant */
+	int64_t			 timeout_us;	/* to start; 0: 30 s */
+};
+#define SCHED_WEIGHT_MAX	1000
+#define SCHED_DEFAULT_TIMEOUT_US	(30 * 1000000LL)
 
 struct sched_result {
 	enum sched_status	 status;
-	const uint8_t		*payload;	/* INFER_OK body, borrowed */
+	const uint8_t		*payload;	/* INFER_OK tensors, borrowed */
 	size_t			 len;
 	const char		*message;	/* error text, borrowed */
-	const char		*version;	/* model version that served it */
-	int64_t			 queue_us;
-	int64_t			 compute_us;
+	const char		*version;	/* version that served it */
+	int64_t			 queue_us;	/* submit to (last) start */
+	int64_t			 compute_us;	/* its share of the INFER */
+	int			 retry_after_s;	/* SCHED_OVERLOADED: a hint */
+	unsigned		 attempts;	/* runtimes it was sent to */
+	unsigned		 batch_rows;	/* rows of its INFER */
 };
 
 /* Called once per job on the loop thread; the result is borrowed for the
@@ -78,6 +137,12 @@ void		 sched_probe(struct sched *, const char *path,
 
 /* Creates a deployment and starts its replicas.  -1 if the name exists. */
 int		 sched_deploy(struct sched *, const struct sched_deploy_spec *);
+/* Sets a deployment's replica count and autoscaling bounds (0: replicas;
+ * 1 <= min <= replicas <= max <= 64).  Extra replicas drain: they take no
+ * new job, finish the one they compute and then stop; no request is lost.
+ * -1 if no such deployment or the numbers are out of bounds. */
+int		 sched_scale(struct sched *, const char *name, int replicas,
+		    int min_replicas, int max_replicas);
 
 /* Metadata of a deployment's model once a replica said HELLO, else NULL.
  * Borrowed until the deployment changes. */
@@ -97,7 +162,12 @@ size_t		 sched_replica_pids(struct sched *, const char *name,
  * wbuf is emptied).  done is called exactly once unless the job is
  * cancelled first.  Returns NULL, having called nothing, if the deployment
  * does not exist; returns NULL after calling done (SCHED_OVERLOADED or
- * SCHED_SHUTDOWN) if the job cannot be queued. */
+ * SCHED_SHUTDOWN) if the job cannot be queued.  opts NULL: tenant "",
+ * weight 1, normal priority, default timeout. */
+struct sched_job *sched_submit_opts(struct sched *, const char *name,
+		    const struct sched_job_opts *, struct wbuf *payload,
+		    sched_done_fn *done, void *arg);
+/* sched_submit_opts() with default options for tenant_id. */
 struct sched_job *sched_submit(struct sched *, const char *name,
 		    const char *tenant_id, struct wbuf *payload,
 		    sched_done_fn *done, void *arg);
@@ -106,4 +176,60 @@ struct sched_job *sched_submit(struct sched *, const char *name,
 void		 sched_cancel(struct sched_job *);
 /* Jobs queued or running. */
 size_t		 sched_inflight(struct sched *);
+
+/* --- statistics, for metrics --- */
+/* Histogram bucket upper bounds; counts are per bucket (not cumulative),
+ * with one more bucket for +Inf. */
+#define SCHED_TIME_BUCKETS	16
+#define SCHED_ROWS_BUCKETS	11
+extern const int64_t	sched_time_bounds_us[SCHED_TIME_BUCKETS];
+extern const unsigned	sched_rows_bounds[SCHED_ROWS_BUCKETS];
+
+struct sched_time_hist {
+	uint64_t	counts[SCHED_TIME_BUCKETS + 1];
+	uint64_t	n;
+	int64_t		sum_us;
+};
+
+struct sched_rows_hist {
+	uint64_t	counts[SCHED_ROWS_BUCKETS + 1];
+	uint64_t	n;
+	uint64_t	sum;
+};
+
+struct sched_tenant_stats {
+	const char		*tenant_id;
+	unsigned		 weight;
+	size_t			 queued;
+	uint64_t		 requests[SCHED_STATUS_MAX];	/* finished */
+	struct sched_time_hist	 queue;		/* of jobs that started */
+	struct sched_time_hist	 compute;	/* of SCHED_OK jobs */
+};
+
+struct sched_deploy_stats {
+	const char		*name;
+	size_t			 queued;
+	size_t			 running;	/* on replicas */
+	int			 replicas;	/* wanted */
+	int			 min_replicas;
+	int			 max_replicas;
+	uint64_t		 scale_ups;	/* by the autoscaler */
+	uint64_t		 scale_downs;
+	int			 live;		/* serving */
+	uint64_t		 restarts;	/* runtime restarts */
+	uint64_t		 retries;	/* jobs re-run after a death */
+	uint64_t		 hangs;		/* runtimes killed as hung */
+	struct sched_rows_hist	 batch;		/* rows per INFER */
+};
+
+/* Calls dep_fn once per deployment and tenant_fn once per tenant that has
+ * used it; the structs are borrowed for the call. */
+typedef void	sched_dep_stats_fn(void *arg,
+		    const struct sched_deploy_stats *);
+typedef void	sched_tenant_stats_fn(void *arg, const char *deployment,
+		    const struct sched_tenant_stats *);
+void		 sched_stats(struct sched *, sched_dep_stats_fn *,
+		    sched_tenant_stats_fn *, void *arg);
+/* "ok", "bad_input", ..., for labels and logs. */
+const char	*sched_status_name(enum sched_status);
 #endif

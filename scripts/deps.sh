@@ -9,7 +9,7 @@ libjansson-dev libopenblas-dev libjwt-dev libprotobuf-c-dev
 protobuf-c-compiler libseccomp-dev libonnx-dev curl openssl"
 testing="libcmocka-dev python3-pytest python3-requests python3-numpy
 python3-onnx python3-jwt python3-cryptography clang libclang-rt-14-dev
-testssl.sh"
+testssl.sh prometheus"
 bench="wrk nginx-light"
 case "$profile" in
 run) want="$build libcmocka-dev" ;;

@@ -1,7 +1,8 @@
-"""Crashes: a runtime killed with SIGKILL under load costs only its
-in-flight request (503 with error JSON, never a connection error or 500) and
-is restarted; maasd itself killed with SIGKILL loses no usage row of a
-response it sent, and the database stays intact."""
+"""Crashes: a runtime killed with SIGKILL under load costs at most its
+in-flight request (retried once by the scheduler, else 503 with error JSON;
+never a connection error or 500) and is restarted; maasd itself killed with
+SIGKILL loses no usage row of a response it sent, and the database stays
+intact."""
 import json
 import os
 import signal
@@ -74,6 +75,16 @@ class Load:
             return list(self.results)
 
 
+def _retries(d, model):
+    """Requests the scheduler ran again after their runtime died."""
+    n = 0
+    for line in d.aget("/metrics").text.splitlines():
+        if line.startswith("maas_retries_total{") and \
+                f'deployment="{model}"' in line:
+            n += int(float(line.rsplit(" ", 1)[1]))
+    return n
+
+
 def test_runtime_kill9_under_load(maasd_factory, models):
     d = maasd_factory()
     path = models.get(HEAVY, seed=1)
@@ -99,7 +110,7 @@ def test_runtime_kill9_under_load(maasd_factory, models):
                     load.count(200, since=t_kill) >= 2
             wait_for(restarted, 30 * SCALE, interval=0.05,
                      what="a new runtime serving again")
-            if load.count(503) > 0:
+            if load.count(503) > 0 or _retries(d, "big") > 0:
                 break
     finally:
         load.join()
@@ -111,9 +122,10 @@ def test_runtime_kill9_under_load(maasd_factory, models):
         f"statuses {sorted(statuses)}: " + \
         repr([r[3][:200] for r in res if r[1] not in (200, 503)][:3])
     failed = [r for r in res if r[1] == 503]
+    retried = _retries(d, "big")
     print(f"runtime kills: {len(killed)}, requests: {len(res)}, "
-          f"503: {len(failed)}")
-    assert failed, "no request was in flight during any of " \
+          f"503: {len(failed)}, retried: {retried}")
+    assert failed or retried, "no request was in flight during any of " \
         f"{len(killed)} runtime kills"
     for r in failed:
         e = json.loads(r[3])["error"]
@@ -126,7 +138,7 @@ def test_runtime_kill9_under_load(maasd_factory, models):
     ids = [r[2] for r in res]
     rows = request_ids_in_db(d, ids)
     assert set(rows) == set(ids)
-    assert {rows[r[2]]["status"] for r in failed} == {503}
+    assert {rows[r[2]]["status"] for r in failed} <= {503}
     # and it keeps working
     r = requests.post(d.url("/v2/models/big/infer"), data=_body(1),
                       headers={"Authorization": f"Bearer {k['key']}"},
