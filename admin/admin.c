@@ -563,6 +563,9 @@ deploy_stored(void *arg, enum db_status st, json_t *row)
 	free(op);
 }
 
+/* Versions in one deployment's traffic split. */
+#define DEPLOY_MAX_VERSIONS	8
+
 /* Batching of a deployment: rows per INFER and the wait to fill one. */
 #define MAX_BATCH_LIMIT		1024
 #define MAX_QUEUE_DELAY_US	1000000
@@ -715,6 +718,73 @@ deployment_create(struct req *r)
 	json_decref(body);
 }
 
+/* A row's traffic split as JSON (new ref): the stored one, else its one
+ * version with all the traffic.  key: "traffic" or "prev_traffic". */
+static json_t *
+deployment_traffic(json_t *row, const char *key)
+{
+	const char	*text = json_string_value(json_object_get(row, key));
+	json_t		*t = NULL;
+
+	if (text != NULL && (t = json_loads(text, 0, NULL)) != NULL &&
+	    json_is_array(t))
+		return t;
+	if (text != NULL) {
+		json_decref(t);
+		return NULL;
+	}
+	if (strcmp(key, "traffic") != 0)
+		return NULL;
+	return json_pack("[{s:O, s:i, s:O}]", "version", json_object_get(row,
+	    "version"), "weight", 100, "replicas", json_object_get(row,
+	    "replicas"));
+}
+
+/* Gives the scheduler a row's traffic split: model files of its versions
+ * from the registry.  -1 if one is missing or the scheduler refuses. */
+static int
+traffic_apply(struct server *srv, json_t *row)
+{
+	struct sched_version_spec v[DEPLOY_MAX_VERSIONS];
+	json_t		*t = deployment_traffic(row, "traffic"), *e;
+	json_t		*models[DEPLOY_MAX_VERSIONS] = { NULL };
+	const char	*name = json_string_value(json_object_get(row, "name"));
+	const char	*model = json_string_value(json_object_get(row,
+			    "model"));
+	size_t		 i, n = 0;
+	int		 ret = -1;
+
+	if (t == NULL || name == NULL || model == NULL ||
+	    json_array_size(t) > DEPLOY_MAX_VERSIONS)
+		goto out;
+	json_array_foreach(t, i, e) {
+		v[n].version = json_string_value(json_object_get(e,
+		    "version"));
+		v[n].weight = (unsigned)json_integer_value(json_object_get(e,
+		    "weight"));
+		v[n].replicas = (int)json_integer_value(json_object_get(e,
+		    "replicas"));
+		if (v[n].version == NULL)
+			goto out;
+		models[n] = db_model_get(srv->db, model, v[n].version);
+		v[n].path = json_string_value(json_object_get(models[n],
+		    "path"));
+		if (v[n].path == NULL) {
+			log_warnx("deployment '%s': model %s:%s is missing",
+			    name, model, v[n].version);
+			n++;
+			goto out;
+		}
+		n++;
+	}
+	ret = sched_traffic(srv->sched, name, v, n);
+ out:
+	for (i = 0; i < n; i++)
+		json_decref(models[i]);
+	json_decref(t);
+	return ret;
+}
+
 /* Adds the live state of each deployment from the scheduler. */
 static json_t *
 deployment_state(struct server *srv, json_t *row)
@@ -725,6 +795,10 @@ deployment_state(struct server *srv, json_t *row)
 
 	if (name == NULL)
 		return row;
+	json_object_set_new(row, "traffic", deployment_traffic(row,
+	    "traffic"));
+	json_object_set_new(row, "prev_traffic", deployment_traffic(row,
+	    "prev_traffic"));
 	n = sched_replica_pids(srv->sched, name, pids, 64);
 	json_object_set_new(row, "ready", json_boolean(n > 0));
 	json_object_set_new(row, "live_replicas", json_integer((json_int_t)n));
@@ -747,8 +821,9 @@ admin_load_deployments(struct server *srv)
 			return -1;
 		json_array_foreach(json_object_get(page, "data"), i, row) {
 			struct sched_deploy_spec	 spec;
-			json_t				*m;
+			json_t				*m, *t = NULL, *e;
 			const char			*path;
+			size_t				 k;
 
 			memset(&spec, 0, sizeof(spec));
 			spec.name = json_string_value(json_object_get(row,
@@ -774,6 +849,20 @@ admin_load_deployments(struct server *srv)
 			if (spec.name == NULL || spec.model == NULL ||
 			    spec.version == NULL)
 				continue;
+			/* A canary: start with a version that has traffic,
+			 * then apply the whole split. */
+			if ((t = deployment_traffic(row, "traffic")) != NULL) {
+				json_array_foreach(t, k, e)
+					if (json_integer_value(json_object_get(
+					    e, "weight")) > 0 &&
+					    json_string_value(json_object_get(e,
+					    "version")) != NULL) {
+						spec.version = json_string_value(
+						    json_object_get(e,
+						    "version"));
+						break;
+					}
+			}
 			m = db_model_get(srv->db, spec.model, spec.version);
 			path = json_string_value(json_object_get(m, "path"));
 			if (path == NULL) {
@@ -781,12 +870,21 @@ admin_load_deployments(struct server *srv)
 				    "missing", spec.name, spec.model,
 				    spec.version);
 				json_decref(m);
+				json_decref(t);
 				continue;
 			}
 			spec.path = path;
-			if (sched_deploy(srv->sched, &spec) == 0)
+			if (sched_deploy(srv->sched, &spec) == 0) {
 				n++;
+				if (json_string_value(json_object_get(row,
+				    "traffic")) != NULL &&
+				    traffic_apply(srv, row) == -1)
+					log_warnx("deployment '%s': its traffic "
+					    "split cannot be applied",
+					    spec.name);
+			}
 			json_decref(m);
+			json_decref(t);
 		}
 		if (!json_is_true(json_object_get(page, "has_more")))
 			break;
@@ -1086,6 +1184,172 @@ route_deployment_patch(struct req *r, char **arg)
 	    deployment_scaled, r);
 }
 
+/* --- traffic: canary, rollback, delete --- */
+
+static void
+deployment_retrafficked(void *arg, enum db_status st, json_t *row)
+{
+	struct req	*r = arg;
+
+	if (st == DB_OK && row != NULL) {
+		if (traffic_apply(r->srv, row) == -1)
+			log_warnx("deployment '%s': the scheduler refused its "
+			    "traffic split", json_string_value(
+			    json_object_get(row, "name")));
+		http_reply_json(r, 200, deployment_state(r->srv, row));
+		return;
+	}
+	if (st == DB_NOT_FOUND) {
+		json_decref(row);
+		http_error(r, 409, "conflict", NULL, "the deployment has no "
+		    "previous traffic split");
+		return;
+	}
+	reply_created(r, st, row);
+}
+
+/* The replicas a version runs with when a new split omits them: what the
+ * current split says, else 1. */
+static int
+traffic_replicas(json_t *cur, const char *version)
+{
+	json_t	*e;
+	size_t	 i;
+
+	json_array_foreach(cur, i, e)
+		if (json_is_string(json_object_get(e, "version")) &&
+		    strcmp(json_string_value(json_object_get(e, "version")),
+		    version) == 0 &&
+		    json_integer_value(json_object_get(e, "replicas")) > 0)
+			return (int)json_integer_value(json_object_get(e,
+			    "replicas"));
+	return 1;
+}
+
+/* PUT /admin/v1/deployments/{name}/traffic {"versions":[{"version",
+ * "weight" 0-1000, "replicas" 1-64 (optional)}..]}: new versions start,
+ * a request goes to version v with probability weight / sum, versions
+ * left out or at weight 0 drain and stop.  The split replaced is kept
+ * for rollback. */
+static void
+route_deployment_traffic(struct req *r, char **arg)
+{
+	json_t		*body = http_json_body(r), *row = NULL, *cur = NULL;
+	json_t		*vs, *e, *out = NULL, *m;
+	const char	*model, *ver, *err = NULL;
+	size_t		 i, j;
+	json_int_t	 sum = 0, w, n;
+
+	if (body == NULL)
+		return;
+	if ((row = db_deployment_get(r->srv->db, arg[0])) == NULL ||
+	    !sched_exists(r->srv->sched, arg[0])) {
+		http_error(r, 404, "not_found", NULL,
+		    "deployment '%.64s' does not exist", arg[0]);
+		goto out;
+	}
+	model = json_string_value(json_object_get(row, "model"));
+	cur = deployment_traffic(row, "traffic");
+	vs = json_object_get(body, "versions");
+	if (!json_is_array(vs) || json_array_size(vs) == 0 ||
+	    json_array_size(vs) > DEPLOY_MAX_VERSIONS) {
+		err = "'versions' must be an array of 1-8 objects";
+		goto bad;
+	}
+	out = json_array();
+	json_array_foreach(vs, i, e) {
+		ver = json_string_value(json_object_get(e, "version"));
+		w = json_integer_value(json_object_get(e, "weight"));
+		n = json_object_get(e, "replicas") == NULL ? 0 :
+		    json_integer_value(json_object_get(e, "replicas"));
+		if (!valid_name(ver) ||
+		    !json_is_integer(json_object_get(e, "weight")) ||
+		    w < 0 || w > 1000 || (json_object_get(e, "replicas") &&
+		    (!json_is_integer(json_object_get(e, "replicas")) ||
+		    n < 1 || n > 64))) {
+			err = "each version needs a 'version' name, a 'weight' "
+			    "of 0-1000 and optionally 'replicas' of 1-64";
+			goto bad;
+		}
+		for (j = 0; j < i; j++)
+			if (strcmp(json_string_value(json_object_get(
+			    json_array_get(vs, j), "version")), ver) == 0) {
+				err = "a version is listed twice";
+				goto bad;
+			}
+		if ((m = db_model_get(r->srv->db, model, ver)) == NULL) {
+			http_error(r, 404, "not_found", "versions",
+			    "the model '%.64s' has no version '%.64s'",
+			    model ? model : "", ver);
+			goto out;
+		}
+		json_decref(m);
+		sum += w;
+		json_array_append_new(out, json_pack("{s:s, s:I, s:I}",
+		    "version", ver, "weight", w, "replicas",
+		    n > 0 ? n : (json_int_t)traffic_replicas(cur, ver)));
+	}
+	if (sum == 0) {
+		err = "at least one version needs a weight above 0";
+		goto bad;
+	}
+	db_deployment_traffic(r->srv->db, arg[0], out, ADMIN_ACTOR,
+	    deployment_retrafficked, r);
+	goto out;
+ bad:
+	http_error(r, 400, "invalid_request", "versions", "%s", err);
+ out:
+	json_decref(out);
+	json_decref(cur);
+	json_decref(row);
+	json_decref(body);
+}
+
+/* POST /admin/v1/deployments/{name}/rollback: back to the split before
+ * the last change (which is kept: rolling back twice rolls forward). */
+static void
+route_deployment_rollback(struct req *r, char **arg)
+{
+	if (!sched_exists(r->srv->sched, arg[0])) {
+		http_error(r, 404, "not_found", NULL,
+		    "deployment '%.64s' does not exist", arg[0]);
+		return;
+	}
+	db_deployment_rollback(r->srv->db, arg[0], ADMIN_ACTOR,
+	    deployment_retrafficked, r);
+}
+
+static void
+deployment_deleted(void *arg, enum db_status st, json_t *row)
+{
+	struct req	*r = arg;
+	const char	*name;
+
+	if (st == DB_OK && row != NULL) {
+		name = json_string_value(json_object_get(row, "name"));
+		if (name != NULL)
+			(void)sched_remove(r->srv->sched, name);
+		json_object_set_new(row, "state", json_string("draining"));
+		http_reply_json(r, 200, row);
+		return;
+	}
+	reply_created(r, st, row);
+}
+
+/* DELETE /admin/v1/deployments/{name}: new requests see no such model;
+ * queued and running ones finish, then its replicas stop. */
+static void
+route_deployment_delete(struct req *r, char **arg)
+{
+	if (!sched_exists(r->srv->sched, arg[0])) {
+		http_error(r, 404, "not_found", NULL,
+		    "deployment '%.64s' does not exist", arg[0]);
+		return;
+	}
+	db_deployment_delete(r->srv->db, arg[0], ADMIN_ACTOR,
+	    deployment_deleted, r);
+}
+
 #define ROUTE_ARGS	4
 
 /* Paths under /admin/v1/; "*" matches one path segment, passed to the
@@ -1118,6 +1382,12 @@ static const struct admin_route {
 	{ EVHTTP_REQ_GET, "GET", "deployments/*", route_deployment_get },
 	{ EVHTTP_REQ_PATCH, "PATCH", "deployments/*",
 	    route_deployment_patch },
+	{ EVHTTP_REQ_DELETE, "DELETE", "deployments/*",
+	    route_deployment_delete },
+	{ EVHTTP_REQ_PUT, "PUT", "deployments/*/traffic",
+	    route_deployment_traffic },
+	{ EVHTTP_REQ_POST, "POST", "deployments/*/rollback",
+	    route_deployment_rollback },
 	{ EVHTTP_REQ_GET, "GET", "usage", route_usage },
 	{ EVHTTP_REQ_GET, "GET", "audit", route_audit },
 };

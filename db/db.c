@@ -74,7 +74,7 @@
 			"meta, created_at"
 #define DEP_COLS	"id, name, model, version, replicas, threads, " \
 			"max_batch, max_queue_delay_us, status, created_at, " \
-			"min_replicas, max_replicas"
+			"min_replicas, max_replicas, traffic, prev_traffic"
 #define USAGE_COLS	"id, request_id, ts_us, tenant_id, key_id, model, " \
 			"version, endpoint, status, queue_us, compute_us, " \
 			"bytes_in, bytes_out, prompt_tokens, completion_tokens, " \
@@ -139,6 +139,9 @@ enum db_sql {
 	SQL_TENANT_WEIGHT,
 	SQL_TENANT_SET_WEIGHT,
 	SQL_DEP_SCALE,
+	SQL_DEP_TRAFFIC,
+	SQL_DEP_ROLLBACK,
+	SQL_DEP_DELETE,
 	SQL_COUNT
 };
 
@@ -307,6 +310,20 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	    "UPDATE deployments SET replicas = ?2, min_replicas = ?3,"
 	    " max_replicas = ?4, updated_at = ?5 WHERE name = ?1"
 	    " RETURNING " DEP_COLS,
+	/* The set being replaced is kept for rollback. */
+	[SQL_DEP_TRAFFIC] =
+	    "UPDATE deployments SET prev_traffic = coalesce(traffic,"
+	    " json_array(json_object('version', version, 'weight', 100,"
+	    " 'replicas', replicas))), traffic = ?2, updated_at = ?3"
+	    " WHERE name = ?1 RETURNING " DEP_COLS,
+	/* Swaps the two sets: a second rollback undoes the first. */
+	[SQL_DEP_ROLLBACK] =
+	    "UPDATE deployments SET traffic = prev_traffic,"
+	    " prev_traffic = traffic, updated_at = ?2"
+	    " WHERE name = ?1 AND prev_traffic IS NOT NULL"
+	    " RETURNING " DEP_COLS,
+	[SQL_DEP_DELETE] =
+	    "DELETE FROM deployments WHERE name = ?1 RETURNING " DEP_COLS,
 };
 
 /* One SQLite connection and its statement cache.  Used by one thread. */
@@ -2179,4 +2196,45 @@ db_deployment_scale(struct db *db, const char *name, int replicas,
 	    json_pack("{s:i, s:i, s:i}", "replicas", replicas,
 	    "min_replicas", min_replicas, "max_replicas", max_replicas),
 	    actor, done, arg);
+}
+
+void
+db_deployment_traffic(struct db *db, const char *name, json_t *traffic,
+    const char *actor, db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[1] = { SQL_DEP_TRAFFIC };
+	unsigned	 flags[1] = { STEP_RESULT | STEP_REQUIRED };
+	json_t		*args[1];
+	char		*text = json_dumps(traffic, JSON_COMPACT);
+
+	args[0] = json_pack("[s, s?, I]", name, text, (json_int_t)db_now());
+	db_steps_submit(db, 1, sql, args, flags, "deployment.traffic", name,
+	    json_pack("{s:O}", "versions", traffic), actor, done, arg);
+	free(text);
+}
+
+void
+db_deployment_rollback(struct db *db, const char *name, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[1] = { SQL_DEP_ROLLBACK };
+	unsigned	 flags[1] = { STEP_RESULT | STEP_REQUIRED };
+	json_t		*args[1];
+
+	args[0] = json_pack("[s, I]", name, (json_int_t)db_now());
+	db_steps_submit(db, 1, sql, args, flags, "deployment.rollback", name,
+	    json_object(), actor, done, arg);
+}
+
+void
+db_deployment_delete(struct db *db, const char *name, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[1] = { SQL_DEP_DELETE };
+	unsigned	 flags[1] = { STEP_RESULT | STEP_REQUIRED };
+	json_t		*args[1];
+
+	args[0] = json_pack("[s]", name);
+	db_steps_submit(db, 1, sql, args, flags, "deployment.delete", name,
+	    json_object(), actor, done, arg);
 }

@@ -289,6 +289,21 @@ void		 db_tenant_set_weight(struct db *, const char *id, int weight,
 void		 db_deployment_scale(struct db *, const char *name,
 		    int replicas, int min_replicas, int max_replicas,
 		    const char *actor, db_done_fn *, void *arg);
+/* Stores a deployment's traffic split (a JSON array of {"version",
+ * "weight","replicas"}, borrowed) and keeps the one it replaces for
+ * rollback.  DB_NOT_FOUND if no such deployment.  result: the row, with
+ * "traffic" and "prev_traffic" as JSON text (NULL: the row's version
+ * takes all traffic). */
+void		 db_deployment_traffic(struct db *, const char *name,
+		    json_t *traffic, const char *actor, db_done_fn *,
+		    void *arg);
+/* Swaps the traffic split with the previous one.  DB_NOT_FOUND if no
+ * such deployment or it never changed.  result: the row. */
+void		 db_deployment_rollback(struct db *, const char *name,
+		    const char *actor, db_done_fn *, void *arg);
+/* Removes a deployment.  DB_NOT_FOUND if none.  result: its last row. */
+void		 db_deployment_delete(struct db *, const char *name,
+		    const char *actor, db_done_fn *, void *arg);
 
 /* --- audit --- */
 /* Every db_*_create/revoke above writes its own audit row in the same

@@ -176,6 +176,14 @@ static const char *const schema_migrations[] = {
 	 * models are metered too, but never counted against a limit). */
 	"ALTER TABLE usage_events ADD COLUMN admitted INTEGER NOT NULL"
 	"  DEFAULT 1;",
+
+	/* 4: the versions a deployment's name serves and their weights,
+	 * [{"version","weight","replicas"}..] (NULL: its one version, all
+	 * traffic), and the set before the last change, for rollback. */
+	"ALTER TABLE deployments ADD COLUMN traffic TEXT"
+	"  CHECK (traffic IS NULL OR json_valid(traffic));"
+	"ALTER TABLE deployments ADD COLUMN prev_traffic TEXT"
+	"  CHECK (prev_traffic IS NULL OR json_valid(prev_traffic));",
 };
 
 #define SCHEMA_NMIGRATIONS \

@@ -128,7 +128,7 @@ kserve_handle(struct req *r)
 	}
 	if (n == rest + 1 && strcmp(p[rest], "ready") == 0) {
 		const char	*v = NULL;
-		bool		 ready;
+		bool		 ready = false;
 
 		if (r->method != EVHTTP_REQ_GET)
 			goto method;
@@ -138,8 +138,20 @@ kserve_handle(struct req *r)
 			    "the model '%.128s' does not exist", model);
 			return;
 		}
+		if (version != NULL) {
+			bool	exists = false;
+
+			ready = sched_meta_version(srv->sched, model, version,
+			    &exists) != NULL;
+			if (!exists) {
+				http_error(r, 404, "model_not_found", NULL,
+				    "the model '%.128s' has no version "
+				    "'%.64s'", model, version);
+				return;
+			}
+		}
 		ready = sched_deployment_ready(srv->sched, model) &&
-		    (version == NULL || (v && strcmp(v, version) == 0));
+		    (version == NULL || ready);
 		http_reply_json(r, ready ? 200 : 503, json_pack(
 		    "{s:s, s:b}", "name", model, "ready", ready));
 		return;
@@ -163,7 +175,7 @@ static void
 kserve_model_meta(struct req *r, const char *model, const char *version)
 {
 	json_t		*dep, *mod, *meta, *out;
-	const char	*mname, *mver;
+	const char	*mname, *mver, *v = NULL;
 
 	dep = db_deployment_get(r->srv->db, model);
 	if (dep == NULL) {
@@ -173,6 +185,16 @@ kserve_model_meta(struct req *r, const char *model, const char *version)
 	}
 	mname = json_string_value(json_object_get(dep, "model"));
 	mver = json_string_value(json_object_get(dep, "version"));
+	/* The version asked for, else the one with most traffic. */
+	if (version != NULL) {
+		bool	exists = false;
+
+		(void)sched_meta_version(r->srv->sched, model, version,
+		    &exists);
+		if (exists)
+			mver = version;
+	} else if (sched_meta(r->srv->sched, model, &v) != NULL)
+		mver = v;
 	if (version != NULL && (mver == NULL || strcmp(version, mver) != 0)) {
 		json_decref(dep);
 		http_error(r, 404, "model_not_found", NULL,
@@ -241,19 +263,28 @@ kserve_infer(struct req *r, const char *model, const char *version)
 	/* A deployment whose model loaded once takes requests even while
 	 * its runtimes restart: they queue, and the scheduler refuses them
 	 * itself when no runtime will be back soon. */
-	if ((meta = sched_meta(srv->sched, model, &v)) == NULL) {
+	if (version != NULL) {
+		bool	exists = false;
+
+		meta = sched_meta_version(srv->sched, model, version, &exists);
+		if (!exists) {
+			meter_error(r, 404, "model_not_found", "version",
+			    "the model '%.128s' has no version '%.64s'",
+			    model, version);
+			return;
+		}
+		v = version;
+	} else if ((v = sched_pick(srv->sched, model)) != NULL)
+		meta = sched_meta_version(srv->sched, model, v, NULL);
+	else
+		meta = NULL;
+	if (meta == NULL) {
 		http_add_header(r, "Retry-After", "1");
 		meter_error(r, 503, "model_not_ready", NULL,
 		    "the model '%.128s' is not ready yet", model);
 		return;
 	}
 	snprintf(r->usage.version, sizeof(r->usage.version), "%s", v);
-	if (version != NULL && strcmp(version, v) != 0) {
-		meter_error(r, 404, "model_not_found", "version",
-		    "the model '%.128s' has no version '%.64s'", model,
-		    version);
-		return;
-	}
 	if ((body = http_parse_json(r, err, sizeof(err))) == NULL) {
 		meter_error(r, 400, "invalid_json", NULL, "%s", err);
 		return;
@@ -276,6 +307,7 @@ kserve_infer(struct req *r, const char *model, const char *version)
 	r->ctx = c;
 	r->ctx_free = infer_ctx_free;
 	json_decref(body);
+	opts.version = v;	/* the version meta encoded it for */
 	r->job = sched_submit_opts(srv->sched, model, &opts, &payload,
 	    kserve_infer_done, r);
 	wbuf_release(&payload);

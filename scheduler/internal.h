@@ -49,6 +49,12 @@ struct deployment {
 	char			*model;
 	char			*version;
 	char			*path;
+	unsigned		 weight;	/* share of its name's traffic */
+	/* Weight 0 or deleted: takes no new job, drains its queue and
+	 * replicas, then is gone (kept for its retired replicas' sake, and
+	 * revived if its version comes back). */
+	bool			 retiring;
+	bool			 gone;
 	int			 threads;
 	int			 max_batch;	/* rows per INFER */
 	int64_t			 max_delay_us;	/* to wait for a fuller batch */

@@ -62,6 +62,12 @@ static void	sched_sigchld_cb(evutil_socket_t, short, void *);
 static void	sched_deadline_cb(evutil_socket_t, short, void *);
 static void	sched_batch_cb(evutil_socket_t, short, void *);
 static struct deployment *sched_find(struct sched *, const char *);
+static struct deployment *sched_find_version(struct sched *, const char *,
+		    const char *);
+static struct deployment *deployment_new(struct sched *,
+		    const struct sched_deploy_spec *);
+static void	deployment_retire(struct deployment *);
+static bool	name_waits(struct sched *, const char *);
 static void	deployment_free(struct deployment *);
 static bool	deployment_live(const struct deployment *);
 static int	deployment_live_count(const struct deployment *);
@@ -204,13 +210,30 @@ sched_sigchld_cb(evutil_socket_t sig, short what, void *arg)
 		(void)replica_reaped(s, pid, status);
 }
 
+/* The serving version of name with the largest weight (the first one on
+ * a tie): what name-wide operations (scale, metadata) apply to. */
 static struct deployment *
 sched_find(struct sched *s, const char *name)
+{
+	struct deployment	*dep, *best = NULL;
+
+	TAILQ_FOREACH(dep, &s->deployments, entry)
+		if (!dep->retiring && !dep->gone &&
+		    strcmp(dep->name, name) == 0 &&
+		    (best == NULL || dep->weight > best->weight))
+			best = dep;
+	return best;
+}
+
+/* One version of name, serving or retiring, not gone. */
+static struct deployment *
+sched_find_version(struct sched *s, const char *name, const char *version)
 {
 	struct deployment	*dep;
 
 	TAILQ_FOREACH(dep, &s->deployments, entry)
-		if (strcmp(dep->name, name) == 0)
+		if (!dep->gone && strcmp(dep->name, name) == 0 &&
+		    strcmp(dep->version, version) == 0)
 			return dep;
 	return NULL;
 }
@@ -250,10 +273,22 @@ int
 sched_deploy(struct sched *s, const struct sched_deploy_spec *spec)
 {
 	struct deployment	*dep;
-	int			 n;
 
 	if (sched_find(s, spec->name) != NULL)
 		return -1;
+	/* A version still draining from a deleted deployment of the same
+	 * name keeps draining: this is a new one. */
+	dep = deployment_new(s, spec);
+	dep->weight = 100;
+	return 0;
+}
+
+static struct deployment *
+deployment_new(struct sched *s, const struct sched_deploy_spec *spec)
+{
+	struct deployment	*dep;
+	int			 n;
+
 	dep = xcalloc(1, sizeof(*dep));
 	dep->s = s;
 	dep->name = xstrdup(spec->name);
@@ -281,7 +316,160 @@ sched_deploy(struct sched *s, const struct sched_deploy_spec *spec)
 	log_info("deployment '%s' -> %s:%s, %d replica(s), batch %d, "
 	    "delay %lld us", dep->name, dep->model, dep->version,
 	    dep->n_replicas, dep->max_batch, (long long)dep->max_delay_us);
+	return dep;
+}
+
+/* Takes no new job; the autoscale tick stops it once it is empty. */
+static void
+deployment_retire(struct deployment *dep)
+{
+	if (dep->retiring)
+		return;
+	dep->retiring = true;
+	dep->weight = 0;
+	log_info("deployment '%s' version %s: draining", dep->name,
+	    dep->version);
+}
+
+/* True while name has serving versions but none has loaded yet: the
+ * versions it retires keep serving until then. */
+static bool
+name_waits(struct sched *s, const char *name)
+{
+	struct deployment	*dep;
+	bool			 serving = false;
+
+	TAILQ_FOREACH(dep, &s->deployments, entry) {
+		if (dep->retiring || dep->gone || strcmp(dep->name, name) != 0)
+			continue;
+		if (dep->have_meta)
+			return false;
+		serving = true;
+	}
+	return serving;
+}
+
+int
+sched_traffic(struct sched *s, const char *name,
+    const struct sched_version_spec *v, size_t n)
+{
+	struct deployment	*tmpl = sched_find(s, name), *dep;
+	struct sched_deploy_spec spec;
+	unsigned		 sum = 0;
+
+	if (tmpl == NULL || n == 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].replicas < 0 || v[i].replicas > MAX_REPLICAS ||
+		    v[i].version == NULL || v[i].path == NULL)
+			return -1;
+		sum += v[i].weight;
+	}
+	if (sum == 0)
+		return -1;
+	/* Versions left out drain; listed ones with weight 0 too. */
+	TAILQ_FOREACH(dep, &s->deployments, entry) {
+		bool	listed = false;
+
+		if (dep->gone || dep->retiring || strcmp(dep->name, name) != 0)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(v[i].version, dep->version) == 0 &&
+			    v[i].weight > 0)
+				listed = true;
+		if (!listed)
+			deployment_retire(dep);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].weight == 0)
+			continue;
+		dep = sched_find_version(s, name, v[i].version);
+		if (dep != NULL && dep->retiring) {
+			/* Back before it stopped: serves again. */
+			dep->retiring = false;
+			if (dep->wanted == 0 || v[i].replicas > 0)
+				deployment_resize(dep, v[i].replicas > 0 ?
+				    v[i].replicas : dep->min_replicas > 0 ?
+				    dep->min_replicas : 1);
+		} else if (dep == NULL) {
+			memset(&spec, 0, sizeof(spec));
+			spec.name = name;
+			spec.model = tmpl->model;
+			spec.version = v[i].version;
+			spec.path = v[i].path;
+			spec.replicas = v[i].replicas > 0 ? v[i].replicas : 1;
+			spec.threads = tmpl->threads;
+			spec.max_batch = tmpl->max_batch;
+			spec.max_queue_delay_us = tmpl->max_delay_us;
+			dep = deployment_new(s, &spec);
+		} else if (v[i].replicas > 0 && v[i].replicas != dep->wanted) {
+			if (dep->min_replicas > v[i].replicas)
+				dep->min_replicas = v[i].replicas;
+			if (dep->max_replicas < v[i].replicas)
+				dep->max_replicas = v[i].replicas;
+			deployment_resize(dep, v[i].replicas);
+		}
+		dep->weight = v[i].weight;
+	}
 	return 0;
+}
+
+int
+sched_remove(struct sched *s, const char *name)
+{
+	struct deployment	*dep;
+	int			 n = 0;
+
+	TAILQ_FOREACH(dep, &s->deployments, entry) {
+		if (dep->gone || dep->retiring || strcmp(dep->name, name) != 0)
+			continue;
+		deployment_retire(dep);
+		n++;
+	}
+	return n > 0 ? 0 : -1;
+}
+
+const char *
+sched_pick(struct sched *s, const char *name)
+{
+	struct deployment	*dep, *last = NULL;
+	uint64_t		 sum = 0, x;
+
+	TAILQ_FOREACH(dep, &s->deployments, entry)
+		if (!dep->retiring && !dep->gone && dep->have_meta &&
+		    strcmp(dep->name, name) == 0)
+			sum += dep->weight;
+	if (sum == 0) {
+		/* The new versions are loading: the retiring ones serve. */
+		TAILQ_FOREACH(dep, &s->deployments, entry)
+			if (dep->retiring && !dep->gone && dep->have_meta &&
+			    dep->wanted > 0 && strcmp(dep->name, name) == 0 &&
+			    name_waits(s, name))
+				return dep->version;
+		return NULL;
+	}
+	x = ((uint64_t)random() << 31 ^ (uint64_t)random()) % sum;
+	TAILQ_FOREACH(dep, &s->deployments, entry) {
+		if (dep->retiring || dep->gone || !dep->have_meta ||
+		    strcmp(dep->name, name) != 0)
+			continue;
+		last = dep;
+		if (x < dep->weight)
+			return dep->version;
+		x -= dep->weight;
+	}
+	return last != NULL ? last->version : NULL;
+}
+
+const struct ipc_meta *
+sched_meta_version(struct sched *s, const char *name, const char *version,
+    bool *exists)
+{
+	struct deployment	*dep = sched_find_version(s, name, version);
+
+	if (exists != NULL)
+		*exists = dep != NULL && !dep->retiring;
+	return dep != NULL && dep->have_meta ? &dep->meta : NULL;
 }
 
 static void
@@ -372,6 +560,21 @@ sched_autoscale_cb(evutil_socket_t fd, short what, void *arg)
 		int	serving = 0;
 		bool	busy, idle;
 
+		if (dep->gone)
+			continue;
+		if (dep->retiring) {
+			/* Its queue ran dry and what replaces it has loaded:
+			 * its replicas drain and stop. */
+			if (dep->q.queued == 0 && dep->wanted > 0 &&
+			    !name_waits(s, dep->name))
+				deployment_resize(dep, 0);
+			if (dep->q.queued == 0 && dep->n_replicas == 0) {
+				dep->gone = true;
+				log_info("deployment '%s' version %s stopped",
+				    dep->name, dep->version);
+			}
+			continue;
+		}
 		if (dep->min_replicas >= dep->max_replicas)
 			continue;
 		for (int i = 0; i < dep->n_replicas; i++) {
@@ -525,9 +728,13 @@ deployment_live(const struct deployment *dep)
 bool
 sched_deployment_ready(struct sched *s, const char *name)
 {
-	struct deployment	*dep = sched_find(s, name);
+	struct deployment	*dep;
 
-	return dep != NULL && deployment_live(dep);
+	TAILQ_FOREACH(dep, &s->deployments, entry)
+		if (!dep->retiring && !dep->gone &&
+		    strcmp(dep->name, name) == 0 && deployment_live(dep))
+			return true;
+	return false;
 }
 
 bool
@@ -536,7 +743,7 @@ sched_ready(struct sched *s)
 	struct deployment	*dep;
 
 	TAILQ_FOREACH(dep, &s->deployments, entry)
-		if (!deployment_live(dep))
+		if (!dep->retiring && !dep->gone && !deployment_live(dep))
 			return false;
 	return true;
 }
@@ -545,15 +752,18 @@ size_t
 sched_replica_pids(struct sched *s, const char *name, pid_t *pids,
     size_t max)
 {
-	struct deployment	*dep = sched_find(s, name);
+	struct deployment	*dep;
 	size_t			 n = 0;
 
-	if (dep == NULL)
-		return 0;
-	for (int i = 0; i < dep->n_replicas && n < max; i++)
-		if (dep->replicas[i]->state == REPLICA_LIVE &&
-		    !dep->replicas[i]->draining && dep->replicas[i]->pid > 0)
-			pids[n++] = dep->replicas[i]->pid;
+	TAILQ_FOREACH(dep, &s->deployments, entry) {
+		if (dep->retiring || dep->gone || strcmp(dep->name, name) != 0)
+			continue;
+		for (int i = 0; i < dep->n_replicas && n < max; i++)
+			if (dep->replicas[i]->state == REPLICA_LIVE &&
+			    !dep->replicas[i]->draining &&
+			    dep->replicas[i]->pid > 0)
+				pids[n++] = dep->replicas[i]->pid;
+	}
 	return n;
 }
 
@@ -573,13 +783,21 @@ sched_submit_opts(struct sched *s, const char *name,
     const struct sched_job_opts *opts, struct wbuf *payload,
     sched_done_fn *done, void *arg)
 {
-	struct deployment	*dep = sched_find(s, name);
+	struct deployment	*dep;
 	struct sched_job	*job, *victim;
 	struct sched_result	 res;
 	const char		*tenant = opts && opts->tenant_id ?
 				    opts->tenant_id : "";
+	const char		*version = opts ? opts->version : NULL;
 
-	if (dep == NULL)
+	if (version == NULL)
+		version = sched_pick(s, name);
+	dep = version != NULL ? sched_find_version(s, name, version) :
+	    sched_find(s, name);
+	/* A retiring version takes jobs only while it still stands in for
+	 * versions that are loading (sched_pick()). */
+	if (dep == NULL || (dep->retiring && (dep->wanted == 0 ||
+	    !name_waits(s, name))))
 		return NULL;
 	job = xcalloc(1, sizeof(*job));
 	job->dep = dep;
@@ -999,6 +1217,8 @@ sched_stats(struct sched *s, sched_dep_stats_fn *dep_fn,
 	struct flow		*f;
 
 	TAILQ_FOREACH(dep, &s->deployments, entry) {
+		if (dep->gone)
+			continue;
 		if (dep_fn != NULL) {
 			dep->stats.queued = dep->q.queued;
 			dep->stats.replicas = dep->wanted;

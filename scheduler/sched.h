@@ -101,6 +101,7 @@ struct sched_job_opts {
 	unsigned		 weight;	/* 1..SCHED_WEIGHT_MAX; 0: 1 */
 	enum sched_priority	 priority;	/* within the tenant */
 	int64_t			 timeout_us;	/* to start; 0: 30 s */
+	const char		*version;	/* pinned; NULL: by weight */
 };
 #define SCHED_WEIGHT_MAX	1000
 #define SCHED_DEFAULT_TIMEOUT_US	(30 * 1000000LL)
@@ -143,6 +144,33 @@ int		 sched_deploy(struct sched *, const struct sched_deploy_spec *);
  * -1 if no such deployment or the numbers are out of bounds. */
 int		 sched_scale(struct sched *, const char *name, int replicas,
 		    int min_replicas, int max_replicas);
+
+/* One version of a deployment's traffic split. */
+struct sched_version_spec {
+	const char	*version;
+	const char	*path;		/* model file */
+	unsigned	 weight;	/* 0: drain and stop */
+	int		 replicas;	/* 0: keep (1 when new) */
+};
+/* Sets the versions a deployment's name serves and their weights: new
+ * versions start replicas (threads and batching copied from the
+ * deployment), versions left out or at weight 0 take no new request,
+ * finish what they have queued and running, then stop.  -1 if no such
+ * deployment, no version has a weight, or a number is out of bounds. */
+int		 sched_traffic(struct sched *, const char *name,
+		    const struct sched_version_spec *, size_t n);
+/* Drains every version of a deployment and forgets it: new requests see
+ * no such deployment, queued and running ones finish.  -1 if none. */
+int		 sched_remove(struct sched *, const char *name);
+/* A version to send a request to, with probability weight / sum among
+ * the versions whose model has loaded; NULL if none.  Borrowed until the
+ * deployment changes. */
+const char	*sched_pick(struct sched *, const char *name);
+/* Metadata of one version once it loaded (a draining one too, for what
+ * sched_pick() returns), else NULL; *exists tells whether the deployment
+ * serves that version (not draining). */
+const struct ipc_meta *sched_meta_version(struct sched *, const char *name,
+		    const char *version, bool *exists);
 
 /* Metadata of a deployment's model once a replica said HELLO, else NULL.
  * Borrowed until the deployment changes. */

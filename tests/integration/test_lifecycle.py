@@ -112,7 +112,9 @@ def test_sigterm_drains_in_flight_requests(maasd_factory, models):
     d = maasd_factory()
     deploy_file(d, "big", models.get(HEAVY, seed=1))
     _, k = tenant_with_key(d)
-    x = np.random.default_rng(0).random((64, 784)).astype(np.float32)
+    # 256 rows: each request computes for tens of ms on the heavy model, so
+    # several are still queued or running when the signal arrives
+    x = np.random.default_rng(0).random((256, 784)).astype(np.float32)
     body = json.dumps({"inputs": [tensor("input", x)]}).encode()
     # a keep-alive connection opened before the signal, for /readyz
     ctx = ssl.create_default_context(cafile=d.cert)
