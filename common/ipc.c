@@ -19,6 +19,7 @@ static const char *ipc_type_names[IPC_TYPE_MAX] = {
 
 static int	ipc_get_desc(struct rbuf *, struct ipc_tensor_desc *);
 static void	ipc_put_desc(struct wbuf *, const struct ipc_tensor_desc *);
+static int	skip_payload(int, size_t);
 
 const char *
 ipc_type_name(enum ipc_type t)
@@ -116,6 +117,28 @@ read_all(int fd, void *buf, size_t n)
 	return 1;
 }
 
+/* Reads and drops n payload bytes: -1 with errno ENOMEM once they are
+ * gone (the stream is still in step), or -1 as read_all fails. */
+static int
+skip_payload(int fd, size_t n)
+{
+	uint8_t	tmp[4096];
+	size_t	k;
+	int	r;
+
+	while (n > 0) {
+		k = n < sizeof(tmp) ? n : sizeof(tmp);
+		if ((r = read_all(fd, tmp, k)) != 1) {
+			if (r == 0)
+				errno = EPROTO;	/* EOF inside the frame */
+			return -1;
+		}
+		n -= k;
+	}
+	errno = ENOMEM;
+	return -1;
+}
+
 int
 ipc_write_frame(int fd, enum ipc_type type, uint64_t req_id,
     const void *payload, size_t len)
@@ -136,6 +159,9 @@ ipc_write_frame(int fd, enum ipc_type type, uint64_t req_id,
 	return len ? write_all(fd, payload, len) : 0;
 }
 
+/* Beyond what ipc.h says: a payload that cannot be allocated is read and
+ * dropped, and -1 returned with errno ENOMEM and *h filled; the stream is
+ * still in step, so the caller may refuse just that request. */
 int
 ipc_read_frame(int fd, struct ipc_hdr *h, uint8_t **buf, size_t *bufcap,
     uint32_t max_payload)
@@ -150,7 +176,13 @@ ipc_read_frame(int fd, struct ipc_hdr *h, uint8_t **buf, size_t *bufcap,
 		return -1;
 	}
 	if (h->len > *bufcap) {
-		*buf = xrealloc(*buf, h->len);
+		uint8_t	*nb;
+
+		/* Not xrealloc: a frame the peer may send but we cannot
+		 * hold (RLIMIT_AS) is skipped and reported, not fatal. */
+		if ((nb = realloc(*buf, h->len)) == NULL)
+			return skip_payload(fd, h->len);
+		*buf = nb;
 		*bufcap = h->len;
 	}
 	if (h->len > 0 && read_all(fd, *buf, h->len) != 1) {

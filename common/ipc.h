@@ -108,7 +108,9 @@ int	ipc_hdr_decode(const uint8_t in[IPC_HDR_LEN], struct ipc_hdr *,
  * returns 0 or -1 (errno set).  ipc_read_frame reads one frame into *buf
  * (grown as needed, caller frees; payload length in hdr->len); returns 1 on
  * a frame, 0 on clean EOF before a header, -1 on I/O error, truncation or a
- * header that fails ipc_hdr_decode (errno EPROTO). */
+ * header that fails ipc_hdr_decode (errno EPROTO).  A payload that cannot
+ * be allocated is read and dropped: -1 with errno ENOMEM and *hdr filled,
+ * the stream still in step, so the caller may refuse that one request. */
 int	ipc_write_frame(int fd, enum ipc_type, uint64_t req_id,
 	    const void *payload, size_t len);
 int	ipc_read_frame(int fd, struct ipc_hdr *, uint8_t **buf, size_t *bufcap,

@@ -153,6 +153,24 @@ serve_loop(int fd, struct onnx_model *m)
 			ret = SERVE_EOF;
 			break;
 		}
+		if (r == -1 && errno == ENOMEM && h.type == IPC_INFER) {
+			/* Dropped unread: more than RLIMIT_AS leaves room
+			 * for.  The request is refused, serving goes on. */
+			snprintf(s.err, sizeof(s.err), "request of %u bytes "
+			    "exceeds the runtime's memory limit", h.len);
+			if ((ret = reply_err(&s, h.req_id,
+			    IPC_ERR_TOO_LARGE)) != -1)
+				break;
+			continue;
+		}
+		if (r == -1 && errno == ENOMEM) {
+			/* Only INFER carries a payload worth refusing. */
+			log_warnx("req=%llu: bad %s frame from maasd",
+			    (unsigned long long)h.req_id,
+			    ipc_type_name((enum ipc_type)h.type));
+			ret = SERVE_EPROTO;
+			break;
+		}
 		if (r == -1 && (errno == EPROTO || errno == 0)) {
 			log_warnx("malformed or truncated frame from maasd");
 			ret = SERVE_EPROTO;

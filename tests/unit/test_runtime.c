@@ -603,6 +603,68 @@ test_load_errors(void **state)
 #endif
 }
 
+/* A request too big for what RLIMIT_AS leaves is refused with TOO_LARGE
+ * (413 at the gateway), and the runtime goes on serving: the frame is
+ * skipped, not buffered, and nothing aborts. */
+static void
+test_too_large_for_limit(void **state)
+{
+#ifdef __SANITIZE_ADDRESS__	/* no RLIMIT_AS under ASan */
+	(void)state;
+	skip();
+#else
+	struct ipc_meta	 meta;
+	struct ipc_hdr	 h;
+	struct rbuf	 rb;
+	struct wbuf	 w;
+	struct rt	 r;
+	float		*x;
+	const int64_t	 big = (16 << 20) / (784 * 4) + 1;	/* > 16 MiB */
+	char		 v[256], lim[32];
+	uint16_t	 code;
+	long		 idle_kb;
+
+	(void)state;
+	/* The idle size of this runtime, then a limit 8 MiB above it. */
+	rt_spawn(&r, demo, "1024");
+	hello(&r, &meta);
+	ipc_meta_release(&meta);
+	proc_field(r.pid, "status", "VmSize:", v, sizeof(v));
+	assert_true((idle_kb = atol(v)) > 0);
+	assert_int_equal(rt_wait(&r), 0);
+	snprintf(lim, sizeof(lim), "%ld", (idle_kb >> 10) + 8);
+
+	x = xcalloc((size_t)big * 784, sizeof(float));
+	wbuf_init(&w);
+	rt_spawn(&r, demo, lim);
+	hello(&r, &meta);
+	ipc_meta_release(&meta);
+	for (uint64_t req = 40; req < 42; req++) {	/* twice: no leak */
+		infer_payload(&w, "input", big, 784, x, NULL);
+		assert_true(w.len > 16u << 20);
+		rt_send(&r, IPC_INFER, req, &w);
+		rt_recv(&r, &h);
+		assert_int_equal(h.type, IPC_INFER_ERR);
+		assert_int_equal(h.req_id, req);
+		rbuf_init(&rb, r.buf, h.len);
+		assert_int_equal(rbuf_u16(&rb, &code), 0);
+		assert_int_equal(code, IPC_ERR_TOO_LARGE);
+	}
+	/* Still in step: a small request is served. */
+	infer_payload(&w, "input", 1, 784, x, NULL);
+	rt_send(&r, IPC_INFER, 43, &w);
+	rt_recv(&r, &h);
+	assert_int_equal(h.type, IPC_INFER_OK);
+	assert_int_equal(h.req_id, 43);
+	rt_send(&r, IPC_PING, 44, NULL);
+	rt_recv(&r, &h);
+	assert_int_equal(h.type, IPC_PONG);
+	assert_int_equal(rt_wait(&r), 0);
+	wbuf_release(&w);
+	free(x);
+#endif
+}
+
 /* When its parent dies, the runtime dies with it, even with its socket
  * still open at the other end. */
 static void
@@ -680,6 +742,7 @@ main(void)
 		cmocka_unit_test(test_serve_demo),
 		cmocka_unit_test(test_protocol_errors),
 		cmocka_unit_test(test_load_errors),
+		cmocka_unit_test(test_too_large_for_limit),
 		cmocka_unit_test(test_parent_death),
 	};
 
