@@ -58,6 +58,16 @@ tensor_count(const int64_t *dims, int ndim, size_t elem_size,
 
 	if (ndim < 0 || ndim > TENSOR_MAX_DIMS)
 		return -1;
+	/* A zero dimension makes the tensor empty whatever the others are:
+	 * the count must not depend on the order of the dimensions. */
+	for (int i = 0; i < ndim; i++) {
+		if (dims[i] < 0)
+			return -1;
+		if (dims[i] == 0) {
+			*count = 0;
+			return 0;
+		}
+	}
 	for (int i = 0; i < ndim; i++) {
 		if (dims[i] < 0)
 			return -1;

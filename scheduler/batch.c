@@ -94,6 +94,10 @@ batch_rows(const uint8_t *payload, size_t len, uint64_t *sig)
 			rows = t.dims[0];
 		if (t.dims[0] != rows)
 			return 0;
+		/* Rows of equal size only (not BYTES tensors, whose elements
+		 * vary): that is what batch_concat and batch_split cut by. */
+		if (rows < 1 || t.nbytes % (uint64_t)rows != 0)
+			return 0;
 		h = hash_bytes(h, t.name, t.nlen);
 		h = hash_bytes(h, &t.dtype, 1);
 		h = hash_bytes(h, &t.ndim, 1);
