@@ -1581,28 +1581,40 @@ key_create_run(struct db *db, struct db_job *j)
 	    j->u.key.prefix, "expires_at", (json_int_t)j->u.key.expires_at));
 }
 
+/* Marks one row ended (revoked, deleted) with set, returning it.  Ending
+ * an ended row again changes nothing, keeps the first time and is not
+ * audited: the row is then read with get, and DB_NOT_FOUND if absent.
+ * Returns 1 when the row changed now (the caller audits), else a status
+ * through *s. */
+static int
+end_once(struct db *db, struct db_job *j, enum db_sql set, enum db_sql get,
+    enum db_status *s)
+{
+	sqlite3_stmt	*st;
+
+	*s = DB_ERROR;
+	st = conn_bind(&db->wr, set, "ti", j->u.revoke.id, db_now());
+	if (st == NULL || (*s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+		return 0;
+	if (j->result != NULL)
+		return 1;
+	if ((st = conn_bind(&db->wr, get, "t", j->u.revoke.id)) == NULL) {
+		*s = DB_ERROR;
+		return 0;
+	}
+	if ((*s = stmt_row(&db->wr, st, &j->result)) == DB_OK &&
+	    j->result == NULL)
+		*s = DB_NOT_FOUND;
+	return 0;
+}
+
 static enum db_status
 key_revoke_run(struct db *db, struct db_job *j)
 {
-	sqlite3_stmt	*st;
 	enum db_status	 s;
 
-	st = conn_bind(&db->wr, SQL_KEY_REVOKE, "ti", j->u.revoke.id,
-	    db_now());
-	if (st == NULL)
-		return DB_ERROR;
-	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+	if (!end_once(db, j, SQL_KEY_REVOKE, SQL_KEY_GET, &s))
 		return s;
-	if (j->result == NULL) {
-		/* Unknown, or revoked before: revoking again changes nothing,
-		 * keeps the first revocation time and is not audited. */
-		st = conn_bind(&db->wr, SQL_KEY_GET, "t", j->u.revoke.id);
-		if (st == NULL)
-			return DB_ERROR;
-		if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
-			return s;
-		return j->result != NULL ? DB_OK : DB_NOT_FOUND;
-	}
 	return db_audit(db, j, "key.revoke", j->u.revoke.id,
 	    json_pack("{s:O}", "tenant_id",
 	    json_object_get(j->result, "tenant_id")));
@@ -1813,24 +1825,10 @@ issuer_create_run(struct db *db, struct db_job *j)
 static enum db_status
 issuer_delete_run(struct db *db, struct db_job *j)
 {
-	sqlite3_stmt	*st;
 	enum db_status	 s;
 
-	st = conn_bind(&db->wr, SQL_ISSUER_DELETE, "ti", j->u.revoke.id,
-	    db_now());
-	if (st == NULL)
-		return DB_ERROR;
-	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
+	if (!end_once(db, j, SQL_ISSUER_DELETE, SQL_ISSUER_GET, &s))
 		return s;
-	if (j->result == NULL) {
-		/* Unknown, or deleted before: like revoking a key twice. */
-		st = conn_bind(&db->wr, SQL_ISSUER_GET, "t", j->u.revoke.id);
-		if (st == NULL)
-			return DB_ERROR;
-		if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
-			return s;
-		return j->result != NULL ? DB_OK : DB_NOT_FOUND;
-	}
 	return db_audit(db, j, "issuer.delete", j->u.revoke.id,
 	    json_pack("{s:O}", "kid", json_object_get(j->result, "kid")));
 }

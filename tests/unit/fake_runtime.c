@@ -123,6 +123,22 @@ infer(uint64_t id, const uint8_t *p, size_t len)
 	free(y);
 }
 
+/* A non-negative int ending the string or at one of the stop characters;
+ * anything else is a bug in the test that started us. */
+static long
+parse_num(const char *s, const char *stop)
+{
+	char	*end;
+	long	 v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || v < 0 || v > INT32_MAX ||
+	    (*end != '\0' && strchr(stop, *end) == NULL))
+		fatalx("bad number '%s'", s);
+	return v;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -135,14 +151,14 @@ main(int argc, char *argv[])
 	log_init("fake-runtime", false);
 	for (int i = 1; i + 1 < argc; i++) {
 		if (strcmp(argv[i], "--fd") == 0)
-			fd = atoi(argv[i + 1]);
+			fd = (int)parse_num(argv[i + 1], "");
 		else if (strcmp(argv[i], "--model") == 0)
 			model = argv[i + 1];
 	}
 	if (fd < 0)
 		return 0;	/* run without arguments: nothing to do */
 	if (strncmp(model, "slow:", 5) == 0)
-		slow_ms = atoi(model + 5);
+		slow_ms = (int)parse_num(model + 5, ",");
 	if ((l = strstr(model, ",log=")) != NULL)
 		snprintf(logpath, sizeof(logpath), "%s", l + 5);
 	hello();

@@ -120,12 +120,18 @@ main(int argc, char *argv[])
 	char			 err[1024];
 	int			 ch, fd = -1, mfd;
 	long			 r;
+	char			*end;
 
 	log_init("hostile-runtime", false);
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
-			fd = atoi(optarg);
+			errno = 0;
+			r = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    r < 0 || r > INT32_MAX)
+				fatalx("bad --fd '%s'", optarg);
+			fd = (int)r;
 			break;
 		case 'm':
 			model = optarg;
