@@ -83,8 +83,8 @@ admit_model(struct req *r, const char *model, int64_t tokens)
 	}
 	p = prices_at(srv->prices, model, now);
 	/* Reserve what a request of this model has recently cost at most;
-	 * settlement corrects it, so a budget is overspent by at most the
-	 * difference for the requests in flight. */
+	 * settlement replaces it by the real cost, cut to what the monthly
+	 * credit budget still allows, so the budget is never overspent. */
 	credits = price_cost(&p, tokens, 0,
 	    prices_compute_estimate(srv->prices, model));
 	v = quota_admit(srv->quota, r->tenant_id, r->key_id, model, tokens,
@@ -131,8 +131,8 @@ admit_settle(struct req *r)
 		    u->completion_tokens, u->compute_us);
 	} else
 		u->cost_micros = 0;
-	quota_settle(r->srv->quota, &r->ticket, u->prompt_tokens +
-	    u->completion_tokens, u->cost_micros);
+	u->cost_micros = quota_settle(r->srv->quota, &r->ticket,
+	    u->prompt_tokens + u->completion_tokens, u->cost_micros);
 }
 
 static struct quota_limits

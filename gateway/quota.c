@@ -358,18 +358,40 @@ entry_settle(struct quota_entry *e, const struct quota_ticket *t,
 		e->inflight--;
 }
 
-void
+/* The most e's monthly credit budget lets this ticket be charged: its own
+ * reservation plus whatever the budget has left beside it. */
+static int64_t
+entry_credit_cap(const struct quota_entry *e, const struct quota_ticket *t,
+    int64_t credits)
+{
+	int64_t	room;
+
+	if (e == NULL || !e->has_limits || e->lim.month_credits < 0 ||
+	    e->month != t->month)
+		return credits;
+	room = e->lim.month_credits - (e->credits_month - t->credits);
+	if (room < 0)
+		room = 0;
+	return credits < room ? credits : room;
+}
+
+int64_t
 quota_settle(struct quota *q, struct quota_ticket *t, int64_t tokens,
     int64_t credits)
 {
+	struct quota_entry	*te, *ke = NULL;
+
 	if (t == NULL || !t->active)
-		return;
-	entry_settle(entry_get(q, "t", t->tenant_id, false), t, tokens,
-	    credits);
+		return credits;
+	te = entry_get(q, "t", t->tenant_id, false);
 	if (t->key_id[0] != '\0')
-		entry_settle(entry_get(q, "k", t->key_id, false), t, tokens,
-		    credits);
+		ke = entry_get(q, "k", t->key_id, false);
+	credits = entry_credit_cap(te, t, credits);
+	credits = entry_credit_cap(ke, t, credits);
+	entry_settle(te, t, tokens, credits);
+	entry_settle(ke, t, tokens, credits);
 	t->active = false;
+	return credits;
 }
 
 const char *

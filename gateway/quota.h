@@ -84,8 +84,10 @@ enum quota_verdict quota_admit(struct quota *, const char *tenant_id,
 bool		 quota_model_allowed(struct quota *, const char *tenant_id,
 		    const char *key_id, const char *model);
 /* Replaces the reservation by the real use and releases the concurrency
- * slot.  Safe to call on an inactive ticket (does nothing). */
-void		 quota_settle(struct quota *, struct quota_ticket *,
+ * slot.  A monthly credit budget is a hard ceiling: the charge is cut to
+ * what the budgets still allow, and the charge kept is returned.  Safe to
+ * call on an inactive ticket (does nothing, returns credits). */
+int64_t		 quota_settle(struct quota *, struct quota_ticket *,
 		    int64_t tokens, int64_t credits);
 
 /* Month index of a Unix time (UTC): year * 12 + month - 1. */

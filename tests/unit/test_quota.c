@@ -158,6 +158,32 @@ test_budgets_and_allowlist(void **state)
 	quota_free(q);
 }
 
+/* Two requests in flight whose real cost exceeds their reservations: the
+ * second is charged only what the budget has left, never beyond it. */
+static void
+test_credit_budget_is_a_ceiling(void **state)
+{
+	struct quota		*q = quota_new();
+	struct quota_limits	 l = unlimited();
+	struct quota_ticket	 a, b, c;
+	struct quota_status	 st;
+
+	(void)state;
+	l.month_credits = 1000;
+	quota_set_limits(q, "ten_a", NULL, &l);
+	assert_int_equal(quota_admit(q, "ten_a", "k", "m", 0, 400, T0, &a,
+	    &st), QUOTA_OK);
+	assert_int_equal(quota_admit(q, "ten_a", "k", "m", 0, 400, T0, &b,
+	    &st), QUOTA_OK);
+	assert_int_equal(quota_settle(q, &a, 0, 600), 600);
+	assert_int_equal(quota_settle(q, &b, 0, 600), 400);
+	assert_int_equal(quota_admit(q, "ten_a", "k", "m", 0, 0, T0, &c,
+	    &st), QUOTA_OK);
+	assert_int_equal(quota_settle(q, &c, 0, 5), 0);
+	assert_int_equal(quota_settle(q, &c, 0, 5), 5);	/* inactive */
+	quota_free(q);
+}
+
 static void
 test_seed_after_restart(void **state)
 {
@@ -191,6 +217,7 @@ main(void)
 		cmocka_unit_test(test_tokens_reserve_and_settle),
 		cmocka_unit_test(test_concurrency_and_key_limits),
 		cmocka_unit_test(test_budgets_and_allowlist),
+		cmocka_unit_test(test_credit_budget_is_a_ceiling),
 		cmocka_unit_test(test_seed_after_restart),
 	};
 
