@@ -1,0 +1,62 @@
+/* runtime/llm/model.h - a llama-architecture decoder (Llama 2/3,
+ * TinyLlama, SmolLM, Mistral, Qwen2 with QKV biases): RMSNorm, RoPE,
+ * grouped-query attention over a KV cache, SwiGLU.  Weights stay in the
+ * GGUF mapping (F32, F16, Q8_0; Q4_0/Q4_K where supported) and are
+ * dequantized per use; prefill runs as matrix products on OpenBLAS sgemm,
+ * decode steps a batch of sequences at once. */
+#ifndef RUNTIME_LLM_MODEL_H
+#define RUNTIME_LLM_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct gguf;
+
+struct llm_hparams {
+	int	n_vocab;
+	int	n_ctx;		/* context length the model was trained for */
+	int	n_embd;
+	int	n_layer;
+	int	n_head;
+	int	n_head_kv;
+	int	n_ff;
+	int	head_dim;	/* n_embd / n_head */
+	float	rope_base;
+	float	rms_eps;
+};
+
+struct llm_model;
+struct llm_kv;		/* one sequence's KV cache */
+
+/* Builds the model over g (borrowed; must outlive the model): checks every
+ * tensor's presence, type and shape against the hparams.  0, or -1 with a
+ * message. */
+int	llm_model_load(const struct gguf *g, struct llm_model **out,
+	    char *err, size_t errlen);
+void	llm_model_free(struct llm_model *);
+const struct llm_hparams *llm_model_hparams(const struct llm_model *);
+/* Bytes the model needs resident: weights plus work buffers, without KV. */
+uint64_t llm_model_mem_bytes(const struct llm_model *);
+
+/* A KV cache for up to n_ctx positions (n_ctx <= hparams n_ctx). */
+struct llm_kv *llm_kv_new(const struct llm_model *, int n_ctx);
+void	llm_kv_free(struct llm_kv *);
+int	llm_kv_len(const struct llm_kv *);	/* positions held */
+void	llm_kv_truncate(struct llm_kv *, int n);	/* keep the first n */
+uint64_t llm_kv_bytes(const struct llm_model *, int n_ctx);
+
+/* Appends n tokens to kv and computes them in one pass (sgemm); writes the
+ * logits of the last one (n_vocab floats) when logits != NULL.  0, or -1
+ * if kv has no room or a token id is out of range. */
+int	llm_prefill(struct llm_model *, struct llm_kv *, const int32_t *tok,
+	    int n, float *logits);
+/* One decode step for n_seq sequences: tok[i] is appended to kvs[i];
+ * logits gets n_seq x n_vocab.  The result for a sequence is the same
+ * whatever else is in the batch. */
+int	llm_decode(struct llm_model *, struct llm_kv **kvs, const int32_t *tok,
+	    int n_seq, float *logits);
+/* Embedding of a token sequence: the final-norm hidden states, mean-pooled
+ * over positions and L2-normalized, into out (n_embd floats).  Uses kv as
+ * scratch (cleared first). */
+int	llm_embed(struct llm_model *, struct llm_kv *, const int32_t *tok,
+	    int n, float *out);
+#endif
