@@ -16,7 +16,7 @@
  *   INFER_OK    runtime -> maasd: u64 compute_us, tensor list (outputs)
  *   INFER_ERR   runtime -> maasd: u16 enum ipc_err, str16 message
  *   PING/PONG   empty; PONG echoes PING's request id
- *   GENERATE, TOKEN, DONE, CANCEL: reserved for LLM serving.
+ *   GENERATE, TOKEN, DONE, CANCEL: LLM serving, see the end of this file.
  *
  * A tensor list is u32 count, then per tensor:
  *   str16 name | u8 dtype | u8 ndim | ndim x i64 dim | u64 nbytes | bytes
@@ -56,7 +56,8 @@ enum ipc_type {
 enum ipc_err {
 	IPC_ERR_BAD_INPUT = 1,		/* the request is wrong: 400 */
 	IPC_ERR_INTERNAL,		/* the runtime failed: 500 */
-	IPC_ERR_TOO_LARGE		/* exceeds the runtime's limits: 413 */
+	IPC_ERR_TOO_LARGE,		/* exceeds the runtime's limits: 413 */
+	IPC_ERR_CONTEXT			/* prompt longer than the context: 400 */
 };
 
 enum model_format {
@@ -136,6 +137,115 @@ void	ipc_meta_encode(struct wbuf *, const struct ipc_meta *);
 int	ipc_meta_decode(struct rbuf *, struct ipc_meta *);	/* -1 bad */
 void	ipc_meta_release(struct ipc_meta *);
 void	ipc_meta_copy(struct ipc_meta *dst, const struct ipc_meta *src);
+
+/* --- LLM generation (GGUF runtimes) ---
+ * GENERATE  maasd -> runtime: struct ipc_gen_req (a chat, a completion or
+ *           an embedding).  The runtime applies the chat template,
+ *           tokenizes, and steps it with the other sequences it holds
+ *           (continuous batching).
+ * TOKEN     runtime -> maasd, same request id, once per generated token:
+ *           struct ipc_gen_token.  text holds whole UTF-8 characters only
+ *           (bytes of an unfinished one wait for the next token) and
+ *           never a part of a stop string: text that could still become
+ *           a stop string is held back until it cannot.
+ * DONE      runtime -> maasd: struct ipc_gen_done, the exact usage.  Ends
+ *           the request (also after CANCEL).  INFER_ERR ends it instead
+ *           when it fails before producing anything (IPC_ERR_CONTEXT: the
+ *           prompt does not fit the context).
+ * CANCEL    maasd -> runtime, empty, the request's id: stop at once; DONE
+ *           follows with what was produced (finish IPC_FINISH_CANCELLED).
+ * HELLO of a GGUF runtime has format MODEL_FORMAT_GGUF, no tensors, and
+ * struct ipc_llm_meta appended after the tensor descriptions. */
+#define IPC_IMSG_MAX		4096		/* chat messages per request */
+#define IPC_STOP_MAX		4		/* stop strings, as OpenAI */
+#define IPC_STOP_LEN		256		/* bytes per stop string */
+#define IPC_TOP_MAX		20		/* top_logprobs */
+#define IPC_BIAS_MAX		300		/* logit_bias entries */
+
+enum ipc_gen_mode {
+	IPC_GEN_CHAT = 1,
+	IPC_GEN_COMPLETION,
+	IPC_GEN_EMBEDDING
+};
+
+enum ipc_finish {
+	IPC_FINISH_STOP = 1,		/* eos / end-of-turn token or a stop string */
+	IPC_FINISH_LENGTH,		/* max_tokens or the context is full */
+	IPC_FINISH_CANCELLED
+};
+
+struct ipc_str {			/* bytes, not NUL-terminated, borrowed */
+	const char	*p;
+	uint32_t	 n;
+};
+
+struct ipc_gen_req {
+	enum ipc_gen_mode	 mode;
+	struct ipc_str		 tenant;	/* caches never cross tenants */
+	/* IPC_GEN_CHAT: n_msgs (role, content) pairs; otherwise prompt. */
+	uint32_t		 n_msgs;
+	struct ipc_str		*roles;		/* n_msgs */
+	struct ipc_str		*contents;	/* n_msgs */
+	struct ipc_str		 prompt;
+	uint32_t		 max_tokens;	/* 0: up to the context */
+	float			 temperature, top_p, min_p;
+	float			 presence_penalty, frequency_penalty;
+	uint32_t		 top_k;
+	uint64_t		 seed;
+	uint8_t			 logprobs;	/* 0/1 */
+	uint8_t			 top_logprobs;	/* 0..IPC_TOP_MAX */
+	uint32_t		 n_stop;
+	struct ipc_str		 stop[IPC_STOP_MAX];
+	uint32_t		 n_bias;
+	int32_t			*bias_tok;	/* n_bias */
+	float			*bias_val;	/* n_bias */
+};
+
+struct ipc_gen_logprob {
+	struct ipc_str	token;		/* the token's bytes */
+	float		logprob;
+};
+
+struct ipc_gen_token {
+	int32_t			 id;
+	struct ipc_str		 text;		/* may be empty (held back) */
+	struct ipc_gen_logprob	 lp;		/* when logprobs were asked */
+	uint32_t		 n_top;
+	struct ipc_gen_logprob	 top[IPC_TOP_MAX];
+};
+
+struct ipc_gen_done {
+	enum ipc_finish	 finish;
+	uint32_t	 prompt_tokens;
+	uint32_t	 cached_tokens;		/* prompt tokens reused */
+	uint32_t	 completion_tokens;
+	uint64_t	 compute_us;
+	uint32_t	 n_embd;		/* IPC_GEN_EMBEDDING: vector */
+	const uint8_t	*embd;			/* n_embd LE f32, unaligned */
+};
+
+struct ipc_llm_meta {
+	uint32_t	n_ctx;		/* context the runtime serves */
+	uint32_t	n_vocab;
+	uint32_t	n_embd;		/* embedding size */
+	uint32_t	max_seqs;	/* sequences it steps at once */
+	struct ipc_str	arch;		/* "llama", "qwen2" */
+	struct ipc_str	chat_template;	/* "chatml", "llama2", "llama3" */
+};
+
+/* Encoders append to w; decoders read all of r (trailing bytes are an
+ * error), check every count against the maxima above and the bytes left
+ * before allocating, and borrow strings from r's buffer.  ipc_gen_req_decode
+ * allocates roles/contents/bias arrays: release with ipc_gen_req_release. */
+void	ipc_gen_req_encode(struct wbuf *, const struct ipc_gen_req *);
+int	ipc_gen_req_decode(struct rbuf *, struct ipc_gen_req *);
+void	ipc_gen_req_release(struct ipc_gen_req *);
+void	ipc_gen_token_encode(struct wbuf *, const struct ipc_gen_token *);
+int	ipc_gen_token_decode(struct rbuf *, struct ipc_gen_token *);
+void	ipc_gen_done_encode(struct wbuf *, const struct ipc_gen_done *);
+int	ipc_gen_done_decode(struct rbuf *, struct ipc_gen_done *);
+void	ipc_llm_meta_encode(struct wbuf *, const struct ipc_llm_meta *);
+int	ipc_llm_meta_decode(struct rbuf *, struct ipc_llm_meta *);
 
 const char *ipc_type_name(enum ipc_type);
 #endif

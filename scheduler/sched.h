@@ -202,6 +202,23 @@ struct sched_job *sched_submit(struct sched *, const char *name,
 /* The caller lost interest (client went away): done will not be called.
  * A job already on a replica finishes there and its result is dropped. */
 void		 sched_cancel(struct sched_job *);
+/* --- streaming generation jobs (GGUF deployments) ---
+ * payload is an IPC GENERATE payload (struct ipc_gen_req).  The job is
+ * queued and fair-shared like any other; a replica runs up to its HELLO's
+ * max_seqs of them at once (continuous batching).  on_token is called for
+ * every TOKEN frame (payload borrowed for the call), then done exactly once
+ * with the DONE payload (status SCHED_OK) or an error.  A job that has
+ * produced a token is never retried on another replica.
+ * sched_stream_cancel: the client went away; a queued job ends at once
+ * (done with SCHED_CANCELLED, no payload), a running one is sent CANCEL and
+ * done comes with the runtime's DONE (SCHED_CANCELLED, payload set: the
+ * tokens produced are billed).  on_token is not called any more. */
+typedef void	sched_token_fn(void *arg, const uint8_t *payload, size_t len);
+struct sched_job *sched_submit_stream(struct sched *, const char *name,
+		    const struct sched_job_opts *, struct wbuf *payload,
+		    sched_token_fn *on_token, sched_done_fn *done, void *arg);
+void		 sched_stream_cancel(struct sched_job *);
+
 /* Jobs queued or running. */
 size_t		 sched_inflight(struct sched *);
 
