@@ -62,7 +62,7 @@ MAASD_SRCS	:= $(GATEWAY_SRCS) $(ADMIN_SRCS) $(SCHED_SRCS) $(DB_SRCS) \
 		   $(COMMON_SRCS)
 RUNTIME_ALL_SRCS := $(RUNTIME_SRCS) $(COMMON_SRCS) $(ONNX_GEN_SRCS)
 
-all: $(BIN)/maasd $(BIN)/maas-runtime $(BIN)/maas-genmodel
+all: $(BIN)/maasd $(BIN)/maas-runtime $(BIN)/maas-genmodel $(BIN)/maas-gengguf
 
 $(BIN)/maasd: $(call objs,$(MAASD_SRCS))
 	@mkdir -p $(dir $@)
@@ -75,6 +75,10 @@ $(BIN)/maas-runtime: $(call objs,$(RUNTIME_ALL_SRCS))
 $(BIN)/maas-genmodel: $(call objs,$(TOOLS_GENMODEL_SRCS) $(COMMON_SRCS) $(ONNX_GEN_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,libprotobuf-c) -lm
+
+$(BIN)/maas-gengguf: $(call objs,$(TOOLS_GENGGUF_SRCS) $(COMMON_SRCS))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lm
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

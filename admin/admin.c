@@ -20,7 +20,11 @@
 #include <openssl/evp.h>
 
 #include "admin/admin.h"
+#include "admin/billing.h"
+#include "admin/console.h"
+#include "admin/idem.h"
 #include "admin/issuers.h"
+#include "admin/openapi.h"
 #include "admin/tenancy.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
@@ -33,7 +37,6 @@
 #include "gateway/work.h"
 #include "scheduler/sched.h"
 
-#define ADMIN_ACTOR		"admin"
 #define NAME_MAX_LEN		64
 #define MODEL_MAX_BYTES		(64LL << 30)
 
@@ -134,6 +137,26 @@ parse_time(const char *s, int64_t *out)
 	return 0;
 }
 
+/* admin_handle lets a call without Authorization through only with a
+ * live console session. */
+const char *
+admin_actor(struct req *r)
+{
+	return http_header(r, "Authorization") != NULL ? "admin" : "console";
+}
+
+int
+admin_page_params(struct req *r, int *limit, const char **after)
+{
+	return page_params(r, limit, after);
+}
+
+int
+admin_parse_time(const char *s, int64_t *out)
+{
+	return parse_time(s, out);
+}
+
 static void
 reply_list(struct req *r, json_t *list)
 {
@@ -195,7 +218,8 @@ tenant_create(struct req *r)
 		    "1-64 characters of letters, digits, '.', '_' or '-'");
 		return;
 	}
-	db_tenant_create(r->srv->db, name, ADMIN_ACTOR, reply_created, r);
+	db_tenant_create(r->srv->db, name, admin_actor(r), reply_created,
+	    r);
 	json_decref(body);
 }
 
@@ -238,7 +262,7 @@ key_created(void *arg, enum db_status st, json_t *row)
 	}
 	if (st == DB_OK && row != NULL && k->scopes != NULL) {
 		db_key_set_scopes(r->srv->db, json_string_value(
-		    json_object_get(row, "id")), k->scopes, ADMIN_ACTOR,
+		    json_object_get(row, "id")), k->scopes, admin_actor(r),
 		    key_scoped, k);
 		json_decref(row);
 		return;
@@ -270,7 +294,7 @@ key_store(struct key_ctx *k)
 	k->tries++;
 	auth_key_generate(k->secret, k->prefix, k->hash);
 	db_key_create(k->r->srv->db, k->tenant_id, k->name, k->prefix,
-	    k->hash, k->expires_at, ADMIN_ACTOR, key_created, k);
+	    k->hash, k->expires_at, admin_actor(k->r), key_created, k);
 }
 
 static void
@@ -447,13 +471,20 @@ model_probed(void *arg, const struct ipc_meta *meta, const char *error)
 		return;
 	}
 	mj = tensorjson_meta_json(meta);
+	/* What one replica holds privately, for the memory budget. */
+	json_object_set_new(mj, "mem_bytes",
+	    json_integer((json_int_t)meta->mem_bytes));
 	memset(&in, 0, sizeof(in));
 	in.name = op->name;
 	in.version = op->version;
 	in.format = meta->format == MODEL_FORMAT_GGUF ? "gguf" : "onnx";
 	in.path = op->path;
 	in.sha256 = op->sha256;
-	in.size = op->size;
+	/* The model file and its external data files, which the runtime
+	 * has mapped (the hash covers the model file). */
+	in.size = meta->shared_bytes > (uint64_t)op->size &&
+	    meta->shared_bytes <= INT64_MAX ? (int64_t)meta->shared_bytes :
+	    op->size;
 	in.meta = mj;
 	db_model_create(op->srv->db, &in, op->actor, model_stored, op);
 	json_decref(mj);
@@ -525,8 +556,41 @@ model_create(struct req *r)
 	    json_string_value(json_object_get(body, "name")),
 	    json_string_value(json_object_get(body, "version")),
 	    json_string_value(json_object_get(body, "path")),
-	    ADMIN_ACTOR, reply_op, r);
+	    admin_actor(r), reply_op, r);
 	json_decref(body);
+}
+
+/* --- the node memory budget --- */
+
+/* A registered model's memory: private bytes per replica (what its probe
+ * reported at registration) and its files' size, shared by replicas. */
+static void
+model_memory(json_t *m, uint64_t *mem, uint64_t *file)
+{
+	json_int_t	v;
+
+	v = json_integer_value(json_object_get(json_object_get(m, "meta"),
+	    "mem_bytes"));
+	*mem = v > 0 ? (uint64_t)v : 0;
+	v = json_integer_value(json_object_get(m, "size"));
+	*file = v > 0 ? (uint64_t)v : 0;
+}
+
+/* The message of a change refused for memory.  The status is 409, not
+ * 507: the change conflicts with what the node serves now, which the
+ * operator can change (delete or scale down a deployment, or raise
+ * --memory-budget-mb), and a 5xx would read as the server's fault. */
+static void
+memory_message(struct server *srv, uint64_t missing, char *buf, size_t len)
+{
+	struct sched_memory	m;
+
+	sched_memory(srv->sched, &m);
+	snprintf(buf, len, "needs %llu MiB more than the node's memory "
+	    "budget of %llu MiB (%llu MiB in use)",
+	    (unsigned long long)((missing + (1ULL << 20) - 1) >> 20),
+	    (unsigned long long)(m.budget >> 20),
+	    (unsigned long long)((m.reserved + (1ULL << 19)) >> 20));
 }
 
 /* --- deployments --- */
@@ -537,6 +601,7 @@ struct deploy_op {
 	void			*arg;
 	struct sched_deploy_spec spec;		/* strings owned below */
 	char			*path;
+	struct sched_mem_hold	*hold;		/* its room, until applied */
 };
 
 static void
@@ -556,6 +621,7 @@ deploy_stored(void *arg, enum db_status st, json_t *row)
 		    st == DB_NOT_FOUND ? "the model version is not registered" :
 		    "the deployment could not be stored");
 	}
+	sched_mem_release(op->hold);
 	free((char *)(uintptr_t)op->spec.name);
 	free((char *)(uintptr_t)op->spec.model);
 	free((char *)(uintptr_t)op->spec.version);
@@ -610,8 +676,10 @@ deploy_start(struct server *srv, const char *name, const char *model,
 				    replicas;
 	int64_t			 max_queue_delay_us = p->max_queue_delay_us;
 	struct deploy_op	*op;
+	struct sched_mem_hold	*hold;
 	json_t			*m;
 	const char		*path;
+	uint64_t		 mem, file, missing;
 
 	if (!valid_name(name) || !valid_name(model) || !valid_name(version)) {
 		done(arg, 400, NULL, "'name', 'model' and 'version' must be "
@@ -645,6 +713,21 @@ deploy_start(struct server *srv, const char *name, const char *model,
 		done(arg, 404, NULL, "the model version is not registered");
 		return;
 	}
+	model_memory(m, &mem, &file);
+	if ((missing = sched_mem_hold_deploy(srv->sched,
+	    &(struct sched_deploy_spec){ .path = path, .replicas = replicas,
+	    .mem_bytes = mem, .file_bytes = file }, &hold)) > 0) {
+		char	msg[256];
+
+		json_decref(m);
+		memory_message(srv, missing, msg, sizeof(msg));
+		if (done == reply_op)
+			http_error(arg, 409, "memory_budget_exceeded",
+			    "replicas", "%s", msg);
+		else
+			done(arg, 409, NULL, msg);
+		return;
+	}
 	op = xcalloc(1, sizeof(*op));
 	op->srv = srv;
 	op->done = done;
@@ -653,12 +736,15 @@ deploy_start(struct server *srv, const char *name, const char *model,
 	op->spec.model = xstrdup(model);
 	op->spec.version = xstrdup(version);
 	op->spec.path = op->path = xstrdup(path);
+	op->hold = hold;
 	op->spec.replicas = replicas;
 	op->spec.min_replicas = lo;
 	op->spec.max_replicas = hi;
 	op->spec.threads = threads;
 	op->spec.max_batch = max_batch;
 	op->spec.max_queue_delay_us = max_queue_delay_us;
+	op->spec.mem_bytes = mem;
+	op->spec.file_bytes = file;
 	json_decref(m);
 	memset(&in, 0, sizeof(in));
 	in.name = name;
@@ -714,7 +800,7 @@ deployment_create(struct req *r)
 	deploy_start(r->srv, json_string_value(json_object_get(body, "name")),
 	    json_string_value(json_object_get(body, "model")),
 	    json_string_value(json_object_get(body, "version")),
-	    &p, ADMIN_ACTOR, reply_op, r);
+	    &p, admin_actor(r), reply_op, r);
 	json_decref(body);
 }
 
@@ -740,13 +826,52 @@ deployment_traffic(json_t *row, const char *key)
 	    "replicas"));
 }
 
+/* The scheduler's view of a traffic split t: each version's model file
+ * and memory from the registry (models[] keeps the rows its strings are
+ * borrowed from; the caller decrefs *n of them).  -1 if a version is
+ * missing. */
+static int
+traffic_specs(struct server *srv, const char *name, const char *model,
+    json_t *t, struct sched_version_spec *v, json_t **models, size_t *n)
+{
+	json_t	*e;
+	size_t	 i;
+
+	*n = 0;
+	if (t == NULL || model == NULL ||
+	    json_array_size(t) > DEPLOY_MAX_VERSIONS)
+		return -1;
+	json_array_foreach(t, i, e) {
+		memset(&v[*n], 0, sizeof(v[*n]));
+		v[*n].version = json_string_value(json_object_get(e,
+		    "version"));
+		v[*n].weight = (unsigned)json_integer_value(json_object_get(e,
+		    "weight"));
+		v[*n].replicas = (int)json_integer_value(json_object_get(e,
+		    "replicas"));
+		if (v[*n].version == NULL)
+			return -1;
+		models[*n] = db_model_get(srv->db, model, v[*n].version);
+		v[*n].path = json_string_value(json_object_get(models[*n],
+		    "path"));
+		model_memory(models[*n], &v[*n].mem_bytes, &v[*n].file_bytes);
+		(*n)++;
+		if (v[*n - 1].path == NULL) {
+			log_warnx("deployment '%s': model %s:%s is missing",
+			    name ? name : "", model, v[*n - 1].version);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* Gives the scheduler a row's traffic split: model files of its versions
  * from the registry.  -1 if one is missing or the scheduler refuses. */
 static int
 traffic_apply(struct server *srv, json_t *row)
 {
 	struct sched_version_spec v[DEPLOY_MAX_VERSIONS];
-	json_t		*t = deployment_traffic(row, "traffic"), *e;
+	json_t		*t = deployment_traffic(row, "traffic");
 	json_t		*models[DEPLOY_MAX_VERSIONS] = { NULL };
 	const char	*name = json_string_value(json_object_get(row, "name"));
 	const char	*model = json_string_value(json_object_get(row,
@@ -754,35 +879,37 @@ traffic_apply(struct server *srv, json_t *row)
 	size_t		 i, n = 0;
 	int		 ret = -1;
 
-	if (t == NULL || name == NULL || model == NULL ||
-	    json_array_size(t) > DEPLOY_MAX_VERSIONS)
-		goto out;
-	json_array_foreach(t, i, e) {
-		v[n].version = json_string_value(json_object_get(e,
-		    "version"));
-		v[n].weight = (unsigned)json_integer_value(json_object_get(e,
-		    "weight"));
-		v[n].replicas = (int)json_integer_value(json_object_get(e,
-		    "replicas"));
-		if (v[n].version == NULL)
-			goto out;
-		models[n] = db_model_get(srv->db, model, v[n].version);
-		v[n].path = json_string_value(json_object_get(models[n],
-		    "path"));
-		if (v[n].path == NULL) {
-			log_warnx("deployment '%s': model %s:%s is missing",
-			    name, model, v[n].version);
-			n++;
-			goto out;
-		}
-		n++;
-	}
-	ret = sched_traffic(srv->sched, name, v, n);
- out:
+	if (name != NULL && traffic_specs(srv, name, model, t, v, models,
+	    &n) == 0)
+		ret = sched_traffic(srv->sched, name, v, n);
 	for (i = 0; i < n; i++)
 		json_decref(models[i]);
 	json_decref(t);
 	return ret;
+}
+
+/* How far past the memory budget the split t of deployment row would
+ * take the node; 0 if it fits, its room then held in *hold until applied
+ * (or a version is missing: the split is refused elsewhere). */
+static uint64_t
+traffic_memory(struct server *srv, json_t *row, json_t *t,
+    struct sched_mem_hold **hold)
+{
+	struct sched_version_spec v[DEPLOY_MAX_VERSIONS];
+	json_t		*models[DEPLOY_MAX_VERSIONS] = { NULL };
+	const char	*name = json_string_value(json_object_get(row, "name"));
+	const char	*model = json_string_value(json_object_get(row,
+			    "model"));
+	uint64_t	 missing = 0;
+	size_t		 n = 0;
+
+	*hold = NULL;
+	if (name != NULL && traffic_specs(srv, name, model, t, v, models,
+	    &n) == 0)
+		missing = sched_mem_hold_traffic(srv->sched, name, v, n, hold);
+	for (size_t i = 0; i < n; i++)
+		json_decref(models[i]);
+	return missing;
 }
 
 /* Adds the live state of each deployment from the scheduler. */
@@ -874,6 +1001,13 @@ admin_load_deployments(struct server *srv)
 				continue;
 			}
 			spec.path = path;
+			model_memory(m, &spec.mem_bytes, &spec.file_bytes);
+			/* What was deployed stays deployed, even past a budget
+			 * made smaller since. */
+			if (sched_mem_deploy(srv->sched, &spec) > 0)
+				log_warnx("deployment '%s' does not fit the "
+				    "memory budget; starting it anyway",
+				    spec.name);
 			if (sched_deploy(srv->sched, &spec) == 0) {
 				n++;
 				if (json_string_value(json_object_get(row,
@@ -914,7 +1048,8 @@ static void
 usage_list(struct req *r)
 {
 	const char	*after, *from_s = http_query(r, "from");
-	const char	*to_s = http_query(r, "to");
+	const char	*to_s = http_query(r, "to"), *st, *order;
+	struct db_usage_q q;
 	int64_t		 from = 0, to = 0;
 	int		 limit;
 
@@ -932,8 +1067,34 @@ usage_list(struct req *r)
 		    "YYYY-MM-DDTHH:MM:SSZ");
 		return;
 	}
-	reply_list(r, db_usage_list(r->srv->db, http_query(r, "tenant"),
-	    from, to, after, limit));
+	if ((order = http_query(r, "order")) != NULL &&
+	    strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) {
+		http_error(r, 400, "invalid_request", "order",
+		    "'order' must be 'asc' or 'desc'");
+		return;
+	}
+	memset(&q, 0, sizeof(q));
+	q.tenant_id = http_query(r, "tenant");
+	q.model = http_query(r, "model");
+	q.key_id = http_query(r, "key");
+	q.from = from;
+	q.to = to;
+	if ((st = http_query(r, "status")) != NULL) {
+		char	*end;
+		long	 v = strtol(st, &end, 10);
+
+		if (*st == '\0' || *end != '\0' || v < 100 || v > 599) {
+			http_error(r, 400, "invalid_request", "status",
+			    "'status' must be an HTTP status code");
+			return;
+		}
+		q.status = (int)v;
+	}
+	/* desc: the newest first (the dashboard's latest requests); after
+	 * is then the lowest id seen. */
+	reply_list(r, order != NULL && strcmp(order, "desc") == 0 ?
+	    db_usage_find_desc(r->srv->db, &q, after, limit) :
+	    db_usage_find(r->srv->db, &q, after, limit));
 }
 
 /* --- routing --- */
@@ -946,7 +1107,8 @@ route_tenant_list(struct req *r, char **arg)
 
 	(void)arg;
 	if (page_params(r, &limit, &after) == 0)
-		reply_list(r, db_tenant_list(r->srv->db, after, limit));
+		reply_list(r, db_tenant_find(r->srv->db, http_query(r,
+		    "status"), http_query(r, "plan"), after, limit));
 }
 
 static void
@@ -976,7 +1138,8 @@ route_key_list(struct req *r, char **arg)
 	int		 limit;
 
 	if (page_params(r, &limit, &after) == 0)
-		reply_list(r, db_key_list(r->srv->db, arg[0], after, limit));
+		reply_list(r, db_key_find(r->srv->db, arg[0], http_query(r,
+		    "status"), after, limit));
 }
 
 static void
@@ -988,7 +1151,7 @@ route_key_create(struct req *r, char **arg)
 static void
 route_key_revoke(struct req *r, char **arg)
 {
-	db_key_revoke(r->srv->db, arg[0], ADMIN_ACTOR, key_revoked, r);
+	db_key_revoke(r->srv->db, arg[0], admin_actor(r), key_revoked, r);
 }
 
 static void
@@ -1006,7 +1169,8 @@ route_model_list(struct req *r, char **arg)
 
 	(void)arg;
 	if (page_params(r, &limit, &after) == 0)
-		reply_list(r, db_model_list(r->srv->db, after, limit));
+		reply_list(r, db_model_find(r->srv->db, http_query(r, "name"),
+		    after, limit));
 }
 
 static void
@@ -1027,7 +1191,8 @@ route_deployment_list(struct req *r, char **arg)
 	(void)arg;
 	if (page_params(r, &limit, &after) == -1)
 		return;
-	j = db_deployment_list(r->srv->db, after, limit);
+	j = db_deployment_find(r->srv->db, http_query(r, "model"), after,
+	    limit);
 	json_array_foreach(json_object_get(j, "data"), i, row)
 		deployment_state(r->srv, row);
 	reply_list(r, j);
@@ -1060,6 +1225,38 @@ route_usage(struct req *r, char **arg)
 	usage_list(r);
 }
 
+/* GET /admin/v1/audit filters: action (exact or a prefix before a '.'),
+ * target, actor, from, to. */
+static void
+audit_filtered(struct req *r, const char *after, int limit)
+{
+	struct db_audit_q	 q;
+	const char		*from_s = http_query(r, "from");
+	const char		*to_s = http_query(r, "to");
+	const char		*v;
+
+	memset(&q, 0, sizeof(q));
+	q.action = http_query(r, "action");
+	q.target = http_query(r, "target");
+	q.actor = http_query(r, "actor");
+	/* action is also a GLOB prefix: only plain names, no wildcards. */
+	for (v = q.action; v != NULL && *v != '\0'; v++)
+		if (!((*v >= 'a' && *v <= 'z') || *v == '.' || *v == '_')) {
+			http_error(r, 400, "invalid_request", "action",
+			    "'action' must be an action name such as "
+			    "'tenant.create' or 'tenant'");
+			return;
+		}
+	if ((from_s != NULL && parse_time(from_s, &q.from) == -1) ||
+	    (to_s != NULL && parse_time(to_s, &q.to) == -1)) {
+		http_error(r, 400, "invalid_request", from_s ? "from" : "to",
+		    "'from' and 'to' must be Unix seconds, YYYY-MM-DD or "
+		    "YYYY-MM-DDTHH:MM:SSZ");
+		return;
+	}
+	reply_list(r, db_audit_query(r->srv->db, &q, after, limit));
+}
+
 static void
 route_audit(struct req *r, char **arg)
 {
@@ -1074,7 +1271,7 @@ route_audit(struct req *r, char **arg)
 		    "'after' must be a row id");
 		return;
 	}
-	reply_list(r, db_audit_list(r->srv->db, after, limit));
+	audit_filtered(r, after, limit);
 }
 
 /* --- scheduling: tenant weight, deployment scale --- */
@@ -1092,26 +1289,63 @@ reply_changed(void *arg, enum db_status st, json_t *row)
 	reply_created(r, st, row);
 }
 
-/* PATCH /admin/v1/tenants/{id} {"weight": 1-1000}: the tenant's share in
- * every deployment's fair queue, applied from its next request. */
+/* PATCH /admin/v1/tenants/{id} {"weight": 1-1000, "plan": name,
+ * "status": "active"|"suspended"} (any of them): weight is the tenant's
+ * share in every deployment's fair queue, applied from its next request;
+ * a suspended tenant's keys and tokens stop working at once. */
 static void
 route_tenant_patch(struct req *r, char **arg)
 {
-	json_t	*body = http_json_body(r), *w;
+	json_t		*body = http_json_body(r), *w, *v;
+	const char	*plan, *status, *k;
+	int		 weight = 0;
 
 	if (body == NULL)
 		return;
+	json_object_foreach(body, k, v)
+		if (strcmp(k, "weight") != 0 && strcmp(k, "plan") != 0 &&
+		    strcmp(k, "status") != 0) {
+			http_error(r, 400, "invalid_request", k,
+			    "unknown tenant field '%.64s'", k);
+			json_decref(body);
+			return;
+		}
 	w = json_object_get(body, "weight");
-	if (!json_is_integer(w) || json_integer_value(w) < 1 ||
-	    json_integer_value(w) > SCHED_WEIGHT_MAX) {
+	if (w != NULL && (!json_is_integer(w) || json_integer_value(w) < 1 ||
+	    json_integer_value(w) > SCHED_WEIGHT_MAX)) {
 		json_decref(body);
 		http_error(r, 400, "invalid_request", "weight",
 		    "'weight' must be an integer from 1 to %d",
 		    SCHED_WEIGHT_MAX);
 		return;
 	}
-	db_tenant_set_weight(r->srv->db, arg[0], (int)json_integer_value(w),
-	    ADMIN_ACTOR, reply_changed, r);
+	if (w != NULL)
+		weight = (int)json_integer_value(w);
+	v = json_object_get(body, "plan");
+	plan = json_string_value(v);
+	if (v != NULL && !valid_name(plan)) {
+		json_decref(body);
+		http_error(r, 400, "invalid_request", "plan", "'plan' must be "
+		    "1-64 characters of letters, digits, '.', '_' or '-'");
+		return;
+	}
+	v = json_object_get(body, "status");
+	status = json_string_value(v);
+	if (v != NULL && (status == NULL || (strcmp(status, "active") != 0 &&
+	    strcmp(status, "suspended") != 0))) {
+		json_decref(body);
+		http_error(r, 400, "invalid_request", "status",
+		    "'status' must be 'active' or 'suspended'");
+		return;
+	}
+	if (weight == 0 && plan == NULL && status == NULL) {
+		json_decref(body);
+		http_error(r, 400, "invalid_request", NULL,
+		    "give 'weight', 'plan' or 'status'");
+		return;
+	}
+	db_tenant_update(r->srv->db, arg[0], weight, plan, status,
+	    admin_actor(r), reply_changed, r);
 	json_decref(body);
 }
 
@@ -1136,6 +1370,35 @@ deployment_scaled(void *arg, enum db_status st, json_t *row)
 	reply_created(r, st, row);
 }
 
+/* A change whose memory is held (see sched_mem_hold_deploy()) from its
+ * check until next, the database write's callback, has applied it. */
+struct held_op {
+	struct req		*r;
+	struct sched_mem_hold	*hold;
+	db_done_fn		*next;
+};
+
+static void
+held_done(void *arg, enum db_status st, json_t *row)
+{
+	struct held_op	*op = arg;
+
+	op->next(op->r, st, row);
+	sched_mem_release(op->hold);
+	free(op);
+}
+
+static struct held_op *
+held_op(struct req *r, struct sched_mem_hold *hold, db_done_fn *next)
+{
+	struct held_op	*op = xcalloc(1, sizeof(*op));
+
+	op->r = r;
+	op->hold = hold;
+	op->next = next;
+	return op;
+}
+
 /* PATCH /admin/v1/deployments/{name} {"replicas", "min_replicas",
  * "max_replicas"} (any of them; 1 <= min <= replicas <= max <= 64):
  * stored, then applied.  Replicas beyond the new count drain (their
@@ -1144,9 +1407,12 @@ deployment_scaled(void *arg, enum db_status st, json_t *row)
 static void
 route_deployment_patch(struct req *r, char **arg)
 {
-	json_t	*body = http_json_body(r), *row;
-	bool	 bad = false;
-	int	 n, lo, hi;
+	json_t		*body = http_json_body(r), *row;
+	struct sched_mem_hold *hold;
+	bool		 bad = false;
+	int		 n, lo, hi;
+	uint64_t	 missing;
+	char		 msg[256];
 
 	if (body == NULL)
 		return;
@@ -1180,8 +1446,15 @@ route_deployment_patch(struct req *r, char **arg)
 		    "integers with 1 <= min <= replicas <= max <= 64");
 		return;
 	}
-	db_deployment_scale(r->srv->db, arg[0], n, lo, hi, ADMIN_ACTOR,
-	    deployment_scaled, r);
+	if ((missing = sched_mem_hold_scale(r->srv->sched, arg[0], n,
+	    &hold)) > 0) {
+		memory_message(r->srv, missing, msg, sizeof(msg));
+		http_error(r, 409, "memory_budget_exceeded", "replicas", "%s",
+		    msg);
+		return;
+	}
+	db_deployment_scale(r->srv->db, arg[0], n, lo, hi, admin_actor(r),
+	    held_done, held_op(r, hold, deployment_scaled));
 }
 
 /* --- traffic: canary, rollback, delete --- */
@@ -1239,6 +1512,9 @@ route_deployment_traffic(struct req *r, char **arg)
 	const char	*model, *ver, *err = NULL;
 	size_t		 i, j;
 	json_int_t	 sum = 0, w, n;
+	uint64_t	 missing;
+	struct sched_mem_hold *hold;
+	char		 msg[256];
 
 	if (body == NULL)
 		return;
@@ -1293,8 +1569,14 @@ route_deployment_traffic(struct req *r, char **arg)
 		err = "at least one version needs a weight above 0";
 		goto bad;
 	}
-	db_deployment_traffic(r->srv->db, arg[0], out, ADMIN_ACTOR,
-	    deployment_retrafficked, r);
+	if ((missing = traffic_memory(r->srv, row, out, &hold)) > 0) {
+		memory_message(r->srv, missing, msg, sizeof(msg));
+		http_error(r, 409, "memory_budget_exceeded", "versions", "%s",
+		    msg);
+		goto out;
+	}
+	db_deployment_traffic(r->srv->db, arg[0], out, admin_actor(r),
+	    held_done, held_op(r, hold, deployment_retrafficked));
 	goto out;
  bad:
 	http_error(r, 400, "invalid_request", "versions", "%s", err);
@@ -1310,13 +1592,30 @@ route_deployment_traffic(struct req *r, char **arg)
 static void
 route_deployment_rollback(struct req *r, char **arg)
 {
+	json_t		*row, *prev;
+	struct sched_mem_hold *hold = NULL;
+	uint64_t	 missing = 0;
+	char		 msg[256];
+
 	if (!sched_exists(r->srv->sched, arg[0])) {
 		http_error(r, 404, "not_found", NULL,
 		    "deployment '%.64s' does not exist", arg[0]);
 		return;
 	}
-	db_deployment_rollback(r->srv->db, arg[0], ADMIN_ACTOR,
-	    deployment_retrafficked, r);
+	/* The split rolled back to may start replicas too. */
+	if ((row = db_deployment_get(r->srv->db, arg[0])) != NULL &&
+	    (prev = deployment_traffic(row, "prev_traffic")) != NULL) {
+		missing = traffic_memory(r->srv, row, prev, &hold);
+		json_decref(prev);
+	}
+	json_decref(row);
+	if (missing > 0) {
+		memory_message(r->srv, missing, msg, sizeof(msg));
+		http_error(r, 409, "memory_budget_exceeded", NULL, "%s", msg);
+		return;
+	}
+	db_deployment_rollback(r->srv->db, arg[0], admin_actor(r),
+	    held_done, held_op(r, hold, deployment_retrafficked));
 }
 
 static void
@@ -1346,7 +1645,7 @@ route_deployment_delete(struct req *r, char **arg)
 		    "deployment '%.64s' does not exist", arg[0]);
 		return;
 	}
-	db_deployment_delete(r->srv->db, arg[0], ADMIN_ACTOR,
+	db_deployment_delete(r->srv->db, arg[0], admin_actor(r),
 	    deployment_deleted, r);
 }
 
@@ -1366,15 +1665,20 @@ static const struct admin_route {
 	{ EVHTTP_REQ_PATCH, "PATCH", "tenants/*", route_tenant_patch },
 	{ EVHTTP_REQ_GET, "GET", "tenants/*/keys", route_key_list },
 	{ EVHTTP_REQ_POST, "POST", "tenants/*/keys", route_key_create },
+	{ EVHTTP_REQ_GET, "GET", "tenants/*/quota", admin_tenant_quota_get },
 	{ EVHTTP_REQ_PUT, "PUT", "tenants/*/quota", admin_tenant_quota_put },
 	{ EVHTTP_REQ_POST, "POST", "tenants/*/suspend", admin_tenant_suspend },
 	{ EVHTTP_REQ_POST, "POST", "tenants/*/resume", admin_tenant_resume },
 	{ EVHTTP_REQ_DELETE, "DELETE", "keys/*", route_key_revoke },
+	{ EVHTTP_REQ_GET, "GET", "keys/*/quota", admin_key_quota_get },
 	{ EVHTTP_REQ_PUT, "PUT", "keys/*/quota", admin_key_quota_put },
 	{ EVHTTP_REQ_POST, "POST", "keys/*/rotate", admin_key_rotate },
 	{ EVHTTP_REQ_GET, "GET", "prices", admin_price_list },
 	{ EVHTTP_REQ_POST, "POST", "prices", admin_price_add },
-	{ 0, NULL, "issuers/**", route_issuers },
+	{ EVHTTP_REQ_GET, "GET", "issuers", route_issuers },
+	{ EVHTTP_REQ_POST, "POST", "issuers", route_issuers },
+	{ EVHTTP_REQ_GET, "GET", "issuers/*", route_issuers },
+	{ EVHTTP_REQ_DELETE, "DELETE", "issuers/*", route_issuers },
 	{ EVHTTP_REQ_GET, "GET", "models", route_model_list },
 	{ EVHTTP_REQ_POST, "POST", "models", route_model_create },
 	{ EVHTTP_REQ_GET, "GET", "deployments", route_deployment_list },
@@ -1389,8 +1693,26 @@ static const struct admin_route {
 	{ EVHTTP_REQ_POST, "POST", "deployments/*/rollback",
 	    route_deployment_rollback },
 	{ EVHTTP_REQ_GET, "GET", "usage", route_usage },
+	{ EVHTTP_REQ_GET, "GET", "usage/report", admin_usage_report },
+	{ EVHTTP_REQ_GET, "GET", "usage/report.csv", admin_usage_report_csv },
+	{ EVHTTP_REQ_GET, "GET", "usage/series", admin_usage_series },
+	{ EVHTTP_REQ_GET, "GET", "invoices", admin_invoice_list },
+	{ EVHTTP_REQ_GET, "GET", "invoices/*/*", admin_invoice_get },
+	{ EVHTTP_REQ_GET, "GET", "billing/periods", admin_period_list },
+	{ EVHTTP_REQ_POST, "POST", "billing/periods/*/close",
+	    admin_period_close },
 	{ EVHTTP_REQ_GET, "GET", "audit", route_audit },
+	{ EVHTTP_REQ_GET, "GET", "openapi.json", admin_openapi },
 };
+
+void
+admin_routes_each(void (*fn)(void *, const char *, const char *),
+    void *arg)
+{
+	for (size_t i = 0; i < sizeof(admin_routes) / sizeof(admin_routes[0]);
+	    i++)
+		fn(arg, admin_routes[i].name, admin_routes[i].pattern);
+}
 
 /* Does parts[from..n) match pattern?  Fills arg with the "*" segments. */
 static bool
@@ -1420,6 +1742,7 @@ admin_handle(struct req *r)
 {
 	struct server	*srv = r->srv;
 	enum auth_status st;
+	enum console_auth cst;
 	char		*arg[ROUTE_ARGS] = { NULL };
 	char		 allow[64] = "";
 	size_t		 i;
@@ -1429,11 +1752,15 @@ admin_handle(struct req *r)
 	metrics = r->n_parts == 1 && strcmp(r->parts[0], "metrics") == 0;
 	if (!metrics && (r->n_parts < 2 || strcmp(r->parts[0], "admin") != 0 ||
 	    strcmp(r->parts[1], "v1") != 0)) {
-		http_error(r, 404, "not_found", NULL, "no route for '%.200s'",
-		    r->path);
+		console_handle(r);	/* the web console's pages */
 		return;
 	}
-	if ((st = auth_admin(srv->admin_hash,
+	/* The bearer token wins; without one, a console session may do. */
+	if (http_header(r, "Authorization") == NULL &&
+	    (cst = console_authorize(r)) != CONSOLE_AUTH_NONE) {
+		if (cst == CONSOLE_AUTH_REPLIED)
+			return;
+	} else if ((st = auth_admin(srv->admin_hash,
 	    http_header(r, "Authorization"))) != AUTH_OK) {
 		http_add_header(r, "WWW-Authenticate",
 		    "Bearer realm=\"maas-admin\"");
@@ -1449,6 +1776,8 @@ admin_handle(struct req *r)
 			metrics_handle(r);
 		return;
 	}
+	if (admin_idem_begin(r))
+		return;
 	for (i = 0; i < sizeof(admin_routes) / sizeof(admin_routes[0]); i++) {
 		const struct admin_route *rt = &admin_routes[i];
 

@@ -13,6 +13,7 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "admin/admin.h"
 #include "admin/issuers.h"
 #include "common/log.h"
 #include "db/db.h"
@@ -20,7 +21,6 @@
 #include "gateway/jwt.h"
 #include "gateway/server.h"
 
-#define ISSUERS_ACTOR		"admin"
 #define ISSUERS_ID_MAX		64
 
 static json_t	*issuer_public(json_t *);
@@ -60,7 +60,7 @@ admin_issuers_handle(struct req *r)
 		return;
 	}
 	if (n == 4 && m == EVHTTP_REQ_DELETE) {
-		db_issuer_delete(r->srv->db, p[3], ISSUERS_ACTOR,
+		db_issuer_delete(r->srv->db, p[3], admin_actor(r),
 		    issuer_deleted, r);
 		return;
 	}
@@ -187,7 +187,8 @@ issuer_create(struct req *r)
 	din.aud = in.aud;
 	din.tenant_claim = in.tenant_claim;
 	din.key_fingerprint = fp;
-	db_issuer_create(r->srv->db, &din, ISSUERS_ACTOR, issuer_created, r);
+	db_issuer_create(r->srv->db, &din, admin_actor(r), issuer_created,
+	    r);
  out:
 	free(pem);
 	json_decref(body);

@@ -2,6 +2,7 @@
  * audit row) first; the in-memory state of the gateway (quota limits,
  * prices) is updated from the committed row in the completion callback,
  * so memory never runs ahead of the database. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include <openssl/crypto.h>
 
+#include "admin/admin.h"
 #include "admin/tenancy.h"
 #include "common/xmalloc.h"
 #include "db/db.h"
@@ -18,7 +20,6 @@
 #include "gateway/price.h"
 #include "gateway/server.h"
 
-#define ADMIN_ACTOR	"admin"
 #define GRACE_MAX_S	(30 * 24 * 3600)
 
 static const char *const quota_fields[] = {
@@ -122,7 +123,7 @@ quota_put(struct req *r, const char *tenant_id, const char *key_id)
 		}
 		q.allowed_models = m;
 	}
-	db_quota_put(r->srv->db, &q, ADMIN_ACTOR, quota_stored, r);
+	db_quota_put(r->srv->db, &q, admin_actor(r), quota_stored, r);
 	json_decref(body);
 }
 
@@ -157,6 +158,53 @@ admin_key_quota_put(struct req *r, char **arg)
 	quota_put(r, tenant, arg[0]);
 }
 
+static void
+quota_reply(struct req *r, const char *tenant_id, const char *key_id)
+{
+	json_t	*q = db_quota_get(r->srv->db, tenant_id, key_id);
+	bool	 set = q != NULL;
+
+	if (q == NULL)
+		q = json_pack("{s:s, s:s?, s:n, s:n, s:n, s:n, s:n, s:n}",
+		    "tenant_id", tenant_id, "key_id", key_id,
+		    "requests_per_minute", "tokens_per_minute",
+		    "max_concurrent_requests", "monthly_token_budget",
+		    "monthly_credit_budget_micros", "allowed_models");
+	json_object_set_new(q, "set", json_boolean(set));
+	http_reply_json(r, 200, q);
+}
+
+void
+admin_tenant_quota_get(struct req *r, char **arg)
+{
+	json_t	*t = db_tenant_get(r->srv->db, arg[0]);
+
+	if (t == NULL) {
+		http_error(r, 404, "not_found", NULL,
+		    "tenant '%.64s' does not exist", arg[0]);
+		return;
+	}
+	json_decref(t);
+	quota_reply(r, arg[0], NULL);
+}
+
+void
+admin_key_quota_get(struct req *r, char **arg)
+{
+	json_t	*k = db_key_get(r->srv->db, arg[0]);
+	char	 tenant[64];
+
+	if (k == NULL) {
+		http_error(r, 404, "not_found", NULL,
+		    "key '%.64s' does not exist", arg[0]);
+		return;
+	}
+	snprintf(tenant, sizeof(tenant), "%s", json_string_value(
+	    json_object_get(k, "tenant_id")));
+	json_decref(k);
+	quota_reply(r, tenant, arg[0]);
+}
+
 /* --- suspension --- */
 
 static void
@@ -175,14 +223,14 @@ status_stored(void *arg, enum db_status st, json_t *row)
 void
 admin_tenant_suspend(struct req *r, char **arg)
 {
-	db_tenant_set_status(r->srv->db, arg[0], "suspended", ADMIN_ACTOR,
-	    status_stored, r);
+	db_tenant_set_status(r->srv->db, arg[0], "suspended",
+	    admin_actor(r), status_stored, r);
 }
 
 void
 admin_tenant_resume(struct req *r, char **arg)
 {
-	db_tenant_set_status(r->srv->db, arg[0], "active", ADMIN_ACTOR,
+	db_tenant_set_status(r->srv->db, arg[0], "active", admin_actor(r),
 	    status_stored, r);
 }
 
@@ -258,25 +306,63 @@ admin_key_rotate(struct req *r, char **arg)
 	c->grace_until = (int64_t)time(NULL) + grace;
 	auth_key_generate(c->secret, prefix, hash);
 	db_key_rotate(r->srv->db, arg[0], prefix, hash, c->grace_until,
-	    ADMIN_ACTOR, rotated, r);
+	    admin_actor(r), rotated, r);
 	OPENSSL_cleanse(hash, sizeof(hash));
 }
 
 /* --- prices --- */
 
+/* A price cursor, "<model>:<starts_at>" (a price's id): the model is
+ * what precedes the last ':', so a model name may hold ':' too. */
+static int
+price_cursor(const char *after, char *model, size_t modelsz,
+    int64_t *starts_at)
+{
+	const char	*colon;
+	char		*end;
+	long long	 v;
+
+	if ((colon = strrchr(after, ':')) == NULL || colon == after ||
+	    (size_t)(colon - after) >= modelsz || colon[1] == '\0')
+		return -1;
+	errno = 0;
+	v = strtoll(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	memcpy(model, after, (size_t)(colon - after));
+	model[colon - after] = '\0';
+	*starts_at = v;
+	return 0;
+}
+
+/* GET /admin/v1/prices?model=&limit=&after=: by model, then start. */
 void
 admin_price_list(struct req *r, char **arg)
 {
-	json_t	*rows = db_price_list(r->srv->db);
+	const char	*after;
+	char		 model[65];
+	int64_t		 starts_at = 0;
+	json_t		*page;
+	int		 limit;
 
 	(void)arg;
-	if (rows == NULL) {
+	if (admin_page_params(r, &limit, &after) == -1)
+		return;
+	if (after != NULL && price_cursor(after, model, sizeof(model),
+	    &starts_at) == -1) {
+		http_error(r, 400, "invalid_request", "after", "'after' must "
+		    "be the id of a price, <model>:<starts_at>");
+		return;
+	}
+	page = db_price_page(r->srv->db, http_query(r, "model"),
+	    after != NULL ? model : NULL, starts_at, limit);
+	if (page == NULL) {
 		http_error(r, 500, "internal_error", NULL,
 		    "cannot read the database");
 		return;
 	}
-	http_reply_json(r, 200, json_pack("{s:s, s:o, s:b}", "object", "list",
-	    "data", rows, "has_more", 0));
+	json_object_set_new(page, "object", json_string("list"));
+	http_reply_json(r, 200, page);
 }
 
 static void
@@ -339,6 +425,6 @@ admin_price_add(struct req *r, char **arg)
 		}
 		p.starts_at = json_integer_value(s);
 	}
-	db_price_add(r->srv->db, &p, ADMIN_ACTOR, price_stored, r);
+	db_price_add(r->srv->db, &p, admin_actor(r), price_stored, r);
 	json_decref(body);
 }

@@ -7,6 +7,10 @@ struct req;
 
 void	admin_tenant_quota_put(struct req *, char **arg);
 void	admin_key_quota_put(struct req *, char **arg);
+/* GET: the quota row set by PUT, or one with every limit null (and
+ * "set": false) when none is. */
+void	admin_tenant_quota_get(struct req *, char **arg);
+void	admin_key_quota_get(struct req *, char **arg);
 void	admin_tenant_suspend(struct req *, char **arg);
 void	admin_tenant_resume(struct req *, char **arg);
 void	admin_key_rotate(struct req *, char **arg);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/run.sh [NAME...] - runs every benchmark in bench/ (each executable
-# file here but this one), or only the ones named, one after the other, and
+# file here but this one, and each directory's executable `run`), or only
+# the ones named, one after the other, and
 # exits non-zero if any of them failed.  `make bench` builds first and calls
 # this.  Benchmarks print ratios against a peer run side by side in the same
 # invocation; they assert nothing about speed.  Environment: MAAS_BIN (the
@@ -10,7 +11,11 @@ cd "$(dirname "$0")/.." || exit 1
 if [ $# -eq 0 ]; then
 	for f in bench/*; do
 		case "${f##*/}" in run.sh|*.md|*.txt|*.lua|*.json) continue ;; esac
-		[ -f "$f" ] && [ -x "$f" ] && set -- "$@" "${f##*/}"
+		if [ -f "$f" ] && [ -x "$f" ]; then
+			set -- "$@" "${f##*/}"
+		elif [ -d "$f" ] && [ -x "$f/run" ]; then
+			set -- "$@" "${f##*/}"
+		fi
 	done
 fi
 if [ $# -eq 0 ]; then
@@ -19,13 +24,15 @@ if [ $# -eq 0 ]; then
 fi
 failed=""
 for b in "$@"; do
-	if [ ! -x "bench/$b" ]; then
+	cmd="bench/$b"
+	[ -d "$cmd" ] && cmd="$cmd/run"
+	if [ ! -f "$cmd" ] || [ ! -x "$cmd" ]; then
 		echo "bench/run.sh: no benchmark bench/$b" >&2
 		failed="$failed $b"
 		continue
 	fi
 	echo "=== bench/$b"
-	if ! "bench/$b"; then
+	if ! "$cmd"; then
 		failed="$failed $b"
 	fi
 	echo

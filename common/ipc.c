@@ -1,9 +1,11 @@
 /* common/ipc.c - see ipc.h.  The decoders here read bytes from a peer that
  * may be compromised, so every length is checked before use. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/ipc.h"
@@ -20,6 +22,13 @@ static const char *ipc_type_names[IPC_TYPE_MAX] = {
 static int	ipc_get_desc(struct rbuf *, struct ipc_tensor_desc *);
 static void	ipc_put_desc(struct wbuf *, const struct ipc_tensor_desc *);
 static int	skip_payload(int, size_t);
+static char	*str_dup(const struct ipc_str *);
+static void	put_str16(struct wbuf *, const struct ipc_str *);
+static void	put_str32(struct wbuf *, const struct ipc_str *);
+static int	get_str16(struct rbuf *, struct ipc_str *, size_t);
+static int	get_str32(struct rbuf *, struct ipc_str *, size_t);
+static void	put_f32(struct wbuf *, float);
+static int	get_f32(struct rbuf *, float *);
 
 const char *
 ipc_type_name(enum ipc_type t)
@@ -72,22 +81,33 @@ ipc_frame_build(struct wbuf *w, enum ipc_type type, uint64_t req_id,
 	wbuf_put(w, payload, len);
 }
 
+/* Writes n buffers in full, in one call where the socket takes them: a
+ * frame's header and payload then reach the peer together, which wakes
+ * once per frame instead of once per part.  Consumes iov.  0, or -1. */
 static int
-write_all(int fd, const void *buf, size_t n)
+write_iov(int fd, struct iovec *iov, int n)
 {
-	const uint8_t	*p = buf;
+	struct msghdr	mh;
 
 	while (n > 0) {
-		ssize_t	r = send(fd, p, n, MSG_NOSIGNAL);
+		ssize_t	r;
 
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = iov;
+		mh.msg_iovlen = (size_t)n;
+		r = sendmsg(fd, &mh, MSG_NOSIGNAL);
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r == -1 && errno == ENOTSOCK)
-			r = write(fd, p, n);
+			r = writev(fd, iov, n);
 		if (r <= 0)
 			return -1;
-		p += r;
-		n -= (size_t)r;
+		for (; n > 0 && (size_t)r >= iov->iov_len; iov++, n--)
+			r -= (ssize_t)iov->iov_len;
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
 	}
 	return 0;
 }
@@ -144,6 +164,7 @@ ipc_write_frame(int fd, enum ipc_type type, uint64_t req_id,
     const void *payload, size_t len)
 {
 	uint8_t		hdr[IPC_HDR_LEN];
+	struct iovec	iov[2];
 	struct ipc_hdr	h = {
 		.magic = IPC_MAGIC, .version = IPC_VERSION,
 		.type = (uint16_t)type, .req_id = req_id, .len = (uint32_t)len
@@ -154,9 +175,11 @@ ipc_write_frame(int fd, enum ipc_type type, uint64_t req_id,
 		return -1;
 	}
 	ipc_hdr_encode(&h, hdr);
-	if (write_all(fd, hdr, sizeof(hdr)) == -1)
-		return -1;
-	return len ? write_all(fd, payload, len) : 0;
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)(uintptr_t)payload;
+	iov[1].iov_len = len;
+	return write_iov(fd, iov, len ? 2 : 1);
 }
 
 /* Beyond what ipc.h says: a payload that cannot be allocated is read and
@@ -296,6 +319,9 @@ ipc_meta_encode(struct wbuf *w, const struct ipc_meta *m)
 	wbuf_u32(w, m->n_outputs);
 	for (uint32_t i = 0; i < m->n_outputs; i++)
 		ipc_put_desc(w, &m->outputs[i]);
+	wbuf_u64(w, m->shared_bytes);
+	if (m->format == MODEL_FORMAT_GGUF)
+		ipc_llm_meta_encode(w, &m->llm);
 }
 
 static int
@@ -327,8 +353,20 @@ ipc_meta_decode(struct rbuf *r, struct ipc_meta *m)
 		goto bad;
 	m->format = (enum model_format)fmt;
 	if (ipc_get_desc_list(r, &m->n_inputs, &m->inputs) == -1 ||
-	    ipc_get_desc_list(r, &m->n_outputs, &m->outputs) == -1)
+	    ipc_get_desc_list(r, &m->n_outputs, &m->outputs) == -1 ||
+	    rbuf_u64(r, &m->shared_bytes) == -1)
 		goto bad;
+	if (m->format == MODEL_FORMAT_GGUF) {
+		struct ipc_llm_meta	l;
+
+		/* The llm part ends the payload; its strings are copied
+		 * so that the meta outlives the frame. */
+		if (ipc_llm_meta_decode(r, &l) == -1)
+			goto bad;
+		m->llm = l;
+		m->llm.arch.p = str_dup(&l.arch);
+		m->llm.chat_template.p = str_dup(&l.chat_template);
+	}
 	return 0;
  bad:
 	ipc_meta_release(m);
@@ -343,6 +381,8 @@ ipc_meta_release(struct ipc_meta *m)
 		return;
 	free(m->inputs);
 	free(m->outputs);
+	free((char *)(uintptr_t)m->llm.arch.p);
+	free((char *)(uintptr_t)m->llm.chat_template.p);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -360,4 +400,361 @@ ipc_meta_copy(struct ipc_meta *dst, const struct ipc_meta *src)
 	if (src->n_outputs)
 		memcpy(dst->outputs, src->outputs,
 		    src->n_outputs * sizeof(*dst->outputs));
+	dst->llm.arch.p = src->llm.arch.p ? str_dup(&src->llm.arch) : NULL;
+	dst->llm.chat_template.p = src->llm.chat_template.p ?
+	    str_dup(&src->llm.chat_template) : NULL;
+}
+
+/* --- LLM generation --- */
+
+/* Strings on the wire: u16 (names, stop strings, token text) or u32
+ * (prompts and message contents) length, then the bytes. */
+
+static char *
+str_dup(const struct ipc_str *s)
+{
+	char	*p = xmalloc((size_t)s->n + 1);
+
+	if (s->n)
+		memcpy(p, s->p, s->n);
+	p[s->n] = '\0';
+	return p;
+}
+
+static void
+put_str16(struct wbuf *w, const struct ipc_str *s)
+{
+	uint16_t	n = s->n > UINT16_MAX ? UINT16_MAX : (uint16_t)s->n;
+
+	wbuf_u16(w, n);
+	wbuf_put(w, s->p, n);
+}
+
+static void
+put_str32(struct wbuf *w, const struct ipc_str *s)
+{
+	wbuf_u32(w, s->n);
+	wbuf_put(w, s->p, s->n);
+}
+
+/* Borrows the bytes from r; -1 past max bytes or the input's end. */
+static int
+get_str16(struct rbuf *r, struct ipc_str *s, size_t max)
+{
+	const uint8_t	*p;
+	uint16_t	 n;
+
+	if (rbuf_u16(r, &n) == -1)
+		return -1;
+	if (n > max) {
+		r->err = true;
+		return -1;
+	}
+	if (rbuf_bytes(r, &p, n) == -1)
+		return -1;
+	s->p = (const char *)p;
+	s->n = n;
+	return 0;
+}
+
+static int
+get_str32(struct rbuf *r, struct ipc_str *s, size_t max)
+{
+	const uint8_t	*p;
+	uint32_t	 n;
+
+	if (rbuf_u32(r, &n) == -1)
+		return -1;
+	if (n > max || n > rbuf_left(r)) {
+		r->err = true;
+		return -1;
+	}
+	if (rbuf_bytes(r, &p, n) == -1)
+		return -1;
+	s->p = (const char *)p;
+	s->n = n;
+	return 0;
+}
+
+static void
+put_f32(struct wbuf *w, float f)
+{
+	uint32_t	u;
+
+	memcpy(&u, &f, sizeof(u));
+	wbuf_u32(w, u);
+}
+
+/* Only finite numbers: NaN and infinities are refused here, once. */
+static int
+get_f32(struct rbuf *r, float *f)
+{
+	uint32_t	u;
+
+	if (rbuf_u32(r, &u) == -1)
+		return -1;
+	memcpy(f, &u, sizeof(*f));
+	if (!isfinite(*f)) {
+		r->err = true;
+		return -1;
+	}
+	return 0;
+}
+
+/* Wire form of GENERATE:
+ *   u8 mode | str16 tenant | u32 n_msgs, n x (str16 role, str32 content) |
+ *   str32 prompt | u32 max_tokens | f32 temperature, top_p, min_p,
+ *   presence_penalty, frequency_penalty | u32 top_k | u64 seed |
+ *   u8 logprobs | u8 top_logprobs | u32 n_stop, n x str16 |
+ *   u32 n_bias, n x (i32 token, f32 value) */
+void
+ipc_gen_req_encode(struct wbuf *w, const struct ipc_gen_req *q)
+{
+	wbuf_u8(w, (uint8_t)q->mode);
+	put_str16(w, &q->tenant);
+	wbuf_u32(w, q->n_msgs);
+	for (uint32_t i = 0; i < q->n_msgs; i++) {
+		put_str16(w, &q->roles[i]);
+		put_str32(w, &q->contents[i]);
+	}
+	put_str32(w, &q->prompt);
+	wbuf_u32(w, q->max_tokens);
+	put_f32(w, q->temperature);
+	put_f32(w, q->top_p);
+	put_f32(w, q->min_p);
+	put_f32(w, q->presence_penalty);
+	put_f32(w, q->frequency_penalty);
+	wbuf_u32(w, q->top_k);
+	wbuf_u64(w, q->seed);
+	wbuf_u8(w, q->logprobs);
+	wbuf_u8(w, q->top_logprobs);
+	wbuf_u32(w, q->n_stop);
+	for (uint32_t i = 0; i < q->n_stop && i < IPC_STOP_MAX; i++)
+		put_str16(w, &q->stop[i]);
+	wbuf_u32(w, q->n_bias);
+	for (uint32_t i = 0; i < q->n_bias; i++) {
+		wbuf_u32(w, (uint32_t)q->bias_tok[i]);
+		put_f32(w, q->bias_val[i]);
+	}
+}
+
+int
+ipc_gen_req_decode(struct rbuf *r, struct ipc_gen_req *q)
+{
+	uint32_t	u;
+	uint8_t		mode;
+
+	memset(q, 0, sizeof(*q));
+	if (rbuf_u8(r, &mode) == -1 || mode < IPC_GEN_CHAT ||
+	    mode > IPC_GEN_EMBEDDING)
+		goto bad;
+	q->mode = (enum ipc_gen_mode)mode;
+	if (get_str16(r, &q->tenant, IPC_NAME_MAX) == -1 ||
+	    rbuf_u32(r, &q->n_msgs) == -1)
+		goto bad;
+	/* A message takes at least 6 bytes (two empty strings). */
+	if (q->n_msgs > IPC_IMSG_MAX || q->n_msgs > rbuf_left(r) / 6)
+		goto bad;
+	q->roles = xcalloc(q->n_msgs ? q->n_msgs : 1, sizeof(*q->roles));
+	q->contents = xcalloc(q->n_msgs ? q->n_msgs : 1,
+	    sizeof(*q->contents));
+	for (uint32_t i = 0; i < q->n_msgs; i++)
+		if (get_str16(r, &q->roles[i], IPC_NAME_MAX) == -1 ||
+		    get_str32(r, &q->contents[i], IPC_MAX_PAYLOAD) == -1)
+			goto bad;
+	if (get_str32(r, &q->prompt, IPC_MAX_PAYLOAD) == -1 ||
+	    rbuf_u32(r, &q->max_tokens) == -1 ||
+	    get_f32(r, &q->temperature) == -1 ||
+	    get_f32(r, &q->top_p) == -1 || get_f32(r, &q->min_p) == -1 ||
+	    get_f32(r, &q->presence_penalty) == -1 ||
+	    get_f32(r, &q->frequency_penalty) == -1 ||
+	    rbuf_u32(r, &q->top_k) == -1 || rbuf_u64(r, &q->seed) == -1 ||
+	    rbuf_u8(r, &q->logprobs) == -1 ||
+	    rbuf_u8(r, &q->top_logprobs) == -1 ||
+	    rbuf_u32(r, &q->n_stop) == -1)
+		goto bad;
+	if (q->logprobs > 1 || q->top_logprobs > IPC_TOP_MAX ||
+	    q->n_stop > IPC_STOP_MAX)
+		goto bad;
+	for (uint32_t i = 0; i < q->n_stop; i++)
+		if (get_str16(r, &q->stop[i], IPC_STOP_LEN) == -1 ||
+		    q->stop[i].n == 0)
+			goto bad;
+	if (rbuf_u32(r, &q->n_bias) == -1)
+		goto bad;
+	if (q->n_bias > IPC_BIAS_MAX || q->n_bias > rbuf_left(r) / 8)
+		goto bad;
+	q->bias_tok = xcalloc(q->n_bias ? q->n_bias : 1,
+	    sizeof(*q->bias_tok));
+	q->bias_val = xcalloc(q->n_bias ? q->n_bias : 1,
+	    sizeof(*q->bias_val));
+	for (uint32_t i = 0; i < q->n_bias; i++) {
+		if (rbuf_u32(r, &u) == -1 || get_f32(r, &q->bias_val[i]) == -1)
+			goto bad;
+		q->bias_tok[i] = (int32_t)u;
+	}
+	if (r->err || rbuf_left(r) != 0)
+		goto bad;
+	return 0;
+ bad:
+	ipc_gen_req_release(q);
+	r->err = true;
+	return -1;
+}
+
+void
+ipc_gen_req_release(struct ipc_gen_req *q)
+{
+	if (q == NULL)
+		return;
+	free(q->roles);
+	free(q->contents);
+	free(q->bias_tok);
+	free(q->bias_val);
+	memset(q, 0, sizeof(*q));
+}
+
+/* Wire form of TOKEN:
+ *   i32 id | str16 text | str16 lp token, f32 lp logprob |
+ *   u8 n_top, n x (str16 token, f32 logprob) */
+void
+ipc_gen_token_encode(struct wbuf *w, const struct ipc_gen_token *t)
+{
+	uint32_t	n = t->n_top > IPC_TOP_MAX ? IPC_TOP_MAX : t->n_top;
+
+	wbuf_u32(w, (uint32_t)t->id);
+	put_str16(w, &t->text);
+	put_str16(w, &t->lp.token);
+	put_f32(w, t->lp.logprob);
+	wbuf_u8(w, (uint8_t)n);
+	for (uint32_t i = 0; i < n; i++) {
+		put_str16(w, &t->top[i].token);
+		put_f32(w, t->top[i].logprob);
+	}
+}
+
+/* Log-probabilities are finite (a token that cannot be drawn is not
+ * reported) and never positive. */
+static int
+get_logprob(struct rbuf *r, struct ipc_gen_logprob *lp)
+{
+	if (get_str16(r, &lp->token, UINT16_MAX) == -1 ||
+	    get_f32(r, &lp->logprob) == -1)
+		return -1;
+	if (lp->logprob > 0) {
+		r->err = true;
+		return -1;
+	}
+	return 0;
+}
+
+int
+ipc_gen_token_decode(struct rbuf *r, struct ipc_gen_token *t)
+{
+	uint32_t	id;
+	uint8_t		n;
+
+	memset(t, 0, sizeof(*t));
+	if (rbuf_u32(r, &id) == -1 || get_str16(r, &t->text, UINT16_MAX) ==
+	    -1 || get_logprob(r, &t->lp) == -1 || rbuf_u8(r, &n) == -1)
+		goto bad;
+	t->id = (int32_t)id;
+	if (t->id < -1 || n > IPC_TOP_MAX)
+		goto bad;
+	t->n_top = n;
+	for (uint32_t i = 0; i < n; i++)
+		if (get_logprob(r, &t->top[i]) == -1)
+			goto bad;
+	if (r->err || rbuf_left(r) != 0)
+		goto bad;
+	return 0;
+ bad:
+	memset(t, 0, sizeof(*t));
+	r->err = true;
+	return -1;
+}
+
+/* Wire form of DONE:
+ *   u8 finish | u32 prompt_tokens | u32 cached_tokens |
+ *   u32 completion_tokens | u64 compute_us | u32 n_embd | n_embd x f32 */
+void
+ipc_gen_done_encode(struct wbuf *w, const struct ipc_gen_done *d)
+{
+	wbuf_u8(w, (uint8_t)d->finish);
+	wbuf_u32(w, d->prompt_tokens);
+	wbuf_u32(w, d->cached_tokens);
+	wbuf_u32(w, d->completion_tokens);
+	wbuf_u64(w, d->compute_us);
+	wbuf_u32(w, d->n_embd);
+	wbuf_put(w, d->embd, (size_t)d->n_embd * 4);
+}
+
+int
+ipc_gen_done_decode(struct rbuf *r, struct ipc_gen_done *d)
+{
+	uint8_t	fin;
+
+	memset(d, 0, sizeof(*d));
+	if (rbuf_u8(r, &fin) == -1 || fin < IPC_FINISH_STOP ||
+	    fin > IPC_FINISH_CANCELLED)
+		goto bad;
+	d->finish = (enum ipc_finish)fin;
+	if (rbuf_u32(r, &d->prompt_tokens) == -1 ||
+	    rbuf_u32(r, &d->cached_tokens) == -1 ||
+	    rbuf_u32(r, &d->completion_tokens) == -1 ||
+	    rbuf_u64(r, &d->compute_us) == -1 ||
+	    rbuf_u32(r, &d->n_embd) == -1)
+		goto bad;
+	if (d->cached_tokens > d->prompt_tokens ||
+	    d->n_embd != rbuf_left(r) / 4 || rbuf_left(r) % 4 != 0)
+		goto bad;
+	if (d->n_embd > 0 && rbuf_bytes(r, &d->embd,
+	    (size_t)d->n_embd * 4) == -1)
+		goto bad;
+	if (r->err || rbuf_left(r) != 0)
+		goto bad;
+	return 0;
+ bad:
+	memset(d, 0, sizeof(*d));
+	r->err = true;
+	return -1;
+}
+
+/* Wire form of the llm part of HELLO:
+ *   u32 n_ctx | u32 n_vocab | u32 n_embd | u32 max_seqs | str16 arch |
+ *   str16 chat_template */
+void
+ipc_llm_meta_encode(struct wbuf *w, const struct ipc_llm_meta *l)
+{
+	wbuf_u32(w, l->n_ctx);
+	wbuf_u32(w, l->n_vocab);
+	wbuf_u32(w, l->n_embd);
+	wbuf_u32(w, l->max_seqs);
+	put_str16(w, &l->arch);
+	put_str16(w, &l->chat_template);
+}
+
+int
+ipc_llm_meta_decode(struct rbuf *r, struct ipc_llm_meta *l)
+{
+	memset(l, 0, sizeof(*l));
+	if (rbuf_u32(r, &l->n_ctx) == -1 || rbuf_u32(r, &l->n_vocab) == -1 ||
+	    rbuf_u32(r, &l->n_embd) == -1 || rbuf_u32(r, &l->max_seqs) == -1 ||
+	    get_str16(r, &l->arch, IPC_LLM_STR_MAX) == -1 ||
+	    get_str16(r, &l->chat_template, IPC_LLM_STR_MAX) == -1)
+		goto bad;
+	/* A runtime serves at least one sequence of at least one token. */
+	if (l->n_ctx == 0 || l->n_vocab == 0 || l->n_embd == 0 ||
+	    l->max_seqs == 0 || l->arch.n == 0 ||
+	    memchr(l->arch.p, '\0', l->arch.n) != NULL ||
+	    (l->chat_template.n > 0 &&
+	    memchr(l->chat_template.p, '\0', l->chat_template.n) != NULL))
+		goto bad;
+	if (r->err || rbuf_left(r) != 0)
+		goto bad;
+	return 0;
+ bad:
+	memset(l, 0, sizeof(*l));
+	r->err = true;
+	return -1;
 }

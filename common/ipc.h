@@ -81,14 +81,39 @@ struct ipc_tensor_desc {
 	int64_t		dims[TENSOR_MAX_DIMS];
 };
 
+struct ipc_str {			/* bytes, not NUL-terminated, borrowed */
+	const char	*p;
+	uint32_t	 n;
+};
+
+#define IPC_LLM_STR_MAX		64	/* arch and chat template names */
+
+struct ipc_llm_meta {
+	uint32_t	n_ctx;		/* context the runtime serves */
+	uint32_t	n_vocab;
+	uint32_t	n_embd;		/* embedding size */
+	uint32_t	max_seqs;	/* sequences it steps at once */
+	struct ipc_str	arch;		/* "llama", "qwen2" */
+	struct ipc_str	chat_template;	/* "chatml", "llama2", "llama3"; ""
+					   when the model has none (no chat) */
+};
+
 /* What a runtime reports about its model in HELLO. */
 struct ipc_meta {
 	enum model_format	 format;
 	uint64_t		 mem_bytes;	/* resident estimate of the model */
+	/* Bytes of model files mapped read-only (weights used in place):
+	 * one copy in the page cache however many replicas map them.  On
+	 * the wire after the outputs. */
+	uint64_t		 shared_bytes;
 	uint32_t		 n_inputs;
 	uint32_t		 n_outputs;
 	struct ipc_tensor_desc	*inputs;	/* n_inputs, owned */
 	struct ipc_tensor_desc	*outputs;	/* n_outputs, owned */
+	/* MODEL_FORMAT_GGUF only.  After ipc_meta_decode and ipc_meta_copy
+	 * its strings are owned by the meta (NUL-terminated copies, freed by
+	 * ipc_meta_release); an encoder's may be borrowed. */
+	struct ipc_llm_meta	 llm;
 };
 
 /* A decoded tensor: data borrows from the payload it was decoded from and
@@ -147,7 +172,12 @@ void	ipc_meta_copy(struct ipc_meta *dst, const struct ipc_meta *src);
  *           struct ipc_gen_token.  text holds whole UTF-8 characters only
  *           (bytes of an unfinished one wait for the next token) and
  *           never a part of a stop string: text that could still become
- *           a stop string is held back until it cannot.
+ *           a stop string is held back until it cannot.  A token that
+ *           ends generation (eos, end of turn) gets no TOKEN but counts
+ *           in completion_tokens; text still held back when generation
+ *           ends (eos or length) comes in one last TOKEN with id -1 (no
+ *           token, no logprobs).  A token that completes a stop string
+ *           gets its TOKEN, with the text before the stop string.
  * DONE      runtime -> maasd: struct ipc_gen_done, the exact usage.  Ends
  *           the request (also after CANCEL).  INFER_ERR ends it instead
  *           when it fails before producing anything (IPC_ERR_CONTEXT: the
@@ -172,11 +202,6 @@ enum ipc_finish {
 	IPC_FINISH_STOP = 1,		/* eos / end-of-turn token or a stop string */
 	IPC_FINISH_LENGTH,		/* max_tokens or the context is full */
 	IPC_FINISH_CANCELLED
-};
-
-struct ipc_str {			/* bytes, not NUL-terminated, borrowed */
-	const char	*p;
-	uint32_t	 n;
 };
 
 struct ipc_gen_req {
@@ -222,15 +247,6 @@ struct ipc_gen_done {
 	uint64_t	 compute_us;
 	uint32_t	 n_embd;		/* IPC_GEN_EMBEDDING: vector */
 	const uint8_t	*embd;			/* n_embd LE f32, unaligned */
-};
-
-struct ipc_llm_meta {
-	uint32_t	n_ctx;		/* context the runtime serves */
-	uint32_t	n_vocab;
-	uint32_t	n_embd;		/* embedding size */
-	uint32_t	max_seqs;	/* sequences it steps at once */
-	struct ipc_str	arch;		/* "llama", "qwen2" */
-	struct ipc_str	chat_template;	/* "chatml", "llama2", "llama3" */
 };
 
 /* Encoders append to w; decoders read all of r (trailing bytes are an

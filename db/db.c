@@ -62,6 +62,7 @@
 #define DB_PAGE_MAX		1000
 #define DB_ID_SIZE		64	/* "<prefix>_" + 24 hex + NUL fits */
 #define DB_JOB_MAX_STR		8
+#define DB_SWEEP_S		60	/* idempotency sweeps, at most */
 
 /* --- statements --- */
 
@@ -84,7 +85,9 @@
 			"tokens_per_minute, max_concurrent_requests, " \
 			"monthly_token_budget, monthly_credit_budget_micros, " \
 			"allowed_models"
-#define PRICE_COLS	"model, starts_at, per_1k_input_micros, " \
+/* A price's id is its cursor in the price list: "<model>:<starts_at>". */
+#define PRICE_COLS	"model || ':' || starts_at AS id, " \
+			"model, starts_at, per_1k_input_micros, " \
 			"per_1k_output_micros, per_request_micros, " \
 			"per_compute_second_micros"
 #define ISSUER_COLS	"id, kid, alg, key, iss, aud, tenant_claim, " \
@@ -142,8 +145,110 @@ enum db_sql {
 	SQL_DEP_TRAFFIC,
 	SQL_DEP_ROLLBACK,
 	SQL_DEP_DELETE,
+	SQL_PERIOD_INSERT,
+	SQL_PERIOD_FREEZE,
+	SQL_PERIOD_GET,
+	SQL_PERIOD_LIST,
+	SQL_INVOICE_LINES,
+	SQL_INVOICE_FROZEN,
+	SQL_USAGE_REPORT,
+	SQL_IDEM_GET,
+	SQL_IDEM_INSERT,
+	SQL_AUDIT_FILTER,
+	SQL_TENANT_FIND,
+	SQL_KEY_FIND,
+	SQL_MODEL_FIND,
+	SQL_DEP_FIND,
+	SQL_USAGE_FIND,
+	SQL_TENANT_UPDATE,
+	SQL_QUOTA_GET,
+	SQL_PRICE_PAGE,
+	SQL_PERIOD_PAGE,
+	SQL_TENANT_PAGE,
+	SQL_USAGE_FIND_DESC,
+	SQL_USAGE_SERIES,
+	SQL_USAGE_TOP,
+	SQL_IDEM_DROP,
+	SQL_IDEM_SWEEP,
 	SQL_COUNT
 };
+
+/* The invoice lines of a period, computed from usage_events.  TENANT is
+ * the tenant condition on u, UPPER the highest usage row id to count
+ * (the period's last_usage_id once it closes), ?2 and ?3 the period's
+ * [start, end) in microseconds, ?4 its idx.
+ *  - usage: served (2xx) rows of the period;
+ *  - adjustment: served rows of an earlier closed period q committed
+ *    after q closed (id > q.last_usage_id) that belong here: every month
+ *    between q and this period was closed before the row was committed
+ *    (its last_usage_id is lower), so this is the first period still
+ *    open when the row arrived.
+ * Each row is priced with the price in effect at its arrival, as the
+ * gateway did, each part rounded half up per request, as price_cost()
+ * does; what a budget cut off the gateway's charge (cost_micros below
+ * the price) is a 'budget_cap' line, so that the lines always add up to
+ * the sum of cost_micros. */
+#define BILL_LINES(TENANT, UPPER)					\
+	"WITH r AS ("							\
+	" SELECT u.tenant_id, 'usage' AS kind, NULL AS for_period,"	\
+	"  u.model, u.prompt_tokens AS tin, u.completion_tokens AS tout,"\
+	"  u.compute_us AS cus, u.cost_micros AS cost, u.ts_us"		\
+	" FROM usage_events AS u WHERE " TENANT				\
+	"  AND u.ts_us >= ?2 AND u.ts_us < ?3 AND u.id <= " UPPER	\
+	"  AND u.status BETWEEN 200 AND 299"				\
+	" UNION ALL"							\
+	" SELECT u.tenant_id, 'adjustment', q.period, u.model,"		\
+	"  u.prompt_tokens, u.completion_tokens, u.compute_us,"		\
+	"  u.cost_micros, u.ts_us"					\
+	" FROM billing_periods AS q JOIN usage_events AS u"		\
+	"  ON u.ts_us >= q.start_us AND u.ts_us < q.end_us"		\
+	"  AND u.id > q.last_usage_id"					\
+	" WHERE " TENANT " AND q.idx < ?4 AND u.id <= " UPPER		\
+	"  AND u.status BETWEEN 200 AND 299"				\
+	"  AND (SELECT count(*) FROM billing_periods AS m"		\
+	"  WHERE m.idx > q.idx AND m.idx < ?4 AND m.last_usage_id < u.id)"\
+	"  = ?4 - q.idx - 1"						\
+	"), v AS ("							\
+	" SELECT r.*, (SELECT max(p.starts_at) FROM prices AS p"	\
+	"  WHERE p.model = r.model AND p.starts_at <= r.ts_us / 1000000)"\
+	"  AS ps FROM r"						\
+	"), g AS ("							\
+	" SELECT v.tenant_id, v.kind, v.for_period, v.model, v.ps,"	\
+	"  count(*) AS n, sum(v.tin) AS tin, sum(v.tout) AS tout,"	\
+	"  sum(v.cus) AS cus, sum(v.cost) AS cost,"			\
+	"  ifnull(p.per_request_micros, 0) AS pr,"			\
+	"  ifnull(p.per_1k_input_micros, 0) AS pi,"			\
+	"  ifnull(p.per_1k_output_micros, 0) AS po,"			\
+	"  ifnull(p.per_compute_second_micros, 0) AS pc,"		\
+	"  sum((ifnull(p.per_1k_input_micros, 0) * v.tin + 500) / 1000)"\
+	"  AS ai,"							\
+	"  sum((ifnull(p.per_1k_output_micros, 0) * v.tout + 500) / 1000)"\
+	"  AS ao,"							\
+	"  sum((ifnull(p.per_compute_second_micros, 0) * v.cus + 500000)"\
+	"  / 1000000) AS ac"						\
+	" FROM v LEFT JOIN prices AS p"					\
+	"  ON p.model = v.model AND p.starts_at = v.ps"			\
+	" GROUP BY v.tenant_id, v.kind, v.for_period, v.model, v.ps)"	\
+	" SELECT tenant_id, kind, for_period, model,"			\
+	"  ps AS price_starts_at, unit, quantity, unit_price_micros,"	\
+	"  amount_micros FROM ("						\
+	"  SELECT *, 1 AS o, 'requests' AS unit, n AS quantity,"	\
+	"   pr AS unit_price_micros, n * pr AS amount_micros FROM g"	\
+	"  UNION ALL SELECT *, 2, 'input_tokens', tin, pi, ai FROM g"	\
+	"   WHERE tin > 0"						\
+	"  UNION ALL SELECT *, 3, 'output_tokens', tout, po, ao FROM g"	\
+	"   WHERE tout > 0"						\
+	"  UNION ALL SELECT *, 4, 'compute_seconds', cus, pc, ac FROM g"\
+	"   WHERE cus > 0"						\
+	"  UNION ALL SELECT *, 5, 'budget_cap', 0, 0,"			\
+	"   cost - (n * pr + ai + ao + ac) FROM g"			\
+	"   WHERE cost <> n * pr + ai + ao + ac"			\
+	" ) ORDER BY tenant_id, kind DESC, for_period, model,"		\
+	"  price_starts_at, o"
+
+#define PERIOD_COLS	"period, idx, start_us, end_us, last_usage_id, closed_at"
+#define LINE_COLS	"tenant_id, kind, for_period, model, price_starts_at, " \
+			"unit, quantity, unit_price_micros, amount_micros"
 
 /* Listings page by id.  The LIMIT is always the highest-numbered
  * parameter (stmt_page binds it; "L" in the bind format).  "No cursor" is
@@ -324,6 +429,127 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	    " RETURNING " DEP_COLS,
 	[SQL_DEP_DELETE] =
 	    "DELETE FROM deployments WHERE name = ?1 RETURNING " DEP_COLS,
+	/* last_usage_id is read inside the writer's transaction: every
+	 * usage row committed before the close has a lower id, every later
+	 * one a higher id (rowids only grow: usage rows are never
+	 * deleted). */
+	[SQL_PERIOD_INSERT] =
+	    "INSERT INTO billing_periods (period, idx, start_us, end_us,"
+	    " last_usage_id, closed_at) VALUES (?1, ?2, ?3, ?4,"
+	    " (SELECT ifnull(max(id), 0) FROM usage_events), ?5)"
+	    " RETURNING " PERIOD_COLS,
+	[SQL_PERIOD_FREEZE] =
+	    "INSERT INTO invoice_lines (period, " LINE_COLS ")"
+	    " SELECT ?1, " LINE_COLS " FROM (" BILL_LINES("1",
+	    "(SELECT last_usage_id FROM billing_periods WHERE period = ?1)")
+	    ")",
+	[SQL_PERIOD_GET] =
+	    "SELECT " PERIOD_COLS " FROM billing_periods WHERE period = ?1",
+	[SQL_PERIOD_LIST] =
+	    "SELECT " PERIOD_COLS " FROM billing_periods ORDER BY idx",
+	[SQL_INVOICE_LINES] = BILL_LINES("u.tenant_id = ?1", "?5"),
+	[SQL_INVOICE_FROZEN] =
+	    "SELECT " LINE_COLS " FROM invoice_lines"
+	    " WHERE period = ?1 AND tenant_id = ?2 ORDER BY id",
+	/* Sorted so that each group's served latencies come in ascending
+	 * order: the percentiles are then read off by rank. */
+	[SQL_USAGE_REPORT] =
+	    "SELECT tenant_id, model, ifnull(key_id, '') AS key_id,"
+	    " date(ts_us / 1000000, 'unixepoch') AS day, status,"
+	    " prompt_tokens, completion_tokens, queue_us + compute_us AS lat"
+	    " FROM usage_events WHERE ts_us >= ?1 AND ts_us < ?2"
+	    " AND (?3 IS NULL OR tenant_id = ?3)"
+	    " AND (?4 IS NULL OR model = ?4)"
+	    " AND (?5 IS NULL OR key_id = ?5)"
+	    " ORDER BY tenant_id, model, key_id, day, lat",
+	[SQL_IDEM_GET] =
+	    "SELECT key, request_hash, status, content_type, body, created_at"
+	    " FROM idempotency_keys WHERE key = ?1 AND created_at >= ?2",
+	[SQL_IDEM_INSERT] =
+	    "INSERT INTO idempotency_keys (key, request_hash, status,"
+	    " content_type, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[SQL_AUDIT_FILTER] =
+	    "SELECT " AUDIT_COLS " FROM audit_log WHERE id > ?1"
+	    " AND (?2 IS NULL OR action = ?2 OR action GLOB ?2 || '.*')"
+	    " AND (?3 IS NULL OR target = ?3)"
+	    " AND (?4 IS NULL OR actor = ?4)"
+	    " AND ts >= ?5 AND ts < ?6 ORDER BY id LIMIT ?7",
+	/* Filtered listings; a NULL filter matches every row. */
+	[SQL_TENANT_FIND] =
+	    "SELECT " TENANT_COLS " FROM tenants WHERE id > ?1"
+	    " AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR plan = ?3)"
+	    " ORDER BY id LIMIT ?4",
+	[SQL_KEY_FIND] =
+	    "SELECT " KEY_COLS " FROM api_keys WHERE tenant_id = ?1"
+	    " AND id > ?2 AND (?3 IS NULL"
+	    " OR (?3 = 'revoked' AND revoked_at IS NOT NULL)"
+	    " OR (?3 = 'active' AND revoked_at IS NULL"
+	    " AND (expires_at IS NULL OR expires_at > ?4)))"
+	    " ORDER BY id LIMIT ?5",
+	[SQL_MODEL_FIND] =
+	    "SELECT " MODEL_COLS " FROM models WHERE id > ?1"
+	    " AND (?2 IS NULL OR name = ?2) ORDER BY id LIMIT ?3",
+	[SQL_DEP_FIND] =
+	    "SELECT " DEP_COLS " FROM deployments WHERE id > ?1"
+	    " AND (?2 IS NULL OR model = ?2) ORDER BY id LIMIT ?3",
+	[SQL_USAGE_FIND] =
+	    "SELECT " USAGE_COLS " FROM usage_events"
+	    " WHERE ts_us >= ?1 AND ts_us < ?2 AND id > ?3"
+	    " AND (?4 IS NULL OR tenant_id = ?4)"
+	    " AND (?5 IS NULL OR model = ?5) AND (?6 IS NULL OR key_id = ?6)"
+	    " AND (?7 = 0 OR status = ?7)"
+	    " ORDER BY id LIMIT ?8",
+	[SQL_TENANT_UPDATE] =
+	    "UPDATE tenants SET weight = ifnull(?2, weight),"
+	    " plan = ifnull(?3, plan), status = ifnull(?4, status)"
+	    " WHERE id = ?1 RETURNING " TENANT_COLS,
+	/* Uses the quotas_scope expression index. */
+	[SQL_QUOTA_GET] =
+	    "SELECT " QUOTA_COLS " FROM quotas WHERE tenant_id = ?1"
+	    " AND ifnull(key_id, '') = ifnull(?2, '')",
+	/* Prices page by (model, starts_at), their primary key. */
+	[SQL_PRICE_PAGE] =
+	    "SELECT " PRICE_COLS " FROM prices"
+	    " WHERE (model, starts_at) > (?1, ?2)"
+	    " AND (?3 IS NULL OR model = ?3)"
+	    " ORDER BY model, starts_at LIMIT ?4",
+	/* "YYYY-MM" sorts as the months do. */
+	[SQL_PERIOD_PAGE] =
+	    "SELECT period AS id, " PERIOD_COLS " FROM billing_periods"
+	    " WHERE period > ?1 ORDER BY period LIMIT ?2",
+	[SQL_TENANT_PAGE] =
+	    "SELECT " TENANT_COLS " FROM tenants WHERE id > ?1"
+	    " AND (?2 IS NULL OR id = ?2) ORDER BY id LIMIT ?3",
+	[SQL_USAGE_FIND_DESC] =
+	    "SELECT " USAGE_COLS " FROM usage_events"
+	    " WHERE ts_us >= ?1 AND ts_us < ?2 AND id < ?3"
+	    " AND (?4 IS NULL OR tenant_id = ?4)"
+	    " AND (?5 IS NULL OR model = ?5) AND (?6 IS NULL OR key_id = ?6)"
+	    " AND (?7 = 0 OR status = ?7)"
+	    " ORDER BY id DESC LIMIT ?8",
+	/* Step b of [?1, ?2) in steps of ?3 microseconds; within a step
+	 * the latencies come in ascending order, to be read off by rank.
+	 * ts_us >= ?1, so the division floors. */
+	[SQL_USAGE_SERIES] =
+	    "SELECT (ts_us - ?1) / ?3 AS b, status, prompt_tokens,"
+	    " completion_tokens, queue_us + compute_us AS lat, cost_micros"
+	    " FROM usage_events WHERE ts_us >= ?1 AND ts_us < ?2"
+	    " AND (?4 IS NULL OR tenant_id = ?4)"
+	    " ORDER BY b, lat",
+	[SQL_USAGE_TOP] =
+	    "SELECT tenant_id, count(*) AS requests,"
+	    " sum(status NOT BETWEEN 200 AND 299) AS errors,"
+	    " sum(prompt_tokens) AS input_tokens,"
+	    " sum(completion_tokens) AS output_tokens,"
+	    " sum(cost_micros) AS cost_micros"
+	    " FROM usage_events WHERE ts_us >= ?1 AND ts_us < ?2"
+	    " AND (?3 IS NULL OR tenant_id = ?3)"
+	    " GROUP BY tenant_id ORDER BY requests DESC, tenant_id LIMIT ?4",
+	/* An expired answer gives its key back (before the sweep). */
+	[SQL_IDEM_DROP] =
+	    "DELETE FROM idempotency_keys WHERE key = ?1 AND created_at < ?2",
+	[SQL_IDEM_SWEEP] =
+	    "DELETE FROM idempotency_keys WHERE created_at < ?1",
 };
 
 /* One SQLite connection and its statement cache.  Used by one thread. */
@@ -427,6 +653,7 @@ struct db {
 	pthread_t	 writer;
 	bool		 writer_running; /* writer must be joined */
 	bool		 sync_init;	/* mu and cv initialised */
+	int64_t		 swept_at;	/* writer only: last sweep (db_sweep) */
 
 	pthread_mutex_t	 mu;		/* guards all fields below */
 	pthread_cond_t	 cv;		/* queue grew, or stopping was set */
@@ -468,6 +695,7 @@ static bool		 db_batch_run(struct db *, struct db_job *);
 static int		 db_job_run(struct db *, struct db_job *);
 static int		 db_exec(struct db *, enum db_sql);
 static void		 db_batch_done(struct db *, struct db_job *, bool);
+static void		 db_sweep(struct db *);
 static void		 db_wake_cb(evutil_socket_t, short, void *);
 static void		 db_deliver(struct db *, struct db_job *);
 static enum db_status	 db_audit(struct db *, struct db_job *,
@@ -1394,6 +1622,10 @@ db_batch_run(struct db *db, struct db_job *batch)
 			ok = false;
 		}
 	}
+	if (ok) {
+		db_sweep(db);
+		ok = !sqlite3_get_autocommit(db->wr.h);
+	}
 	if (ok && db_exec(db, SQL_COMMIT) == -1)
 		ok = false;
 	if (!ok) {
@@ -1426,6 +1658,27 @@ db_job_run(struct db *db, struct db_job *j)
 			return -1;
 	}
 	return db_exec(db, SQL_RELEASE);
+}
+
+/* Writer thread, inside a batch's transaction (sharing its fsync):
+ * deletes the idempotent answers older than DB_IDEM_TTL_S, at most once
+ * every DB_SWEEP_S, so the table holds about a day of admin POSTs.  In
+ * its own savepoint: a failure only delays the sweep. */
+static void
+db_sweep(struct db *db)
+{
+	sqlite3_stmt	*st;
+	int64_t		 now = db_now();
+
+	if (db->swept_at != 0 && now - db->swept_at < DB_SWEEP_S)
+		return;
+	db->swept_at = now;
+	if (db_exec(db, SQL_SAVEPOINT) == -1)
+		return;
+	st = conn_bind(&db->wr, SQL_IDEM_SWEEP, "i", now - DB_IDEM_TTL_S);
+	if (st == NULL || stmt_row(&db->wr, st, NULL) != DB_OK)
+		(void)db_exec(db, SQL_ROLLBACK_TO);
+	(void)db_exec(db, SQL_RELEASE);
 }
 
 /* Steps one of the parameterless transaction statements.  -1 if it failed
@@ -2235,4 +2488,427 @@ db_deployment_delete(struct db *db, const char *name, const char *actor,
 	args[0] = json_pack("[s]", name);
 	db_steps_submit(db, 1, sql, args, flags, "deployment.delete", name,
 	    json_object(), actor, done, arg);
+}
+
+/* --- billing periods and invoices --- */
+
+void
+db_period_close(struct db *db, const struct db_period *p, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[2] = { SQL_PERIOD_INSERT, SQL_PERIOD_FREEZE };
+	unsigned	 flags[2] = { STEP_RESULT | STEP_REQUIRED, 0 };
+	json_t		*args[2];
+
+	args[0] = json_pack("[s, I, I, I, I]", p->period, (json_int_t)p->idx,
+	    (json_int_t)p->start_us, (json_int_t)p->end_us,
+	    (json_int_t)db_now());
+	args[1] = json_pack("[s, I, I, I]", p->period,
+	    (json_int_t)p->start_us, (json_int_t)p->end_us,
+	    (json_int_t)p->idx);
+	db_steps_submit(db, 2, sql, args, flags, "billing.period.close",
+	    p->period, json_pack("{s:s}", "period", p->period), actor, done,
+	    arg);
+}
+
+json_t *
+db_period_get(struct db *db, const char *period)
+{
+	return db_read_one(db, SQL_PERIOD_GET, "t", period);
+}
+
+json_t *
+db_period_list(struct db *db)
+{
+	return db_read_all(db, SQL_PERIOD_LIST, json_array());
+}
+
+json_t *
+db_invoice_lines(struct db *db, const char *tenant_id,
+    const struct db_period *p, int64_t upper_id)
+{
+	return db_read_all(db, SQL_INVOICE_LINES, json_pack("[s, I, I, I, I]",
+	    tenant_id, (json_int_t)p->start_us, (json_int_t)p->end_us,
+	    (json_int_t)p->idx, (json_int_t)upper_id));
+}
+
+json_t *
+db_invoice_frozen(struct db *db, const char *tenant_id, const char *period)
+{
+	return db_read_all(db, SQL_INVOICE_FROZEN, json_pack("[s, s]",
+	    period, tenant_id));
+}
+
+/* --- usage reports --- */
+
+/* One group of the report being built: latencies of its served rows, in
+ * ascending order (the statement sorts them). */
+struct report_group {
+	json_t	*row;
+	int64_t	*lat;
+	size_t	 n, cap;
+};
+
+/* Nearest rank: the smallest value with at least p% of the values at or
+ * below it, i.e. the value at rank ceil(p / 100 * n), 1-based. */
+static json_t *
+nearest_rank(const int64_t *v, size_t n, int p)
+{
+	size_t	 rank;
+
+	if (n == 0)
+		return json_null();
+	rank = (n * (size_t)p + 99) / 100;
+	if (rank < 1)
+		rank = 1;
+	return json_integer(v[rank - 1]);
+}
+
+static void
+report_flush(json_t *out, struct report_group *g)
+{
+	if (g->row == NULL)
+		return;
+	json_object_set_new(g->row, "latency_p50_us",
+	    nearest_rank(g->lat, g->n, 50));
+	json_object_set_new(g->row, "latency_p95_us",
+	    nearest_rank(g->lat, g->n, 95));
+	json_object_set_new(g->row, "latency_p99_us",
+	    nearest_rank(g->lat, g->n, 99));
+	json_array_append_new(out, g->row);
+	g->row = NULL;
+	g->n = 0;
+}
+
+static const char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const char	*s = (const char *)sqlite3_column_text(st, i);
+
+	return s != NULL ? s : "";
+}
+
+json_t *
+db_usage_report(struct db *db, const struct db_report_q *q)
+{
+	struct report_group	 g = { NULL, NULL, 0, 0 };
+	sqlite3_stmt		*st;
+	json_t			*out = NULL, *args;
+	int			 rc;
+
+	args = json_pack("[I, I, s?, s?, s?]", (json_int_t)q->from_us,
+	    (json_int_t)q->to_us, q->tenant_id, q->model, q->key_id);
+	st = conn_bind_json(&db->rd, SQL_USAGE_REPORT, args);
+	json_decref(args);
+	if (st == NULL)
+		return NULL;
+	out = json_array();
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char	*tenant = col_text(st, 0), *model = col_text(st,
+				    1), *key = col_text(st, 2), *day =
+				    col_text(st, 3);
+		int		 status = sqlite3_column_int(st, 4);
+		bool		 ok = status >= 200 && status < 300;
+		json_t		*r = g.row;
+
+		if (r == NULL ||
+		    strcmp(json_string_value(json_object_get(r, "tenant_id")),
+		    tenant) != 0 ||
+		    strcmp(json_string_value(json_object_get(r, "model")),
+		    model) != 0 ||
+		    strcmp(json_is_null(json_object_get(r, "key_id")) ? "" :
+		    json_string_value(json_object_get(r, "key_id")), key) != 0 ||
+		    strcmp(json_string_value(json_object_get(r, "day")),
+		    day) != 0) {
+			report_flush(out, &g);
+			g.row = json_pack("{s:s, s:s, s:o, s:s, s:I, s:I, s:I,"
+			    " s:I}", "tenant_id", tenant, "model", model,
+			    "key_id", *key != '\0' ? json_string(key) :
+			    json_null(), "day", day, "requests",
+			    (json_int_t)0, "errors", (json_int_t)0,
+			    "input_tokens", (json_int_t)0, "output_tokens",
+			    (json_int_t)0);
+			if (g.row == NULL) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			r = g.row;
+		}
+#define BUMP(k, d) json_object_set_new(r, k, json_integer(		\
+	json_integer_value(json_object_get(r, k)) + (d)))
+		BUMP("requests", 1);
+		BUMP("errors", ok ? 0 : 1);
+		BUMP("input_tokens", sqlite3_column_int64(st, 5));
+		BUMP("output_tokens", sqlite3_column_int64(st, 6));
+#undef BUMP
+		if (ok) {
+			if (g.n == g.cap) {
+				g.cap = g.cap ? 2 * g.cap : 64;
+				g.lat = xreallocarray(g.lat, g.cap,
+				    sizeof(*g.lat));
+			}
+			g.lat[g.n++] = sqlite3_column_int64(st, 7);
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		(void)conn_status(&db->rd, rc);
+		json_decref(g.row);
+		json_decref(out);
+		out = NULL;
+	} else
+		report_flush(out, &g);
+	free(g.lat);
+	stmt_done(st);
+	return out;
+}
+
+/* --- idempotent admin requests --- */
+
+json_t *
+db_idem_get(struct db *db, const char *key)
+{
+	return db_read_one(db, SQL_IDEM_GET, "ti", key,
+	    db_now() - DB_IDEM_TTL_S);
+}
+
+void
+db_idem_put(struct db *db, const char *key, const char *request_hash,
+    int status, const char *content_type, const char *body,
+    db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[2] = { SQL_IDEM_DROP, SQL_IDEM_INSERT };
+	unsigned	 flags[2] = { 0, 0 };
+	json_t		*args[2];
+	int64_t		 now = db_now();
+
+	/* An expired answer not swept yet must not hold its key. */
+	args[0] = json_pack("[s, I]", key, (json_int_t)(now - DB_IDEM_TTL_S));
+	args[1] = json_pack("[s, s, i, s, s, I]", key, request_hash, status,
+	    content_type, body, (json_int_t)now);
+	db_steps_submit(db, 2, sql, args, flags, NULL, NULL, NULL, NULL,
+	    done, arg);
+}
+
+/* --- audit with filters --- */
+
+json_t *
+db_audit_query(struct db *db, const struct db_audit_q *q, const char *after,
+    int limit)
+{
+	int64_t	 cursor;
+
+	if (parse_row_id(after, &cursor) == -1)
+		return NULL;
+	return db_read_page(db, SQL_AUDIT_FILTER, limit, "itttiiL", cursor,
+	    q->action, q->target, q->actor, q->from,
+	    q->to > 0 ? q->to : INT64_MAX);
+}
+
+/* --- filtered listings --- */
+
+json_t *
+db_tenant_find(struct db *db, const char *status, const char *plan,
+    const char *after, int limit)
+{
+	return db_read_page(db, SQL_TENANT_FIND, limit, "tttL",
+	    after != NULL ? after : "", status, plan);
+}
+
+json_t *
+db_key_find(struct db *db, const char *tenant_id, const char *status,
+    const char *after, int limit)
+{
+	return db_read_page(db, SQL_KEY_FIND, limit, "tttiL", tenant_id,
+	    after != NULL ? after : "", status, db_now());
+}
+
+json_t *
+db_model_find(struct db *db, const char *name, const char *after, int limit)
+{
+	return db_read_page(db, SQL_MODEL_FIND, limit, "ttL",
+	    after != NULL ? after : "", name);
+}
+
+json_t *
+db_deployment_find(struct db *db, const char *model, const char *after,
+    int limit)
+{
+	return db_read_page(db, SQL_DEP_FIND, limit, "ttL",
+	    after != NULL ? after : "", model);
+}
+
+json_t *
+db_usage_find(struct db *db, const struct db_usage_q *q, const char *after,
+    int limit)
+{
+	int64_t	 cursor, from_us, to_us;
+
+	if (parse_row_id(after, &cursor) == -1)
+		return NULL;
+	from_us = q->from <= 0 ? INT64_MIN :
+	    q->from > INT64_MAX / 1000000 ? INT64_MAX : q->from * 1000000;
+	to_us = q->to <= 0 || q->to > INT64_MAX / 1000000 ? INT64_MAX :
+	    q->to * 1000000;
+	return db_read_page(db, SQL_USAGE_FIND, limit, "iiitttiL", from_us,
+	    to_us, cursor, q->tenant_id, q->model, q->key_id,
+	    (int64_t)q->status);
+}
+
+void
+db_tenant_update(struct db *db, const char *id, int weight,
+    const char *plan, const char *status, const char *actor,
+    db_done_fn *done, void *arg)
+{
+	enum db_sql	 sql[1] = { SQL_TENANT_UPDATE };
+	unsigned	 flags[1] = { STEP_RESULT | STEP_REQUIRED };
+	json_t		*args[1], *w;
+
+	w = weight > 0 ? json_integer(weight) : json_null();
+	args[0] = json_pack("[s, O, s?, s?]", id, w, plan, status);
+	db_steps_submit(db, 1, sql, args, flags, "tenant.update", id,
+	    json_pack("{s:o, s:s?, s:s?}", "weight", w, "plan", plan,
+	    "status", status), actor, done, arg);
+}
+
+/* --- quota reads, pages of prices, periods and tenants --- */
+
+json_t *
+db_quota_get(struct db *db, const char *tenant_id, const char *key_id)
+{
+	return db_read_one(db, SQL_QUOTA_GET, "tt", tenant_id, key_id);
+}
+
+json_t *
+db_price_page(struct db *db, const char *model, const char *after_model,
+    int64_t after_starts_at, int limit)
+{
+	return db_read_page(db, SQL_PRICE_PAGE, limit, "titL",
+	    after_model != NULL ? after_model : "",
+	    after_model != NULL ? after_starts_at : INT64_MIN, model);
+}
+
+json_t *
+db_period_page(struct db *db, const char *after, int limit)
+{
+	return db_read_page(db, SQL_PERIOD_PAGE, limit, "tL",
+	    after != NULL ? after : "");
+}
+
+json_t *
+db_tenant_page(struct db *db, const char *only_id, const char *after,
+    int limit)
+{
+	return db_read_page(db, SQL_TENANT_PAGE, limit, "ttL",
+	    after != NULL ? after : "", only_id);
+}
+
+json_t *
+db_usage_find_desc(struct db *db, const struct db_usage_q *q,
+    const char *after, int limit)
+{
+	int64_t	 cursor, from_us, to_us;
+
+	if (parse_row_id(after, &cursor) == -1)
+		return NULL;
+	if (after == NULL || *after == '\0')
+		cursor = INT64_MAX;
+	from_us = q->from <= 0 ? INT64_MIN :
+	    q->from > INT64_MAX / 1000000 ? INT64_MAX : q->from * 1000000;
+	to_us = q->to <= 0 || q->to > INT64_MAX / 1000000 ? INT64_MAX :
+	    q->to * 1000000;
+	return db_read_page(db, SQL_USAGE_FIND_DESC, limit, "iiitttiL",
+	    from_us, to_us, cursor, q->tenant_id, q->model, q->key_id,
+	    (int64_t)q->status);
+}
+
+/* --- the dashboard's series --- */
+
+/* Fills step i's latency figures from its served latencies (ascending). */
+static void
+series_flush(json_t *steps, size_t i, const int64_t *lat, size_t n)
+{
+	json_t	*s = json_array_get(steps, i);
+
+	if (s == NULL)
+		return;
+	json_object_set_new(s, "latency_p50_us", nearest_rank(lat, n, 50));
+	json_object_set_new(s, "latency_p95_us", nearest_rank(lat, n, 95));
+	json_object_set_new(s, "latency_p99_us", nearest_rank(lat, n, 99));
+}
+
+json_t *
+db_usage_series(struct db *db, const struct db_series_q *q)
+{
+	sqlite3_stmt	*st;
+	json_t		*steps, *top, *args, *s;
+	int64_t		*lat = NULL, nsteps, b, cur = -1;
+	size_t		 n = 0, cap = 0;
+	int		 rc;
+
+	if (q->step_us <= 0 || q->to_us <= q->from_us ||
+	    (q->to_us - q->from_us) / q->step_us > DB_SERIES_MAX_STEPS)
+		return NULL;
+	nsteps = (q->to_us - q->from_us + q->step_us - 1) / q->step_us;
+	steps = json_array();
+	for (b = 0; b < nsteps; b++)
+		json_array_append_new(steps, json_pack("{s:I, s:I, s:I, s:I,"
+		    " s:I, s:I, s:n, s:n, s:n}", "t",
+		    (json_int_t)((q->from_us + b * q->step_us) / 1000000),
+		    "requests", (json_int_t)0, "errors", (json_int_t)0,
+		    "input_tokens", (json_int_t)0, "output_tokens",
+		    (json_int_t)0, "cost_micros", (json_int_t)0,
+		    "latency_p50_us", "latency_p95_us", "latency_p99_us"));
+	args = json_pack("[I, I, I, s?]", (json_int_t)q->from_us,
+	    (json_int_t)q->to_us, (json_int_t)q->step_us, q->tenant_id);
+	st = conn_bind_json(&db->rd, SQL_USAGE_SERIES, args);
+	json_decref(args);
+	if (st == NULL) {
+		json_decref(steps);
+		return NULL;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int	status = sqlite3_column_int(st, 1);
+
+		b = sqlite3_column_int64(st, 0);
+		if (b < 0 || b >= nsteps)
+			continue;	/* cannot happen: ts_us in range */
+		if (b != cur) {
+			if (cur >= 0)
+				series_flush(steps, (size_t)cur, lat, n);
+			cur = b;
+			n = 0;
+		}
+		s = json_array_get(steps, (size_t)b);
+#define BUMP(k, d) json_object_set_new(s, k, json_integer(		\
+	json_integer_value(json_object_get(s, k)) + (d)))
+		BUMP("requests", 1);
+		BUMP("errors", status >= 200 && status < 300 ? 0 : 1);
+		BUMP("input_tokens", sqlite3_column_int64(st, 2));
+		BUMP("output_tokens", sqlite3_column_int64(st, 3));
+		BUMP("cost_micros", sqlite3_column_int64(st, 5));
+#undef BUMP
+		if (status >= 200 && status < 300) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 64;
+				lat = xreallocarray(lat, cap, sizeof(*lat));
+			}
+			lat[n++] = sqlite3_column_int64(st, 4);
+		}
+	}
+	if (cur >= 0)
+		series_flush(steps, (size_t)cur, lat, n);
+	free(lat);
+	stmt_done(st);
+	if (rc != SQLITE_DONE) {
+		(void)conn_status(&db->rd, rc);
+		json_decref(steps);
+		return NULL;
+	}
+	args = json_pack("[I, I, s?, i]", (json_int_t)q->from_us,
+	    (json_int_t)q->to_us, q->tenant_id, q->top > 0 ? q->top : 0);
+	if ((top = db_read_all(db, SQL_USAGE_TOP, args)) == NULL) {
+		json_decref(steps);
+		return NULL;
+	}
+	return json_pack("{s:o, s:o}", "data", steps, "top_tenants", top);
 }

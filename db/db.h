@@ -309,4 +309,151 @@ void		 db_deployment_delete(struct db *, const char *name,
 /* Every db_*_create/revoke above writes its own audit row in the same
  * transaction.  {"data":[{"id","ts","actor","action","target","detail"}..]} */
 json_t		*db_audit_list(struct db *, const char *after, int limit);
+/* The same, filtered: action (exact, or a prefix such as "key" matching
+ * "key.create"), target, actor (NULL: any) and ts in [from, to) (Unix
+ * seconds; to 0: unbounded). */
+struct db_audit_q {
+	const char	*action;
+	const char	*target;
+	const char	*actor;
+	int64_t		 from;
+	int64_t		 to;
+};
+json_t		*db_audit_query(struct db *, const struct db_audit_q *,
+		    const char *after, int limit);
+
+/* --- filtered listings: a NULL filter matches every row; pages as the
+ * unfiltered listings above --- */
+/* status "active" / "suspended", plan: exact. */
+json_t		*db_tenant_find(struct db *, const char *status,
+		    const char *plan, const char *after, int limit);
+/* status "active" (not revoked nor expired) or "revoked". */
+json_t		*db_key_find(struct db *, const char *tenant_id,
+		    const char *status, const char *after, int limit);
+json_t		*db_model_find(struct db *, const char *name,
+		    const char *after, int limit);
+json_t		*db_deployment_find(struct db *, const char *model,
+		    const char *after, int limit);
+struct db_usage_q {
+	const char	*tenant_id;
+	const char	*model;
+	const char	*key_id;
+	int		 status;	/* HTTP status; 0: any */
+	int64_t		 from;		/* Unix seconds, [from, to); 0: open */
+	int64_t		 to;
+};
+json_t		*db_usage_find(struct db *, const struct db_usage_q *,
+		    const char *after, int limit);
+/* Changes any of weight (> 0; 0: unchanged), plan and status (NULL:
+ * unchanged).  DB_NOT_FOUND if no such tenant; a bad status or weight
+ * fails the schema's CHECK (DB_ERROR).  result: the tenant row. */
+void		 db_tenant_update(struct db *, const char *id, int weight,
+		    const char *plan, const char *status, const char *actor,
+		    db_done_fn *, void *arg);
+
+/* --- billing --- */
+/* A calendar month (UTC): "YYYY-MM", idx = year * 12 + month - 1, and
+ * its [start, end) in microseconds. */
+struct db_period {
+	char		period[8];
+	int64_t		idx;
+	int64_t		start_us;
+	int64_t		end_us;
+};
+/* Closes a period: records the id of the last usage row committed (rows
+ * of the period committed later are adjustments of the next open
+ * period) and freezes every tenant's invoice lines, in one transaction.
+ * DB_CONFLICT if already closed.  result: the billing_periods row
+ * {"period","idx","start_us","end_us","last_usage_id","closed_at"}. */
+void		 db_period_close(struct db *, const struct db_period *,
+		    const char *actor, db_done_fn *, void *arg);
+json_t		*db_period_get(struct db *, const char *period); /* NULL: open */
+json_t		*db_period_list(struct db *);	/* closed ones, by idx */
+/* A tenant's invoice lines of a period computed from usage_events, with
+ * usage rows up to upper_id (INT64_MAX for an open period): an array of
+ * {"tenant_id","kind" (usage|adjustment),"for_period","model",
+ * "price_starts_at","unit" (requests|input_tokens|output_tokens|
+ * compute_seconds|budget_cap),"quantity","unit_price_micros",
+ * "amount_micros"}; quantities of compute_seconds are microseconds.
+ * Their amounts add up to the sum of cost_micros.  NULL on error. */
+json_t		*db_invoice_lines(struct db *, const char *tenant_id,
+		    const struct db_period *, int64_t upper_id);
+/* The lines frozen when the period closed, same shape. */
+json_t		*db_invoice_frozen(struct db *, const char *tenant_id,
+		    const char *period);
+
+/* --- usage reports --- */
+struct db_report_q {
+	int64_t		 from_us;	/* [from, to) */
+	int64_t		 to_us;
+	const char	*tenant_id;	/* NULL: any */
+	const char	*model;
+	const char	*key_id;
+};
+/* One row per tenant, model, key and UTC day: {"tenant_id","model",
+ * "key_id" (null: JWT),"day","requests","errors" (status not 2xx),
+ * "input_tokens","output_tokens","latency_p50_us","latency_p95_us",
+ * "latency_p99_us"}.  Latency is queue_us + compute_us of the served
+ * (2xx) requests, nearest-rank percentiles (the value at rank
+ * ceil(p * n / 100)); null when none was served.  NULL on error.
+ * XXX: reads every row of the range on the event loop; the caller bounds
+ * the range. */
+json_t		*db_usage_report(struct db *, const struct db_report_q *);
+
+/* --- idempotent admin requests --- */
+/* An answer is kept DB_IDEM_TTL_S: older ones are not found, may be
+ * stored again under the same key, and are deleted by the writer thread
+ * (at its next commit, at most once a minute). */
+#define DB_IDEM_TTL_S	(24 * 60 * 60)
+/* {"key","request_hash","status","content_type","body","created_at"} of
+ * an answer younger than DB_IDEM_TTL_S, or NULL. */
+json_t		*db_idem_get(struct db *, const char *key);
+/* Stores the response given to a request with an Idempotency-Key.
+ * DB_CONFLICT if the key is stored already. */
+void		 db_idem_put(struct db *, const char *key,
+		    const char *request_hash, int status,
+		    const char *content_type, const char *body, db_done_fn *,
+		    void *arg);
+
+/* --- reads for the console and paged lists --- */
+/* The quota row of a tenant (key_id NULL) or of one key, or NULL if none
+ * is set (unlimited, or the tenant's limits for a key). */
+json_t		*db_quota_get(struct db *, const char *tenant_id,
+		    const char *key_id);
+/* Prices ordered by (model, starts_at) after the cursor (after_model
+ * NULL: from the start), only model's if not NULL.  Rows carry
+ * "id": "<model>:<starts_at>", the cursor of the next page. */
+json_t		*db_price_page(struct db *, const char *model,
+		    const char *after_model, int64_t after_starts_at,
+		    int limit);
+/* Closed billing periods after the period "YYYY-MM" after (NULL: from
+ * the first); rows carry "id": the period. */
+json_t		*db_period_page(struct db *, const char *after, int limit);
+/* Tenants with id > after, only only_id's row if not NULL. */
+json_t		*db_tenant_page(struct db *, const char *only_id,
+		    const char *after, int limit);
+/* As db_usage_find, newest first: rows with id < after (NULL: the
+ * newest). */
+json_t		*db_usage_find_desc(struct db *, const struct db_usage_q *,
+		    const char *after, int limit);
+
+/* Per-step usage for the dashboard over [from_us, to_us) in steps of
+ * step_us (the last may be shorter), at most DB_SERIES_MAX_STEPS. */
+#define DB_SERIES_MAX_STEPS	1440
+struct db_series_q {
+	int64_t		 from_us;
+	int64_t		 to_us;
+	int64_t		 step_us;
+	const char	*tenant_id;	/* NULL: every tenant */
+	int		 top;		/* tenants in top_tenants */
+};
+/* {"data":[{"t" (Unix seconds of the step's start),"requests","errors"
+ * (status not 2xx),"input_tokens","output_tokens","cost_micros",
+ * "latency_p50_us","latency_p95_us","latency_p99_us"}..] (every step,
+ * also empty ones; latency as in db_usage_report, null when none was
+ * served), "top_tenants":[{"tenant_id","requests","errors",
+ * "input_tokens","output_tokens","cost_micros"}..] (most requests
+ * first)}.  NULL on error or a bad range.  Reads the range's rows on the
+ * event loop: the caller bounds it. */
+json_t		*db_usage_series(struct db *, const struct db_series_q *);
 #endif

@@ -184,6 +184,46 @@ static const char *const schema_migrations[] = {
 	"  CHECK (traffic IS NULL OR json_valid(traffic));"
 	"ALTER TABLE deployments ADD COLUMN prev_traffic TEXT"
 	"  CHECK (prev_traffic IS NULL OR json_valid(prev_traffic));",
+
+	/* 5: billing periods and idempotent admin requests.
+	 * A closed period keeps the last usage row id committed when it
+	 * closed: rows of its months with a higher id arrived late and are
+	 * billed as adjustments on the next open period.  Its invoice lines
+	 * are frozen in invoice_lines.  idx is year * 12 + month - 1, so
+	 * that "the months between two periods" is arithmetic. */
+	"CREATE TABLE billing_periods ("
+	"  period	TEXT PRIMARY KEY CHECK (period GLOB"
+	"		'[0-9][0-9][0-9][0-9]-[0-1][0-9]'),"
+	"  idx		INTEGER NOT NULL UNIQUE,"
+	"  start_us	INTEGER NOT NULL,"
+	"  end_us	INTEGER NOT NULL CHECK (end_us > start_us),"
+	"  last_usage_id	INTEGER NOT NULL,"
+	"  closed_at	INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE TABLE invoice_lines ("
+	"  id		INTEGER PRIMARY KEY,"
+	"  period	TEXT NOT NULL REFERENCES billing_periods(period),"
+	"  tenant_id	TEXT NOT NULL,"
+	"  kind		TEXT NOT NULL CHECK (kind IN ('usage', 'adjustment')),"
+	"  for_period	TEXT,"
+	"  model	TEXT NOT NULL,"
+	"  price_starts_at	INTEGER,"
+	"  unit		TEXT NOT NULL,"
+	"  quantity	INTEGER NOT NULL,"
+	"  unit_price_micros	INTEGER NOT NULL,"
+	"  amount_micros	INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE INDEX invoice_lines_period ON invoice_lines(period, tenant_id);"
+	/* The response of an admin POST sent with an Idempotency-Key, so a
+	 * replay answers the same without doing the change again. */
+	"CREATE TABLE idempotency_keys ("
+	"  key		TEXT PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 255),"
+	"  request_hash	TEXT NOT NULL,"
+	"  status	INTEGER NOT NULL,"
+	"  content_type	TEXT NOT NULL,"
+	"  body		TEXT NOT NULL,"
+	"  created_at	INTEGER NOT NULL"
+	") STRICT;",
 };
 
 #define SCHEMA_NMIGRATIONS \

@@ -1,4 +1,5 @@
 /* gateway/admit.c - see admit.h. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,17 @@
 #include "common/xmalloc.h"
 #include "db/db.h"
 #include "gateway/admit.h"
+#include "gateway/auth.h"
 #include "gateway/http.h"
 #include "gateway/meter.h"
 #include "gateway/price.h"
 #include "gateway/quota.h"
 #include "gateway/server.h"
+#include "scheduler/sched.h"
 
 #define TOUCH_FLUSH_S		5	/* last_used_at granularity */
+#define TIMEOUT_DEFAULT_MS	30000	/* to start computing */
+#define TIMEOUT_MAX_MS		300000
 #define TOUCH_MAX		4096	/* distinct keys between flushes */
 
 static bool
@@ -55,6 +60,79 @@ ratelimit_headers(struct req *r, const struct quota_status *st)
 		snprintf(v, sizeof(v), "%llds", (long long)st->reset_s);
 		http_add_header(r, "x-ratelimit-reset-tokens", v);
 	}
+}
+
+int
+admit_auth(struct req *r)
+{
+	struct auth_result	 a;
+	enum auth_status	 st;
+
+	st = auth_tenant(r->srv->db, http_header(r, "Authorization"), &a);
+	if (st == AUTH_OK) {
+		snprintf(r->tenant_id, sizeof(r->tenant_id), "%s", a.tenant_id);
+		snprintf(r->key_id, sizeof(r->key_id), "%s", a.key_id);
+		r->has_scopes = a.has_scopes;
+		memcpy(r->scopes, a.scopes, sizeof(r->scopes));
+		admit_touch_key(r->srv, a.key_id);
+		return 0;
+	}
+	if (st == AUTH_ERROR) {
+		http_error(r, 503, "auth_unavailable", NULL, "%s",
+		    auth_status_message(st));
+		return -1;
+	}
+	http_add_header(r, "WWW-Authenticate", "Bearer realm=\"maas\"");
+	http_error(r, 401, "invalid_api_key", NULL, "%s",
+	    auth_status_message(st));
+	return -1;
+}
+
+int
+admit_job_opts(struct req *r, struct sched_job_opts *o)
+{
+	const char	*pri = http_header(r, "x-maas-priority");
+	const char	*tmo = http_header(r, "x-maas-timeout-ms");
+	int		 w;
+
+	memset(o, 0, sizeof(*o));
+	o->tenant_id = r->tenant_id;
+	o->priority = SCHED_PRIO_NORMAL;
+	o->timeout_us = (int64_t)TIMEOUT_DEFAULT_MS * 1000;
+	if (pri != NULL) {
+		if (strcmp(pri, "high") == 0)
+			o->priority = SCHED_PRIO_HIGH;
+		else if (strcmp(pri, "low") == 0)
+			o->priority = SCHED_PRIO_LOW;
+		else if (strcmp(pri, "normal") != 0) {
+			meter_error(r, 400, "invalid_priority",
+			    "x-maas-priority", "x-maas-priority must be "
+			    "'high', 'normal' or 'low'");
+			return -1;
+		}
+	}
+	if (tmo != NULL) {
+		char		*end;
+		long long	 v;
+
+		errno = 0;
+		v = strtoll(tmo, &end, 10);
+		if (errno == ERANGE && v > 0)
+			v = TIMEOUT_MAX_MS;
+		else if (errno != 0 || end == tmo || *end != '\0' || v < 1) {
+			meter_error(r, 400, "invalid_timeout",
+			    "x-maas-timeout-ms", "x-maas-timeout-ms must be a "
+			    "positive integer of milliseconds");
+			return -1;
+		}
+		if (v > TIMEOUT_MAX_MS)
+			v = TIMEOUT_MAX_MS;
+		o->timeout_us = (int64_t)v * 1000;
+	}
+	/* Read per request so that an admin change applies at once. */
+	if (db_tenant_weight(r->srv->db, r->tenant_id, &w) == 1)
+		o->weight = (unsigned)w;
+	return 0;
 }
 
 bool

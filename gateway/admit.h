@@ -12,6 +12,15 @@
 struct req;
 struct server;
 
+struct sched_job_opts;
+
+/* Authenticates a tenant request (API key or JWT) into r's tenant_id,
+ * key_id and scopes; on failure replies 401 (or 503) and returns -1. */
+int	admit_auth(struct req *);
+/* Queueing options of a model request: the tenant's weight and the
+ * x-maas-priority / x-maas-timeout-ms headers.  On a bad header replies
+ * 400 (metered) and returns -1. */
+int	admit_job_opts(struct req *, struct sched_job_opts *);
 /* Admits r (tenant_id and key_id set by authentication) to model,
  * reserving tokens.  Adds the x-ratelimit-* headers either way.  On
  * refusal replies (metered 429 or 404) and returns -1. */

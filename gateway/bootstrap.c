@@ -26,11 +26,15 @@
 #define DEMO_VERSION	"1"
 #define DEMO_LAYERS	"784,128,64,10"
 #define DEMO_SEED	"42"
+#define DEMO_LLM	"demo-llm"	/* a tiny GGUF chat model */
+#define DEMO_LLM_CTX	"1024"
 
 static void	demo_step_key(struct server *, const char *tenant_id);
 static void	demo_step_model(struct server *);
 static void	demo_step_deploy(struct server *);
 static void	demo_wait_ready(struct server *);
+static void	demo_step_llm(struct server *);
+static void	demo_step_llm_deploy(struct server *);
 
 static void
 data_path(struct server *srv, const char *name, char *out, size_t sz)
@@ -213,13 +217,10 @@ demo_step_key(struct server *srv, const char *tenant_id)
 	    "bootstrap", demo_key_done, k);
 }
 
-/* Runs maas-genmodel synchronously: the demo model is tiny. */
+/* Runs a generator synchronously: the demo models are tiny. */
 static int
-demo_generate(struct server *srv, const char *out)
+demo_run(char *const argv[])
 {
-	char	*argv[] = { (char *)(uintptr_t)srv->cfg.genmodel_path, "mlp",
-	    "--layers", DEMO_LAYERS, "--seed", DEMO_SEED, "-o",
-	    (char *)(uintptr_t)out, NULL };
 	pid_t	 pid;
 	int	 status;
 
@@ -233,6 +234,35 @@ demo_generate(struct server *srv, const char *out)
 		if (errno != EINTR)
 			return -1;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int
+demo_generate(struct server *srv, const char *out)
+{
+	char	*argv[] = { (char *)(uintptr_t)srv->cfg.genmodel_path, "mlp",
+	    "--layers", DEMO_LAYERS, "--seed", DEMO_SEED, "-o",
+	    (char *)(uintptr_t)out, NULL };
+
+	return demo_run(argv);
+}
+
+/* maas-gengguf lives next to maas-genmodel. */
+static int
+demo_generate_llm(struct server *srv, const char *out)
+{
+	char		 tool[4096];
+	const char	*slash = strrchr(srv->cfg.genmodel_path, '/');
+	char		*argv[] = { tool, "--seed", DEMO_SEED, "--n-ctx",
+	    DEMO_LLM_CTX, "--template", "chatml", "-o",
+	    (char *)(uintptr_t)out, NULL };
+
+	if (slash == NULL)
+		snprintf(tool, sizeof(tool), "maas-gengguf");
+	else
+		snprintf(tool, sizeof(tool), "%.*s/maas-gengguf",
+		    (int)(slash - srv->cfg.genmodel_path),
+		    srv->cfg.genmodel_path);
+	return demo_run(argv);
 }
 
 /* A request body for the banner's curl line: one row of 784 pixels. */
@@ -300,18 +330,79 @@ demo_deploy_done(void *arg, int status, json_t *row, const char *msg)
 		demo_failed("deploy demo-mlp", msg);
 		return;
 	}
-	demo_wait_ready(srv);
+	demo_step_llm(srv);
 }
 
 static void
 demo_step_deploy(struct server *srv)
 {
 	if (sched_exists(srv->sched, DEMO_MODEL)) {
-		demo_wait_ready(srv);
+		demo_step_llm(srv);
 		return;
 	}
 	admin_deploy(srv, DEMO_MODEL, DEMO_MODEL, DEMO_VERSION, 1, 1,
 	    "bootstrap", demo_deploy_done, srv);
+}
+
+/* demo-llm: var/models/demo-llm.gguf, generated once, registered and
+ * deployed like demo-mlp.  Without it the demo still serves demo-mlp. */
+static void
+demo_llm_model_done(void *arg, int status, json_t *row, const char *msg)
+{
+	struct server	*srv = arg;
+
+	json_decref(row);
+	if (status != 201 && status != 409) {
+		demo_failed("register " DEMO_LLM, msg);
+		demo_wait_ready(srv);
+		return;
+	}
+	demo_step_llm_deploy(srv);
+}
+
+static void
+demo_step_llm(struct server *srv)
+{
+	char	dir[4096], path[4200];
+	json_t	*m = db_model_get(srv->db, DEMO_LLM, DEMO_VERSION);
+
+	if (m != NULL) {
+		json_decref(m);
+		demo_step_llm_deploy(srv);
+		return;
+	}
+	data_path(srv, "models", dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/%s.gguf", dir, DEMO_LLM);
+	if ((mkdir(dir, 0700) == -1 && errno != EEXIST) ||
+	    (access(path, F_OK) == -1 && demo_generate_llm(srv, path) == -1)) {
+		demo_failed("generate " DEMO_LLM, path);
+		demo_wait_ready(srv);
+		return;
+	}
+	admin_model_register(srv, DEMO_LLM, DEMO_VERSION, path, "bootstrap",
+	    demo_llm_model_done, srv);
+}
+
+static void
+demo_llm_deploy_done(void *arg, int status, json_t *row, const char *msg)
+{
+	struct server	*srv = arg;
+
+	json_decref(row);
+	if (status != 201 && status != 409)
+		demo_failed("deploy " DEMO_LLM, msg);
+	demo_wait_ready(srv);
+}
+
+static void
+demo_step_llm_deploy(struct server *srv)
+{
+	if (sched_exists(srv->sched, DEMO_LLM)) {
+		demo_wait_ready(srv);
+		return;
+	}
+	admin_deploy(srv, DEMO_LLM, DEMO_LLM, DEMO_VERSION, 1, 1,
+	    "bootstrap", demo_llm_deploy_done, srv);
 }
 
 static void
@@ -324,15 +415,31 @@ demo_banner(struct server *srv)
 		snprintf(key, sizeof(key), "(unreadable)");
 	printf("\n"
 	    "maas is ready.\n"
-	    "  tenant API  https://127.0.0.1:%d   (KServe v2: /v2/...)\n"
+	    "  tenant API  https://127.0.0.1:%d   (KServe v2: /v2/..., "
+	    "OpenAI: /v1/...)\n"
 	    "  admin API   https://127.0.0.1:%d   (token in %s/admin.token)\n"
+	    "  console     https://127.0.0.1:%d/   (log in with the admin "
+	    "token)\n"
 	    "  demo key    %s\n"
 	    "  try it:\n"
 	    "    curl --cacert %s -H \"Authorization: Bearer $(cat %s)\" \\\n"
 	    "      https://127.0.0.1:%d/v2/models/demo-mlp/infer \\\n"
-	    "      -d @%s/demo-request.json\n\n",
-	    srv->tenant_port, srv->admin_port, srv->cfg.data_dir, key,
+	    "      -d @%s/demo-request.json\n",
+	    srv->tenant_port, srv->admin_port, srv->cfg.data_dir,
+	    srv->admin_port, key,
 	    srv->cfg.cert, keypath, srv->tenant_port, srv->cfg.data_dir);
+	if (sched_exists(srv->sched, DEMO_LLM))
+		printf("  chat with demo-llm (OpenAI API, base URL "
+		    "https://127.0.0.1:%d/v1):\n"
+		    "    curl --cacert %s -H \"Authorization: Bearer $(cat %s)\" "
+		    "\\\n"
+		    "      https://127.0.0.1:%d/v1/chat/completions \\\n"
+		    "      -d '{\"model\":\"%s\",\"max_tokens\":32,"
+		    "\"messages\":[{\"role\":\"user\",\"content\":"
+		    "\"Hello!\"}]}'\n",
+		    srv->tenant_port, srv->cfg.cert, keypath, srv->tenant_port,
+		    DEMO_LLM);
+	printf("\n");
 	fflush(stdout);
 	OPENSSL_cleanse(key, sizeof(key));
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/queue.h>
 #include <sys/random.h>
 #include <time.h>
@@ -41,6 +42,9 @@ static void	http_gencb(struct evhttp_request *, void *);
 static void	req_free(struct req *);
 static void	req_new_id(char *, size_t);
 static int	req_split_path(struct req *, const char *);
+static void	http_closecb(struct evhttp_connection *, void *);
+static void	http_rdhup_cb(evutil_socket_t, short, void *);
+static void	http_gone(struct req *);
 
 int64_t
 http_now_us(void)
@@ -276,6 +280,8 @@ req_free(struct req *r)
 		return;
 	if (r->ctx_free != NULL)
 		r->ctx_free(r->ctx);
+	if (r->close_ev != NULL)
+		event_free(r->close_ev);
 	free(r->body);
 	if (r->query_parsed)
 		evhttp_clear_headers(&r->query);
@@ -378,6 +384,7 @@ http_reason(int status)
 	case 200: return "OK";
 	case 201: return "Created";
 	case 204: return "No Content";
+	case 303: return "See Other";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -385,6 +392,7 @@ http_reason(int status)
 	case 405: return "Method Not Allowed";
 	case 409: return "Conflict";
 	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
 	case 429: return "Too Many Requests";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
@@ -398,13 +406,26 @@ http_reply(struct req *r, int status, const char *ctype, const void *body,
     size_t len)
 {
 	struct evkeyvalq	*h = evhttp_request_get_output_headers(r->ev);
-	struct evbuffer		*out = evbuffer_new();
+	struct evhttp_connection *evcon;
+	struct evbuffer		*out;
+	bool			(*hook)(struct req *, int, const char *,
+				    const void *, size_t) = r->on_reply;
 
+	r->on_reply = NULL;
+	if (hook != NULL && hook(r, status, ctype, body, len))
+		return;
+	out = evbuffer_new();
 	evhttp_add_header(h, "x-request-id", r->id);
 	evhttp_add_header(h, "Content-Type", ctype);
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	if (len > 0)
 		evbuffer_add(out, body, len);
+	/* Once replied, a later close of this connection is not ours. */
+	if (r->close_ev != NULL)
+		event_del(r->close_ev);
+	if (r->on_close != NULL &&
+	    (evcon = evhttp_request_get_connection(r->ev)) != NULL)
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
 	evhttp_send_reply(r->ev, status, http_reason(status), out);
 	evbuffer_free(out);
 	req_free(r);
@@ -488,4 +509,130 @@ http_error(struct req *r, int status, const char *code, const char *param,
 	va_end(ap);
 	http_reply(r, status, "application/json", body, len);
 	free(body);
+}
+
+/* --- streamed replies --- */
+
+/* The connection is going away with the reply unfinished: evhttp has
+ * detached the request (it stays ours to end) and frees the
+ * connection after this returns. */
+static void
+http_closecb(struct evhttp_connection *evcon, void *arg)
+{
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	http_gone(arg);
+}
+
+/* Something happened on a connection evhttp is not reading (it reads no
+ * more once a request is complete, and only a failed write would tell
+ * it).  A FIN is EPOLLRDHUP (EV_CLOSED); a client that closes with our
+ * TLS session tickets unread sends an RST, which only wakes readers.
+ * HTTP/1.1 clients do not half-close and then wait for an answer, so
+ * either is a client gone.  Bytes from a live client (a pipelined
+ * request) are left to evhttp, and only a FIN is watched for then. */
+static void
+http_rdhup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct req	*r = arg;
+	struct pollfd	 p = { .fd = fd, .events = POLLRDHUP };
+
+	if (!(what & EV_CLOSED) && poll(&p, 1, 0) == 1 &&
+	    (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) == 0) {
+		event_free(r->close_ev);
+		if ((r->close_ev = event_new(r->srv->base, fd, EV_CLOSED,
+		    http_rdhup_cb, r)) != NULL &&
+		    event_add(r->close_ev, NULL) == -1) {
+			event_free(r->close_ev);
+			r->close_ev = NULL;
+		}
+		return;
+	}
+	http_gone(r);
+}
+
+static void
+http_gone(struct req *r)
+{
+	/* One-shot; deleted too when evhttp frees the connection first,
+	 * so that it never fires on a later connection with the same fd. */
+	if (r->close_ev != NULL)
+		event_del(r->close_ev);
+	if (r->gone)
+		return;
+	r->gone = true;
+	if (r->on_close != NULL)
+		r->on_close(r);
+}
+
+void
+http_stream_start(struct req *r, int status, const char *ctype)
+{
+	struct evkeyvalq		*h = evhttp_request_get_output_headers(
+	    r->ev);
+	struct evhttp_connection	*evcon;
+
+	evhttp_add_header(h, "x-request-id", r->id);
+	evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	evhttp_send_reply_start(r->ev, status, http_reason(status));
+	r->streaming = true;
+	if ((evcon = evhttp_request_get_connection(r->ev)) != NULL)
+		evhttp_connection_set_closecb(evcon, http_closecb, r);
+	else
+		r->gone = true;
+}
+
+void
+http_watch_close(struct req *r)
+{
+	struct evhttp_connection	*evcon;
+	struct bufferevent		*bev;
+	evutil_socket_t			 fd;
+
+	if ((evcon = evhttp_request_get_connection(r->ev)) == NULL) {
+		r->gone = true;
+		return;
+	}
+	evhttp_connection_set_closecb(evcon, http_closecb, r);
+	if (r->close_ev != NULL || !(event_base_get_features(r->srv->base) &
+	    EV_FEATURE_EARLY_CLOSE) ||
+	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL ||
+	    (fd = bufferevent_getfd(bev)) == -1)
+		return;
+	r->close_ev = event_new(r->srv->base, fd, EV_READ | EV_CLOSED,
+	    http_rdhup_cb, r);
+	if (r->close_ev != NULL && event_add(r->close_ev, NULL) == -1) {
+		event_free(r->close_ev);
+		r->close_ev = NULL;
+	}
+}
+
+int
+http_stream_chunk(struct req *r, const void *p, size_t n)
+{
+	struct evbuffer	*b;
+
+	if (r->gone || evhttp_request_get_connection(r->ev) == NULL) {
+		r->gone = true;
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	b = evbuffer_new();
+	evbuffer_add(b, p, n);
+	evhttp_send_reply_chunk(r->ev, b);
+	evbuffer_free(b);
+	return 0;
+}
+
+void
+http_stream_end(struct req *r)
+{
+	struct evhttp_connection	*evcon;
+
+	/* Once ended, a later close of this connection is not ours. */
+	if ((evcon = evhttp_request_get_connection(r->ev)) != NULL)
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+	evhttp_send_reply_end(r->ev);	/* frees ev if it was detached */
+	req_free(r);
 }

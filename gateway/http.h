@@ -27,6 +27,8 @@ struct sched_job;
 #define HTTP_PATH_MAX		1024
 #define HTTP_PATH_PARTS		8
 
+struct event;
+
 struct req {
 	struct evhttp_request	*ev;		/* owned by libevent */
 	struct server		*srv;
@@ -54,8 +56,21 @@ struct req {
 	int			 status;
 	char			*body;
 	size_t			 body_len;
+	const char		*reply_ctype;	/* held reply's type (static);
+						   NULL: application/json */
 	void			*ctx;		/* handler state */
 	void			(*ctx_free)(void *);
+	/* Called once by http_reply before it sends; true: the hook took
+	 * the reply over and calls http_reply again later (admin/idem.c
+	 * stores a response durably before sending it). */
+	bool			(*on_reply)(struct req *, int status,
+				    const char *ctype, const void *body,
+				    size_t len);
+	/* streamed replies (http_stream_*) */
+	bool			 streaming;	/* headers sent, chunks follow */
+	bool			 gone;		/* the client's connection closed */
+	void			(*on_close)(struct req *);
+	struct event		*close_ev;	/* http_watch_close's, or NULL */
 };
 
 typedef void	http_handler_fn(struct req *);
@@ -110,6 +125,20 @@ void		 http_method_not_allowed(struct req *, const char *allow);
 /* Adds a response header before the reply. */
 void		 http_add_header(struct req *, const char *name,
 		    const char *value);
+
+/* Streamed replies (server-sent events): http_stream_start sends the
+ * status and headers (x-request-id, ctype, chunked encoding); each
+ * http_stream_chunk sends bytes at once and returns -1, sending nothing,
+ * once the client has gone; http_stream_end finishes the reply and frees
+ * the req.  on_close, if set, is called once when the client's connection
+ * closes before http_stream_end (it must not end the req itself). */
+void		 http_stream_start(struct req *, int status, const char *ctype);
+/* Calls on_close as above when the client's connection closes before a
+ * held reply (http_reply) is sent, so that work done for a client who
+ * left can stop. */
+void		 http_watch_close(struct req *);
+int		 http_stream_chunk(struct req *, const void *, size_t);
+void		 http_stream_end(struct req *);
 
 int64_t		 http_now_us(void);		/* monotonic */
 int64_t		 http_wall_us(void);		/* realtime */

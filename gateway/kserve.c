@@ -24,41 +24,9 @@ static void	kserve_infer(struct req *, const char *model,
 static void	kserve_infer_done(void *, const struct sched_result *);
 static void	kserve_model_meta(struct req *, const char *model,
 		    const char *version);
-static int	kserve_auth(struct req *);
-static int	kserve_job_opts(struct req *, struct sched_job_opts *);
-
-/* Scheduling headers of an inference request: see kserve_job_opts(). */
-#define TIMEOUT_DEFAULT_MS	30000
-#define TIMEOUT_MAX_MS		300000
+static json_t	*deployment_versions(json_t *, const char *);
 
 /* --- handlers --- */
-
-/* Authenticates a tenant request; replies 401 and returns -1 on failure. */
-static int
-kserve_auth(struct req *r)
-{
-	struct auth_result	 a;
-	enum auth_status	 st;
-
-	st = auth_tenant(r->srv->db, http_header(r, "Authorization"), &a);
-	if (st == AUTH_OK) {
-		snprintf(r->tenant_id, sizeof(r->tenant_id), "%s", a.tenant_id);
-		snprintf(r->key_id, sizeof(r->key_id), "%s", a.key_id);
-		r->has_scopes = a.has_scopes;
-		memcpy(r->scopes, a.scopes, sizeof(r->scopes));
-		admit_touch_key(r->srv, a.key_id);
-		return 0;
-	}
-	if (st == AUTH_ERROR) {
-		http_error(r, 503, "auth_unavailable", NULL, "%s",
-		    auth_status_message(st));
-		return -1;
-	}
-	http_add_header(r, "WWW-Authenticate", "Bearer realm=\"maas\"");
-	http_error(r, 401, "invalid_api_key", NULL, "%s",
-	    auth_status_message(st));
-	return -1;
-}
 
 void
 kserve_handle(struct req *r)
@@ -73,8 +41,9 @@ kserve_handle(struct req *r)
 	if (n == 1) {
 		if (r->method != EVHTTP_REQ_GET)
 			goto method;
-		http_reply_json(r, 200, json_pack("{s:s, s:s, s:[]}",
-		    "name", "maas", "version", "0.1.0", "extensions"));
+		http_reply_json(r, 200, json_pack("{s:s, s:s, s:[s]}",
+		    "name", "maas", "version", "0.1.0", "extensions",
+		    "binary_tensor_data"));
 		return;
 	}
 	if (n == 3 && strcmp(p[1], "health") == 0) {
@@ -103,7 +72,7 @@ kserve_handle(struct req *r)
 		version = p[4];
 		rest = 5;
 	}
-	if (kserve_auth(r) == -1)
+	if (admit_auth(r) == -1)
 		return;
 	if (!admit_visible(r, model)) {
 		if (n == rest + 1 && strcmp(p[rest], "infer") == 0 &&
@@ -171,11 +140,40 @@ kserve_handle(struct req *r)
 	http_method_not_allowed(r, allow);
 }
 
+/* The versions a deployment serves: those of its traffic split with a
+ * weight, else its one version (new ref).  A versioned route lists only
+ * its own. */
+static json_t *
+deployment_versions(json_t *dep, const char *mver)
+{
+	const char	*text = json_string_value(json_object_get(dep,
+			    "traffic"));
+	json_t		*t, *e, *vers = json_array();
+	size_t		 i;
+
+	if (text != NULL && (t = json_loads(text, 0, NULL)) != NULL) {
+		json_array_foreach(t, i, e) {
+			json_t	*v = json_object_get(e, "version");
+			json_t	*w = json_object_get(e, "weight");
+
+			if (json_is_string(v) && (w == NULL ||
+			    json_integer_value(w) > 0))
+				json_array_append(vers, v);
+		}
+		json_decref(t);
+	}
+	if (json_array_size(vers) == 0 && mver != NULL)
+		json_array_append_new(vers, json_string(mver));
+	return vers;
+}
+
 static void
 kserve_model_meta(struct req *r, const char *model, const char *version)
 {
-	json_t		*dep, *mod, *meta, *out;
-	const char	*mname, *mver, *v = NULL;
+	const struct ipc_meta	*live = NULL;
+	json_t			*dep, *mod, *meta, *out, *io = NULL;
+	const char		*mname, *mver, *v = NULL, *fmt;
+	char			 platform[32];
 
 	dep = db_deployment_get(r->srv->db, model);
 	if (dep == NULL) {
@@ -189,11 +187,11 @@ kserve_model_meta(struct req *r, const char *model, const char *version)
 	if (version != NULL) {
 		bool	exists = false;
 
-		(void)sched_meta_version(r->srv->sched, model, version,
+		live = sched_meta_version(r->srv->sched, model, version,
 		    &exists);
 		if (exists)
 			mver = version;
-	} else if (sched_meta(r->srv->sched, model, &v) != NULL)
+	} else if ((live = sched_meta(r->srv->sched, model, &v)) != NULL)
 		mver = v;
 	if (version != NULL && (mver == NULL || strcmp(version, mver) != 0)) {
 		json_decref(dep);
@@ -203,26 +201,37 @@ kserve_model_meta(struct req *r, const char *model, const char *version)
 		return;
 	}
 	mod = (mname && mver) ? db_model_get(r->srv->db, mname, mver) : NULL;
-	meta = mod ? json_object_get(mod, "meta") : NULL;
+	/* What a live replica said in HELLO, else what registration
+	 * recorded from the same HELLO. */
+	if (live != NULL && live->format == MODEL_FORMAT_ONNX)
+		meta = io = tensorjson_meta_json(live);
+	else
+		meta = mod ? json_object_get(mod, "meta") : NULL;
 	if (meta == NULL) {
+		json_decref(io);
 		json_decref(dep);
 		json_decref(mod);
 		http_error(r, 500, "internal_error", NULL,
 		    "the model '%.128s' has no metadata", model);
 		return;
 	}
-	out = json_pack("{s:s, s:[s], s:s, s:O, s:O}", "name", model,
-	    "versions", mver, "platform",
-	    json_string_value(json_object_get(mod, "format")),
+	/* Triton names platforms "<runtime>_<format>" (onnxruntime_onnx). */
+	fmt = json_string_value(json_object_get(mod, "format"));
+	snprintf(platform, sizeof(platform), "maas_%s", fmt ? fmt : "onnx");
+	out = json_pack("{s:s, s:o, s:s, s:O, s:O}", "name", model,
+	    "versions", version != NULL ? json_pack("[s]", mver) :
+	    deployment_versions(dep, mver), "platform", platform,
 	    "inputs", json_object_get(meta, "inputs"),
 	    "outputs", json_object_get(meta, "outputs"));
+	json_decref(io);
 	json_decref(dep);
 	json_decref(mod);
 	http_reply_json(r, 200, out);
 }
 
 struct infer_ctx {
-	json_t	*id;		/* the request's "id", echoed */
+	json_t				*id;	/* the request's "id", echoed */
+	struct tensorjson_outspec	 spec;	/* JSON or binary outputs */
 };
 
 static void
@@ -244,7 +253,11 @@ kserve_infer(struct req *r, const char *model, const char *version)
 	const char		*v = NULL;
 	struct infer_ctx	*c;
 	struct sched_job_opts	 opts;
+	struct tensorjson_outspec spec;
 	struct wbuf		 payload;
+	const uint8_t		*bin;
+	const char		*raw;
+	size_t			 rawlen, binlen;
 	json_t			*body;
 	char			 err[512];
 
@@ -285,25 +298,30 @@ kserve_infer(struct req *r, const char *model, const char *version)
 		return;
 	}
 	snprintf(r->usage.version, sizeof(r->usage.version), "%s", v);
-	if ((body = http_parse_json(r, err, sizeof(err))) == NULL) {
+	/* JSON, or the binary tensor extension: a JSON header, then raw
+	 * tensors, both in this body (bounded by the listener). */
+	raw = http_body(r, &rawlen);
+	if ((body = tensorjson_parse_body(raw, rawlen, http_header(r,
+	    TENSORJSON_HDR), &bin, &binlen, err, sizeof(err))) == NULL) {
 		meter_error(r, 400, "invalid_json", NULL, "%s", err);
 		return;
 	}
 	wbuf_init(&payload);
-	if (tensorjson_encode_request(meta, body, &payload, err,
-	    sizeof(err)) == -1) {
+	if (tensorjson_encode_infer(meta, body, bin, binlen, &payload, &spec,
+	    err, sizeof(err)) == -1) {
 		json_decref(body);
 		wbuf_release(&payload);
 		meter_error(r, 400, "invalid_input", "inputs", "%s", err);
 		return;
 	}
-	if (kserve_job_opts(r, &opts) == -1) {
+	if (admit_job_opts(r, &opts) == -1) {
 		json_decref(body);
 		wbuf_release(&payload);
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->id = json_incref(json_object_get(body, "id"));
+	c->spec = spec;
 	r->ctx = c;
 	r->ctx_free = infer_ctx_free;
 	json_decref(body);
@@ -313,66 +331,15 @@ kserve_infer(struct req *r, const char *model, const char *version)
 	wbuf_release(&payload);
 }
 
-/* x-maas-priority (high, normal, low) and x-maas-timeout-ms (1 ms to 300
- * s to start computing, longer values capped; default 30 s), and the
- * tenant's weight.  On a bad header replies 400 (metered) and returns
- * -1. */
-static int
-kserve_job_opts(struct req *r, struct sched_job_opts *o)
-{
-	const char	*pri = http_header(r, "x-maas-priority");
-	const char	*tmo = http_header(r, "x-maas-timeout-ms");
-	int		 w;
-
-	memset(o, 0, sizeof(*o));
-	o->tenant_id = r->tenant_id;
-	o->priority = SCHED_PRIO_NORMAL;
-	o->timeout_us = (int64_t)TIMEOUT_DEFAULT_MS * 1000;
-	if (pri != NULL) {
-		if (strcmp(pri, "high") == 0)
-			o->priority = SCHED_PRIO_HIGH;
-		else if (strcmp(pri, "low") == 0)
-			o->priority = SCHED_PRIO_LOW;
-		else if (strcmp(pri, "normal") != 0) {
-			meter_error(r, 400, "invalid_priority",
-			    "x-maas-priority", "x-maas-priority must be "
-			    "'high', 'normal' or 'low'");
-			return -1;
-		}
-	}
-	if (tmo != NULL) {
-		char		*end;
-		long long	 v;
-
-		errno = 0;
-		v = strtoll(tmo, &end, 10);
-		if (errno == ERANGE && v > 0)
-			v = TIMEOUT_MAX_MS;
-		else if (errno != 0 || end == tmo || *end != '\0' || v < 1) {
-			meter_error(r, 400, "invalid_timeout",
-			    "x-maas-timeout-ms", "x-maas-timeout-ms must be a "
-			    "positive integer of milliseconds");
-			return -1;
-		}
-		if (v > TIMEOUT_MAX_MS)
-			v = TIMEOUT_MAX_MS;
-		o->timeout_us = (int64_t)v * 1000;
-	}
-	/* The weight is read per request so an admin change applies at
-	 * once; it is one indexed read on the read connection. */
-	if (db_tenant_weight(r->srv->db, r->tenant_id, &w) == 1)
-		o->weight = (unsigned)w;
-	return 0;
-}
-
 static void
 kserve_infer_done(void *arg, const struct sched_result *res)
 {
 	struct req		*r = arg;
 	struct infer_ctx	*c = r->ctx;
-	json_t			*outs, *resp;
+	json_t			*resp;
+	struct wbuf		 out;
+	size_t			 hdr_len;
 	char			 err[256];
-	char			*s;
 
 	r->job = NULL;
 	r->usage.queue_us = res->queue_us;
@@ -381,6 +348,7 @@ kserve_infer_done(void *arg, const struct sched_result *res)
 	case SCHED_OK:
 		break;
 	case SCHED_BAD_INPUT:
+	case SCHED_CONTEXT:
 		meter_error(r, 400, "invalid_input", "inputs", "%s",
 		    res->message);
 		return;
@@ -417,22 +385,28 @@ kserve_infer_done(void *arg, const struct sched_result *res)
 		    res->message);
 		return;
 	}
-	if ((outs = tensorjson_decode_outputs(res->payload, res->len, err,
-	    sizeof(err))) == NULL) {
-		meter_error(r, 500, "model_error", NULL, "%s", err);
-		return;
-	}
-	resp = json_pack("{s:s, s:s, s:o}", "model_name", r->usage.model,
-	    "model_version", res->version ? res->version : "",
-	    "outputs", outs);
+	resp = json_pack("{s:s, s:s}", "model_name", r->usage.model,
+	    "model_version", res->version ? res->version : "");
 	if (c != NULL && c->id != NULL)
 		json_object_set(resp, "id", c->id);
-	s = json_dumps(resp, JSON_COMPACT | JSON_REAL_PRECISION(9));
-	json_decref(resp);
-	if (s == NULL) {
-		meter_error(r, 500, "internal_error", NULL,
-		    "cannot encode the response");
+	wbuf_init(&out);
+	if (c == NULL || tensorjson_encode_response(res->payload, res->len,
+	    &c->spec, resp, &out, &hdr_len, err, sizeof(err)) == -1) {
+		json_decref(resp);
+		wbuf_release(&out);
+		meter_error(r, 500, "model_error", NULL, "%s", c ? err :
+		    "no request context");
 		return;
 	}
-	meter_reply(r, 200, s, strlen(s));
+	json_decref(resp);
+	if (hdr_len != 0) {
+		/* XXX: should metering fail, the JSON 500 that replaces this
+		 * body still carries the header; clients read errors by
+		 * status, so it is harmless. */
+		snprintf(err, sizeof(err), "%zu", hdr_len);
+		http_add_header(r, TENSORJSON_HDR, err);
+		r->reply_ctype = "application/octet-stream";
+	}
+	/* meter_reply takes the buffer (xmalloc'd). */
+	meter_reply(r, 200, (char *)out.data, out.len);
 }

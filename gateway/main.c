@@ -19,6 +19,7 @@
 #include <event2/http.h>
 
 #include "admin/admin.h"
+#include "admin/console.h"
 #include "gateway/admit.h"
 #include "common/log.h"
 #include "db/db.h"
@@ -26,6 +27,7 @@
 #include "gateway/http.h"
 #include "gateway/jwt.h"
 #include "gateway/kserve.h"
+#include "gateway/openai.h"
 #include "gateway/server.h"
 #include "gateway/tls.h"
 #include "gateway/work.h"
@@ -38,9 +40,13 @@
 static void	usage(FILE *, int) __attribute__((noreturn));
 static void	tenant_handle(struct req *);
 static void	on_signal(evutil_socket_t, short, void *);
+static uint64_t	memory_default(void);
+static char	*web_default(void);
 static void	drain_poll(evutil_socket_t, short, void *);
 
 static struct timeval	drain_started;
+static int		drain_quiet;	/* idle polls in a row */
+#define DRAIN_QUIET_POLLS	5
 
 static void
 usage(FILE *f, int code)
@@ -63,8 +69,15 @@ usage(FILE *f, int code)
 "  --demo                create and deploy the demo tenant, key and model\n"
 "  --runtime FILE        maas-runtime binary (default: next to maasd)\n"
 "  --genmodel FILE       maas-genmodel binary (default: next to maasd)\n"
+"  --web-dir DIR         web console assets served on the admin port\n"
+"                        (default: ../web or ../share/maas/web next to maasd)\n"
 "  --max-body-mb N       largest request body in MiB (default %d)\n"
 "  --runtime-mem-mb N    address-space limit per runtime in MiB (default: none)\n"
+"  --memory-budget-mb N  memory the replicas of this node may reserve, in MiB:\n"
+"                        each its model's private memory, plus each model\n"
+"                        file once (replicas share its pages); deployments,\n"
+"                        scaling and traffic shifts past it are refused with\n"
+"                        409 (default: 80%% of MemTotal; 0: unlimited)\n"
 "  --drain-timeout S     seconds to wait for requests on SIGTERM (default 30)\n"
 "  --max-queue N         queued requests per deployment (default 1024)\n"
 "  --compute-timeout-ms N\n"
@@ -85,8 +98,30 @@ usage(FILE *f, int code)
 "                        listeners (for tests): request_line, header_bytes,\n"
 "                        header_count, handshake_ms, head_ms, idle_ms,\n"
 "                        linger_ms, max_conns, per_ip\n"
+"  MAAS_CONSOLE_IDLE_S=N, MAAS_CONSOLE_TTL_S=N\n"
+"                        shorter console sessions (for tests; default 1 h\n"
+"                        idle, 12 h in all)\n"
 "  MAAS_DEBUG=1          same as --debug\n", DEFAULT_MAX_BODY_MB);
 	exit(code);
+}
+
+/* 80% of MemTotal: what the replicas of this node may reserve unless
+ * told otherwise (the rest is for maasd, the page cache and the system).
+ * 0 (unlimited) if /proc/meminfo cannot tell. */
+static uint64_t
+memory_default(void)
+{
+	FILE			*f;
+	char			 line[256];
+	unsigned long long	 kb = 0;
+
+	if ((f = fopen("/proc/meminfo", "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kb * 1024 / 10 * 8;
 }
 
 static long
@@ -116,6 +151,30 @@ sibling(const char *name)
 	if (asprintf(&out, "%s/%s", dir, name) == -1)
 		fatal("asprintf");
 	return out;
+}
+
+/* The console's assets: web/ of the source tree when maasd runs from
+ * bin/ (or build/NAME/bin/), share/maas/web when installed.  NULL if
+ * none holds an index.html. */
+static char *
+web_default(void)
+{
+	static const char *cand[] = { "../web", "../share/maas/web",
+	    "../../../web" };
+	char	*dir, *index;
+	bool	 found;
+
+	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
+		dir = sibling(cand[i]);
+		if (asprintf(&index, "%s/index.html", dir) == -1)
+			fatal("asprintf");
+		found = access(index, R_OK) == 0;
+		free(index);
+		if (found)
+			return dir;
+		free(dir);
+	}
+	return NULL;
 }
 
 /* Connection caps are thousands per listener; a soft limit of 1024 file
@@ -154,6 +213,10 @@ tenant_handle(struct req *r)
 		kserve_handle(r);
 		return;
 	}
+	if (r->n_parts >= 1 && strcmp(r->parts[0], "v1") == 0) {
+		openai_handle(r);
+		return;
+	}
 	http_error(r, 404, "not_found", NULL, "no route for '%.200s'",
 	    r->path);
 }
@@ -189,13 +252,18 @@ drain_poll(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	gettimeofday(&now, NULL);
 	/* Requests still arriving count too: their connections were open
-	 * before the signal. */
+	 * before the signal.  Idle must hold for a few polls in a row: a
+	 * request whose bytes are in the socket but not yet read (its read
+	 * event queued behind this timer) would otherwise be cut off. */
 	if (srv->requests == 0 && db_pending(srv->db) == 0 &&
 	    http_reading(srv->http) == 0 &&
 	    http_reading(srv->admin_http) == 0) {
-		event_base_loopexit(srv->base, NULL);
-		return;
-	}
+		if (++drain_quiet >= DRAIN_QUIET_POLLS) {
+			event_base_loopexit(srv->base, NULL);
+			return;
+		}
+	} else
+		drain_quiet = 0;
 	if (now.tv_sec - drain_started.tv_sec >= srv->cfg.drain_timeout_s) {
 		log_warnx("drain timeout: %zu request(s) still open",
 		    srv->requests);
@@ -217,8 +285,10 @@ main(int argc, char *argv[])
 		{ "demo", no_argument, NULL, 'D' },
 		{ "runtime", required_argument, NULL, 'r' },
 		{ "genmodel", required_argument, NULL, 'g' },
+		{ "web-dir", required_argument, NULL, 'W' },
 		{ "max-body-mb", required_argument, NULL, 'b' },
 		{ "runtime-mem-mb", required_argument, NULL, 'm' },
+		{ "memory-budget-mb", required_argument, NULL, 'B' },
 		{ "drain-timeout", required_argument, NULL, 't' },
 		{ "max-queue", required_argument, NULL, 'Q' },
 		{ "compute-timeout-ms", required_argument, NULL, 'C' },
@@ -235,8 +305,10 @@ main(int argc, char *argv[])
 	struct event		*sigterm, *sigint;
 	char			 cert[4096], key[4096], dbpath[4096];
 	char			*runtime_alloc = NULL, *genmodel_alloc = NULL;
+	char			*web_alloc = NULL;
 	bool			 debug = false;
 	int			 ch, mem_mb = 0, loaded;
+	long			 budget_mb = -1;
 
 	memset(&srv, 0, sizeof(srv));
 	memset(&scfg, 0, sizeof(scfg));
@@ -255,6 +327,7 @@ main(int argc, char *argv[])
 		case 'D': srv.cfg.demo = true; break;
 		case 'r': srv.cfg.runtime_path = optarg; break;
 		case 'g': srv.cfg.genmodel_path = optarg; break;
+		case 'W': srv.cfg.web_dir = optarg; break;
 		case 'b':
 			srv.cfg.max_body = (size_t)num_arg("--max-body-mb",
 			    optarg, 1, 4096) << 20;
@@ -262,6 +335,10 @@ main(int argc, char *argv[])
 		case 'm':
 			mem_mb = (int)num_arg("--runtime-mem-mb", optarg, 64,
 			    1 << 20);
+			break;
+		case 'B':
+			budget_mb = num_arg("--memory-budget-mb", optarg, 0,
+			    1L << 30);
 			break;
 		case 't':
 			srv.cfg.drain_timeout_s = (int)num_arg(
@@ -306,6 +383,8 @@ main(int argc, char *argv[])
 	if (srv.cfg.genmodel_path == NULL)
 		srv.cfg.genmodel_path = genmodel_alloc =
 		    sibling("maas-genmodel");
+	if (srv.cfg.web_dir == NULL)
+		srv.cfg.web_dir = web_alloc = web_default();
 	if (access(srv.cfg.runtime_path, X_OK) == -1)
 		fatal("runtime '%s'", srv.cfg.runtime_path);
 
@@ -322,10 +401,16 @@ main(int argc, char *argv[])
 	if ((srv.db = db_open(dbpath, srv.base)) == NULL)
 		fatalx("cannot open the database '%s'", dbpath);
 	srv.work = work_new(srv.base);
+	srv.console = console_new(srv.cfg.web_dir);
 	scfg.runtime_path = srv.cfg.runtime_path;
 	scfg.uid = 65534;
 	scfg.gid = 65534;
 	scfg.mem_limit_mb = mem_mb;
+	scfg.memory_budget = budget_mb >= 0 ? (uint64_t)budget_mb << 20 :
+	    memory_default();
+	if (scfg.memory_budget > 0)
+		log_info("memory budget for replicas: %llu MiB",
+		    (unsigned long long)(scfg.memory_budget >> 20));
 	srv.sched = sched_new(srv.base, &scfg);
 	if ((loaded = admin_load_deployments(&srv)) == -1)
 		fatalx("cannot read deployments");
@@ -364,6 +449,8 @@ main(int argc, char *argv[])
 	event_free(sigterm);
 	event_free(sigint);
 	SSL_CTX_free(srv.tls);
+	console_free(srv.console);
+	free(web_alloc);
 	event_base_free(srv.base);
 	free(runtime_alloc);
 	free(genmodel_alloc);

@@ -26,6 +26,7 @@ enum family {
 	FAM_HANGS,
 	FAM_RETRIES,
 	FAM_AUTOSCALE,
+	FAM_AT_BUDGET,
 	FAM_BATCH,
 	FAM_MAX
 };
@@ -63,6 +64,9 @@ static const struct {
 	    "Requests run again after their runtime died.", 0 },
 	[FAM_AUTOSCALE] = { "maas_autoscale_total", "counter",
 	    "Replicas the autoscaler added (up) or removed (down).", 0 },
+	[FAM_AT_BUDGET] = { "maas_autoscale_at_memory_budget", "gauge",
+	    "1 while the autoscaler holds the deployment back because "
+	    "another replica does not fit the node's memory budget.", 0 },
 	[FAM_BATCH] = { "maas_batch_size", "histogram",
 	    "Rows per inference sent to a runtime.", 0 },
 };
@@ -80,6 +84,7 @@ static void	put_time_hist(struct wbuf *, const char *name,
 		    const char *dep, const char *tenant,
 		    const struct sched_time_hist *);
 static void	dep_cb(void *, const struct sched_deploy_stats *);
+static void	memory_render(struct sched *, struct wbuf *);
 static void	tenant_cb(void *, const char *,
 		    const struct sched_tenant_stats *);
 
@@ -221,6 +226,9 @@ dep_cb(void *arg, const struct sched_deploy_stats *d)
 	case FAM_RETRIES:
 		v = d->retries;
 		break;
+	case FAM_AT_BUDGET:
+		v = d->at_memory_budget ? 1 : 0;
+		break;
 	case FAM_AUTOSCALE:
 		put(w, "%s{", name);
 		put_labels(w, d->name, NULL);
@@ -273,6 +281,26 @@ metrics_render(struct sched *s, struct wbuf *out)
 		else
 			sched_stats(s, dep_cb, NULL, &rd);
 	}
+	memory_render(s, out);
+}
+
+/* The node memory budget and what serving replicas reserve of it. */
+static void
+memory_render(struct sched *s, struct wbuf *out)
+{
+	struct sched_memory	m;
+
+	sched_memory(s, &m);
+	put(out, "# HELP maas_memory_budget_bytes memory the node's replicas "
+	    "may reserve (0: unlimited)\n");
+	put(out, "# TYPE maas_memory_budget_bytes gauge\n");
+	put(out, "maas_memory_budget_bytes %llu\n",
+	    (unsigned long long)m.budget);
+	put(out, "# HELP maas_memory_reserved_bytes memory reserved by "
+	    "serving replicas: private memory each, model files once\n");
+	put(out, "# TYPE maas_memory_reserved_bytes gauge\n");
+	put(out, "maas_memory_reserved_bytes %llu\n",
+	    (unsigned long long)m.reserved);
 }
 
 void

@@ -9,6 +9,7 @@
 
 #include <openssl/ssl.h>
 
+struct console;
 struct db;
 struct event_base;
 struct prices;
@@ -25,6 +26,7 @@ struct server_config {
 	const char	*key;
 	const char	*runtime_path;
 	const char	*genmodel_path;
+	const char	*web_dir;	/* console assets; NULL: none */
 	bool		 demo;
 	size_t		 max_body;	/* bytes, tenant API */
 	size_t		 max_headers;	/* bytes */
@@ -45,6 +47,7 @@ struct server {
 	size_t			 n_touched;
 	struct http_server	*http;		/* tenant API */
 	struct http_server	*admin_http;
+	struct console		*console;	/* web console, admin port */
 	uint8_t			 admin_hash[32];	/* SHA-256 of admin token */
 	size_t			 requests;	/* HTTP requests not yet answered */
 	bool			 draining;

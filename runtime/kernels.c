@@ -3,6 +3,9 @@
  * anything with an inner product. */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +13,81 @@
 #include "common/tensor.h"
 #include "runtime/kernels.h"
 
+/* The build's -O2 vectorises nothing and targets plain x86-64 (SSE2).
+ * The hot element-wise loops are compiled at -O3 once per instruction set
+ * and picked at load time by the CPU the runtime finds: a loop over a
+ * [64,128,1024] activation is then memory-bound, not compute-bound. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define KERNEL_VEC	__attribute__((optimize("O3"), \
+			    target_clones("arch=x86-64-v4", \
+			    "arch=x86-64-v3", "default")))
+#define KERNEL_INLINE	static inline __attribute__((optimize("O3"), \
+			    always_inline))
+#else
+#define KERNEL_VEC
+#define KERNEL_INLINE	static inline
+#endif
+
+/* Batched products no larger than this (m * n * k) are spread over the
+ * runtime's threads one product each, not each over all threads. */
+#define KERNEL_PAR_GEMM		(1u << 22)
+/* A single product at least this large is cut into chunks for them. */
+#define KERNEL_PAR_SPLIT	(1u << 20)
+#define KERNEL_PAR_ROWS		128	/* least rows of a chunk */
+#define KERNEL_PAR_MAX		16	/* threads of par_run() */
+#define KERNEL_PAR_SPIN		2000	/* pauses, about 100 us */
+
+/* One product cut into chunks of rows of y, as gemm_chunk() reads it;
+ * the operands as cblas_sgemm takes them. */
+struct gemm_job {
+	float		*y;
+	const float	*a, *b;
+	bool		 ta, tb;
+	size_t		 m, n, k, lda, ldb, ldy;
+	float		 alpha, beta;
+	size_t		 chunk;		/* rows per chunk */
+};
+
+/* One batched product, as matmul_part() reads it. */
+struct matmul_job {
+	float		*y;
+	const float	*a, *b;
+	const int64_t	*ys;		/* y's shape */
+	const size_t	*sa, *sb;	/* batch strides in matrices */
+	int		 nb;		/* batch dims */
+	size_t		 m, n, k, batch;
+	float		 alpha, beta;
+};
+
+static void	binary_dense(enum kernel_binop, float *restrict,
+		    const float *restrict, const float *restrict, size_t);
+static void	binary_scalar(enum kernel_binop, float *restrict,
+		    const float *restrict, float, size_t, bool);
 static void	binary_row(enum kernel_binop, float *y, const float *a,
 		    size_t sa, const float *b, size_t sb, size_t n);
 static void	bcast_strides(size_t *st, const int64_t *yshape, int nd,
 		    const int64_t *shape, int xnd);
+static void	win_span(int64_t, int64_t, int64_t, int64_t, int64_t *,
+		    int64_t *);
+static void	win_taps(int64_t, int64_t, int64_t, int64_t, int64_t *,
+		    int64_t *);
+static bool	maxpool_dense(float *, const float *, size_t,
+		    const struct kernel_win *);
+static int64_t	win_count(int64_t, int64_t, int64_t, int64_t, int64_t);
+static void	softmax_row(float *, const float *, size_t);
+static void	matmul_ab(float *, const int64_t *, const float *,
+		    const int64_t *, const float *, const int64_t *, int,
+		    float, float);
+static void	fill(float *, float, size_t);
+static int	par_threads(void);
+static void	par_run(void (*)(void *, size_t), void *, size_t, int);
+static void	par_chunks(void);
+static void	*par_worker(void *);
+static void	matmul_part(void *, size_t);
+static void	gemm(float *, const float *, const float *, bool, bool,
+		    size_t, size_t, size_t, float, float);
+static void	gemm_chunk(void *, size_t);
 
 void
 kernel_gemm(float *y, const float *a, const float *b, const float *c,
@@ -30,23 +104,86 @@ kernel_gemm(float *y, const float *a, const float *b, const float *c,
 			const float	*crow = c + (cm == 1 ? 0 : i * cn);
 			float		*yrow = y + i * n;
 
-			if (cn == 1) {
-				for (size_t j = 0; j < n; j++)
-					yrow[j] = crow[0];
-			} else
+			if (cn == 1)
+				fill(yrow, crow[0], n);
+			else
 				memcpy(yrow, crow, n * sizeof(*y));
 		}
 		yscale = beta;
 	}
-	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-	    tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n,
-	    (blasint)k, alpha, a, (blasint)(ta ? m : k), b,
-	    (blasint)(tb ? k : n), yscale, y, (blasint)n);
+	gemm(y, a, b, ta, tb, m, n, k, alpha, yscale);
+}
+
+/* y[0..n) = v; a Conv's bias seeds its output planes with it. */
+KERNEL_VEC static void
+fill(float *y, float v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = v;
+}
+
+/* cblas_sgemm of dense row-major operands, over the runtime's threads
+ * when it has many rows: chunks of y's rows that the threads take as
+ * they come, so that a thread the machine does not schedule holds up no
+ * more than the chunk it has taken. */
+static void
+gemm(float *y, const float *a, const float *b, bool ta, bool tb, size_t m,
+    size_t n, size_t k, float alpha, float beta)
+{
+	struct gemm_job	j = { y, a, b, ta, tb, m, n, k, ta ? m : k,
+			    tb ? k : n, n, alpha, beta, m };
+	size_t		want, chunks;
+	int		nthr;
+
+	/* Each chunk packs the whole of b again, which only many rows
+	 * repay; OpenBLAS's own threads do better on fewer. */
+	if (m * n * k >= KERNEL_PAR_SPLIT && (nthr = par_threads()) > 1 &&
+	    m >= 4 * KERNEL_PAR_ROWS) {
+		want = 4 * (size_t)nthr;
+		j.chunk = m / want;
+		if (j.chunk < KERNEL_PAR_ROWS)
+			j.chunk = KERNEL_PAR_ROWS;
+		chunks = (m + j.chunk - 1) / j.chunk;
+		if (chunks > 1) {
+			openblas_set_num_threads(1);
+			par_run(gemm_chunk, &j, chunks, nthr);
+			openblas_set_num_threads(nthr);
+			return;
+		}
+	}
+	gemm_chunk(&j, 0);
+}
+
+static void
+gemm_chunk(void *arg, size_t c)
+{
+	const struct gemm_job	*j = arg;
+	size_t			 from = c * j->chunk, m = j->chunk;
+	const float		*a = j->a;
+	float			*y = j->y + from * j->ldy;
+	size_t			 n = j->n;
+
+	if (from + m > j->m)
+		m = j->m - from;
+	/* Rows of op(a): a's rows, or its columns if ta. */
+	a += j->ta ? from : from * j->lda;
+	cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans,
+	    j->tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n,
+	    (blasint)j->k, j->alpha, a, (blasint)j->lda, j->b, (blasint)j->ldb,
+	    j->beta, y, (blasint)j->ldy);
 }
 
 void
 kernel_matmul(float *y, const int64_t *ys, const float *a, const int64_t *as,
     const float *b, const int64_t *bs, int nd)
+{
+	matmul_ab(y, ys, a, as, b, bs, nd, 1.0f, 0.0f);
+}
+
+/* y = alpha * matmul(a, b) + beta * y. */
+static void
+matmul_ab(float *y, const int64_t *ys, const float *a, const int64_t *as,
+    const float *b, const int64_t *bs, int nd, float alpha, float beta)
 {
 	size_t	m = (size_t)ys[nd - 2], n = (size_t)ys[nd - 1];
 	size_t	k = (size_t)as[nd - 1];
@@ -54,7 +191,7 @@ kernel_matmul(float *y, const int64_t *ys, const float *a, const int64_t *as,
 	size_t	idx[TENSOR_MAX_DIMS] = { 0 };
 	size_t	batch = 1, oa = 0, ob = 0, ma = 1, mb = 1;
 	bool	b_shared = true, a_full = true;
-	int	nb = nd - 2;
+	int	nb = nd - 2, nthr;
 
 	for (int i = nb - 1; i >= 0; i--) {
 		batch *= (size_t)ys[i];
@@ -68,15 +205,27 @@ kernel_matmul(float *y, const int64_t *ys, const float *a, const int64_t *as,
 	}
 	if (b_shared && a_full) {
 		/* One weight matrix for every batch: a is (batch * m, k). */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-		    (blasint)(batch * m), (blasint)n, (blasint)k, 1.0f, a,
-		    (blasint)k, b, (blasint)n, 0.0f, y, (blasint)n);
+		gemm(y, a, b, false, false, batch * m, n, k, alpha, beta);
+		return;
+	}
+	if (batch > 1 && m * n * k <= KERNEL_PAR_GEMM &&
+	    (nthr = par_threads()) > 1) {
+		struct matmul_job	job = { y, a, b, ys, sa, sb, nb, m, n,
+					    k, batch, alpha, beta };
+
+		/* Attention's many small products: OpenBLAS would wake
+		 * its threads for each one, and on a busy machine each
+		 * wake-up costs more than the product.  Split the batch
+		 * between threads instead, each product on one. */
+		openblas_set_num_threads(1);
+		par_run(matmul_part, &job, batch, nthr);
+		openblas_set_num_threads(nthr);
 		return;
 	}
 	for (size_t t = 0; t < batch; t++) {
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-		    (blasint)m, (blasint)n, (blasint)k, 1.0f, a + oa * m * k,
-		    (blasint)k, b + ob * k * n, (blasint)n, 0.0f,
+		    (blasint)m, (blasint)n, (blasint)k, alpha, a + oa * m * k,
+		    (blasint)k, b + ob * k * n, (blasint)n, beta,
 		    y + t * m * n, (blasint)n);
 		for (int i = nb - 1; i >= 0; i--) {
 			oa += sa[i];
@@ -88,6 +237,27 @@ kernel_matmul(float *y, const int64_t *ys, const float *a, const int64_t *as,
 			idx[i] = 0;
 		}
 	}
+}
+
+/* Product t of a matmul_job. */
+static void
+matmul_part(void *arg, size_t t)
+{
+	const struct matmul_job	*j = arg;
+	size_t			 oa = 0, ob = 0, rest = t;
+
+	/* Batch index t to operand offsets, last dim fastest. */
+	for (int i = j->nb - 1; i >= 0; i--) {
+		size_t	d = (size_t)j->ys[i];
+
+		oa += (rest % d) * j->sa[i];
+		ob += (rest % d) * j->sb[i];
+		rest /= d;
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+	    (blasint)j->m, (blasint)j->n, (blasint)j->k, j->alpha,
+	    j->a + oa * j->m * j->k, (blasint)j->k, j->b + ob * j->k * j->n,
+	    (blasint)j->n, j->beta, j->y + t * j->m * j->n, (blasint)j->n);
 }
 
 /* Element strides of an operand of rank xnd right-aligned against y's nd
@@ -110,12 +280,89 @@ bcast_strides(size_t *st, const int64_t *ys, int nd, const int64_t *xs,
 	}
 }
 
+/* y = a op b over n dense elements. */
+KERNEL_VEC static void
+binary_dense(enum kernel_binop op, float *restrict y, const float *restrict a,
+    const float *restrict b, size_t n)
+{
+	size_t	i;
+
+	switch (op) {
+	case KERNEL_ADD:
+		for (i = 0; i < n; i++)
+			y[i] = a[i] + b[i];
+		break;
+	case KERNEL_SUB:
+		for (i = 0; i < n; i++)
+			y[i] = a[i] - b[i];
+		break;
+	case KERNEL_MUL:
+		for (i = 0; i < n; i++)
+			y[i] = a[i] * b[i];
+		break;
+	case KERNEL_DIV:
+		for (i = 0; i < n; i++)
+			y[i] = a[i] / b[i];
+		break;
+	}
+}
+
+/* y = x op s, or s op x when swap, over n dense elements. */
+KERNEL_VEC static void
+binary_scalar(enum kernel_binop op, float *restrict y,
+    const float *restrict x, float s, size_t n, bool swap)
+{
+	size_t	i;
+
+	switch (op) {
+	case KERNEL_ADD:
+		for (i = 0; i < n; i++)
+			y[i] = x[i] + s;
+		break;
+	case KERNEL_SUB:
+		if (swap)
+			for (i = 0; i < n; i++)
+				y[i] = s - x[i];
+		else
+			for (i = 0; i < n; i++)
+				y[i] = x[i] - s;
+		break;
+	case KERNEL_MUL:
+		for (i = 0; i < n; i++)
+			y[i] = x[i] * s;
+		break;
+	case KERNEL_DIV:
+		/* Not x * (1 / s): the quotient must round as Div's. */
+		if (swap)
+			for (i = 0; i < n; i++)
+				y[i] = s / x[i];
+		else
+			for (i = 0; i < n; i++)
+				y[i] = x[i] / s;
+		break;
+	}
+}
+
 static void
 binary_row(enum kernel_binop op, float *y, const float *a, size_t sa,
     const float *b, size_t sb, size_t n)
 {
 	size_t	i;
 
+	/* The common layouts get loops the compiler vectorises: both
+	 * operands dense, or one of them a scalar across the row. */
+	if (sa == 1 && sb == 1) {
+		binary_dense(op, y, a, b, n);
+		return;
+	}
+	if (sa == 1 && sb == 0) {
+		binary_scalar(op, y, a, b[0], n, false);
+		return;
+	}
+	if (sa == 0 && sb == 1) {
+		binary_scalar(op, y, b, a[0], n, true);
+		return;
+	}
 	switch (op) {
 	case KERNEL_ADD:
 		for (i = 0; i < n; i++)
@@ -144,6 +391,8 @@ kernel_binary(enum kernel_binop op, float *y, const int64_t *ys, int nd,
 	size_t	sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];
 	size_t	idx[TENSOR_MAX_DIMS] = { 0 };
 	size_t	rows = 1, n, oa = 0, ob = 0;
+	bool	a_dense, a_zero, b_dense, b_zero;
+	int	k;
 
 	if (nd == 0) {
 		binary_row(op, y, a, 0, b, 0, 1);
@@ -151,14 +400,36 @@ kernel_binary(enum kernel_binop op, float *y, const int64_t *ys, int nd,
 	}
 	bcast_strides(sa, ys, nd, as, and);
 	bcast_strides(sb, ys, nd, bs, bnd);
+	/* Rows as long as possible: trailing dims over which each operand
+	 * is either dense or constant fold into one, so that a bias add is
+	 * rows of the bias length and a scalar multiply is a single row. */
 	n = (size_t)ys[nd - 1];
-	for (int i = 0; i < nd - 1; i++)
+	a_dense = sa[nd - 1] == 1 || n == 1;
+	a_zero = sa[nd - 1] == 0;
+	b_dense = sb[nd - 1] == 1 || n == 1;
+	b_zero = sb[nd - 1] == 0;
+	for (k = nd - 1; k > 0; k--) {
+		size_t	d = (size_t)ys[k - 1];
+		bool	ad = a_dense && (sa[k - 1] == n || d == 1);
+		bool	az = a_zero && (sa[k - 1] == 0 || d == 1);
+		bool	bd = b_dense && (sb[k - 1] == n || d == 1);
+		bool	bz = b_zero && (sb[k - 1] == 0 || d == 1);
+
+		if (!(ad || az) || !(bd || bz))
+			break;
+		a_dense = ad;
+		a_zero = az;
+		b_dense = bd;
+		b_zero = bz;
+		n *= d;
+	}
+	for (int i = 0; i < k; i++)
 		rows *= (size_t)ys[i];
 	for (size_t r = 0; r < rows; r++) {
-		binary_row(op, y + r * n, a + oa, sa[nd - 1], b + ob,
-		    sb[nd - 1], n);
+		binary_row(op, y + r * n, a + oa, a_dense ? 1 : 0, b + ob,
+		    b_dense ? 1 : 0, n);
 		/* Advance the row index, odometer style. */
-		for (int i = nd - 2; i >= 0; i--) {
+		for (int i = k - 1; i >= 0; i--) {
 			oa += sa[i];
 			ob += sb[i];
 			if (++idx[i] < (size_t)ys[i])
@@ -170,7 +441,7 @@ kernel_binary(enum kernel_binop op, float *y, const int64_t *ys, int nd,
 	}
 }
 
-void
+KERNEL_VEC void
 kernel_relu(float *y, const float *x, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -203,6 +474,11 @@ void
 kernel_softmax(float *y, const float *x, size_t outer, size_t n,
     size_t inner)
 {
+	if (inner == 1) {
+		for (size_t o = 0; o < outer; o++)
+			softmax_row(y + o * n, x + o * n, n);
+		return;
+	}
 	for (size_t o = 0; o < outer; o++) {
 		for (size_t j = 0; j < inner; j++) {
 			const float	*xp = x + o * n * inner + j;
@@ -235,4 +511,620 @@ kernel_warmup(void)
 	    (blasint)n, 0.0f, m + 2 * n * n, (blasint)n);
 	free(m);
 	return 0;
+}
+
+/* --- windows: im2col and pooling --- */
+
+/* The output positions o in [*lo, *hi) whose tap lands inside the input:
+ * 0 <= o * stride + base < in. */
+static void
+win_span(int64_t base, int64_t stride, int64_t in, int64_t out,
+    int64_t *lo, int64_t *hi)
+{
+	int64_t	l = 0, h;
+
+	if (base < 0)
+		l = (-base + stride - 1) / stride;
+	h = in - base > 0 ? (in - base + stride - 1) / stride : 0;
+	if (h > out)
+		h = out;
+	if (l > out)
+		l = out;
+	if (h < l)
+		h = l;
+	*lo = l;
+	*hi = h;
+}
+
+void
+kernel_im2col(float *col, const float *x, size_t channels,
+    const struct kernel_win *w)
+{
+	const int64_t	*in = w->in, *out = w->out, *s = w->stride;
+	size_t		 pin = (size_t)(in[0] * in[1] * in[2]);
+	size_t		 p = (size_t)(out[0] * out[1] * out[2]);
+
+	for (size_t c = 0; c < channels; c++) {
+		const float	*xc = x + c * pin;
+
+		for (int64_t k0 = 0; k0 < w->kern[0]; k0++)
+		for (int64_t k1 = 0; k1 < w->kern[1]; k1++)
+		for (int64_t k2 = 0; k2 < w->kern[2]; k2++) {
+			int64_t	b2 = k2 * w->dil[2] - w->pad[2], lo, hi;
+			float	*row = col;
+
+			col += p;
+			win_span(b2, s[2], in[2], out[2], &lo, &hi);
+			for (int64_t o0 = 0; o0 < out[0]; o0++) {
+				int64_t	i0 = o0 * s[0] + k0 * w->dil[0] -
+				    w->pad[0];
+
+				for (int64_t o1 = 0; o1 < out[1]; o1++) {
+					int64_t		 i1 = o1 * s[1] + k1 *
+					    w->dil[1] - w->pad[1];
+					float		*r = row + (o0 * out[1] +
+					    o1) * out[2];
+					const float	*xr;
+
+					if (i0 < 0 || i0 >= in[0] || i1 < 0 ||
+					    i1 >= in[1]) {
+						memset(r, 0, (size_t)out[2] *
+						    sizeof(*r));
+						continue;
+					}
+					xr = xc + (i0 * in[1] + i1) * in[2] +
+					    b2;
+					memset(r, 0, (size_t)lo * sizeof(*r));
+					if (s[2] == 1)
+						memcpy(r + lo, xr + lo,
+						    (size_t)(hi - lo) *
+						    sizeof(*r));
+					else
+						for (int64_t o = lo; o < hi;
+						    o++)
+							r[o] = xr[o * s[2]];
+					memset(r + hi, 0, (size_t)(out[2] -
+					    hi) * sizeof(*r));
+				}
+			}
+		}
+	}
+}
+
+/* The taps k in [*lo, *hi) of a window starting at b that land inside
+ * [0, in): 0 <= b + k * dil < in. */
+static void
+win_taps(int64_t b, int64_t kern, int64_t dil, int64_t in, int64_t *lo,
+    int64_t *hi)
+{
+	int64_t	l = 0, h = kern;
+
+	if (b < 0)
+		l = (-b + dil - 1) / dil;
+	if (b + (h - 1) * dil >= in)
+		h = in - b > 0 ? (in - b + dil - 1) / dil : 0;
+	if (h < l)
+		h = l;
+	*lo = l;
+	*hi = h;
+}
+
+/* Max pooling of 1-D and 2-D windows that never leave the input and have
+ * no dilation (the 2x2 stride-2 pools of CNNs): whole output rows at a
+ * time, with no bounds to check.  Returns false if w is not such a
+ * window. */
+static bool
+maxpool_dense(float *y, const float *x, size_t planes,
+    const struct kernel_win *w)
+{
+	const int64_t	*in = w->in, *out = w->out, *k = w->kern;
+	const int64_t	*s = w->stride;
+
+	for (int d = 0; d < 3; d++)
+		if (w->dil[d] != 1 || w->pad[d] != 0 ||
+		    (out[d] - 1) * s[d] + k[d] > in[d])
+			return false;
+	if (k[0] != 1 || s[0] != 1)
+		return false;
+	/* Dim 0 is then a run of independent planes. */
+	planes *= (size_t)in[0];
+	for (size_t c = 0; c < planes; c++) {
+		const float	*xc = x + c * (size_t)(in[1] * in[2]);
+
+		for (int64_t o1 = 0; o1 < out[1]; o1++, y += out[2]) {
+			const float	*xr = xc + o1 * s[1] * in[2];
+
+			for (int64_t o2 = 0; o2 < out[2]; o2++)
+				y[o2] = xr[o2 * s[2]];
+			for (int64_t k1 = 0; k1 < k[1]; k1++)
+				for (int64_t k2 = 0; k2 < k[2]; k2++) {
+					const float	*xk = xr + k1 * in[2] +
+							    k2;
+
+					for (int64_t o2 = 0; o2 < out[2];
+					    o2++) {
+						float	v = xk[o2 * s[2]];
+
+						y[o2] = v > y[o2] ? v : y[o2];
+					}
+				}
+		}
+	}
+	return true;
+}
+
+void
+kernel_maxpool(float *y, int64_t *idx, const float *x, size_t planes,
+    const struct kernel_win *w, bool colmajor)
+{
+	const int64_t	*in = w->in, *out = w->out, *dl = w->dil;
+	size_t		 pin = (size_t)(in[0] * in[1] * in[2]);
+	/* Element strides of the flat index the Indices output reports. */
+	int64_t		 st0 = colmajor ? 1 : in[1] * in[2];
+	int64_t		 st1 = colmajor ? in[0] : in[2];
+	int64_t		 st2 = colmajor ? in[0] * in[1] : 1;
+
+	if (idx == NULL && maxpool_dense(y, x, planes, w))
+		return;
+	for (size_t c = 0; c < planes; c++) {
+		const float	*xc = x + c * pin;
+
+		for (int64_t o0 = 0; o0 < out[0]; o0++)
+		for (int64_t o1 = 0; o1 < out[1]; o1++) {
+			int64_t	b0 = o0 * w->stride[0] - w->pad[0];
+			int64_t	b1 = o1 * w->stride[1] - w->pad[1];
+			int64_t	l0, h0, l1, h1;
+
+			/* The taps of the outer dims hold for a whole row
+			 * of outputs. */
+			win_taps(b0, w->kern[0], dl[0], in[0], &l0, &h0);
+			win_taps(b1, w->kern[1], dl[1], in[1], &l1, &h1);
+			for (int64_t o2 = 0; o2 < out[2]; o2++) {
+				int64_t	b2 = o2 * w->stride[2] - w->pad[2];
+				int64_t	l2, h2, at = -1;
+				float	max = -INFINITY;
+
+				win_taps(b2, w->kern[2], dl[2], in[2], &l2,
+				    &h2);
+				for (int64_t k0 = l0; k0 < h0; k0++)
+				for (int64_t k1 = l1; k1 < h1; k1++) {
+					int64_t		 i0 = b0 + k0 * dl[0];
+					int64_t		 i1 = b1 + k1 * dl[1];
+					const float	*xr = xc + (i0 * in[1] +
+							    i1) * in[2] + b2;
+
+					if (idx == NULL) {
+						for (int64_t k2 = l2; k2 < h2;
+						    k2++) {
+							float	v = xr[k2 *
+								    dl[2]];
+
+							max = v > max ? v :
+							    max;
+						}
+						continue;
+					}
+					for (int64_t k2 = l2; k2 < h2; k2++) {
+						float	v = xr[k2 * dl[2]];
+
+						if (at == -1 || v > max) {
+							max = v;
+							at = i0 * st0 + i1 *
+							    st1 + (b2 + k2 *
+							    dl[2]) * st2;
+						}
+					}
+				}
+				*y++ = max;
+				if (idx != NULL)
+					*idx++ = (int64_t)(c * pin) +
+					    (at < 0 ? 0 : at);
+			}
+		}
+	}
+}
+
+/* How many taps of a window starting at b fall in [from, to). */
+static int64_t
+win_count(int64_t b, int64_t kern, int64_t dil, int64_t from, int64_t to)
+{
+	int64_t	lo, hi;
+
+	win_taps(b - from, kern, dil, to - from, &lo, &hi);
+	return hi - lo;
+}
+
+void
+kernel_avgpool(float *y, const float *x, size_t planes,
+    const struct kernel_win *w, bool include_pad)
+{
+	const int64_t	*in = w->in, *out = w->out, *dl = w->dil;
+	size_t		 pin = (size_t)(in[0] * in[1] * in[2]);
+
+	for (size_t c = 0; c < planes; c++) {
+		const float	*xc = x + c * pin;
+
+		for (int64_t o0 = 0; o0 < out[0]; o0++)
+		for (int64_t o1 = 0; o1 < out[1]; o1++)
+		for (int64_t o2 = 0; o2 < out[2]; o2++) {
+			int64_t	b[3], lo[3], hi[3], cnt = 1;
+			double	sum = 0.0;
+
+			b[0] = o0 * w->stride[0] - w->pad[0];
+			b[1] = o1 * w->stride[1] - w->pad[1];
+			b[2] = o2 * w->stride[2] - w->pad[2];
+			for (int d = 0; d < 3; d++)
+				win_taps(b[d], w->kern[d], dl[d], in[d],
+				    &lo[d], &hi[d]);
+			for (int64_t k0 = lo[0]; k0 < hi[0]; k0++)
+			for (int64_t k1 = lo[1]; k1 < hi[1]; k1++) {
+				const float	*xr = xc + ((b[0] + k0 *
+						    dl[0]) * in[1] + b[1] +
+						    k1 * dl[1]) * in[2] + b[2];
+
+				for (int64_t k2 = lo[2]; k2 < hi[2]; k2++)
+					sum += xr[k2 * dl[2]];
+			}
+			/* The divisor is a product over the dims: windows
+			 * are boxes. */
+			for (int d = 0; d < 3; d++)
+				cnt *= include_pad ?
+				    win_count(b[d], w->kern[d], dl[d],
+				    -w->pad[d], in[d] + w->pad_end[d]) :
+				    hi[d] - lo[d];
+			*y++ = cnt > 0 ? (float)(sum / (double)cnt) : 0.0f;
+		}
+	}
+}
+
+void
+kernel_logsoftmax(float *y, const float *x, size_t outer, size_t n,
+    size_t inner)
+{
+	for (size_t o = 0; o < outer; o++) {
+		for (size_t j = 0; j < inner; j++) {
+			const float	*xp = x + o * n * inner + j;
+			float		*yp = y + o * n * inner + j;
+			float		 max = xp[0], lse;
+			double		 sum = 0.0;
+
+			for (size_t i = 1; i < n; i++)
+				if (xp[i * inner] > max)
+					max = xp[i * inner];
+			for (size_t i = 0; i < n; i++)
+				sum += exp((double)(xp[i * inner] - max));
+			lse = max + (float)log(sum);
+			for (size_t i = 0; i < n; i++)
+				yp[i * inner] = xp[i * inner] - lse;
+		}
+	}
+}
+
+/* --- vectorised math --- */
+
+/* The loops below keep KERNEL_LANES partial sums or maxima so that a
+ * reduction vectorises without reassociating the program's arithmetic. */
+#define KERNEL_LANES	16
+
+/* e^x in float with about 2 ulp of error, written so that a loop calling
+ * it vectorises: x = k ln2 + r with |r| <= ln2 / 2, e^r by its Taylor
+ * series to r^7, 2^k put into the exponent bits.  Inputs below -87 give
+ * about 1e-38 instead of a denormal or 0, above 88 give e^88; NaN stays
+ * NaN. */
+KERNEL_INLINE float
+vexpf(float x)
+{
+	const float	 magic = 12582912.0f;	/* 1.5 * 2^23: rounds */
+	float		 k, r, p;
+	int32_t		 e;
+	uint32_t	 bits;
+	float		 scale, c;
+
+	/* NaN fails the first test too: c is never NaN, which (int32_t)k
+	 * could not convert. */
+	c = x > -87.0f ? x : -87.0f;
+	c = c < 88.0f ? c : 88.0f;
+	k = (c * 1.44269504f + magic) - magic;
+	r = c - k * 0.693359375f;		/* ln2, high bits: exact */
+	r = r - k * -2.12194440e-4f;		/* ln2, low bits */
+	p = 1.0f / 5040;
+	p = p * r + 1.0f / 720;
+	p = p * r + 1.0f / 120;
+	p = p * r + 1.0f / 24;
+	p = p * r + 1.0f / 6;
+	p = p * r + 0.5f;
+	p = p * r + 1.0f;
+	p = p * r + 1.0f;
+	e = (int32_t)k + 127;
+	bits = (uint32_t)e << 23;
+	memcpy(&scale, &bits, sizeof(scale));
+	return x != x ? x : p * scale;
+}
+
+/* Softmax of one dense row; y may equal x. */
+KERNEL_VEC static void
+softmax_row(float *y, const float *x, size_t n)
+{
+	float	lane[KERNEL_LANES], max, sum, inv;
+	size_t	i, j, body = n - n % KERNEL_LANES;
+
+	for (j = 0; j < KERNEL_LANES; j++)
+		lane[j] = x[0];
+	for (i = 0; i < body; i += KERNEL_LANES)
+		for (j = 0; j < KERNEL_LANES; j++)
+			lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+	max = lane[0];
+	for (j = 1; j < KERNEL_LANES; j++)
+		max = lane[j] > max ? lane[j] : max;
+	for (; i < n; i++)
+		max = x[i] > max ? x[i] : max;
+	for (i = 0; i < n; i++)
+		y[i] = vexpf(x[i] - max);
+	for (j = 0; j < KERNEL_LANES; j++)
+		lane[j] = 0.0f;
+	for (i = 0; i < body; i += KERNEL_LANES)
+		for (j = 0; j < KERNEL_LANES; j++)
+			lane[j] += y[i + j];
+	sum = 0.0f;
+	for (j = 0; j < KERNEL_LANES; j++)
+		sum += lane[j];
+	for (; i < n; i++)
+		sum += y[i];
+	inv = 1.0f / sum;
+	for (i = 0; i < n; i++)
+		y[i] *= inv;
+}
+
+/* erf(x) = 1 - (1 + a1 x + ... + a6 x^6)^-16 for x >= 0 (Abramowitz and
+ * Stegun 7.1.28, error below 3e-7), and near 0, where that form cancels,
+ * the Taylor series to x^11 (error below 2e-8 for |x| < 0.5). */
+KERNEL_INLINE float
+verff(float v)
+{
+	float	a = v < 0.0f ? -v : v, a2 = v * v;
+	float	p, t, big, small;
+
+	p = 4.30638e-5f;
+	p = p * a + 2.765672e-4f;
+	p = p * a + 1.520143e-4f;
+	p = p * a + 9.2705272e-3f;
+	p = p * a + 4.22820123e-2f;
+	p = p * a + 7.05230784e-2f;
+	p = p * a + 1.0f;
+	t = p * p;		/* p^2 */
+	t = t * t;		/* p^4 */
+	t = t * t;		/* p^8 */
+	t = t * t;		/* p^16 */
+	big = 1.0f - 1.0f / t;
+	big = v < 0.0f ? -big : big;
+	t = -1.0f / 1320;
+	t = t * a2 + 1.0f / 216;
+	t = t * a2 - 1.0f / 42;
+	t = t * a2 + 1.0f / 10;
+	t = t * a2 - 1.0f / 3;
+	t = t * a2 + 1.0f;
+	small = 1.12837917f * v * t;
+	/* A NaN fails both tests and takes big, which is NaN. */
+	return a < 0.5f ? small : big;
+}
+
+KERNEL_VEC void
+kernel_erf(float *restrict y, const float *restrict x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = verff(x[i]);
+}
+
+KERNEL_VEC void
+kernel_gelu(float *restrict y, const float *restrict x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = 0.5f * x[i] * (1.0f + verff(x[i] * 0.70710678f));
+}
+
+/* Layer normalisation of `outer` dense rows of `inner` elements. */
+KERNEL_VEC void
+kernel_layernorm(float *restrict y, const float *restrict x,
+    const float *restrict scale, const float *restrict bias, size_t outer,
+    size_t inner, float eps, float *restrict mean_out,
+    float *restrict inv_out)
+{
+	size_t	body = inner - inner % KERNEL_LANES;
+
+	for (size_t o = 0; o < outer; o++) {
+		const float	*xp = x + o * inner;
+		float		*yp = y + o * inner;
+		float		 lane[KERNEL_LANES], mean, var, inv;
+		size_t		 i, j;
+
+		for (j = 0; j < KERNEL_LANES; j++)
+			lane[j] = 0.0f;
+		for (i = 0; i < body; i += KERNEL_LANES)
+			for (j = 0; j < KERNEL_LANES; j++)
+				lane[j] += xp[i + j];
+		mean = 0.0f;
+		for (j = 0; j < KERNEL_LANES; j++)
+			mean += lane[j];
+		for (; i < inner; i++)
+			mean += xp[i];
+		mean /= (float)inner;
+		/* Two passes: the variance of values far from 0 keeps its
+		 * digits. */
+		for (j = 0; j < KERNEL_LANES; j++)
+			lane[j] = 0.0f;
+		for (i = 0; i < body; i += KERNEL_LANES)
+			for (j = 0; j < KERNEL_LANES; j++)
+				lane[j] += (xp[i + j] - mean) *
+				    (xp[i + j] - mean);
+		var = 0.0f;
+		for (j = 0; j < KERNEL_LANES; j++)
+			var += lane[j];
+		for (; i < inner; i++)
+			var += (xp[i] - mean) * (xp[i] - mean);
+		var /= (float)inner;
+		inv = 1.0f / sqrtf(var + eps);
+		if (bias != NULL)
+			for (i = 0; i < inner; i++)
+				yp[i] = (xp[i] - mean) * inv * scale[i] +
+				    bias[i];
+		else
+			for (i = 0; i < inner; i++)
+				yp[i] = (xp[i] - mean) * inv * scale[i];
+		if (mean_out != NULL)
+			mean_out[o] = mean;
+		if (inv_out != NULL)
+			inv_out[o] = inv;
+	}
+}
+
+/* --- fused products --- */
+
+void
+kernel_matmul_fused(float *y, const int64_t *ys, const float *a,
+    const int64_t *as, const float *b, const int64_t *bs, int nd,
+    float alpha, const float *bias)
+{
+	size_t	n = (size_t)ys[nd - 1], rows = 1;
+
+	if (bias == NULL) {
+		matmul_ab(y, ys, a, as, b, bs, nd, alpha, 0.0f);
+		return;
+	}
+	/* The bias rows go in first and sgemm adds the product to them,
+	 * in the same pass that writes y. */
+	for (int i = 0; i < nd - 1; i++)
+		rows *= (size_t)ys[i];
+	for (size_t r = 0; r < rows; r++)
+		memcpy(y + r * n, bias, n * sizeof(*y));
+	matmul_ab(y, ys, a, as, b, bs, nd, alpha, 1.0f);
+}
+
+/* --- threads --- */
+
+/* Workers for par_run(), started on first use and kept: a request then
+ * starts no thread.  Only the runtime's one serving thread calls
+ * par_run().  A job is `nchunks` calls fn(arg, chunk); every thread,
+ * the caller too, takes the next chunk from `ticket` until none is
+ * left, and the caller returns once `done` counts them all.  ticket
+ * holds the job's generation in its high half, so a worker that wakes
+ * late, after its job is over, cannot take a chunk of the next one. */
+static struct {
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 go;
+	unsigned		 wake;		/* bumped per job, under mu */
+	int			 started;	/* workers running */
+	bool			 failed;	/* cannot start them */
+	_Atomic uint64_t	 ticket;	/* generation << 32 | next */
+	_Atomic uint32_t	 done;		/* chunks finished */
+	_Atomic uint32_t	 nchunks;
+	void			(*_Atomic fn)(void *, size_t);
+	void			*_Atomic arg;
+} par = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER };
+
+/* A spinning thread's hint to the CPU. */
+static inline void
+par_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* The threads a product may use: the replica's, as main() gave them to
+ * OpenBLAS. */
+static int
+par_threads(void)
+{
+	int	n = openblas_get_num_threads();
+
+	return n > KERNEL_PAR_MAX ? KERNEL_PAR_MAX : n;
+}
+
+static void
+par_chunks(void)
+{
+	for (;;) {
+		uint64_t	  t = atomic_load(&par.ticket);
+		uint32_t	  n = atomic_load(&par.nchunks);
+		void		(*fn)(void *, size_t) = atomic_load(&par.fn);
+		void		 *arg = atomic_load(&par.arg);
+
+		if ((uint32_t)t >= n)
+			return;
+		/* Fails if another thread took it or a new job began. */
+		if (!atomic_compare_exchange_weak(&par.ticket, &t, t + 1))
+			continue;
+		fn(arg, (size_t)(uint32_t)t);
+		atomic_fetch_add(&par.done, 1);
+	}
+}
+
+static void *
+par_worker(void *arg)
+{
+	unsigned	seen = 0;
+	uint64_t	gen = 0;
+
+	(void)arg;
+	for (;;) {
+		/* A model's products come in quick succession: watch for
+		 * the next one a little while before sleeping, as waking
+		 * takes longer than many products. */
+		for (int i = 0; i < KERNEL_PAR_SPIN &&
+		    atomic_load(&par.ticket) >> 32 == gen; i++)
+			par_pause();
+		if (atomic_load(&par.ticket) >> 32 == gen) {
+			pthread_mutex_lock(&par.mu);
+			while (par.wake == seen)
+				pthread_cond_wait(&par.go, &par.mu);
+			seen = par.wake;
+			pthread_mutex_unlock(&par.mu);
+		}
+		gen = atomic_load(&par.ticket) >> 32;
+		par_chunks();
+	}
+	return NULL;
+}
+
+/* Runs fn(arg, c) for c in [0, nchunks) on the caller's thread and
+ * nthr - 1 workers; returns when all are done. */
+static void
+par_run(void (*fn)(void *, size_t), void *arg, size_t nchunks, int nthr)
+{
+	pthread_t	t;
+	uint64_t	gen;
+	int		want = nthr - 1;
+
+	while (!par.failed && par.started < want) {
+		if (pthread_create(&t, NULL, par_worker, NULL) != 0) {
+			par.failed = true;
+			break;
+		}
+		pthread_detach(t);
+		par.started++;
+	}
+	if (par.started == 0 || nchunks <= 1 || nchunks > UINT32_MAX) {
+		for (size_t c = 0; c < nchunks; c++)
+			fn(arg, c);
+		return;
+	}
+	/* The order matters to a worker still in par_chunks(), which reads
+	 * ticket, then nchunks, then fn and arg: with no chunks it takes
+	 * none; once it sees the new count, the ticket it compares against
+	 * is the new generation's and fn and arg are the new job's. */
+	atomic_store(&par.nchunks, 0);
+	gen = (atomic_load(&par.ticket) >> 32) + 1;
+	atomic_store(&par.ticket, gen << 32);
+	atomic_store(&par.fn, fn);
+	atomic_store(&par.arg, arg);
+	atomic_store(&par.done, 0);
+	atomic_store(&par.nchunks, (uint32_t)nchunks);
+	pthread_mutex_lock(&par.mu);
+	par.wake++;
+	pthread_cond_broadcast(&par.go);
+	pthread_mutex_unlock(&par.mu);
+	par_chunks();
+	/* Only chunks already under way remain. */
+	while (atomic_load(&par.done) < (uint32_t)nchunks)
+		sched_yield();
 }

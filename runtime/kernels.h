@@ -1,12 +1,19 @@
 /* runtime/kernels.h - FP32 compute kernels of maas-runtime.
  *
  * Every kernel writes a dense row-major output it does not own and reads
- * dense row-major inputs; nothing here allocates, logs or fails.  Shapes
+ * dense row-major inputs; nothing here allocates (but for starting the
+ * worker threads, once), logs or fails.  Shapes
  * have been checked by the caller (the ONNX executor): sizes fit a BLAS
  * int, broadcast shapes are compatible, outputs never alias inputs unless
- * a kernel says so.  Matrix products go through OpenBLAS cblas_sgemm. */
+ * a kernel says so.  Matrix products go through OpenBLAS cblas_sgemm,
+ * large ones over as many threads as OpenBLAS is given
+ * (openblas_set_num_threads): kernel_gemm and kernel_matmul* share one
+ * set of worker threads, started on first use, and must be called from
+ * one thread at a time.  The hot element-wise kernels are vectorised for
+ * the CPU the runtime finds. */
 #ifndef RUNTIME_KERNELS_H
 #define RUNTIME_KERNELS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,4 +62,62 @@ int	kernel_warmup(void);
  * equal x. */
 void	kernel_softmax(float *y, const float *x, size_t outer, size_t n,
 	    size_t inner);
+
+/* A window sliding over the spatial dims of one channel plane (Conv and
+ * the pools).  Always three dims: a 1-D or 2-D operator puts size-1 dims
+ * in front, with kernel 1, stride 1, dilation 1 and no padding.  The
+ * caller has checked that every output position is well defined and
+ * that each window has at least one input element. */
+struct kernel_win {
+	int64_t	in[3];		/* input spatial dims */
+	int64_t	out[3];		/* output spatial dims */
+	int64_t	kern[3];	/* kernel dims */
+	int64_t	stride[3];
+	int64_t	dil[3];
+	int64_t	pad[3];		/* implicit zeros before each dim */
+	int64_t	pad_end[3];	/* and after it (AveragePool's divisor) */
+};
+
+/* Unfolds `channels` planes of x (channels, in...) into col (channels *
+ * prod(kern), prod(out)): row (c, k) holds, for every output position,
+ * the input under kernel tap k, or 0 in the padding.  A convolution is
+ * then one sgemm of the weights (m, channels * prod(kern)) with col. */
+void	kernel_im2col(float *col, const float *x, size_t channels,
+	    const struct kernel_win *);
+
+/* Max over each window of `planes` planes of x into y (planes, out...).
+ * If idx is not NULL, it receives the flat index into x of each max
+ * (the first one on ties), row-major or, with colmajor, with the
+ * spatial dims of a plane in column-major order. */
+void	kernel_maxpool(float *y, int64_t *idx, const float *x, size_t planes,
+	    const struct kernel_win *, bool colmajor);
+/* Mean over each window; the divisor counts the padding with
+ * include_pad, else only the input elements under the window. */
+void	kernel_avgpool(float *y, const float *x, size_t planes,
+	    const struct kernel_win *, bool include_pad);
+
+/* log(softmax(x)) over the middle index of x viewed as (outer, n,
+ * inner); y may equal x. */
+void	kernel_logsoftmax(float *y, const float *x, size_t outer, size_t n,
+	    size_t inner);
+
+/* Element-wise erf, within 5e-7 of the exact value; y must not alias x. */
+void	kernel_erf(float *y, const float *x, size_t n);
+
+/* LayerNormalization of x viewed as (outer, inner) over inner: y = (x -
+ * mean) / sqrt(var + eps) * scale + bias (bias may be NULL).  mean_out and
+ * inv_out, if not NULL, receive each row's mean and 1 / sqrt(var + eps).
+ * y must not alias x. */
+void	kernel_layernorm(float *y, const float *x, const float *scale,
+	    const float *bias, size_t outer, size_t inner, float eps,
+	    float *mean_out, float *inv_out);
+
+/* y = alpha * matmul(a, b) + bias as in kernel_matmul, the n values of
+ * bias added to every row of y; bias may be NULL. */
+void	kernel_matmul_fused(float *y, const int64_t *yshape, const float *a,
+	    const int64_t *ashape, const float *b, const int64_t *bshape,
+	    int nd, float alpha, const float *bias);
+
+/* y = x / 2 * (1 + erf(x / sqrt(2))), erf as kernel_erf(). */
+void	kernel_gelu(float *y, const float *x, size_t n);
 #endif

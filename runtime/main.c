@@ -1,8 +1,11 @@
 /* runtime/main.c - maas-runtime: serves one model to maasd.
  *
  *   maas-runtime --fd N --model PATH [--threads T] [--mem-limit-mb M]
- *	[--uid U --gid G]
+ *	[--uid U --gid G] [--max-seqs S]
  *
+ * The model is an ONNX file or, when it starts with the magic "GGUF", a
+ * language model served by runtime/llm/engine.c (up to S sequences at
+ * once, default 8; its weights stay mapped for the process's life).
  * maasd spawns it with fd N a connected SOCK_STREAM unix socket.  It loads
  * the model (a failure is reported in one IPC_ERROR frame, then exit 1),
  * runs one warm-up inference, enters the sandbox, sends HELLO and serves
@@ -22,6 +25,7 @@
 #include "common/ipc.h"
 #include "common/log.h"
 #include "runtime/kernels.h"
+#include "runtime/llm/engine.h"
 #include "runtime/modelfile.h"
 #include "runtime/onnx/onnx.h"
 #include "runtime/sandbox.h"
@@ -36,18 +40,21 @@ struct rt_opts {
 	int		 threads;	/* OpenBLAS threads */
 	uint64_t	 mem_mb;	/* RLIMIT_AS; 0 none */
 	long long	 uid, gid;	/* -1: not given */
+	int		 max_seqs;	/* GGUF: sequences at once */
 };
 
 static void	usage(void) __attribute__((noreturn));
 static long long num_arg(const char *, const char *, long long, long long);
 static void	parse_args(int, char *[], struct rt_opts *);
 static int	send_error(int, const char *, const char *);
+static int	serve_gguf(const struct rt_opts *, struct sandbox_cfg *,
+		    struct modelfile *);
 
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: maas-runtime --fd N --model PATH [--threads T] "
-	    "[--mem-limit-mb M] [--uid U --gid G]\n");
+	    "[--mem-limit-mb M] [--uid U --gid G] [--max-seqs S]\n");
 	exit(1);
 }
 
@@ -75,11 +82,13 @@ parse_args(int argc, char *argv[], struct rt_opts *o)
 		{ "mem-limit-mb", required_argument, NULL, 'M' },
 		{ "uid", required_argument, NULL, 'u' },
 		{ "gid", required_argument, NULL, 'g' },
+		{ "max-seqs", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int	ch;
 
-	*o = (struct rt_opts){ .fd = -1, .threads = 1, .uid = -1, .gid = -1 };
+	*o = (struct rt_opts){ .fd = -1, .threads = 1, .uid = -1, .gid = -1,
+	    .max_seqs = ENGINE_DEFAULT_SEQS };
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
@@ -101,6 +110,10 @@ parse_args(int argc, char *argv[], struct rt_opts *o)
 			break;
 		case 'g':
 			o->gid = num_arg("gid", optarg, 1, 4294967294LL);
+			break;
+		case 's':
+			o->max_seqs = (int)num_arg("max-seqs", optarg, 1,
+			    ENGINE_MAX_SEQS);
 			break;
 		default:
 			usage();
@@ -125,12 +138,58 @@ send_error(int fd, const char *model, const char *msg)
 	return r;
 }
 
+/* A GGUF language model: load, warm up, sandbox, HELLO, serve.  The
+ * mapping stays: the weights are read from it.  Returns the exit status. */
+static int
+serve_gguf(const struct rt_opts *o, struct sandbox_cfg *sb,
+    struct modelfile *mf)
+{
+	struct engine	*e = NULL;
+	struct ipc_meta	 meta;
+	struct wbuf	 w;
+	char		 err[RT_ERRLEN];
+	int		 ret = 1;
+
+	if (engine_load(mf->data, mf->len, o->max_seqs, &e, err,
+	    sizeof(err)) == -1) {
+		send_error(o->fd, o->model, err);
+		return 1;
+	}
+	if (o->threads > 1 && engine_set_threads(e, o->threads < 16 ?
+	    o->threads : 16) == -1) {
+		send_error(o->fd, o->model, "cannot start the decode threads");
+		goto out;
+	}
+	engine_meta(e, &meta);
+	log_info("loaded '%s': %llu KiB resident with its KV caches, %ld MiB "
+	    "virtual, %d threads", o->model,
+	    (unsigned long long)(meta.mem_bytes >> 10), sandbox_mapped_mib(),
+	    o->threads);
+	sb->keep_fds[0] = o->fd;
+	sb->keep_fds[1] = mf->fd;
+	if (sandbox_enter(sb) == -1) {
+		send_error(o->fd, o->model, "cannot enter the sandbox");
+		goto out;
+	}
+	wbuf_init(&w);
+	ipc_meta_encode(&w, &meta);	/* meta's strings are e's: no release */
+	if (ipc_write_frame(o->fd, IPC_HELLO, 0, w.data, w.len) == -1)
+		log_warn("cannot send HELLO");
+	else
+		ret = engine_serve(e, o->fd);
+	wbuf_release(&w);
+ out:
+	engine_free(e);
+	return ret;
+}
+
 int
 main(int argc, char *argv[])
 {
 	struct rt_opts		 o;
 	struct sandbox_cfg	 sb;
-	struct modelfile	 mf = { .fd = -1 };
+	struct modelfile	 mf = { .fd = -1, .dirfd = -1 };
+	struct onnx_source	 src;
 	struct onnx_model	*m = NULL;
 	struct ipc_meta		 meta;
 	struct stat		 st;
@@ -178,21 +237,32 @@ main(int argc, char *argv[])
 		goto out;
 	}
 
-	if (modelfile_open(&mf, o.model, ONNX_MAX_FILE, err, sizeof(err)) ==
-	    -1) {
+	if (modelfile_open(&mf, o.model, ENGINE_MAX_FILE > ONNX_MAX_FILE ?
+	    ENGINE_MAX_FILE : ONNX_MAX_FILE, err, sizeof(err)) == -1) {
 		send_error(o.fd, o.model, err);
 		goto out;
 	}
 	if (mf.len >= 4 && memcmp(mf.data, "GGUF", 4) == 0) {
-		send_error(o.fd, o.model,
-		    "GGUF models are not supported yet");
+		ret = serve_gguf(&o, &sb, &mf);
 		goto out;
 	}
-	if ((m = onnx_load(mf.data, mf.len, err, sizeof(err))) == NULL) {
+	if (mf.len > ONNX_MAX_FILE) {
+		snprintf(err, sizeof(err), "model '%s' is too large (%zu "
+		    "bytes, limit %llu)", o.model, mf.len,
+		    (unsigned long long)ONNX_MAX_FILE);
 		send_error(o.fd, o.model, err);
 		goto out;
 	}
-	modelfile_unmap(&mf);
+	/* The weights stay in the file's mapping, shared with every other
+	 * runtime of this model; external data files are mapped now, while
+	 * open() is still allowed. */
+	src = (struct onnx_source){ .buf = mf.data, .len = mf.len,
+	    .borrow = true, .ext = modelfile_external, .ext_arg = &mf };
+	if ((m = onnx_load_source(&src, err, sizeof(err))) == NULL) {
+		send_error(o.fd, o.model, err);
+		goto out;
+	}
+	modelfile_seal(&mf);
 
 	/* One inference before the sandbox: the arena comes to exist and
 	 * the kernels run while every syscall is still allowed. */
@@ -209,10 +279,12 @@ main(int argc, char *argv[])
 		send_error(o.fd, o.model, msg);
 		goto out;
 	}
-	log_info("loaded '%s': opset %lld, %llu KiB resident, %ld MiB virtual, "
-	    "%d threads", o.model, (long long)onnx_opset(m),
-	    (unsigned long long)(onnx_mem_bytes(m) >> 10), sandbox_mapped_mib(),
-	    o.threads);
+	log_info("loaded '%s': opset %lld, %llu KiB private, %llu KiB mapped "
+	    "from files, %ld MiB virtual, %d threads", o.model,
+	    (long long)onnx_opset(m),
+	    (unsigned long long)(onnx_mem_bytes(m) >> 10),
+	    (unsigned long long)(modelfile_mapped(&mf) >> 10),
+	    sandbox_mapped_mib(), o.threads);
 
 	sb.keep_fds[0] = o.fd;
 	sb.keep_fds[1] = mf.fd;
@@ -222,6 +294,7 @@ main(int argc, char *argv[])
 	}
 
 	onnx_meta(m, &meta);
+	meta.shared_bytes = modelfile_mapped(&mf);
 	wbuf_init(&w);
 	ipc_meta_encode(&w, &meta);
 	ipc_meta_release(&meta);

@@ -37,6 +37,12 @@ struct sched_job {
 	bool			 queued;	/* in its flow's FIFO */
 	bool			 in_rows;	/* in dep->queued_rows */
 	bool			 cancelled;	/* result is dropped */
+	/* Streaming generation (GGUF): several run on one replica, each
+	 * under its own IPC request id. */
+	sched_token_fn		*on_token;	/* non-NULL: a stream */
+	uint64_t		 ipc_id;	/* its GENERATE's id */
+	bool			 streamed;	/* a TOKEN came: never retried */
+	bool			 stopping;	/* CANCEL asked: no more tokens */
 };
 
 #define SCHED_QUARANTINE_MAX	64	/* inputs remembered per deployment */
@@ -82,13 +88,19 @@ struct deployment {
 	size_t			 next_quarantined;
 	struct sched_deploy_stats stats;
 	uint64_t		 gone_restarts;	/* of replicas removed */
+	uint64_t		 mem_bytes;	/* per replica (budget) */
+	uint64_t		 file_bytes;	/* shared model files */
+	bool			 at_budget;	/* autoscaler was held back */
 };
 TAILQ_HEAD(deployment_list, deployment);
+TAILQ_HEAD(sched_mem_hold_list, sched_mem_hold);
 
 struct sched {
 	struct event_base	*base;
 	struct sched_config	 cfg;
 	struct deployment_list	 deployments;
+	/* Room held for admin changes checked but not yet applied. */
+	struct sched_mem_hold_list mem_holds;
 	struct replica		**probes;	/* running probes */
 	size_t			 n_probes;
 	struct replica		**retired;	/* draining, gone from deps */
@@ -119,6 +131,10 @@ void	sched_retired_done(struct replica *);
 void	sched_hist_rows(struct sched_rows_hist *, unsigned rows);
 /* Remembers a job's input as one that crashes the model. */
 void	sched_quarantine(struct sched_job *);
+/* memory.c: sched_mem_scale() for one version. */
+uint64_t sched_mem_resize(struct deployment *, int replicas);
+/* memory.c: at sched_free(), leaves the holds to their owners. */
+void	sched_mem_detach(struct sched *);
 /* Records an INFER's compute time per row, for hang deadlines. */
 void	sched_observe_compute(struct deployment *, int64_t us,
 	    uint32_t rows);

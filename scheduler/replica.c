@@ -39,6 +39,7 @@
 #define HANG_SLACK		20	/* times the expected compute time */
 #define RUNTIME_FD		3
 #define STDERR_LINE_MAX		2048	/* longer runtime lines are cut */
+#define REPLICA_MAX_SEQS	1024	/* a HELLO's max_seqs is cut to this */
 
 static void	replica_read_cb(struct bufferevent *, void *);
 static void	replica_event_cb(struct bufferevent *, short, void *);
@@ -57,6 +58,9 @@ static bool	replica_crashed(const struct replica *);
 static void	replica_settle(struct replica *, bool crashed);
 static void	replica_unbatch(struct replica *);
 static void	replica_drained(struct replica *);
+static int	replica_stream_frame(struct replica *, const struct ipc_hdr *,
+		    const uint8_t *);
+static void	replica_arm_hang(struct replica *);
 static const char *replica_name(const struct replica *);
 static void	replica_stderr_cb(struct bufferevent *, void *);
 static void	replica_stderr_event_cb(struct bufferevent *, short, void *);
@@ -339,6 +343,118 @@ replica_infer(struct replica *r)
 		replica_fail(r, "cannot send request", REPLICA_KILL_PROTOCOL);
 }
 
+bool
+replica_room(const struct replica *r)
+{
+	return r->state == REPLICA_LIVE && r->bev != NULL && r->max_seqs > 0 &&
+	    r->n_jobs < r->max_seqs && !r->draining && !r->retiring;
+}
+
+/* While a GGUF runtime generates, every TOKEN or DONE restarts its
+ * deadline: a runtime silent for the compute timeout is hung. */
+static void
+replica_arm_hang(struct replica *r)
+{
+	int64_t		hang_us = (int64_t)r->s->cfg.compute_timeout_ms * 1000;
+	struct timeval	tv = { hang_us / 1000000, hang_us % 1000000 };
+
+	evtimer_add(r->hang_ev, &tv);
+}
+
+void
+replica_generate(struct replica *r, struct sched_job *job)
+{
+	job->on = r;
+	job->started_us = sched_now_us();
+	job->ipc_id = ++r->s->next_req_id;
+	TAILQ_INSERT_TAIL(&r->jobs, job, entry);
+	if (r->n_jobs++ == 0)
+		replica_arm_hang(r);
+	if (replica_send(r, IPC_GENERATE, job->ipc_id, job->payload.data,
+	    job->payload.len) == -1)
+		replica_fail(r, "cannot send request", REPLICA_KILL_PROTOCOL);
+}
+
+/* TOKEN, DONE or INFER_ERR of one of a GGUF runtime's streams; the frame
+ * is checked here so that a runtime that breaks the protocol is killed
+ * before a caller sees its bytes. */
+static int
+replica_stream_frame(struct replica *r, const struct ipc_hdr *h,
+    const uint8_t *payload)
+{
+	struct deployment	*dep = r->dep;
+	struct sched_job	*job;
+	struct sched_result	 res;
+	struct ipc_gen_token	 t;
+	struct ipc_gen_done	 d;
+	struct rbuf		 rb;
+	char			 msg[512];
+	uint16_t		 code = 0;
+
+	TAILQ_FOREACH(job, &r->jobs, entry)
+		if (job->ipc_id == h->req_id)
+			break;
+	if (job == NULL) {
+		replica_fail(r, "reply for a request it was not given",
+		    REPLICA_KILL_PROTOCOL);
+		return -1;
+	}
+	rbuf_init(&rb, payload, h->len);
+	memset(&res, 0, sizeof(res));
+	res.version = dep->version;
+	switch (h->type) {
+	case IPC_TOKEN:
+		if (ipc_gen_token_decode(&rb, &t) == -1) {
+			replica_fail(r, "bad TOKEN", REPLICA_KILL_PROTOCOL);
+			return -1;
+		}
+		replica_arm_hang(r);
+		job->streamed = true;
+		if (!job->stopping)
+			job->on_token(job->arg, payload, h->len);
+		return r->bev != NULL ? 0 : -1;
+	case IPC_DONE:
+		if (ipc_gen_done_decode(&rb, &d) == -1) {
+			replica_fail(r, "bad DONE", REPLICA_KILL_PROTOCOL);
+			return -1;
+		}
+		res.status = job->stopping || d.finish ==
+		    IPC_FINISH_CANCELLED ? SCHED_CANCELLED : SCHED_OK;
+		res.payload = payload;
+		res.len = h->len;
+		res.compute_us = (int64_t)d.compute_us;
+		break;
+	default:
+		/* INFER_ERR ends a stream only before its first token. */
+		if (job->streamed || rbuf_u16(&rb, &code) == -1 ||
+		    rbuf_str16(&rb, msg, sizeof(msg)) == -1) {
+			replica_fail(r, "bad INFER_ERR", REPLICA_KILL_PROTOCOL);
+			return -1;
+		}
+		res.status = code == IPC_ERR_BAD_INPUT ? SCHED_BAD_INPUT :
+		    code == IPC_ERR_CONTEXT ? SCHED_CONTEXT :
+		    code == IPC_ERR_TOO_LARGE ? SCHED_TOO_LARGE :
+		    SCHED_INTERNAL;
+		res.message = msg;
+		break;
+	}
+	TAILQ_REMOVE(&r->jobs, job, entry);
+	job->on = NULL;
+	if (--r->n_jobs == 0)
+		evtimer_del(r->hang_ev);
+	else
+		replica_arm_hang(r);
+	fairq_finished(&dep->q, job->flow);
+	sched_job_finish(job, &res);
+	if (r->bev == NULL)
+		return -1;
+	if (r->n_jobs == 0)
+		replica_drained(r);
+	else
+		sched_dispatch(dep);
+	return r->bev != NULL ? 0 : -1;
+}
+
 /* The INFER of a batch failed in a way that says nothing about which
  * job caused it: each job runs again alone. */
 static void
@@ -427,6 +543,9 @@ replica_frame(struct replica *r, const struct ipc_hdr *h,
 		}
 		r->state = REPLICA_LIVE;
 		r->live_since_us = sched_now_us();
+		r->max_seqs = meta.format != MODEL_FORMAT_GGUF ? 0 :
+		    meta.llm.max_seqs > REPLICA_MAX_SEQS ? REPLICA_MAX_SEQS :
+		    meta.llm.max_seqs;
 		evtimer_del(r->hang_ev);
 		if (r->dep == NULL) {
 			evtimer_del(r->probe_timeout);
@@ -463,8 +582,19 @@ replica_frame(struct replica *r, const struct ipc_hdr *h,
 		}
 		r->ping_id = 0;
 		return 0;
+	case IPC_TOKEN:
+	case IPC_DONE:
+		if (r->max_seqs == 0 || r->dep == NULL) {
+			replica_fail(r, "unexpected frame type",
+			    REPLICA_KILL_PROTOCOL);
+			return -1;
+		}
+		return replica_stream_frame(r, h, payload);
 	case IPC_INFER_OK:
 	case IPC_INFER_ERR:
+		if (r->max_seqs > 0 && r->dep != NULL &&
+		    h->type == IPC_INFER_ERR)
+			return replica_stream_frame(r, h, payload);
 		if (r->n_jobs == 0 || h->req_id != r->infer_id) {
 			replica_fail(r, "reply for a request it was not given",
 			    REPLICA_KILL_PROTOCOL);
@@ -718,6 +848,17 @@ replica_settle(struct replica *r, bool crashed)
 		else if (r->s->stopping) {
 			res.status = SCHED_SHUTDOWN;
 			res.message = "the server is shutting down";
+			sched_job_finish(job, &res);
+		} else if (job->on_token != NULL && job->stopping) {
+			res.status = SCHED_CANCELLED;
+			res.message = "cancelled";
+			sched_job_finish(job, &res);
+		} else if (job->on_token != NULL && job->streamed) {
+			/* Its tokens are with the client already: running
+			 * it again would send them twice. */
+			res.status = SCHED_UNAVAILABLE;
+			res.message = "the model runtime stopped while "
+			    "generating";
 			sched_job_finish(job, &res);
 		} else if (job->crashes >= 2) {
 			log_warnx("'%s': request %llu of tenant '%s' crashed "

@@ -67,6 +67,9 @@ struct replica {
 	int64_t			 restart_at_us;	/* of the pending restart */
 	int			 backoff_ms;	/* next restart delay */
 	unsigned		 restarts;
+	/* GGUF runtimes: GENERATEs they run at once (HELLO), the jobs on
+	 * r->jobs; 0 for ONNX runtimes, which run one INFER. */
+	uint32_t		 max_seqs;
 	enum replica_kill	 kill;		/* why we killed it, if so */
 	int			 wstatus;	/* waitpid status once reaped */
 	bool			 reaped;	/* wstatus is valid */
@@ -90,6 +93,12 @@ int		 replica_send(struct replica *, enum ipc_type, uint64_t req_id,
 		    const void *payload, size_t len);
 /* True when it can take an INFER now. */
 bool		 replica_idle(const struct replica *);
+/* True when a GGUF runtime can take one more GENERATE now. */
+bool		 replica_room(const struct replica *);
+/* Sends a stream job's GENERATE (the job joins r->jobs) and watches the
+ * runtime: it must send a TOKEN, DONE or PONG within the compute timeout
+ * while it generates.  Fails the replica if it cannot send. */
+void		 replica_generate(struct replica *, struct sched_job *);
 /* Sends the jobs on r->jobs (n_jobs, rows set by the caller) as one
  * INFER and starts the compute deadline; fails the replica (which
  * retries the jobs) if it cannot. */

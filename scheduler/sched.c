@@ -56,6 +56,7 @@ static const char *const status_names[SCHED_STATUS_MAX] = {
 	[SCHED_TIMED_OUT] = "timed_out",
 	[SCHED_QUARANTINED] = "quarantined",
 	[SCHED_CANCELLED] = "cancelled",
+	[SCHED_CONTEXT] = "context",
 };
 
 static void	sched_sigchld_cb(evutil_socket_t, short, void *);
@@ -84,6 +85,12 @@ static int	retry_after(const struct deployment *);
 static int64_t	deployment_wait_us(const struct deployment *);
 static void	hist_time(struct sched_time_hist *, int64_t us);
 static bool	dispatch_one(struct deployment *, struct replica *);
+static void	dispatch_streams(struct deployment *);
+static void	job_refuse(struct deployment *, struct sched_job *,
+		    const char *);
+static struct sched_job *job_submit(struct sched *, const char *,
+		    const struct sched_job_opts *, struct wbuf *,
+		    sched_token_fn *, sched_done_fn *, void *);
 static bool	payload_digest(const struct wbuf *,
 		    uint8_t[SCHED_DIGEST_LEN]);
 static bool	deployment_quarantined(const struct deployment *,
@@ -124,6 +131,7 @@ sched_new(struct event_base *base, const struct sched_config *cfg)
 	if (s->cfg.autoscale_idle_ms <= 0)
 		s->cfg.autoscale_idle_ms = DEFAULT_SCALE_IDLE_MS;
 	TAILQ_INIT(&s->deployments);
+	TAILQ_INIT(&s->mem_holds);
 	wbuf_init(&s->split);
 	s->sigchld = evsignal_new(base, SIGCHLD, sched_sigchld_cb, s);
 	event_add(s->sigchld, NULL);
@@ -145,6 +153,7 @@ sched_free(struct sched *s)
 	if (s == NULL)
 		return;
 	s->stopping = true;
+	sched_mem_detach(s);
 	while ((dep = TAILQ_FIRST(&s->deployments)) != NULL) {
 		TAILQ_REMOVE(&s->deployments, dep, entry);
 		deployment_free(dep);
@@ -299,6 +308,8 @@ deployment_new(struct sched *s, const struct sched_deploy_spec *spec)
 	dep->max_batch = spec->max_batch > 1 ? spec->max_batch : 1;
 	dep->max_delay_us = spec->max_queue_delay_us > 0 ?
 	    spec->max_queue_delay_us : 0;
+	dep->mem_bytes = spec->mem_bytes;
+	dep->file_bytes = spec->file_bytes;
 	n = spec->replicas > 0 ? spec->replicas : 1;
 	if (n > MAX_REPLICAS)
 		n = MAX_REPLICAS;
@@ -401,6 +412,8 @@ sched_traffic(struct sched *s, const char *name,
 			spec.threads = tmpl->threads;
 			spec.max_batch = tmpl->max_batch;
 			spec.max_queue_delay_us = tmpl->max_delay_us;
+			spec.mem_bytes = v[i].mem_bytes;
+			spec.file_bytes = v[i].file_bytes;
 			dep = deployment_new(s, &spec);
 		} else if (v[i].replicas > 0 && v[i].replicas != dep->wanted) {
 			if (dep->min_replicas > v[i].replicas)
@@ -586,9 +599,10 @@ sched_autoscale_cb(evutil_socket_t fd, short what, void *arg)
 		busy = dep->q.queued >= (size_t)(AUTOSCALE_UP_QUEUE *
 		    (serving ? serving : 1));
 		idle = dep->q.queued == 0 && running < (size_t)serving;
-		if (!busy)
+		if (!busy) {
 			dep->busy_since_us = 0;
-		else if (dep->busy_since_us == 0)
+			dep->at_budget = false;	/* wants no more */
+		} else if (dep->busy_since_us == 0)
 			dep->busy_since_us = now;
 		if (!idle)
 			dep->idle_since_us = 0;
@@ -598,7 +612,21 @@ sched_autoscale_cb(evutil_socket_t fd, short what, void *arg)
 		    now - dep->busy_since_us >=
 		    (int64_t)s->cfg.autoscale_up_ms * 1000 &&
 		    now - dep->scaled_us >= (int64_t)s->cfg.autoscale_up_ms *
+		    1000 && sched_mem_resize(dep, dep->wanted + 1) > 0) {
+			/* At the node's memory budget: serve with what
+			 * runs (said once per stretch of it). */
+			if (!dep->at_budget)
+				log_warnx("'%s': %zu queued for %d replica(s), "
+				    "but another replica does not fit the "
+				    "memory budget: not scaling up", dep->name,
+				    dep->q.queued, serving);
+			dep->at_budget = true;
+		} else if (busy && dep->wanted < dep->max_replicas &&
+		    now - dep->busy_since_us >=
+		    (int64_t)s->cfg.autoscale_up_ms * 1000 &&
+		    now - dep->scaled_us >= (int64_t)s->cfg.autoscale_up_ms *
 		    1000) {
+			dep->at_budget = false;
 			log_info("'%s': %zu queued for %d replica(s): scaling "
 			    "up", dep->name, dep->q.queued, serving);
 			dep->scaled_us = now;
@@ -666,6 +694,11 @@ sched_replica_live(struct replica *r, const struct ipc_meta *meta)
 {
 	struct deployment	*dep = r->dep;
 
+	/* What the runtime measured replaces registration's estimate. */
+	if (meta->mem_bytes > 0)
+		dep->mem_bytes = meta->mem_bytes;
+	if (meta->shared_bytes > 0)
+		dep->file_bytes = meta->shared_bytes;
 	if (!dep->have_meta) {
 		ipc_meta_copy(&dep->meta, meta);
 		dep->have_meta = true;
@@ -783,6 +816,23 @@ sched_submit_opts(struct sched *s, const char *name,
     const struct sched_job_opts *opts, struct wbuf *payload,
     sched_done_fn *done, void *arg)
 {
+	return job_submit(s, name, opts, payload, NULL, done, arg);
+}
+
+struct sched_job *
+sched_submit_stream(struct sched *s, const char *name,
+    const struct sched_job_opts *opts, struct wbuf *payload,
+    sched_token_fn *on_token, sched_done_fn *done, void *arg)
+{
+	return job_submit(s, name, opts, payload, on_token, done, arg);
+}
+
+/* A stream (on_token set) or an INFER job. */
+static struct sched_job *
+job_submit(struct sched *s, const char *name,
+    const struct sched_job_opts *opts, struct wbuf *payload,
+    sched_token_fn *on_token, sched_done_fn *done, void *arg)
+{
 	struct deployment	*dep;
 	struct sched_job	*job, *victim;
 	struct sched_result	 res;
@@ -813,8 +863,9 @@ sched_submit_opts(struct sched *s, const char *name,
 	    opts->timeout_us : SCHED_DEFAULT_TIMEOUT_US;
 	job->payload = *payload;
 	wbuf_init(payload);
-	job->rows = batch_rows(job->payload.data, job->payload.len,
-	    &job->sig);
+	job->on_token = on_token;
+	job->rows = on_token != NULL ? 0 : batch_rows(job->payload.data,
+	    job->payload.len, &job->sig);
 	job->done = done;
 	job->arg = arg;
 	job->enqueued_us = sched_now_us();
@@ -825,6 +876,14 @@ sched_submit_opts(struct sched *s, const char *name,
 	if (s->stopping) {
 		res.status = SCHED_SHUTDOWN;
 		res.message = "the server is shutting down";
+		sched_job_finish(job, &res);
+		return NULL;
+	}
+	if (dep->have_meta && (dep->meta.format == MODEL_FORMAT_GGUF) !=
+	    (on_token != NULL)) {
+		res.status = SCHED_BAD_INPUT;
+		res.message = on_token != NULL ? "this model does not "
+		    "generate text" : "this model takes no tensor requests";
 		sched_job_finish(job, &res);
 		return NULL;
 	}
@@ -1051,6 +1110,28 @@ sched_cancel(struct sched_job *job)
 	sched_job_finish(job, NULL);
 }
 
+void
+sched_stream_cancel(struct sched_job *job)
+{
+	struct sched_result	res;
+
+	if (job->stopping)
+		return;
+	job->stopping = true;
+	if (job->on != NULL) {
+		/* DONE follows; if the runtime dies first, the job is
+		 * settled as cancelled. */
+		replica_send(job->on, IPC_CANCEL, job->ipc_id, NULL, 0);
+		return;
+	}
+	if (job->queued)
+		job_unqueue(job);
+	memset(&res, 0, sizeof(res));
+	res.status = SCHED_CANCELLED;
+	res.message = "cancelled";
+	sched_job_finish(job, &res);
+}
+
 size_t
 sched_inflight(struct sched *s)
 {
@@ -1076,7 +1157,12 @@ dispatch_one(struct deployment *dep, struct replica *r)
 	uint32_t		 rows;
 	int64_t			 now;
 
-	if ((first = fairq_peek(&dep->q)) == NULL)
+	/* A stream sent before the model was known to be ONNX. */
+	while ((first = fairq_peek(&dep->q)) != NULL &&
+	    first->on_token != NULL)
+		job_refuse(dep, job_take(dep), "this model does not generate "
+		    "text");
+	if (first == NULL)
 		return false;
 	/* Waiting for company pays only under concurrent load, which the
 	 * last INFER shows: one that carried a single job says requests
@@ -1122,11 +1208,57 @@ dispatch_one(struct deployment *dep, struct replica *r)
 	return true;
 }
 
+/* A popped job the deployment's model cannot run. */
+static void
+job_refuse(struct deployment *dep, struct sched_job *job, const char *why)
+{
+	struct sched_result	res;
+
+	fairq_finished(&dep->q, job->flow);
+	memset(&res, 0, sizeof(res));
+	res.status = SCHED_BAD_INPUT;
+	res.message = why;
+	sched_job_finish(job, &res);
+}
+
+/* GGUF deployments: each replica runs up to its max_seqs streams at once
+ * (continuous batching in the runtime); the next job in fair order goes
+ * to the replica with the fewest. */
+static void
+dispatch_streams(struct deployment *dep)
+{
+	struct replica		*best, *r;
+	struct sched_job	*job;
+
+	while (dep->q.queued > 0) {
+		best = NULL;
+		for (int i = 0; i < dep->n_replicas; i++) {
+			r = dep->replicas[i];
+			if (replica_room(r) && (best == NULL ||
+			    r->n_jobs < best->n_jobs))
+				best = r;
+		}
+		if (best == NULL)
+			return;
+		job = job_take(dep);
+		if (job->on_token == NULL) {
+			job_refuse(dep, job, "this model takes no tensor "
+			    "requests");
+			continue;
+		}
+		replica_generate(best, job);
+	}
+}
+
 void
 sched_dispatch(struct deployment *dep)
 {
 	if (dep->s->stopping)
 		return;
+	if (dep->have_meta && dep->meta.format == MODEL_FORMAT_GGUF) {
+		dispatch_streams(dep);
+		return;
+	}
 	for (int i = 0; i < dep->n_replicas && dep->q.queued > 0; i++) {
 		struct replica	*r = dep->replicas[i];
 
@@ -1225,6 +1357,7 @@ sched_stats(struct sched *s, sched_dep_stats_fn *dep_fn,
 			dep->stats.min_replicas = dep->min_replicas;
 			dep->stats.max_replicas = dep->max_replicas;
 			dep->stats.live = deployment_live_count(dep);
+			dep->stats.at_memory_budget = dep->at_budget;
 			dep->stats.restarts = dep->gone_restarts;
 			dep->stats.running = 0;
 			for (int i = 0; i < dep->n_replicas; i++) {

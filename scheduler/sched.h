@@ -59,6 +59,9 @@ struct sched_config {
 	 * 1000), remove one after a replica idled this long (0: 30000). */
 	int		 autoscale_up_ms;
 	int		 autoscale_idle_ms;
+	/* Node memory for replicas, in bytes (0: unlimited); see "node
+	 * memory budget" below. */
+	uint64_t	 memory_budget;
 };
 
 struct sched_deploy_spec {
@@ -72,6 +75,8 @@ struct sched_deploy_spec {
 	int		 threads;	/* OpenBLAS threads per replica */
 	int		 max_batch;	/* rows per INFER, <= 1: no batching */
 	int64_t		 max_queue_delay_us;	/* wait to fill a batch */
+	uint64_t	 mem_bytes;	/* per replica, from registration */
+	uint64_t	 file_bytes;	/* model files, shared by replicas */
 };
 
 enum sched_status {
@@ -85,6 +90,7 @@ enum sched_status {
 	SCHED_TIMED_OUT,	/* not started before its deadline */
 	SCHED_QUARANTINED,	/* it crashed two runtimes: never retried */
 	SCHED_CANCELLED,	/* the caller lost interest (stats only) */
+	SCHED_CONTEXT,		/* the prompt does not fit the context */
 	SCHED_STATUS_MAX
 };
 
@@ -151,6 +157,8 @@ struct sched_version_spec {
 	const char	*path;		/* model file */
 	unsigned	 weight;	/* 0: drain and stop */
 	int		 replicas;	/* 0: keep (1 when new) */
+	uint64_t	 mem_bytes;	/* as in sched_deploy_spec */
+	uint64_t	 file_bytes;
 };
 /* Sets the versions a deployment's name serves and their weights: new
  * versions start replicas (threads and batching copied from the
@@ -222,6 +230,45 @@ void		 sched_stream_cancel(struct sched_job *);
 /* Jobs queued or running. */
 size_t		 sched_inflight(struct sched *);
 
+/* --- node memory budget ---
+ * Each replica reserves its model's mem_bytes (private memory: the heap,
+ * the activation arena; the registration's figure until a replica's
+ * HELLO gives its own), and each model file that has replicas reserves
+ * its size once: replicas map the weights read-only and share those
+ * pages.  Only versions that serve count; draining ones are on their way
+ * out.  The check is the caller's: the sched_mem_*() functions say by
+ * how many bytes a change would go past cfg.memory_budget, 0 when it fits,
+ * when it does not grow the reservation, or with no budget.  The
+ * autoscaler stops growing a deployment at the budget.
+ *
+ * A change applied later (after a database write) takes the
+ * sched_mem_hold_*() form: when it fits, what it adds is held in *hold
+ * until sched_mem_release(), so that other changes checked meanwhile
+ * count it.  Release it right after applying the change (sched_deploy(),
+ * sched_scale(), sched_traffic()), or when giving up on it; *hold is NULL
+ * when the change does not fit.  A hold may outlive the scheduler (it is
+ * then only freed). */
+struct sched_memory {
+	uint64_t	 budget;	/* 0: unlimited */
+	uint64_t	 reserved;	/* by serving replicas now */
+};
+void		 sched_memory(struct sched *, struct sched_memory *);
+uint64_t	 sched_mem_deploy(struct sched *,
+		    const struct sched_deploy_spec *);
+uint64_t	 sched_mem_scale(struct sched *, const char *name,
+		    int replicas);
+uint64_t	 sched_mem_traffic(struct sched *, const char *name,
+		    const struct sched_version_spec *, size_t n);
+struct sched_mem_hold;
+uint64_t	 sched_mem_hold_deploy(struct sched *,
+		    const struct sched_deploy_spec *, struct sched_mem_hold **);
+uint64_t	 sched_mem_hold_scale(struct sched *, const char *name,
+		    int replicas, struct sched_mem_hold **);
+uint64_t	 sched_mem_hold_traffic(struct sched *, const char *name,
+		    const struct sched_version_spec *, size_t n,
+		    struct sched_mem_hold **);
+void		 sched_mem_release(struct sched_mem_hold *);	/* NULL ok */
+
 /* --- statistics, for metrics --- */
 /* Histogram bucket upper bounds; counts are per bucket (not cumulative),
  * with one more bucket for +Inf. */
@@ -260,6 +307,9 @@ struct sched_deploy_stats {
 	int			 max_replicas;
 	uint64_t		 scale_ups;	/* by the autoscaler */
 	uint64_t		 scale_downs;
+	/* The autoscaler wants another replica that the node's memory
+	 * budget has no room for (the queue is served by what runs). */
+	bool			 at_memory_budget;
 	int			 live;		/* serving */
 	uint64_t		 restarts;	/* runtime restarts */
 	uint64_t		 retries;	/* jobs re-run after a death */

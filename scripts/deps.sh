@@ -9,7 +9,7 @@ libjansson-dev libopenblas-dev libjwt-dev libprotobuf-c-dev
 protobuf-c-compiler libseccomp-dev libonnx-dev curl openssl"
 testing="libcmocka-dev python3-pytest python3-requests python3-numpy
 python3-onnx python3-jwt python3-cryptography clang libclang-rt-14-dev
-testssl.sh prometheus"
+testssl.sh prometheus libonnx-testdata python3-regex nodejs chromium"
 bench="wrk nginx-light"
 case "$profile" in
 run) want="$build libcmocka-dev" ;;
@@ -24,6 +24,10 @@ for p in $want; do
 		missing="$missing $p"
 	fi
 done
+# Node's own packages ship npm; Debian's nodejs needs the npm package.
+if [ "$profile" != run ] && ! command -v npm >/dev/null 2>&1; then
+	missing="$missing npm"
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "maas needs these Debian packages:$missing" >&2

@@ -79,16 +79,77 @@ run_fuzz() {
 	rm -f "$log"
 }
 
+# onnx_conformance ends with "conformance: N passed, N failed, N skipped";
+# it fails when a baseline test stops passing.
+run_conformance() {
+	label=$1
+	bin=$2
+	log=$(mktemp)
+	"$bin" -b tests/conformance/baseline.txt >"$log" 2>&1
+	rc=$?
+	grep -v '^conformance:' "$log" | tail -n 40
+	last=$(grep '^conformance:' "$log" | tail -n 1)
+	echo "$label $last"
+	p=$(printf '%s' "$last" | sed -n 's/.* \([0-9]*\) passed.*/\1/p')
+	f=$(printf '%s' "$last" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+	p=${p:-0}
+	f=${f:-0}
+	[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+	pass=$((pass + p))
+	fail=$((fail + f))
+	[ "$f" -ne 0 ] && note_fail "$label"
+	rm -f "$log"
+}
+
+# node --test ends with "# pass N" and "# fail N".  npm ci installs the
+# pinned packages of the suite's package-lock.json first.
+run_node() {
+	label=$1
+	dir=$2
+	shift 2
+	log=$(mktemp)
+	if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1 ||
+		    { cat "$log"; echo "$label: npm ci failed"; }
+	fi
+	"$@" 2>&1 | tee "$log"
+	p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$log" | tail -n 1)
+	f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$log" | tail -n 1)
+	[ -z "$p" ] && f=$(( ${f:-0} + 1 ))
+	p=${p:-0}
+	f=${f:-0}
+	pass=$((pass + p))
+	fail=$((fail + f))
+	[ "$f" -ne 0 ] && note_fail "$label"
+	rm -f "$log"
+	echo "$label: $p passed, $f failed"
+}
+
 echo "== unit tests (plain)"
 run_unit unit build/tests/test_*
 echo "== unit tests (ASan+UBSan)"
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
     run_unit unit-asan build/asan/tests/test_*
+echo "== ONNX conformance (libonnx-testdata node tests)"
+run_conformance conformance build/tests/onnx_conformance
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
+    run_conformance conformance-asan build/asan/tests/onnx_conformance
 echo "== integration tests (plain)"
 run_pytest integration bin tests/integration
 echo "== integration tests (ASan+UBSan)"
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
     run_pytest integration-asan build/asan/bin tests/integration
+echo "== end-to-end: the openai SDK against maasd (node --test)"
+MAAS_BIN=bin run_node e2e-openai tests/e2e node tests/e2e/launch.mjs
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+    MAAS_BIN=build/asan/bin run_node e2e-openai-asan tests/e2e \
+    node tests/e2e/launch.mjs
+echo "== end-to-end: the web console in chromium (Playwright)"
+run_node e2e-console tests/e2e/console sh -c \
+    'cd tests/e2e/console && MAAS_BIN=$PWD/../../../bin node --test --test-concurrency=1'
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+    run_node e2e-console-asan tests/e2e/console sh -c \
+    'cd tests/e2e/console && MAAS_BIN=$PWD/../../../build/asan/bin node --test --test-concurrency=1'
 echo "== fuzz targets (${FUZZ_SECONDS}s each)"
 if make --no-print-directory fuzz-build >/dev/null 2>&1; then
 	run_fuzz

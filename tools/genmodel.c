@@ -214,6 +214,10 @@ main(int argc, char *argv[])
 	if (optind != argc || o.n_layers == 0 || !seeded || o.out == NULL)
 		usage();
 	m = build_mlp(&o);
+	/* Aligned weights are served from the file's pages, shared by every
+	 * replica, instead of copied. */
+	if (onnxb_align(m, 64) == -1)
+		log_warnx("cannot align the weights of '%s'", o.out);
 	if (onnxb_write(m, o.out) == -1)
 		fatal("cannot write '%s'", o.out);
 	onnxb_free(m);

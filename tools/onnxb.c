@@ -103,6 +103,29 @@ onnxb_attr_float(Onnx__NodeProto *n, const char *name, float v)
 }
 
 void
+onnxb_attr_ints(Onnx__NodeProto *n, const char *name, size_t count,
+    const int64_t *v)
+{
+	Onnx__AttributeProto	*a;
+
+	a = attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+	a->ints = xreallocarray(NULL, count ? count : 1, sizeof(*a->ints));
+	memcpy(a->ints, v, count * sizeof(*a->ints));
+	a->n_ints = count;
+}
+
+void
+onnxb_attr_str(Onnx__NodeProto *n, const char *name, const char *v)
+{
+	Onnx__AttributeProto	*a;
+
+	a = attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+	a->has_s = 1;
+	a->s.len = strlen(v);
+	a->s.data = (uint8_t *)xstrdup(v);
+}
+
+void
 onnxb_attr_value_i64(Onnx__NodeProto *n, size_t count, const int64_t *v)
 {
 	Onnx__AttributeProto	*a;
@@ -263,5 +286,115 @@ onnxb_write(const Onnx__ModelProto *m, const char *path)
 		ret = 0;
  out:
 	free(buf);
+	return ret;
+}
+
+/* --- aligning raw_data in the file --- */
+
+static int
+align_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		if (*off >= len)
+			return -1;
+		*v |= (uint64_t)(p[*off] & 0x7f) << shift;
+		if ((p[(*off)++] & 0x80) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+/* Offsets of the initializers' raw_data in a packed model, in order:
+ * ModelProto.graph (7) -> GraphProto.initializer (5) -> raw_data (9).
+ * Returns how many were found (at most max). */
+static size_t
+raw_offsets(const uint8_t *p, size_t len, int depth, size_t base,
+    size_t *offs, size_t n, size_t max)
+{
+	static const unsigned	path[3] = { 7, 5, 9 };
+	size_t			off = 0, body;
+	uint64_t		key, v;
+
+	while (off < len) {
+		if (align_varint(p, len, &off, &key) == -1)
+			break;
+		switch (key & 7) {
+		case 0:
+			if (align_varint(p, len, &off, &v) == -1)
+				return n;
+			continue;
+		case 1:
+			off += 8;
+			continue;
+		case 5:
+			off += 4;
+			continue;
+		case 2:
+			break;
+		default:
+			return n;
+		}
+		if (align_varint(p, len, &off, &v) == -1 || v > len - off)
+			return n;
+		body = off;
+		off += (size_t)v;
+		if (key >> 3 != path[depth])
+			continue;
+		if (depth == 2) {
+			if (n < max)
+				offs[n++] = base + body;
+		} else
+			n = raw_offsets(p + body, (size_t)v, depth + 1,
+			    base + body, offs, n, max);
+	}
+	return n;
+}
+
+int
+onnxb_align(Onnx__ModelProto *m, size_t align)
+{
+	Onnx__GraphProto	 *g = m->graph;
+	size_t			 *offs, *pad, n = g->n_initializer, len, found;
+	uint8_t			 *buf;
+	int			  ret = -1;
+
+	if (n == 0 || align < 2 || align > 64)
+		return n == 0 ? 0 : -1;
+	offs = xcalloc(n, sizeof(*offs));
+	pad = xcalloc(n, sizeof(*pad));
+	/* Each fix may grow a length prefix and move what came before it:
+	 * pack again until nothing moves. */
+	for (size_t round = 0; round < 4 * n + 16; round++) {
+		size_t	i, mis = 0;
+		char	**holder;
+
+		buf = onnxb_pack(m, &len);
+		found = raw_offsets(buf, len, 0, 0, offs, 0, n);
+		free(buf);
+		for (i = 0; i < found; i++)
+			if ((mis = offs[i] % align) != 0)
+				break;
+		if (i == found) {
+			ret = 0;
+			break;
+		}
+		/* What comes after the previous raw_data and before this
+		 * one: the previous tensor's doc_string, or for the first
+		 * the last node's. */
+		if (i > 0)
+			holder = &g->initializer[i - 1]->doc_string;
+		else if (g->n_node > 0)
+			holder = &g->node[g->n_node - 1]->doc_string;
+		else
+			break;
+		pad[i] = (pad[i] + align - mis) % align;
+		free(*holder);
+		*holder = xmalloc(pad[i] + 1);
+		memset(*holder, ' ', pad[i]);
+		(*holder)[pad[i]] = '\0';
+	}
+	free(offs);
+	free(pad);
 	return ret;
 }

@@ -29,6 +29,10 @@ Onnx__NodeProto	*onnxb_node(Onnx__ModelProto *, const char *op_type,
 		    const char *output);
 void		 onnxb_attr_int(Onnx__NodeProto *, const char *, int64_t);
 void		 onnxb_attr_float(Onnx__NodeProto *, const char *, float);
+void		 onnxb_attr_ints(Onnx__NodeProto *, const char *, size_t n,
+		    const int64_t *);
+void		 onnxb_attr_str(Onnx__NodeProto *, const char *,
+		    const char *);
 /* A TENSOR attribute "value" holding an INT64 vector (for Constant). */
 void		 onnxb_attr_value_i64(Onnx__NodeProto *, size_t n,
 		    const int64_t *);
@@ -45,6 +49,12 @@ Onnx__TensorProto *onnxb_init_f32(Onnx__ModelProto *, const char *name,
 		    int ndim, const int64_t *dims, const float *data);
 Onnx__TensorProto *onnxb_init_i64(Onnx__ModelProto *, const char *name,
 		    int ndim, const int64_t *dims, const int64_t *data);
+
+/* Pads doc_strings so that every initializer's raw_data starts at a
+ * multiple of align (2..64) in the packed model, which lets maas-runtime
+ * use the weights in place in the file's mapping.  0, or -1 if it cannot
+ * (no node before the first initializer). */
+int	onnxb_align(Onnx__ModelProto *, size_t align);
 
 /* The serialized model; caller frees. */
 uint8_t	*onnxb_pack(const Onnx__ModelProto *, size_t *len);

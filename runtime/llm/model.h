@@ -3,7 +3,11 @@
  * grouped-query attention over a KV cache, SwiGLU.  Weights stay in the
  * GGUF mapping (F32, F16, Q8_0; Q4_0/Q4_K where supported) and are
  * dequantized per use; prefill runs as matrix products on OpenBLAS sgemm,
- * decode steps a batch of sequences at once. */
+ * decode steps a batch of sequences at once.
+ *
+ * A model owns its work buffers: calls on one model must not overlap
+ * (one thread drives it; OpenBLAS may use its own threads inside).  A
+ * KV cache belongs to one sequence and may be used with one model only. */
 #ifndef RUNTIME_LLM_MODEL_H
 #define RUNTIME_LLM_MODEL_H
 #include <stddef.h>
@@ -34,6 +38,11 @@ int	llm_model_load(const struct gguf *g, struct llm_model **out,
 	    char *err, size_t errlen);
 void	llm_model_free(struct llm_model *);
 const struct llm_hparams *llm_model_hparams(const struct llm_model *);
+/* Decode steps (and single-row products) use n threads (1 to 16; 1, the
+ * default, starts none).  The results are the same bits for any n.  Call
+ * before sandboxing; 0, or -1 if n is out of range or a thread cannot be
+ * started (then the model runs on 1). */
+int	llm_model_set_threads(struct llm_model *, int n);
 /* Bytes the model needs resident: weights plus work buffers, without KV. */
 uint64_t llm_model_mem_bytes(const struct llm_model *);
 

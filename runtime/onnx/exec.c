@@ -6,6 +6,7 @@
  * first fit over value lifetimes (definition to last read), so values that
  * are never alive at once share memory; a node's output never shares with
  * its inputs, which the kernels rely on. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,18 @@ static enum onnx_status	bind_inputs(struct onnx_model *,
 			    const struct ipc_tensor *, size_t, char *, size_t);
 static enum onnx_status	plan(struct onnx_model *, char *, size_t);
 static size_t		place(struct onnx_model *, int, size_t *, size_t);
+static void		fuse(struct onnx_model *);
+static bool		fuse_bias(struct onnx_model *, struct onnx_node *,
+			    const int *);
+static void		alias_to(struct onnx_model *, int, int);
+static bool		fuse_scale(struct onnx_model *, struct onnx_node *,
+			    const int *);
+static bool		fuse_gelu(struct onnx_model *, struct onnx_node *,
+			    const int *);
+static bool		scalar_near(const struct onnx_model *, int, float,
+			    int);
+static struct onnx_node	*only_reader(struct onnx_model *, int, const int *,
+			    const char *);
 
 /* --- messages --- */
 
@@ -141,6 +154,7 @@ onnx_meta(const struct onnx_model *m, struct ipc_meta *meta)
 		const struct onnx_value	*v = &m->vals[m->inputs[i]];
 
 		desc_fill(&meta->inputs[i], v, v->dims);
+		meta->inputs[i].dtype = v->wire;
 	}
 	for (size_t i = 0; i < m->n_outputs; i++) {
 		const struct onnx_value	*v = &m->vals[m->outputs[i]];
@@ -188,6 +202,254 @@ onnx_output(const struct onnx_model *m, size_t i,
 	desc_fill(desc, v, v->shape);
 	*nbytes = v->count * dtype_size(v->dtype);
 	return v->data;
+}
+
+/* --- aliases and fusions --- */
+
+/* Value id shares the memory of value of (or of the value of aliases). */
+static void
+alias_to(struct onnx_model *m, int id, int of)
+{
+	struct onnx_value	*v = &m->vals[id], *r;
+
+	if (m->vals[of].alias >= 0)
+		of = m->vals[of].alias;
+	r = &m->vals[of];
+	v->alias = of;
+	/* The shared memory lives as long as its last reader. */
+	if (r->last < v->last)
+		r->last = v->last;
+}
+
+/* Add(MatMul(x, W), b) with constant W and b, where b is one row of W's
+ * width and nothing else reads the product: the MatMul adds b itself
+ * and the Add's output is its output. */
+static bool
+fuse_bias(struct onnx_model *m, struct onnx_node *n, const int *nread)
+{
+	for (int k = 0; k < 2; k++) {
+		int			 pid = n->in[k], bid = n->in[1 - k];
+		const struct onnx_value	*p, *b, *w;
+		struct onnx_node	*mm;
+
+		if (pid < 0 || bid < 0)
+			continue;
+		p = &m->vals[pid];
+		b = &m->vals[bid];
+		if (p->def < 0 || p->kind != ONNX_V_ACT || p->alias >= 0 ||
+		    nread[pid] != 1 || p->dtype != DT_FP32)
+			continue;
+		mm = &m->nodes[p->def];
+		if (strcmp(mm->op->name, "MatMul") != 0 ||
+		    mm->when != ONNX_AT_RUN || mm->n_in != 2 ||
+		    mm->in[1] < 0)
+			continue;
+		w = &m->vals[mm->in[1]];
+		if (w->kind != ONNX_V_CONST || w->ndim < 2 ||
+		    b->kind != ONNX_V_CONST || b->dtype != DT_FP32 ||
+		    b->ndim < 1 || b->ndim > p->ndim ||
+		    b->count != (size_t)w->dims[w->ndim - 1])
+			continue;
+		if (onnx_dims_prod(b->dims, 0, b->ndim - 1) != 1)
+			continue;
+		mm->bias = bid;
+		n->fused = true;
+		alias_to(m, n->out[0], pid);
+		return true;
+	}
+	return false;
+}
+
+/* Whether value id is an FP32 constant with one element (and rank at
+ * most nd), within 1e-6 of want if want is not NAN. */
+static bool
+scalar_near(const struct onnx_model *m, int id, float want, int nd)
+{
+	const struct onnx_value	*c;
+	float			 f;
+
+	if (id < 0)
+		return false;
+	c = &m->vals[id];
+	if (c->kind != ONNX_V_CONST || c->dtype != DT_FP32 || c->count != 1 ||
+	    c->ndim > nd)
+		return false;
+	f = *(const float *)c->data;
+	return isnan(want) || fabsf(f - want) <= 1e-6f;
+}
+
+/* The node called op that alone reads value id, an FP32 activation that
+ * shares no memory; NULL if there is no such node. */
+static struct onnx_node *
+only_reader(struct onnx_model *m, int id, const int *nread, const char *op)
+{
+	const struct onnx_value	*v = &m->vals[id];
+
+	if (nread[id] != 1 || v->kind != ONNX_V_ACT || v->alias >= 0 ||
+	    v->dtype != DT_FP32 || v->def < 0)
+		return NULL;
+	for (size_t i = (size_t)v->def + 1; i < m->n_nodes; i++) {
+		struct onnx_node	*n = &m->nodes[i];
+
+		for (int j = 0; j < n->n_in; j++)
+			if (n->in[j] == id)
+				return n->when == ONNX_AT_RUN &&
+				    !n->fused && strcmp(n->op->name, op) == 0 ?
+				    n : NULL;
+	}
+	return NULL;
+}
+
+/* Mul(MatMul(a, b), c) with a scalar constant c and nothing else reading
+ * the product: sgemm's alpha does the Mul. */
+static bool
+fuse_scale(struct onnx_model *m, struct onnx_node *n, const int *nread)
+{
+	for (int k = 0; k < 2; k++) {
+		int			 pid = n->in[k], cid = n->in[1 - k];
+		const struct onnx_value	*p;
+		struct onnx_node	*mm;
+
+		if (pid < 0 || !scalar_near(m, cid, NAN, m->vals[pid].ndim))
+			continue;
+		p = &m->vals[pid];
+		if (p->def < 0 || only_reader(m, pid, nread, "Mul") != n)
+			continue;
+		mm = &m->nodes[p->def];
+		if (strcmp(mm->op->name, "MatMul") != 0 ||
+		    mm->when != ONNX_AT_RUN || mm->bias >= 0 ||
+		    mm->scale != 1.0f)
+			continue;
+		mm->scale = *(const float *)m->vals[cid].data;
+		n->fused = true;
+		alias_to(m, n->out[0], pid);
+		return true;
+	}
+	return false;
+}
+
+/* The erf GELU of exported models, from its Erf node e:
+ *	t1 = Mul(x, 1/sqrt(2)) or Div(x, sqrt(2));  t2 = Erf(t1)
+ *	t3 = Add(t2, 1);  y = Mul(Mul(x, 0.5), t3) or Mul(Mul(x, t3), 0.5)
+ * (operands in either order), each intermediate read only by the next
+ * step.  The last Mul computes y from x; the others do not run. */
+static bool
+fuse_gelu(struct onnx_model *m, struct onnx_node *e, const int *nread)
+{
+	struct onnx_node	*d, *a, *m1, *h = NULL, *f;
+	int			 t1 = e->in[0], x = -1, t3, o, nd;
+
+	if (t1 < 0 || m->vals[t1].def < 0 || m->vals[t1].alias >= 0 ||
+	    nread[t1] != 1 || m->vals[t1].kind != ONNX_V_ACT)
+		return false;
+	d = &m->nodes[m->vals[t1].def];
+	nd = m->vals[t1].ndim;
+	if (d->when != ONNX_AT_RUN || d->fused || d->n_in != 2)
+		return false;
+	if (strcmp(d->op->name, "Mul") == 0) {
+		for (int k = 0; k < 2; k++)
+			if (scalar_near(m, d->in[1 - k], 0.70710678f, nd))
+				x = d->in[k];
+	} else if (strcmp(d->op->name, "Div") == 0 &&
+	    scalar_near(m, d->in[1], 1.41421356f, nd))
+		x = d->in[0];
+	if (x < 0 || m->vals[x].dtype != DT_FP32 || m->vals[x].ndim != nd)
+		return false;
+	if ((a = only_reader(m, e->out[0], nread, "Add")) == NULL ||
+	    a->n_in != 2 || !scalar_near(m, a->in[a->in[0] == e->out[0] ?
+	    1 : 0], 1.0f, nd))
+		return false;
+	t3 = a->out[0];
+	if ((m1 = only_reader(m, t3, nread, "Mul")) == NULL || m1->n_in != 2)
+		return false;
+	o = m1->in[m1->in[0] == t3 ? 1 : 0];
+	if (o == x) {
+		/* Mul(Mul(x, t3), 0.5) */
+		if ((f = only_reader(m, m1->out[0], nread, "Mul")) == NULL ||
+		    f->n_in != 2 || !scalar_near(m, f->in[f->in[0] ==
+		    m1->out[0] ? 1 : 0], 0.5f, nd))
+			return false;
+		h = m1;
+	} else {
+		/* Mul(Mul(x, 0.5), t3) */
+		if (o < 0 || m->vals[o].def < 0 ||
+		    only_reader(m, o, nread, "Mul") != m1)
+			return false;
+		h = &m->nodes[m->vals[o].def];
+		if (h->when != ONNX_AT_RUN || h->fused || h->n_in != 2 ||
+		    strcmp(h->op->name, "Mul") != 0 ||
+		    !((h->in[0] == x && scalar_near(m, h->in[1], 0.5f, nd)) ||
+		    (h->in[1] == x && scalar_near(m, h->in[0], 0.5f, nd))))
+			return false;
+		f = m1;
+	}
+	if (m->vals[f->out[0]].ndim != nd)
+		return false;
+	d->fused = e->fused = a->fused = h->fused = true;
+	f->gelu = x;
+	/* f now reads x. */
+	if (m->vals[x].last < f->idx)
+		m->vals[x].last = f->idx;
+	return true;
+}
+
+/* Once, before the first plan: outputs of Reshape, Flatten, Squeeze,
+ * Unsqueeze and Identity share their input's memory instead of copying
+ * it; a Relu whose input has no other reader works in place; a bias Add
+ * folds into the MatMul before it.  Values are written only by the node
+ * that defines them, so memory shared by values that hold the same
+ * elements is never overwritten while one of them is still read. */
+static void
+fuse(struct onnx_model *m)
+{
+	int	*nread = m->live;	/* planner scratch, free until plan */
+
+	memset(nread, 0, m->n_vals * sizeof(*nread));
+	for (size_t i = 0; i < m->n_vals; i++)
+		m->vals[i].alias = -1;
+	for (size_t i = 0; i < m->n_nodes; i++) {
+		m->nodes[i].bias = -1;
+		m->nodes[i].scale = 1.0f;
+		m->nodes[i].gelu = -1;
+		m->nodes[i].fused = false;
+		for (int j = 0; j < m->nodes[i].n_in; j++)
+			if (m->nodes[i].in[j] >= 0)
+				nread[m->nodes[i].in[j]]++;
+	}
+	/* A graph output is read after the last node: never in place. */
+	for (size_t i = 0; i < m->n_outputs; i++)
+		nread[m->outputs[i]] += 2;
+	for (size_t i = 0; i < m->n_nodes; i++) {
+		struct onnx_node	*n = &m->nodes[i];
+		struct onnx_value	*x, *y;
+
+		if (n->when != ONNX_AT_RUN || n->n_in < 1 || n->in[0] < 0 ||
+		    n->n_out < 1 || n->out[0] < 0)
+			continue;
+		x = ONNX_IN(m, n, 0);
+		y = ONNX_OUT(m, n);
+		if (y->kind != ONNX_V_ACT || y->dtype != x->dtype)
+			continue;
+		if (n->op->run == onnx_run_copy) {
+			if (x->kind != ONNX_V_INPUT && x->kind != ONNX_V_ACT)
+				continue;
+			alias_to(m, n->out[0], n->in[0]);
+			n->fused = true;
+		} else if (strcmp(n->op->name, "Relu") == 0) {
+			if (x->kind != ONNX_V_ACT || x->alias >= 0 ||
+			    nread[n->in[0]] != 1 || x->dtype != DT_FP32)
+				continue;
+			/* kernel_relu() may write over its input. */
+			alias_to(m, n->out[0], n->in[0]);
+		} else if (strcmp(n->op->name, "Add") == 0 && n->n_in == 2)
+			(void)fuse_bias(m, n, nread);
+		else if (strcmp(n->op->name, "Mul") == 0 && n->n_in == 2 &&
+		    !n->fused)
+			(void)fuse_scale(m, n, nread);
+		else if (strcmp(n->op->name, "Erf") == 0)
+			(void)fuse_gelu(m, n, nread);
+	}
+	m->fused = true;
 }
 
 /* --- running --- */
@@ -259,9 +521,9 @@ bind_inputs(struct onnx_model *m, const struct ipc_tensor *in, size_t n,
 			return ONNX_EINPUT;
 		}
 		d = &m->bound[i]->desc;
-		if (d->dtype != v->dtype) {
+		if (d->dtype != v->wire) {
 			snprintf(err, errlen, "input '%s': expected dtype %s, "
-			    "got %s", v->name, dtype_kserve_name(v->dtype),
+			    "got %s", v->name, dtype_kserve_name(v->wire),
 			    dtype_kserve_name(d->dtype));
 			return ONNX_EINPUT;
 		}
@@ -327,12 +589,20 @@ plan(struct onnx_model *m, char *err, size_t errlen)
 	size_t			 nlive = 0, top = 0;
 	bool			 same = m->planned;
 
-	for (size_t i = 0; same && i < m->n_inputs; i++)
-		same = memcmp(m->vals[m->inputs[i]].shape,
-		    m->bound[i]->desc.dims,
+	for (size_t i = 0; same && i < m->n_inputs; i++) {
+		const struct onnx_value	*v = &m->vals[m->inputs[i]];
+
+		same = memcmp(v->shape, m->bound[i]->desc.dims,
 		    m->bound[i]->desc.ndim * sizeof(int64_t)) == 0;
+		/* Values read while planning are part of the plan. */
+		if (same && v->kind == ONNX_V_PLAN)
+			same = memcmp(v->data, m->bound[i]->data,
+			    (size_t)m->bound[i]->nbytes) == 0;
+	}
 	if (same)
 		return ONNX_OK;
+	if (!m->fused)
+		fuse(m);
 	m->planned = false;
 	for (size_t i = 0; i < m->n_inputs; i++) {
 		struct onnx_value	*v = &m->vals[m->inputs[i]];
@@ -340,19 +610,51 @@ plan(struct onnx_model *m, char *err, size_t errlen)
 		memcpy(v->shape, m->bound[i]->desc.dims, sizeof(v->shape));
 		(void)tensor_count(v->shape, v->ndim, 1, ONNX_MAX_ELEMS,
 		    &v->count);
+		if (v->kind == ONNX_V_PLAN) {
+			memcpy(v->data, m->bound[i]->data,
+			    (size_t)m->bound[i]->nbytes);
+			v->known = true;
+			continue;
+		}
 		top = place(m, m->inputs[i], &nlive, top);
 	}
 	for (size_t i = 0; i < m->n_nodes; i++) {
 		struct onnx_node	*n = &m->nodes[i];
 
-		if (n->folded)
+		if (n->when == ONNX_AT_LOAD)
 			continue;
 		if (n->op->infer(m, n, err, errlen) == -1)
 			return ONNX_EINPUT;
-		if ((st = onnx_shape_check(ONNX_OUT(m, n), n, err, errlen)) !=
-		    ONNX_OK)
-			return st;
-		top = place(m, n->out, &nlive, top);
+		for (int j = -1; j < n->n_out; j++) {
+			int	id = j < 0 ? n->scratch : n->out[j];
+
+			if (id < 0)
+				continue;
+			if ((st = onnx_shape_check(&m->vals[id], n, err,
+			    errlen)) != ONNX_OK)
+				return st;
+			if (n->when == ONNX_AT_PLAN) {
+				/* Sized at load from ranks, which stay. */
+				if (m->vals[id].count > m->vals[id].size) {
+					onnx_node_err(err, errlen, n, "shape "
+					    "value grew beyond its plan");
+					return ONNX_EINPUT;
+				}
+				continue;
+			}
+			if (m->vals[id].alias >= 0) {
+				/* Defined earlier, so placed already. */
+				m->vals[id].off = m->vals[m->vals[id].alias].off;
+				continue;
+			}
+			top = place(m, id, &nlive, top);
+		}
+		if (n->when == ONNX_AT_PLAN) {
+			n->op->run(m, n);
+			for (int j = 0; j < n->n_out; j++)
+				if (n->out[j] >= 0)
+					m->vals[n->out[j]].known = true;
+		}
 	}
 	if (top > ONNX_MAX_ARENA || arena_reserve(&m->arena, top) == -1) {
 		snprintf(err, errlen, "the request needs %zu MiB of "
@@ -363,7 +665,9 @@ plan(struct onnx_model *m, char *err, size_t errlen)
 	for (size_t i = 0; i < m->n_vals; i++) {
 		struct onnx_value	*v = &m->vals[i];
 
-		if (v->kind != ONNX_V_CONST)
+		/* No arena at all when nothing runs per request. */
+		if ((v->kind == ONNX_V_INPUT || v->kind == ONNX_V_ACT) &&
+		    m->arena.base != NULL)
 			v->data = (char *)m->arena.base + v->off;
 	}
 	m->planned = true;
@@ -381,11 +685,26 @@ onnx_run(struct onnx_model *m, const struct ipc_tensor *in, size_t n,
 		onnx_err_clean(err);
 		return st;
 	}
-	for (size_t i = 0; i < m->n_inputs; i++)
-		memcpy(m->vals[m->inputs[i]].data, m->bound[i]->data,
-		    (size_t)m->bound[i]->nbytes);
+	for (size_t i = 0; i < m->n_inputs; i++) {
+		struct onnx_value	*v = &m->vals[m->inputs[i]];
+		const uint8_t		*src = m->bound[i]->data;
+		float			*dst = v->data;
+
+		if (v->kind == ONNX_V_PLAN)
+			continue;	/* copied while planning */
+		if (v->wire != DT_FP16) {
+			memcpy(v->data, src, (size_t)m->bound[i]->nbytes);
+			continue;
+		}
+		for (size_t k = 0; k < v->count; k++) {
+			uint16_t	h;
+
+			memcpy(&h, src + 2 * k, sizeof(h));
+			dst[k] = onnx_half_to_float(h);
+		}
+	}
 	for (size_t i = 0; i < m->n_nodes; i++)
-		if (!m->nodes[i].folded)
+		if (m->nodes[i].when == ONNX_AT_RUN && !m->nodes[i].fused)
 			m->nodes[i].op->run(m, &m->nodes[i]);
 	return ONNX_OK;
 }
@@ -406,13 +725,14 @@ onnx_run_dummy(struct onnx_model *m, int64_t dyn, char *err, size_t errlen)
 		for (int k = 0; k < v->ndim; k++)
 			if (in[i].desc.dims[k] == -1)
 				in[i].desc.dims[k] = dyn;
-		if (tensor_count(in[i].desc.dims, v->ndim, sizeof(float),
-		    ONNX_MAX_ARENA, &count) == -1) {
+		in[i].desc.dtype = v->wire;
+		if (tensor_count(in[i].desc.dims, v->ndim,
+		    dtype_size(v->wire), ONNX_MAX_ARENA, &count) == -1) {
 			snprintf(err, errlen, "input '%s' is too large",
 			    v->name);
 			goto out;
 		}
-		in[i].nbytes = count * sizeof(float);
+		in[i].nbytes = count * dtype_size(v->wire);
 		if (in[i].nbytes > max)
 			max = in[i].nbytes;
 	}

@@ -15,6 +15,7 @@
 
 #include "common/xmalloc.h"
 #include "runtime/onnx/graph.h"
+#include "runtime/onnx/weights.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "ONNX raw_data is little-endian; teach onnx_tensor_read to swap"
@@ -67,6 +68,9 @@ static int	lerr(struct loader *, const char *, ...)
 static int	names_find(const struct loader *, const char *);
 static int	value_new(struct loader *, const char *);
 static int	load_opset(struct loader *);
+static void	lappend(struct loader *, size_t *, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+static bool	attr_known(const char *, const char *);
 static int	load_ops(struct loader *);
 static int	load_initializers(struct loader *);
 static int	load_inputs(struct loader *);
@@ -76,6 +80,8 @@ static int	load_node_outputs(struct loader *);
 static int	load_nodes(struct loader *);
 static int	load_node(struct loader *, struct onnx_node *,
 		    Onnx__NodeProto *);
+static void	node_own(struct onnx_model *, struct onnx_node *,
+		    enum onnx_vkind);
 static int	load_outputs(struct loader *);
 static void	load_finish(struct onnx_model *);
 
@@ -225,11 +231,13 @@ onnx_tensor_read(struct onnx_value *v, Onnx__TensorProto *t,
 	size_t		esz, have;
 	void		*src;
 
+	/* weights_unpack() has turned the external tensors it reaches into
+	 * raw_data ones; others (in subgraphs) cannot be read. */
 	if ((t->has_data_location && t->data_location ==
 	    ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) ||
 	    t->n_external_data > 0) {
-		snprintf(err, errlen, "%s: external data is not supported",
-		    label);
+		snprintf(err, errlen, "%s: external data is not supported "
+		    "here", label);
 		return -1;
 	}
 	if (t->segment != NULL) {
@@ -318,7 +326,7 @@ load_opset(struct loader *L)
 	}
 	if (opset == -1)
 		return lerr(L, "model does not import the default ONNX "
-		    "opset");
+		    "opset (other domains are not supported)");
 	if (opset < ONNX_OPSET_MIN || opset > ONNX_OPSET_MAX)
 		return lerr(L, "opset %lld is not supported (only %d to %d)",
 		    (long long)opset, ONNX_OPSET_MIN, ONNX_OPSET_MAX);
@@ -326,30 +334,66 @@ load_opset(struct loader *L)
 	return 0;
 }
 
-/* Finds every node's operator and reports all unsupported ones at once,
- * each once, in order of first use. */
+/* Appends to the message in L->err, truncating. */
+static void
+lappend(struct loader *L, size_t *len, const char *fmt, ...)
+{
+	va_list	ap;
+	int	r;
+
+	if (*len + 1 >= L->errlen)
+		return;
+	va_start(ap, fmt);
+	r = vsnprintf(L->err + *len, L->errlen - *len, fmt, ap);
+	va_end(ap);
+	if (r > 0)
+		*len += (size_t)r < L->errlen - *len ? (size_t)r :
+		    L->errlen - *len - 1;
+}
+
+/* Whether name is one of the space-separated words of known. */
+static bool
+attr_known(const char *known, const char *name)
+{
+	size_t	n = strlen(name);
+
+	for (const char *p = known; p != NULL && *p != '\0';) {
+		const char	*e = strchr(p, ' ');
+		size_t		 k = e != NULL ? (size_t)(e - p) : strlen(p);
+
+		if (k == n && strncmp(p, name, n) == 0)
+			return true;
+		p = e != NULL ? e + 1 : NULL;
+	}
+	return false;
+}
+
+/* Finds every node's operator and reports, in one message, every
+ * unsupported operator (each once, in order of first use, with the nodes
+ * using it) and every attribute an operator we have does not know. */
 static int
 load_ops(struct loader *L)
 {
 	Onnx__GraphProto	*g = L->m->proto->graph;
 	struct onnx_model	*m = L->m;
 	const Onnx__NodeProto	*uniq[64];	/* first node of each */
-	size_t			 n_uniq = 0, len = 0;
-	int			 r;
+	size_t			 n_uniq = 0, len = 0, n_bad = 0;
 
 	if (g->n_node > ONNX_MAX_NODES)
 		return lerr(L, "graph has %zu nodes, more than %d", g->n_node,
 		    ONNX_MAX_NODES);
 	m->nodes = xcalloc(g->n_node, sizeof(*m->nodes));
 	m->n_nodes = g->n_node;
+	L->err[0] = '\0';
 	for (size_t i = 0; i < g->n_node; i++) {
 		const Onnx__NodeProto	*p = g->node[i];
 		const char		*dom = p->domain ? p->domain : "";
 		const char		*op = p->op_type ? p->op_type : "";
-		size_t			 u;
+		size_t			 u, k, named = 0;
 
 		m->nodes[i].idx = (int)i;
 		m->nodes[i].name = p->name ? p->name : "";
+		m->nodes[i].scratch = -1;
 		if ((m->nodes[i].op = onnx_op_find(dom, op)) != NULL)
 			continue;
 		for (u = 0; u < n_uniq; u++)
@@ -360,14 +404,49 @@ load_ops(struct loader *L)
 		if (u < n_uniq || n_uniq == sizeof(uniq) / sizeof(uniq[0]))
 			continue;	/* listed, or the message is full */
 		uniq[n_uniq++] = p;
-		r = snprintf(L->err + len, L->errlen - len, "%s%s%s%s",
-		    len == 0 ? "unsupported operators: " : ", ", dom,
-		    *dom ? "." : "", *op ? op : "(empty)");
-		if (r > 0)
-			len += (size_t)r < L->errlen - len ? (size_t)r :
-			    L->errlen - len - 1;
+		lappend(L, &len, "%s%s%s%s", len == 0 ?
+		    "unsupported operators: " : ", ", dom, *dom ? "." : "",
+		    *op ? op : "(empty)");
+		/* The nodes that use it, a few of them. */
+		for (k = i; k < g->n_node; k++) {
+			const Onnx__NodeProto	*q = g->node[k];
+
+			if (strcmp(q->op_type ? q->op_type : "", op) != 0 ||
+			    strcmp(q->domain ? q->domain : "", dom) != 0)
+				continue;
+			if (named == 3) {
+				lappend(L, &len, ", ...");
+				break;
+			}
+			if (q->name != NULL && *q->name != '\0')
+				lappend(L, &len, "%snode '%s'", named++ == 0 ?
+				    " (" : ", ", q->name);
+			else
+				lappend(L, &len, "%snode #%zu", named++ == 0 ?
+				    " (" : ", ", k);
+		}
+		if (named > 0)
+			lappend(L, &len, ")");
 	}
-	return n_uniq > 0 ? -1 : 0;
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto	*p = g->node[i];
+		const struct onnx_op	*op = m->nodes[i].op;
+		char			 label[160];
+
+		if (op == NULL)
+			continue;
+		for (size_t a = 0; a < p->n_attribute; a++) {
+			const char	*an = p->attribute[a]->name;
+
+			if (an != NULL && attr_known(op->known, an))
+				continue;
+			onnx_node_label(label, sizeof(label), &m->nodes[i]);
+			lappend(L, &len, "%s%s: '%s'", n_bad++ > 0 ? ", " :
+			    len > 0 ? "; unsupported attributes: " :
+			    "unsupported attributes: ", label, an ? an : "");
+		}
+	}
+	return n_uniq > 0 || n_bad > 0 ? -1 : 0;
 }
 
 static int
@@ -388,8 +467,9 @@ load_initializers(struct loader *L)
 			    t->name);
 		v = &L->m->vals[id];
 		v->kind = ONNX_V_CONST;
+		v->known = true;
 		snprintf(label, sizeof(label), "initializer '%s'", t->name);
-		if (onnx_tensor_read(v, t, label, L->err, L->errlen) == -1)
+		if (onnx_tensor_load(v, t, label, L->err, L->errlen) == -1)
 			return -1;
 	}
 	return 0;
@@ -450,12 +530,15 @@ load_input_shape(struct loader *L, struct onnx_value *v,
 	    vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
 		tt = vi->type->tensor_type;
 	if (tt == NULL)
-		return lerr(L, "graph input '%s' is not a tensor", v->name);
-	v->dtype = onnx_dtype(tt->elem_type);
-	if (v->dtype != DT_FP32)
-		return lerr(L, "graph input '%s' has data type %s; only FLOAT "
-		    "inputs are supported", v->name,
-		    onnx_dtype_name(tt->elem_type));
+		return lerr(L, "graph input '%s' is not a tensor (sequences, "
+		    "maps and optionals are not supported)", v->name);
+	/* FP16 data is widened to FP32 as it is copied in. */
+	v->wire = onnx_dtype(tt->elem_type);
+	v->dtype = v->wire == DT_FP16 ? DT_FP32 : v->wire;
+	if (((1u << v->dtype) & ONNX_T_ANY) == 0)
+		return lerr(L, "graph input '%s' has data type %s, which is "
+		    "not supported (only FLOAT, FLOAT16, INT64, INT32 and "
+		    "BOOL)", v->name, onnx_dtype_name(tt->elem_type));
 	if ((sh = tt->shape) == NULL)
 		return lerr(L, "graph input '%s' has no shape", v->name);
 	if (sh->n_dim > TENSOR_MAX_DIMS)
@@ -467,7 +550,11 @@ load_input_shape(struct loader *L, struct onnx_value *v,
 
 		v->dims[i] = -1;
 		if (d->value_case == DIM_VALUE) {
-			if (d->dim_value <= 0 ||
+			if (d->dim_value == 0)
+				return lerr(L, "graph input '%s': dimension %d "
+				    "is 0 (empty tensors are not supported)",
+				    v->name, i);
+			if (d->dim_value < 0 ||
 			    d->dim_value > ONNX_MAX_ELEMS ||
 			    known > (uint64_t)(ONNX_MAX_ELEMS / d->dim_value))
 				return lerr(L, "graph input '%s': dimension %d "
@@ -489,39 +576,81 @@ load_input_shape(struct loader *L, struct onnx_value *v,
 		}
 	}
 	memcpy(v->shape, v->dims, sizeof(v->shape));
+	/* A small fixed-size integer input may be a shape, axes or
+	 * starts: its values are read while planning, and a request with
+	 * other values is planned anew. */
+	if ((v->dtype == DT_INT64 || v->dtype == DT_INT32) && known > 0 &&
+	    known <= TENSOR_MAX_DIMS) {
+		bool	fixed = true;
+
+		for (int i = 0; i < v->ndim; i++)
+			fixed = fixed && v->dims[i] > 0;
+		if (fixed) {
+			v->kind = ONNX_V_PLAN;
+			v->count = v->size = (size_t)known;
+			v->own = xcalloc(known, dtype_size(v->dtype));
+			v->data = v->own;
+		}
+	}
 	return 0;
 }
 
-/* Declares every node's output up front, so that a reference to a value
+/* Declares every node's outputs up front, so that a reference to a value
  * from a later node can be told from one to nothing at all. */
 static int
 load_node_outputs(struct loader *L)
 {
 	struct onnx_model	*m = L->m;
 	Onnx__GraphProto	*g = m->proto->graph;
+	int			*ids = m->ids;
 
 	for (size_t i = 0; i < m->n_nodes; i++) {
 		const Onnx__NodeProto	*p = g->node[i];
 		struct onnx_node	*n = &m->nodes[i];
+		const struct onnx_op	*op = n->op;
 
-		if (p->n_output != 1) {
-			onnx_node_err(L->err, L->errlen, n, "has %zu outputs, "
-			    "expected 1", p->n_output);
+		if ((int)p->n_output < op->min_out ||
+		    p->n_output > (size_t)op->max_out) {
+			if (op->min_out == op->max_out)
+				onnx_node_err(L->err, L->errlen, n, "has %zu "
+				    "outputs, expected %d", p->n_output,
+				    op->min_out);
+			else
+				onnx_node_err(L->err, L->errlen, n, "has %zu "
+				    "outputs, expected %d to %d", p->n_output,
+				    op->min_out, op->max_out);
 			return -1;
 		}
-		if (*p->output[0] == '\0') {
-			onnx_node_err(L->err, L->errlen, n, "output has no "
-			    "name");
-			return -1;
+		n->in = ids;
+		ids += p->n_input;
+		n->out = ids;
+		ids += p->n_output;
+		n->n_out = (int)p->n_output;
+		for (int j = 0; j < n->n_out; j++) {
+			const char		*name = p->output[j];
+			struct onnx_value	*v;
+
+			/* An optional output left out (every output of
+			 * RNN, GRU and LSTM is optional). */
+			if (*name == '\0' && (j > 0 || op->min_out == 0)) {
+				n->out[j] = -1;
+				continue;
+			}
+			if (*name == '\0') {
+				onnx_node_err(L->err, L->errlen, n, "output "
+				    "has no name");
+				return -1;
+			}
+			if ((n->out[j] = value_new(L, name)) == -1) {
+				onnx_node_err(L->err, L->errlen, n, "output "
+				    "'%s' is already defined", name);
+				return -1;
+			}
+			v = &m->vals[n->out[j]];
+			v->kind = ONNX_V_ACT;
+			v->dtype = DT_FP32;
+			v->def = v->last = (int)i;
 		}
-		if ((n->out = value_new(L, p->output[0])) == -1) {
-			onnx_node_err(L->err, L->errlen, n, "output '%s' is "
-			    "already defined", p->output[0]);
-			return -1;
-		}
-		m->vals[n->out].kind = ONNX_V_ACT;
-		m->vals[n->out].dtype = DT_FP32;
-		m->vals[n->out].def = m->vals[n->out].last = (int)i;
 	}
 	return 0;
 }
@@ -536,15 +665,37 @@ load_nodes(struct loader *L)
 	return 0;
 }
 
-/* Resolves and type-checks a node's inputs, reads its attributes, infers
- * its output shape and, when every input is constant, computes it now. */
+/* Gives each output of n its own buffer (folded or plan-time values). */
+static void
+node_own(struct onnx_model *m, struct onnx_node *n, enum onnx_vkind kind)
+{
+	for (int j = 0; j < n->n_out; j++) {
+		struct onnx_value	*y;
+
+		if (n->out[j] < 0)
+			continue;
+		y = &m->vals[n->out[j]];
+		y->own = xmalloc(y->count ? y->count * dtype_size(y->dtype) :
+		    1);
+		y->data = y->own;
+		y->kind = kind;
+		/* Plan-time values keep their capacity in size. */
+		y->size = y->count;
+	}
+}
+
+/* Resolves a node's inputs, reads its attributes, infers its output
+ * shapes and decides when it runs: now, when every input is constant;
+ * at planning, when its inputs are constant or plan-time and its outputs
+ * small (shape arithmetic); otherwise per request. */
 static int
 load_node(struct loader *L, struct onnx_node *n, Onnx__NodeProto *p)
 {
 	struct onnx_model	*m = L->m;
 	const struct onnx_op	*op = n->op;
-	struct onnx_value	*y = ONNX_OUT(m, n);
-	bool			 fold = true;
+	bool			 fold = true, plan = true;
+	bool			 shape_only = op->flags & ONNX_OP_SHAPE_ONLY;
+	uint64_t		 bytes = 0;
 
 	if ((int)p->n_input < op->min_in || p->n_input > (size_t)op->max_in) {
 		if (op->min_in == op->max_in)
@@ -557,14 +708,12 @@ load_node(struct loader *L, struct onnx_node *n, Onnx__NodeProto *p)
 		return -1;
 	}
 	n->n_in = (int)p->n_input;
-	for (int j = 0; j < ONNX_MAX_IN; j++)
-		n->in[j] = -1;
 	for (int j = 0; j < n->n_in; j++) {
 		const char		*name = p->input[j];
 		struct onnx_value	*v;
-		enum dtype		 want;
 		int			 id;
 
+		n->in[j] = -1;
 		if (*name == '\0' && j >= op->min_in)
 			continue;	/* optional input left out */
 		if (*name == '\0') {
@@ -588,20 +737,10 @@ load_node(struct loader *L, struct onnx_node *n, Onnx__NodeProto *p)
 			    "be in topological order)", name, later);
 			return -1;
 		}
-		want = (op->i64_in >> j) & 1 ? DT_INT64 : DT_FP32;
-		if (v->dtype != want) {
-			onnx_node_err(L->err, L->errlen, n, "input '%s' is %s, "
-			    "expected %s", name, dtype_kserve_name(v->dtype),
-			    dtype_kserve_name(want));
-			return -1;
-		}
-		if (want == DT_INT64 && v->kind != ONNX_V_CONST) {
-			onnx_node_err(L->err, L->errlen, n, "input '%s' must "
-			    "be a constant", name);
-			return -1;
-		}
 		if (v->kind != ONNX_V_CONST)
 			fold = false;
+		if (v->kind != ONNX_V_CONST && v->kind != ONNX_V_PLAN)
+			plan = false;
 		if (v->last < n->idx)
 			v->last = n->idx;
 		n->in[j] = id;
@@ -610,22 +749,81 @@ load_node(struct loader *L, struct onnx_node *n, Onnx__NodeProto *p)
 		return -1;
 	if (op->infer == NULL) {
 		/* Constant: attrs() has filled the value. */
-		y->kind = ONNX_V_CONST;
-		memcpy(y->shape, y->dims, sizeof(y->shape));
-		n->folded = true;
+		ONNX_OUT(m, n)->kind = ONNX_V_CONST;
+		ONNX_OUT(m, n)->known = true;
+		memcpy(ONNX_OUT(m, n)->shape, ONNX_OUT(m, n)->dims,
+		    sizeof(ONNX_OUT(m, n)->shape));
+		n->when = ONNX_AT_LOAD;
 		return 0;
 	}
-	if (op->infer(m, n, L->err, L->errlen) == -1 ||
-	    onnx_shape_check(y, n, L->err, L->errlen) != ONNX_OK)
+	if (op->flags & ONNX_OP_SCRATCH) {
+		struct onnx_value	*s;
+
+		n->scratch = (int)m->n_vals++;
+		s = &m->vals[n->scratch];
+		s->name = "";
+		s->kind = ONNX_V_ACT;
+		s->dtype = DT_FP32;
+		s->def = s->last = n->idx;
+	}
+	if (op->infer(m, n, L->err, L->errlen) == -1)
 		return -1;
-	memcpy(y->dims, y->shape, sizeof(y->dims));
-	if (!fold || y->count * sizeof(float) > ONNX_FOLD_MAX)
+	for (int j = -1; j < n->n_out; j++) {
+		int			 id = j < 0 ? n->scratch : n->out[j];
+		struct onnx_value	*y;
+
+		if (id < 0)
+			continue;
+		y = &m->vals[id];
+		if (onnx_shape_check(y, n, L->err, L->errlen) != ONNX_OK)
+			return -1;
+		memcpy(y->dims, y->shape, sizeof(y->dims));
+		for (int d = 0; d < y->ndim; d++)
+			if (y->dims[d] == -1)
+				fold = plan = false;
+		if (j >= 0) {
+			bytes += y->count * dtype_size(y->dtype);
+			if (y->count > ONNX_PLAN_MAX)
+				plan = false;
+		}
+	}
+	/* An op that reads only shapes runs whenever they are known. */
+	if (shape_only) {
+		const struct onnx_value	*x = ONNX_IN(m, n, 0);
+
+		fold = plan = true;
+		for (int d = 0; d < x->ndim; d++)
+			if (x->shape[d] == -1)
+				fold = false;
+		for (int j = 0; j < n->n_out; j++)
+			if (n->out[j] >= 0 &&
+			    m->vals[n->out[j]].count > ONNX_PLAN_MAX)
+				fold = plan = false;
+	}
+	if (fold && bytes <= ONNX_FOLD_MAX) {
+		void	*scratch = NULL;
+
+		node_own(m, n, ONNX_V_CONST);
+		if (n->scratch >= 0) {
+			struct onnx_value	*s = &m->vals[n->scratch];
+
+			s->data = scratch = xmalloc(s->count ? s->count *
+			    sizeof(float) : 1);
+		}
+		op->run(m, n);
+		free(scratch);
+		if (n->scratch >= 0)
+			m->vals[n->scratch].data = NULL;
+		for (int j = 0; j < n->n_out; j++)
+			if (n->out[j] >= 0)
+				m->vals[n->out[j]].known = true;
+		n->when = ONNX_AT_LOAD;
 		return 0;
-	y->own = xmalloc(y->count * sizeof(float));
-	y->data = y->own;
-	op->run(m, n);
-	y->kind = ONNX_V_CONST;
-	n->folded = true;
+	}
+	if (plan && n->scratch < 0) {
+		node_own(m, n, ONNX_V_PLAN);
+		n->when = ONNX_AT_PLAN;
+	}
 	return 0;
 }
 
@@ -664,6 +862,9 @@ load_outputs(struct loader *L)
 			tt = vi->type->tensor_type;
 		if (tt == NULL)
 			continue;
+		if (tt->has_elem_type && onnx_dtype(tt->elem_type) == DT_FP16)
+			return lerr(L, "graph output '%s' has data type FLOAT16, "
+			    "which is not supported as an output", name);
 		if (tt->has_elem_type && onnx_dtype(tt->elem_type) != v->dtype)
 			return lerr(L, "graph output '%s' is declared %s but "
 			    "computed as %s", name,
@@ -697,7 +898,9 @@ static void
 load_finish(struct onnx_model *m)
 {
 	for (size_t i = 0; i < m->n_vals; i++)
-		if (m->vals[i].kind == ONNX_V_CONST)
+		/* Weights in the file's mapping are shared, not ours. */
+		if (m->vals[i].kind == ONNX_V_CONST &&
+		    !weights_borrowed(&m->weights, m->vals[i].data))
 			m->const_bytes += m->vals[i].count *
 			    dtype_size(m->vals[i].dtype);
 	m->live = xcalloc(m->n_vals, sizeof(*m->live));
@@ -711,10 +914,20 @@ load_finish(struct onnx_model *m)
 struct onnx_model *
 onnx_load(const void *buf, size_t len, char *err, size_t errlen)
 {
+	const struct onnx_source	src = { .buf = buf, .len = len };
+
+	return onnx_load_source(&src, err, errlen);
+}
+
+struct onnx_model *
+onnx_load_source(const struct onnx_source *src, char *err, size_t errlen)
+{
+	const void		*buf = src->buf;
+	size_t			 len = src->len;
 	struct loader		 L = { .err = err, .errlen = errlen };
 	struct onnx_model	*m;
 	Onnx__GraphProto	*g;
-	size_t			 nv;
+	size_t			 nv, nio;
 
 	L.m = m = xcalloc(1, sizeof(*m));
 	arena_init(&m->arena);
@@ -723,20 +936,29 @@ onnx_load(const void *buf, size_t len, char *err, size_t errlen)
 		    (unsigned long long)ONNX_MAX_FILE);
 		goto fail;
 	}
-	if (pb_check(buf, len, &onnx__model_proto__descriptor, 0) == -1 ||
-	    (m->proto = onnx__model_proto__unpack(NULL, len, buf)) == NULL) {
+	if (pb_check(buf, len, &onnx__model_proto__descriptor, 0) == -1) {
 		lerr(&L, "not a valid ONNX model: protobuf parse failed");
 		goto fail;
 	}
+	if ((m->proto = weights_unpack(&m->weights, src, err, errlen)) ==
+	    NULL)
+		goto fail;
 	if ((g = m->proto->graph) == NULL) {
 		lerr(&L, "not a valid ONNX model: no graph");
 		goto fail;
 	}
 	if (load_opset(&L) == -1 || load_ops(&L) == -1)
 		goto fail;
-	/* Every value is an initializer, an input or a node's one output. */
+	/* Every value is an initializer, an input, a node's output or its
+	 * scratch buffer. */
 	nv = g->n_initializer + g->n_input + g->n_node;
+	nio = 0;
+	for (size_t i = 0; i < g->n_node; i++) {
+		nv += g->node[i]->n_output;
+		nio += g->node[i]->n_input + g->node[i]->n_output;
+	}
 	m->vals = xcalloc(nv, sizeof(*m->vals));
+	m->ids = xcalloc(nio ? nio : 1, sizeof(*m->ids));
 	for (L.hcap = 16; L.hcap < 2 * nv; L.hcap *= 2)
 		;
 	L.htab = xmalloc(L.hcap * sizeof(*L.htab));
@@ -764,6 +986,7 @@ onnx_free(struct onnx_model *m)
 		free(m->vals[i].own);
 	free(m->vals);
 	free(m->nodes);
+	free(m->ids);
 	free(m->inputs);
 	free(m->outputs);
 	free(m->syms);
@@ -772,6 +995,7 @@ onnx_free(struct onnx_model *m)
 	free(m->symsrc);
 	free(m->bound);
 	arena_release(&m->arena);
+	weights_release(&m->weights, m->proto);
 	if (m->proto != NULL)
 		onnx__model_proto__free_unpacked(m->proto, NULL);
 	free(m);

@@ -17,6 +17,7 @@
  * the kernels). */
 #ifndef RUNTIME_ONNX_ONNX_H
 #define RUNTIME_ONNX_ONNX_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,9 +37,29 @@ struct onnx_model;
 
 /* Parses and checks the model in buf (read only during the call).
  * Returns a model, freed by the caller with onnx_free(), or NULL with a
- * message in err. */
+ * message in err.  External data is refused. */
 struct onnx_model	*onnx_load(const void *buf, size_t len, char *err,
 			    size_t errlen);
+
+/* Finds an external data file: the whole file named by location (relative
+ * to the model's directory, checked by the callee), mapped read-only for
+ * the model's life, its size in *len; NULL with a message in err. */
+typedef const void	*onnx_extern_fn(void *arg, const char *location,
+			    size_t *len, char *err, size_t errlen);
+
+struct onnx_source {
+	const void	*buf;		/* the serialized ModelProto */
+	size_t		 len;
+	/* buf outlives the model (a file mapping): weights stay in it, and
+	 * processes mapping the same file share their pages.  Else they
+	 * are copied. */
+	bool		 borrow;
+	onnx_extern_fn	*ext;		/* NULL: external data is refused */
+	void		*ext_arg;
+};
+/* onnx_load() from a source. */
+struct onnx_model	*onnx_load_source(const struct onnx_source *,
+			    char *err, size_t errlen);
 void			 onnx_free(struct onnx_model *);
 
 /* Fills *meta (format ONNX, inputs that are not initializers, outputs,

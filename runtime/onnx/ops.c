@@ -16,6 +16,7 @@
 
 #define A_INT		ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT
 #define A_FLOAT		ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT
+#define A_STRING	ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING
 #define A_TENSOR	ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR
 #define A_INTS		ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS
 #define A_FLOATS	ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS
@@ -23,14 +24,7 @@
 static const Onnx__AttributeProto *attr_find(const Onnx__NodeProto *,
 		    const char *, int, const struct onnx_node *, char *,
 		    size_t, int *);
-static int	attr_int(const Onnx__NodeProto *, const char *, int64_t,
-		    int64_t *, const struct onnx_node *, char *, size_t);
-static int	attr_float(const Onnx__NodeProto *, const char *, float,
-		    float *, const struct onnx_node *, char *, size_t);
-static int	bcast_dim(int64_t, int64_t, int64_t *);
 static bool	bcast_to(int64_t, int64_t);
-static int64_t	dims_prod(const int64_t *, int, int);
-static int	axis_norm(int64_t, int, int, int64_t *);
 
 /* --- helpers --- */
 
@@ -57,8 +51,8 @@ attr_find(const Onnx__NodeProto *p, const char *name, int want,
 	return NULL;
 }
 
-static int
-attr_int(const Onnx__NodeProto *p, const char *name, int64_t def,
+int
+onnx_attr_int(const Onnx__NodeProto *p, const char *name, int64_t def,
     int64_t *out, const struct onnx_node *n, char *err, size_t errlen)
 {
 	const Onnx__AttributeProto	*a;
@@ -69,8 +63,8 @@ attr_int(const Onnx__NodeProto *p, const char *name, int64_t def,
 	return bad;
 }
 
-static int
-attr_float(const Onnx__NodeProto *p, const char *name, float def,
+int
+onnx_attr_float(const Onnx__NodeProto *p, const char *name, float def,
     float *out, const struct onnx_node *n, char *err, size_t errlen)
 {
 	const Onnx__AttributeProto	*a;
@@ -81,9 +75,75 @@ attr_float(const Onnx__NodeProto *p, const char *name, float def,
 	return bad;
 }
 
+int
+onnx_attr_ints(const Onnx__NodeProto *p, const char *name,
+    const int64_t **out, size_t *n, const struct onnx_node *node, char *err,
+    size_t errlen)
+{
+	const Onnx__AttributeProto	*a;
+	int				 bad;
+
+	a = attr_find(p, name, A_INTS, node, err, errlen, &bad);
+	*out = a != NULL ? a->ints : NULL;
+	*n = a != NULL ? a->n_ints : 0;
+	return bad;
+}
+
+int
+onnx_attr_str(const Onnx__NodeProto *p, const char *name, const char *def,
+    char *buf, size_t len, const struct onnx_node *n, char *err,
+    size_t errlen)
+{
+	const Onnx__AttributeProto	*a;
+	int				 bad;
+	size_t				 k;
+
+	a = attr_find(p, name, A_STRING, n, err, errlen, &bad);
+	if (a == NULL) {
+		snprintf(buf, len, "%s", def);
+		return bad;
+	}
+	k = a->s.len < len - 1 ? a->s.len : len - 1;
+	if (k > 0)
+		memcpy(buf, a->s.data, k);
+	buf[k] = '\0';
+	return 0;
+}
+
+int
+onnx_want(const struct onnx_model *m, const struct onnx_node *n, int i,
+    unsigned mask, char *err, size_t errlen)
+{
+	const struct onnx_value	*v;
+
+	if (!ONNX_HAS_IN(n, i))
+		return 0;
+	v = ONNX_IN(m, n, i);
+	if ((1u << v->dtype) & mask)
+		return 0;
+	onnx_node_err(err, errlen, n, "input '%s' has data type %s, which "
+	    "is not supported here", v->name, dtype_kserve_name(v->dtype));
+	return -1;
+}
+
+bool
+onnx_ints_known(const struct onnx_model *m, const struct onnx_node *n,
+    int i)
+{
+	return ONNX_HAS_IN(n, i) && ONNX_IN(m, n, i)->known;
+}
+
+int64_t
+onnx_int_at(const struct onnx_value *v, size_t k)
+{
+	if (v->dtype == DT_INT32)
+		return ((const int32_t *)v->data)[k];
+	return ((const int64_t *)v->data)[k];
+}
+
 /* Numpy broadcasting of one dim pair, where -1 is "not known yet". */
-static int
-bcast_dim(int64_t a, int64_t b, int64_t *out)
+int
+onnx_bcast_dim(int64_t a, int64_t b, int64_t *out)
 {
 	if (a == b || b == 1)
 		*out = a;
@@ -108,8 +168,8 @@ bcast_to(int64_t c, int64_t y)
 /* Product of dims[from..to), -1 if one of them is dynamic.  No overflow:
  * onnx_shape_check() bounds the product of the known dims of every
  * shape. */
-static int64_t
-dims_prod(const int64_t *dims, int from, int to)
+int64_t
+onnx_dims_prod(const int64_t *dims, int from, int to)
 {
 	int64_t	p = 1;
 
@@ -122,8 +182,8 @@ dims_prod(const int64_t *dims, int from, int to)
 }
 
 /* Maps axis from [-lim_neg, lim) to [0, lim). */
-static int
-axis_norm(int64_t axis, int lim_neg, int lim, int64_t *out)
+int
+onnx_axis_norm(int64_t axis, int lim_neg, int lim, int64_t *out)
 {
 	if (axis < -lim_neg || axis >= lim)
 		return -1;
@@ -131,10 +191,10 @@ axis_norm(int64_t axis, int lim_neg, int lim, int64_t *out)
 	return 0;
 }
 
-/* --- element-wise --- */
+/* --- shared by the operator files --- */
 
-static int
-infer_same(struct onnx_model *m, struct onnx_node *n, char *err,
+int
+onnx_infer_same(struct onnx_model *m, struct onnx_node *n, char *err,
     size_t errlen)
 {
 	const struct onnx_value	*x = ONNX_IN(m, n, 0);
@@ -142,102 +202,19 @@ infer_same(struct onnx_model *m, struct onnx_node *n, char *err,
 
 	(void)err;
 	(void)errlen;
+	y->dtype = x->dtype;
 	y->ndim = x->ndim;
 	memcpy(y->shape, x->shape, sizeof(y->shape));
 	return 0;
 }
 
-static void
-run_copy(struct onnx_model *m, struct onnx_node *n)
+void
+onnx_run_copy(struct onnx_model *m, struct onnx_node *n)
 {
 	struct onnx_value	*y = ONNX_OUT(m, n);
 
-	memcpy(y->data, ONNX_IN(m, n, 0)->data, y->count * sizeof(float));
-}
-
-static void
-run_relu(struct onnx_model *m, struct onnx_node *n)
-{
-	struct onnx_value	*y = ONNX_OUT(m, n);
-
-	kernel_relu(y->data, ONNX_IN(m, n, 0)->data, y->count);
-}
-
-static void
-run_sigmoid(struct onnx_model *m, struct onnx_node *n)
-{
-	struct onnx_value	*y = ONNX_OUT(m, n);
-
-	kernel_sigmoid(y->data, ONNX_IN(m, n, 0)->data, y->count);
-}
-
-static void
-run_tanh(struct onnx_model *m, struct onnx_node *n)
-{
-	struct onnx_value	*y = ONNX_OUT(m, n);
-
-	kernel_tanh(y->data, ONNX_IN(m, n, 0)->data, y->count);
-}
-
-/* --- broadcasting binary ops --- */
-
-static int
-infer_bcast(struct onnx_model *m, struct onnx_node *n, char *err,
-    size_t errlen)
-{
-	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
-	struct onnx_value	*y = ONNX_OUT(m, n);
-	int			 nd = a->ndim > b->ndim ? a->ndim : b->ndim;
-	char			 sa[128], sb[128];
-
-	for (int i = 0; i < nd; i++) {
-		int	ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
-
-		if (bcast_dim(ia < 0 ? 1 : a->shape[ia],
-		    ib < 0 ? 1 : b->shape[ib], &y->shape[i]) == -1) {
-			onnx_fmt_shape(sa, sizeof(sa), a->shape, a->ndim);
-			onnx_fmt_shape(sb, sizeof(sb), b->shape, b->ndim);
-			onnx_node_err(err, errlen, n,
-			    "cannot broadcast %s with %s", sa, sb);
-			return -1;
-		}
-	}
-	y->ndim = nd;
-	return 0;
-}
-
-static void
-run_binary(struct onnx_model *m, struct onnx_node *n, enum kernel_binop op)
-{
-	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
-	struct onnx_value	*y = ONNX_OUT(m, n);
-
-	kernel_binary(op, y->data, y->shape, y->ndim, a->data, a->shape,
-	    a->ndim, b->data, b->shape, b->ndim);
-}
-
-static void
-run_add(struct onnx_model *m, struct onnx_node *n)
-{
-	run_binary(m, n, KERNEL_ADD);
-}
-
-static void
-run_sub(struct onnx_model *m, struct onnx_node *n)
-{
-	run_binary(m, n, KERNEL_SUB);
-}
-
-static void
-run_mul(struct onnx_model *m, struct onnx_node *n)
-{
-	run_binary(m, n, KERNEL_MUL);
-}
-
-static void
-run_div(struct onnx_model *m, struct onnx_node *n)
-{
-	run_binary(m, n, KERNEL_DIV);
+	memcpy(y->data, ONNX_IN(m, n, 0)->data,
+	    y->count * dtype_size(y->dtype));
 }
 
 /* --- Gemm --- */
@@ -249,10 +226,10 @@ attrs_gemm(struct onnx_model *m, struct onnx_node *n,
 	int64_t	ta, tb;
 
 	(void)m;
-	if (attr_float(p, "alpha", 1.0f, &n->alpha, n, err, errlen) == -1 ||
-	    attr_float(p, "beta", 1.0f, &n->beta, n, err, errlen) == -1 ||
-	    attr_int(p, "transA", 0, &ta, n, err, errlen) == -1 ||
-	    attr_int(p, "transB", 0, &tb, n, err, errlen) == -1)
+	if (onnx_attr_float(p, "alpha", 1.0f, &n->alpha, n, err, errlen) == -1 ||
+	    onnx_attr_float(p, "beta", 1.0f, &n->beta, n, err, errlen) == -1 ||
+	    onnx_attr_int(p, "transA", 0, &ta, n, err, errlen) == -1 ||
+	    onnx_attr_int(p, "transB", 0, &tb, n, err, errlen) == -1)
 		return -1;
 	n->flags = (ta ? KERNEL_TRANS_A : 0) | (tb ? KERNEL_TRANS_B : 0);
 	return 0;
@@ -263,12 +240,19 @@ infer_gemm(struct onnx_model *m, struct onnx_node *n, char *err,
     size_t errlen)
 {
 	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
-	const struct onnx_value	*c = n->in[2] >= 0 ? ONNX_IN(m, n, 2) : NULL;
+	const struct onnx_value	*c = ONNX_HAS_IN(n, 2) ? ONNX_IN(m, n, 2) :
+				    NULL;
 	struct onnx_value	*y = ONNX_OUT(m, n);
 	bool			 ta = n->flags & KERNEL_TRANS_A;
 	bool			 tb = n->flags & KERNEL_TRANS_B;
 	int64_t			 M, N, K, Kb, cm, cn;
 	char			 sa[128], sb[128];
+
+	if (onnx_want(m, n, 0, ONNX_T_F32, err, errlen) == -1 ||
+	    onnx_want(m, n, 1, ONNX_T_F32, err, errlen) == -1 ||
+	    onnx_want(m, n, 2, ONNX_T_F32, err, errlen) == -1)
+		return -1;
+	y->dtype = DT_FP32;
 
 	onnx_fmt_shape(sa, sizeof(sa), a->shape, a->ndim);
 	onnx_fmt_shape(sb, sizeof(sb), b->shape, b->ndim);
@@ -307,7 +291,8 @@ static void
 run_gemm(struct onnx_model *m, struct onnx_node *n)
 {
 	const struct onnx_value	*a = ONNX_IN(m, n, 0), *b = ONNX_IN(m, n, 1);
-	const struct onnx_value	*c = n->in[2] >= 0 ? ONNX_IN(m, n, 2) : NULL;
+	const struct onnx_value	*c = ONNX_HAS_IN(n, 2) ? ONNX_IN(m, n, 2) :
+				    NULL;
 	struct onnx_value	*y = ONNX_OUT(m, n);
 	size_t			 K = (size_t)a->shape[n->flags &
 				    KERNEL_TRANS_A ? 0 : 1];
@@ -357,6 +342,11 @@ infer_matmul(struct onnx_model *m, struct onnx_node *n, char *err,
 	char			 sa[128], sb[128];
 	int			 r, nd = 0;
 
+	if (onnx_want(m, n, 0, ONNX_T_F32, err, errlen) == -1 ||
+	    onnx_want(m, n, 1, ONNX_T_F32, err, errlen) == -1)
+		return -1;
+	y->dtype = DT_FP32;
+
 	onnx_fmt_shape(sa, sizeof(sa), a->shape, a->ndim);
 	onnx_fmt_shape(sb, sizeof(sb), b->shape, b->ndim);
 	if (a->ndim == 0 || b->ndim == 0) {
@@ -371,7 +361,7 @@ infer_matmul(struct onnx_model *m, struct onnx_node *n, char *err,
 		return -1;
 	}
 	for (int i = 0; i < r - 2; i++)
-		if (bcast_dim(as[i], bs[i], &ys[nd++]) == -1) {
+		if (onnx_bcast_dim(as[i], bs[i], &ys[nd++]) == -1) {
 			onnx_node_err(err, errlen, n, "cannot broadcast batch "
 			    "dimensions of %s and %s", sa, sb);
 			return -1;
@@ -400,7 +390,13 @@ run_matmul(struct onnx_model *m, struct onnx_node *n)
 		ys[i] = as[i] > bs[i] ? as[i] : bs[i];
 	ys[r - 2] = as[r - 2];
 	ys[r - 1] = bs[r - 1];
-	kernel_matmul(y->data, ys, a->data, as, b->data, bs, r);
+	/* exec.c may have folded a bias Add or a scaling Mul into this
+	 * node. */
+	if (m->fused && (n->bias >= 0 || n->scale != 1.0f))
+		kernel_matmul_fused(y->data, ys, a->data, as, b->data, bs, r,
+		    n->scale, n->bias >= 0 ? m->vals[n->bias].data : NULL);
+	else
+		kernel_matmul(y->data, ys, a->data, as, b->data, bs, r);
 }
 
 /* --- Softmax --- */
@@ -411,7 +407,7 @@ attrs_softmax(struct onnx_model *m, struct onnx_node *n,
 {
 	/* Softmax-13 normalises one axis (default -1); before, the input
 	 * was coerced to 2-D at axis (default 1). */
-	return attr_int(p, "axis", m->opset >= 13 ? -1 : 1, &n->axis, n, err,
+	return onnx_attr_int(p, "axis", m->opset >= 13 ? -1 : 1, &n->axis, n, err,
 	    errlen);
 }
 
@@ -422,12 +418,14 @@ infer_softmax(struct onnx_model *m, struct onnx_node *n, char *err,
 	const struct onnx_value	*x = ONNX_IN(m, n, 0);
 	int64_t			 ax;
 
-	if (axis_norm(n->axis, x->ndim, x->ndim, &ax) == -1) {
+	if (onnx_want(m, n, 0, ONNX_T_F32, err, errlen) == -1)
+		return -1;
+	if (onnx_axis_norm(n->axis, x->ndim, x->ndim, &ax) == -1) {
 		onnx_node_err(err, errlen, n, "axis %lld is out of range for "
 		    "rank %d", (long long)n->axis, x->ndim);
 		return -1;
 	}
-	return infer_same(m, n, err, errlen);
+	return onnx_infer_same(m, n, err, errlen);
 }
 
 static void
@@ -437,13 +435,13 @@ run_softmax(struct onnx_model *m, struct onnx_node *n)
 	int64_t			 ax = 0;
 	size_t			 outer, len, inner = 1;
 
-	(void)axis_norm(n->axis, y->ndim, y->ndim, &ax);
-	outer = (size_t)dims_prod(y->shape, 0, (int)ax);
+	(void)onnx_axis_norm(n->axis, y->ndim, y->ndim, &ax);
+	outer = (size_t)onnx_dims_prod(y->shape, 0, (int)ax);
 	if (m->opset >= 13) {
 		len = (size_t)y->shape[ax];
-		inner = (size_t)dims_prod(y->shape, (int)ax + 1, y->ndim);
+		inner = (size_t)onnx_dims_prod(y->shape, (int)ax + 1, y->ndim);
 	} else
-		len = (size_t)dims_prod(y->shape, (int)ax, y->ndim);
+		len = (size_t)onnx_dims_prod(y->shape, (int)ax, y->ndim);
 	kernel_softmax(y->data, ONNX_IN(m, n, 0)->data, outer, len, inner);
 }
 
@@ -454,7 +452,7 @@ attrs_flatten(struct onnx_model *m, struct onnx_node *n,
     Onnx__NodeProto *p, char *err, size_t errlen)
 {
 	(void)m;
-	return attr_int(p, "axis", 1, &n->axis, n, err, errlen);
+	return onnx_attr_int(p, "axis", 1, &n->axis, n, err, errlen);
 }
 
 static int
@@ -465,14 +463,15 @@ infer_flatten(struct onnx_model *m, struct onnx_node *n, char *err,
 	struct onnx_value	*y = ONNX_OUT(m, n);
 	int64_t			 ax;
 
-	if (axis_norm(n->axis, x->ndim, x->ndim + 1, &ax) == -1) {
+	if (onnx_axis_norm(n->axis, x->ndim, x->ndim + 1, &ax) == -1) {
 		onnx_node_err(err, errlen, n, "axis %lld is out of range for "
 		    "rank %d", (long long)n->axis, x->ndim);
 		return -1;
 	}
+	y->dtype = x->dtype;
 	y->ndim = 2;
-	y->shape[0] = dims_prod(x->shape, 0, (int)ax);
-	y->shape[1] = dims_prod(x->shape, (int)ax, x->ndim);
+	y->shape[0] = onnx_dims_prod(x->shape, 0, (int)ax);
+	y->shape[1] = onnx_dims_prod(x->shape, (int)ax, x->ndim);
 	return 0;
 }
 
@@ -485,7 +484,7 @@ attrs_reshape(struct onnx_model *m, struct onnx_node *n,
 	int64_t	az;
 
 	(void)m;
-	if (attr_int(p, "allowzero", 0, &az, n, err, errlen) == -1)
+	if (onnx_attr_int(p, "allowzero", 0, &az, n, err, errlen) == -1)
 		return -1;
 	n->allowzero = az != 0;
 	return 0;
@@ -503,12 +502,28 @@ infer_reshape(struct onnx_model *m, struct onnx_node *n, char *err,
 	bool			 cancel = true;
 	char			 sx[128], sy[128];
 
-	if (s->ndim != 1 || s->count > TENSOR_MAX_DIMS) {
+	if (onnx_want(m, n, 1, ONNX_T_I64, err, errlen) == -1)
+		return -1;
+	y->dtype = x->dtype;
+	if (!s->known && s->kind != ONNX_V_PLAN) {
+		onnx_node_err(err, errlen, n, "shape '%s' must be a constant "
+		    "or computed from shapes", s->name);
+		return -1;
+	}
+	if (s->ndim != 1 || s->shape[0] == -1 ||
+	    s->shape[0] > TENSOR_MAX_DIMS) {
 		onnx_node_err(err, errlen, n, "shape must be 1-D with at most "
 		    "%d values", TENSOR_MAX_DIMS);
 		return -1;
 	}
-	nd = (int)s->count;
+	nd = (int)s->shape[0];
+	if (!s->known) {
+		/* Computed from the request's shapes, when planning. */
+		y->ndim = nd;
+		for (int i = 0; i < nd; i++)
+			y->shape[i] = -1;
+		return 0;
+	}
 	for (int i = 0; i < nd; i++) {
 		d = sv[i];
 		if (d == 0 && !n->allowzero) {
@@ -580,7 +595,7 @@ attrs_constant(struct onnx_model *m, struct onnx_node *n,
 		y->ndim = 0;
 		if (strcmp(an, "value") == 0 && a->type == A_TENSOR &&
 		    a->t != NULL)
-			return onnx_tensor_read(y, a->t, label, err, errlen);
+			return onnx_tensor_load(y, a->t, label, err, errlen);
 		if (strcmp(an, "value_float") == 0 && a->type == A_FLOAT) {
 			y->dtype = DT_FP32;
 			y->data = &a->f;
@@ -612,31 +627,37 @@ attrs_constant(struct onnx_model *m, struct onnx_node *n,
 
 /* --- the table --- */
 
-static const struct onnx_op onnx_ops[] = {
-	{ "Add", 2, 2, 0, NULL, infer_bcast, run_add },
-	{ "Constant", 0, 0, 0, attrs_constant, NULL, NULL },
-	{ "Div", 2, 2, 0, NULL, infer_bcast, run_div },
-	{ "Flatten", 1, 1, 0, attrs_flatten, infer_flatten, run_copy },
-	{ "Gemm", 2, 3, 0, attrs_gemm, infer_gemm, run_gemm },
-	{ "Identity", 1, 1, 0, NULL, infer_same, run_copy },
-	{ "MatMul", 2, 2, 0, NULL, infer_matmul, run_matmul },
-	{ "Mul", 2, 2, 0, NULL, infer_bcast, run_mul },
-	{ "Relu", 1, 1, 0, NULL, infer_same, run_relu },
-	{ "Reshape", 2, 2, 0x2, attrs_reshape, infer_reshape, run_copy },
-	{ "Sigmoid", 1, 1, 0, NULL, infer_same, run_sigmoid },
-	{ "Softmax", 1, 1, 0, attrs_softmax, infer_softmax, run_softmax },
-	{ "Sub", 2, 2, 0, NULL, infer_bcast, run_sub },
-	{ "Tanh", 1, 1, 0, NULL, infer_same, run_tanh },
+static const struct onnx_op core_ops[] = {
+	{ "Constant", 0, 0, 1, 1, 0, "value value_float value_floats "
+	    "value_int value_ints", attrs_constant, NULL, NULL },
+	{ "Flatten", 1, 1, 1, 1, 0, "axis", attrs_flatten, infer_flatten,
+	    onnx_run_copy },
+	{ "Gemm", 2, 3, 1, 1, 0, "alpha beta transA transB", attrs_gemm,
+	    infer_gemm, run_gemm },
+	{ "MatMul", 2, 2, 1, 1, 0, "", NULL, infer_matmul, run_matmul },
+	{ "Reshape", 2, 2, 1, 1, 0, "allowzero", attrs_reshape,
+	    infer_reshape, onnx_run_copy },
+	{ "Softmax", 1, 1, 1, 1, 0, "axis", attrs_softmax, infer_softmax,
+	    run_softmax },
+};
+const struct onnx_optab onnx_ops_core = {
+	core_ops, sizeof(core_ops) / sizeof(core_ops[0])
 };
 
 const struct onnx_op *
 onnx_op_find(const char *domain, const char *name)
 {
+	static const struct onnx_optab	*tabs[] = {
+		&onnx_ops_core, &onnx_ops_elem, &onnx_ops_shape, &onnx_ops_nn,
+		&onnx_ops_rnn
+	};
+
 	if (domain != NULL && *domain != '\0' &&
 	    strcmp(domain, "ai.onnx") != 0)
 		return NULL;
-	for (size_t i = 0; i < sizeof(onnx_ops) / sizeof(onnx_ops[0]); i++)
-		if (strcmp(onnx_ops[i].name, name) == 0)
-			return &onnx_ops[i];
+	for (size_t t = 0; t < sizeof(tabs) / sizeof(tabs[0]); t++)
+		for (size_t i = 0; i < tabs[t]->n; i++)
+			if (strcmp(tabs[t]->ops[i].name, name) == 0)
+				return &tabs[t]->ops[i];
 	return NULL;
 }

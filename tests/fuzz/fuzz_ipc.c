@@ -1,7 +1,8 @@
 /* tests/fuzz/fuzz_ipc.c - libFuzzer target for the IPC decoders of
  * common/ipc.c: frame header, tensor list (as INFER and INFER_OK carry
- * them) and HELLO metadata.  Whatever decodes must re-encode to something
- * that decodes to the same thing. */
+ * them), HELLO metadata (with its llm part) and the LLM frames GENERATE,
+ * TOKEN and DONE.  Whatever decodes must re-encode to something that
+ * decodes to the same thing. */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -85,6 +86,89 @@ fuzz_meta(const uint8_t *data, size_t size)
 	wbuf_release(&w);
 }
 
+static int
+str_same(struct ipc_str a, struct ipc_str b)
+{
+	return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+static void
+fuzz_gen_req(const uint8_t *data, size_t size)
+{
+	struct ipc_gen_req	q, q2;
+	struct wbuf		w;
+	struct rbuf		r;
+
+	rbuf_init(&r, data, size);
+	if (ipc_gen_req_decode(&r, &q) == -1)
+		return;
+	assert(rbuf_left(&r) == 0);
+	wbuf_init(&w);
+	ipc_gen_req_encode(&w, &q);
+	assert(w.len == size && memcmp(w.data, data, size) == 0);
+	rbuf_init(&r, w.data, w.len);
+	assert(ipc_gen_req_decode(&r, &q2) == 0);
+	assert(q.n_msgs == q2.n_msgs && q.n_stop == q2.n_stop &&
+	    q.n_bias == q2.n_bias && str_same(q.prompt, q2.prompt));
+	for (uint32_t i = 0; i < q.n_msgs; i++)
+		assert(str_same(q.contents[i], q2.contents[i]));
+	ipc_gen_req_release(&q);
+	ipc_gen_req_release(&q2);
+	wbuf_release(&w);
+}
+
+static void
+fuzz_gen_token(const uint8_t *data, size_t size)
+{
+	struct ipc_gen_token	t;
+	struct wbuf		w;
+	struct rbuf		r;
+
+	rbuf_init(&r, data, size);
+	if (ipc_gen_token_decode(&r, &t) == -1)
+		return;
+	wbuf_init(&w);
+	ipc_gen_token_encode(&w, &t);
+	assert(w.len == size && memcmp(w.data, data, size) == 0);
+	wbuf_release(&w);
+}
+
+static void
+fuzz_gen_done(const uint8_t *data, size_t size)
+{
+	struct ipc_gen_done	d;
+	struct wbuf		w;
+	struct rbuf		r;
+
+	rbuf_init(&r, data, size);
+	if (ipc_gen_done_decode(&r, &d) == -1)
+		return;
+	assert(d.cached_tokens <= d.prompt_tokens);
+	assert(d.n_embd == 0 || (d.embd >= data &&
+	    d.embd + (size_t)d.n_embd * 4 <= data + size));
+	wbuf_init(&w);
+	ipc_gen_done_encode(&w, &d);
+	assert(w.len == size && memcmp(w.data, data, size) == 0);
+	wbuf_release(&w);
+}
+
+static void
+fuzz_llm_meta(const uint8_t *data, size_t size)
+{
+	struct ipc_llm_meta	l;
+	struct wbuf		w;
+	struct rbuf		r;
+
+	rbuf_init(&r, data, size);
+	if (ipc_llm_meta_decode(&r, &l) == -1)
+		return;
+	assert(l.arch.n > 0 && l.arch.n <= IPC_LLM_STR_MAX);
+	wbuf_init(&w);
+	ipc_llm_meta_encode(&w, &l);
+	assert(w.len == size && memcmp(w.data, data, size) == 0);
+	wbuf_release(&w);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -92,9 +176,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Payloads usually follow a header; try both framings. */
 	fuzz_tensors(data, size);
 	fuzz_meta(data, size);
+	fuzz_gen_req(data, size);
+	fuzz_gen_token(data, size);
+	fuzz_gen_done(data, size);
+	fuzz_llm_meta(data, size);
 	if (size >= IPC_HDR_LEN) {
 		fuzz_tensors(data + IPC_HDR_LEN, size - IPC_HDR_LEN);
 		fuzz_meta(data + IPC_HDR_LEN, size - IPC_HDR_LEN);
+		fuzz_gen_req(data + IPC_HDR_LEN, size - IPC_HDR_LEN);
+		fuzz_gen_token(data + IPC_HDR_LEN, size - IPC_HDR_LEN);
+		fuzz_gen_done(data + IPC_HDR_LEN, size - IPC_HDR_LEN);
 	}
 	return 0;
 }

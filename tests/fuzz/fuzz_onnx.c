@@ -1,16 +1,22 @@
 /* tests/fuzz/fuzz_onnx.c - libFuzzer target for the ONNX loader of
  * maas-runtime on arbitrary bytes.  A model that loads is described and
  * run twice on zeros (batch 1, then 3, as the warm-up and a request would),
- * and its outputs are read in full. */
+ * and its outputs are read in full.  As in maas-runtime, weights are used
+ * in place in the input (which outlives the model), and external data
+ * named "w.bin" is a fixed 4 KiB buffer (any other name is refused), so
+ * that offsets and lengths from the input are checked against it. */
 #include <assert.h>
 #include <cblas.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/ipc.h"
 #include "common/log.h"
 #include "runtime/onnx/onnx.h"
+
+static const void *ext(void *, const char *, size_t *, char *, size_t);
 
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
@@ -48,15 +54,31 @@ run(struct onnx_model *m, int64_t dyn)
 	(void)sum;
 }
 
+static const void *
+ext(void *arg, const char *location, size_t *len, char *err, size_t errlen)
+{
+	static float	w[1024];
+
+	(void)arg;
+	if (strcmp(location, "w.bin") != 0) {
+		snprintf(err, errlen, "no external data '%s'", location);
+		return NULL;
+	}
+	*len = sizeof(w);
+	return w;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct onnx_source	 src = { .buf = data, .len = size,
+				    .borrow = true, .ext = ext };
 	struct onnx_model	*m;
 	struct ipc_meta		 meta;
 	char			 err[1024];
 
 	err[0] = '\0';
-	if ((m = onnx_load(data, size, err, sizeof(err))) == NULL) {
+	if ((m = onnx_load_source(&src, err, sizeof(err))) == NULL) {
 		assert(err[0] != '\0');
 		return 0;
 	}

@@ -92,51 +92,62 @@ def _vm_mb(pid):
     raise AssertionError("no VmSize")
 
 
+# Room each runtime is left above its idle size: the activation arena of
+# the crashing input (40 MiB) fits, the reply buffer that its output is
+# then copied into (grown by doubling to 64 MiB) does not.
+HEADROOM_MB = 56
+WIDE = (1, 4096)                    # output 16 KiB a row
+CRASH_ROWS = 2560                   # 40 MiB of output from 10 KiB of input
+
+
 @pytest.mark.skipif(SANITIZED, reason="an address-space limit cannot be "
-                    "set on a sanitized runtime (its shadow memory)")
+                    "set on a sanitized runtime (its shadow memory); the "
+                    "hang variant below proves quarantine there")
 def test_input_that_crashes_the_runtime_is_quarantined(maasd_factory,
-                                                       models, tmp_path):
-    """A real crashing input: a request frame bigger than what is left of
-    the runtime's address-space limit makes maas-runtime abort (its frame
-    buffer is grown with xrealloc, which aborts when memory is short).
-    The limit is measured, then set a few MiB above the runtime's idle
-    size, so ordinary requests fit and a 16 MiB tensor does not."""
-    path = models.get((64, 16, 4), seed=7)
+                                                       models):
+    """A real crashing input: two replicas of a model whose output is
+    4096 times its input run under an address-space limit
+    (--runtime-mem-mb) that leaves room for the arena of a 2560-row
+    request but not for the copy of its 40 MiB output in the reply
+    buffer: maas-runtime's allocation fails and it aborts.  Sent once,
+    the request crashes replica A, is retried on replica B, crashes it
+    too, and is quarantined; sent again, it is refused at once, and
+    nothing else is disturbed."""
+    path = models.get(WIDE, seed=7, softmax=False)
     probe = maasd_factory(label="probe")
     deploy_model(probe, "m", path)
-    limit = _vm_mb(runtime_pid(probe, path)) + 3
+    limit = _vm_mb(runtime_pid(probe, path)) + HEADROOM_MB
     probe.stop()
 
     d = maasd_factory(args=["--runtime-mem-mb", str(limit)])
-    deploy_model(d, "m", path)
+    deploy_model(d, "m", path, replicas=2)
     _, k = tenant_with_key(d)
     _, other = tenant_with_key(d)
     c = Conn(d, k["key"])
-    small = body_for(np.ones((2, 64)))
+    small = body_for(np.ones((1, 1)))
     st, _, data = c.infer("m", small)
     assert st == 200, data
-    rows = 16 * 1024 * 1024 // (4 * 64)
-    crash = ('{"inputs":[{"name":"input","shape":[%d,64],"datatype":'
-             '"FP32","data":[%s]}]}' % (rows, ",".join(["0"] * (rows * 64)))
-             ).encode()
+    pids = d.runtime_pids(path)
+    assert len(pids) == 2, pids
+    crash = body_for(np.ones((CRASH_ROWS, 1)))
     load = Load(d, other["key"], "m", small, 2).start()
     try:
-        pid = runtime_pid(d, path)
         st, h, data = c.infer("m", crash)
-        if st == 413:
-            pytest.skip("the runtime now refuses oversized frames cleanly; "
-                        "this test needs another crashing input")
         assert st == 400, data[:300]
         e = json.loads(data)["error"]
         assert e["code"] == "input_crashes_model", e
         assert "crashes the model" in e["message"]
-        assert pid not in d.runtime_pids(path)
-        assert "killed by signal 6" in d.log()
-        # It is never run again: the same input is refused at once,
-        # without another crash.
-        wait_for(lambda: d.runtime_pids(path), 30 * SCALE,
-                 what="the runtime back")
+        # Both runtimes died of it, by abort(): a crash, not a kill.
+        log = d.log()
+        assert log.count("killed by signal 6") == 2, d.log_tail()
+        assert "out of memory allocating" in log
+        assert "crashed two runtimes: quarantined" in log
+        wait_for(lambda: len(d.runtime_pids(path)) == 2, 30 * SCALE,
+                 what="both runtimes back")
         back = d.runtime_pids(path)
+        assert not set(back) & set(pids), (pids, back)
+        # It is never run again: the same input is refused at once,
+        # without another crash, and other inputs are served.
         st, _, data = c.infer("m", crash)
         assert st == 400, data[:300]
         assert json.loads(data)["error"]["code"] == "input_crashes_model"
@@ -155,6 +166,8 @@ def test_input_that_crashes_the_runtime_is_quarantined(maasd_factory,
     assert metric(m, "maas_requests_total", deployment="m",
                   status="quarantined") == 2
     assert metric(m, "maas_runtime_restarts_total", deployment="m") == 2
+    assert metric(m, "maas_retries_total", deployment="m") == 1
+    assert d.log().count("killed by signal 6") == 2
 
 
 def test_input_that_hangs_the_runtime_is_quarantined(maasd_factory, models):

@@ -14,6 +14,18 @@ test_onnx_ops_SRCS := tests/unit/test_onnx_ops.c $(RT_TEST_SRCS)
 test_onnx_ops_PKGS := libprotobuf-c openblas
 test_onnx_load_SRCS := tests/unit/test_onnx_load.c $(RT_TEST_SRCS)
 test_onnx_load_PKGS := libprotobuf-c openblas
+# Conv, pools, BatchNormalization, LogSoftmax, RNN/GRU/LSTM.
+UNIT_TESTS += test_onnx_nn
+test_onnx_nn_SRCS := tests/unit/test_onnx_nn.c $(RT_TEST_SRCS)
+test_onnx_nn_PKGS := libprotobuf-c openblas
+TESTS_NEED_ONNX += tests/unit/test_onnx_nn.c
+
+# Weights left in the model's files; external data files.
+UNIT_TESTS += test_weights
+test_weights_SRCS := tests/unit/test_weights.c runtime/modelfile.c \
+	$(RT_TEST_SRCS)
+test_weights_PKGS := libprotobuf-c openblas
+TESTS_NEED_ONNX += tests/unit/test_weights.c
 
 # Drives the real binary over a socketpair (MAAS_RUNTIME overrides).
 test_runtime_SRCS := tests/unit/test_runtime.c $(TOOLS_ONNXB_SRCS) \
@@ -25,3 +37,11 @@ $(BUILD)/obj/tests/unit/test_runtime.o: \
 
 TESTS_NEED_ONNX += tests/unit/test_onnx_ops.c tests/unit/test_onnx_load.c \
 	tests/unit/test_runtime.c
+
+# The ONNX node-test conformance runner (tests/conformance/): built with
+# the unit tests, run by scripts/test.sh over libonnx-testdata.
+UNIT_TESTS += onnx_conformance
+onnx_conformance_SRCS := tests/conformance/onnx_conformance.c \
+	$(RUNTIME_ONNX_SRCS) $(COMMON_SRCS) $(GEN)/onnx.pb-c.c
+onnx_conformance_PKGS := libprotobuf-c openblas
+TESTS_NEED_ONNX += tests/conformance/onnx_conformance.c

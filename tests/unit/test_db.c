@@ -977,6 +977,160 @@ test_usage_list(void **state)
 	assert_null(db_usage_list(f->db, NULL, 0, 0, "-1", 10));
 }
 
+/* Nearest-rank percentiles over the served rows of each group: 1..100
+ * ms latencies shuffled in, plus errors that count but have no latency. */
+static void
+test_usage_report(void **state)
+{
+	struct fx		*f = *state;
+	struct tally		 t = { 0 };
+	struct usage_event	 e;
+	struct db_report_q	 q;
+	json_t			*rows, *row;
+	char			 rid[64];
+	int			 i, n = 0;
+
+	for (i = 0; i < 100; i++) {
+		snprintf(rid, sizeof(rid), "p%d", i);
+		usage_fill(&e, rid, "ten_a", 86400LL * 1000000 + i);
+		e.queue_us = 0;
+		e.compute_us = (int64_t)((i * 37) % 100 + 1) * 1000;
+		db_usage_record(f->db, &e, on_tally, &t);
+		n++;
+	}
+	for (i = 0; i < 3; i++) {
+		snprintf(rid, sizeof(rid), "err%d", i);
+		usage_fill(&e, rid, "ten_a", 86400LL * 1000000 + 500);
+		e.status = 500;
+		e.compute_us = 999999999;
+		db_usage_record(f->db, &e, on_tally, &t);
+		n++;
+	}
+	/* The next UTC day, one row: every percentile is that row. */
+	usage_fill(&e, "next-day", "ten_a", 2 * 86400LL * 1000000);
+	db_usage_record(f->db, &e, on_tally, &t);
+	n++;
+	wait_for(f, &t.calls, n);
+	assert_int_equal(t.ok, n);
+
+	memset(&q, 0, sizeof(q));
+	q.from_us = 0;
+	q.to_us = INT64_MAX;
+	rows = db_usage_report(f->db, &q);
+	assert_non_null(rows);
+	assert_int_equal(json_array_size(rows), 2);
+	row = json_array_get(rows, 0);
+	assert_string_equal(str(row, "day"), "1970-01-02");
+	assert_int_equal(json_integer_value(json_object_get(row, "requests")),
+	    103);
+	assert_int_equal(json_integer_value(json_object_get(row, "errors")), 3);
+	assert_int_equal(json_integer_value(json_object_get(row,
+	    "input_tokens")), 103 * 12);
+	/* ceil(0.5 * 100) = 50th value: 50 ms, and so on. */
+	assert_int_equal(json_integer_value(json_object_get(row,
+	    "latency_p50_us")), 50000);
+	assert_int_equal(json_integer_value(json_object_get(row,
+	    "latency_p95_us")), 95000);
+	assert_int_equal(json_integer_value(json_object_get(row,
+	    "latency_p99_us")), 99000);
+	row = json_array_get(rows, 1);
+	assert_string_equal(str(row, "day"), "1970-01-03");
+	assert_int_equal(json_integer_value(json_object_get(row,
+	    "latency_p99_us")), 2010);
+	json_decref(rows);
+	q.tenant_id = "ten_none";
+	rows = db_usage_report(f->db, &q);
+	assert_int_equal(json_array_size(rows), 0);
+	json_decref(rows);
+}
+
+static int64_t
+lines_total(json_t *lines, const char *kind)
+{
+	json_t	*l;
+	size_t	 i;
+	int64_t	 sum = 0;
+
+	json_array_foreach(lines, i, l)
+		if (kind == NULL || strcmp(str(l, "kind"), kind) == 0)
+			sum += json_integer_value(json_object_get(l,
+			    "amount_micros"));
+	return sum;
+}
+
+/* Closing freezes exactly the recomputed lines; a row of the closed
+ * period stored afterwards is an adjustment of the next period. */
+static void
+test_period_close(void **state)
+{
+	struct fx		*f = *state;
+	struct tally		 t = { 0 };
+	struct res		 r = { 0 };
+	struct usage_event	 e;
+	struct db_period	 p1, p2;
+	struct db_price_in	 price;
+	json_t			*frozen, *live, *next;
+
+	memset(&p1, 0, sizeof(p1));
+	snprintf(p1.period, sizeof(p1.period), "1970-01");
+	p1.idx = 1970 * 12;
+	p1.start_us = 0;
+	p1.end_us = 31LL * 86400 * 1000000;
+	p2 = p1;
+	snprintf(p2.period, sizeof(p2.period), "1970-02");
+	p2.idx++;
+	p2.start_us = p1.end_us;
+	p2.end_us = p2.start_us + 28LL * 86400 * 1000000;
+
+	memset(&price, 0, sizeof(price));
+	price.model = "tiny";
+	price.starts_at = 0;
+	price.per_request = 7;
+	price.per_1k_input = 1001;	/* 12 tokens: 12.012 -> 12 */
+	price.per_1k_output = 2500;	/* 34 tokens: 85 */
+	price.per_compute_second = 333;	/* 2000 us: 0.666 -> 1 */
+	RUN(f, &r, db_price_add(f->db, &price, "test", on_done, &r));
+	assert_int_equal(r.status, DB_OK);
+
+	usage_fill(&e, "c1", "ten_a", 1000);
+	e.cost_micros = 7 + 12 + 85 + 1;
+	db_usage_record(f->db, &e, on_tally, &t);
+	usage_fill(&e, "c2", "ten_a", 2000);
+	e.cost_micros = 50;		/* a budget cut the charge */
+	db_usage_record(f->db, &e, on_tally, &t);
+	wait_for(f, &t.calls, 2);
+
+	live = db_invoice_lines(f->db, "ten_a", &p1, INT64_MAX);
+	assert_int_equal(lines_total(live, NULL), 105 + 50);
+	assert_int_equal(json_array_size(live), 5);	/* 4 units + cap */
+	assert_string_equal(str(json_array_get(live, 4), "unit"),
+	    "budget_cap");
+	RUN(f, &r, db_period_close(f->db, &p1, "test", on_done, &r));
+	assert_int_equal(r.status, DB_OK);
+	RUN(f, &r, db_period_close(f->db, &p1, "test", on_done, &r));
+	assert_int_equal(r.status, DB_CONFLICT);
+	frozen = db_invoice_frozen(f->db, "ten_a", "1970-01");
+	assert_true(json_equal(frozen, live));
+
+	usage_fill(&e, "c3", "ten_a", 3000);	/* late for 1970-01 */
+	e.cost_micros = 105;
+	db_usage_record(f->db, &e, on_tally, &t);
+	wait_for(f, &t.calls, 3);
+	assert_int_equal(t.ok, 3);
+	json_decref(frozen);
+	frozen = db_invoice_frozen(f->db, "ten_a", "1970-01");
+	assert_true(json_equal(frozen, live));
+	next = db_invoice_lines(f->db, "ten_a", &p2, INT64_MAX);
+	assert_int_equal(lines_total(next, "adjustment"), 105);
+	assert_int_equal(lines_total(next, "usage"), 0);
+	assert_string_equal(str(json_array_get(next, 0), "for_period"),
+	    "1970-01");
+	json_decref(next);
+	json_decref(frozen);
+	json_decref(live);
+	res_clear(&r);
+}
+
 /* The last completion db_close() runs tries to write again. */
 struct late {
 	struct tally	 t;
@@ -1116,6 +1270,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_usage_duplicate, fx_setup,
 		    fx_teardown),
 		cmocka_unit_test_setup_teardown(test_usage_list, fx_setup,
+		    fx_teardown),
+		cmocka_unit_test_setup_teardown(test_usage_report, fx_setup,
+		    fx_teardown),
+		cmocka_unit_test_setup_teardown(test_period_close, fx_setup,
 		    fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_queued,
 		    fx_setup, fx_teardown),

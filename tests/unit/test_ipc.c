@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -487,6 +489,475 @@ test_wire(void **state)
 	wbuf_release(&w);
 }
 
+/* --- LLM generation --- */
+
+#define S(lit)	((struct ipc_str){ (lit), sizeof(lit) - 1 })
+
+static struct ipc_str	sample_roles[2], sample_contents[2];
+static int32_t		sample_btok[2] = { 7, 1000 };
+static float		sample_bval[2] = { -100.0f, 2.5f };
+
+static void
+sample_req(struct ipc_gen_req *q)
+{
+	memset(q, 0, sizeof(*q));
+	sample_roles[0] = S("system");
+	sample_roles[1] = S("user");
+	sample_contents[0] = S("be brief");
+	sample_contents[1] = S("hello <|im_end|> \xc3\xa9");
+	q->mode = IPC_GEN_CHAT;
+	q->tenant = S("ten_abc");
+	q->n_msgs = 2;
+	q->roles = sample_roles;
+	q->contents = sample_contents;
+	q->max_tokens = 17;
+	q->temperature = 0.7f;
+	q->top_p = 0.9f;
+	q->min_p = 0.05f;
+	q->presence_penalty = -1.5f;
+	q->frequency_penalty = 2.0f;
+	q->top_k = 40;
+	q->seed = 0x0102030405060708ULL;
+	q->logprobs = 1;
+	q->top_logprobs = 5;
+	q->n_stop = 2;
+	q->stop[0] = S("\n\n");
+	q->stop[1] = S("END");
+	q->n_bias = 2;
+	q->bias_tok = sample_btok;
+	q->bias_val = sample_bval;
+}
+
+static bool
+str_eq(struct ipc_str a, struct ipc_str b)
+{
+	return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+/* Decodes an exact-size heap copy of in[0..len) with dec. */
+typedef int	decode_fn(struct rbuf *, void *);
+
+static int
+dec_req(struct rbuf *r, void *o)
+{
+	return ipc_gen_req_decode(r, o);
+}
+
+static int
+dec_tok(struct rbuf *r, void *o)
+{
+	return ipc_gen_token_decode(r, o);
+}
+
+static int
+dec_done(struct rbuf *r, void *o)
+{
+	return ipc_gen_done_decode(r, o);
+}
+
+static int
+dec_llm(struct rbuf *r, void *o)
+{
+	return ipc_llm_meta_decode(r, o);
+}
+
+static int
+gen_decode(decode_fn *dec, const uint8_t *in, size_t len, void *out)
+{
+	uint8_t		*copy = xmalloc(len ? len : 1);
+	struct rbuf	 r;
+	int		 ret;
+
+	memcpy(copy, in, len);
+	rbuf_init(&r, copy, len);
+	ret = dec(&r, out);
+	if (ret == 0)
+		assert_int_equal(rbuf_left(&r), 0);
+	else
+		assert_true(r.err);
+	if (dec == dec_req && ret == 0)
+		ipc_gen_req_release(out);
+	free(copy);
+	return ret;
+}
+
+/* Every proper prefix fails and so does one trailing byte. */
+static void
+assert_exact(decode_fn *dec, const struct wbuf *w, void *out)
+{
+	uint8_t	*longer = xmalloc(w->len + 1);
+
+	for (size_t len = 0; len < w->len; len++)
+		assert_int_equal(gen_decode(dec, w->data, len, out), -1);
+	memcpy(longer, w->data, w->len);
+	longer[w->len] = 0;
+	assert_int_equal(gen_decode(dec, longer, w->len + 1, out), -1);
+	assert_int_equal(gen_decode(dec, w->data, w->len, out), 0);
+	free(longer);
+}
+
+static void
+test_gen_req_roundtrip(void **state)
+{
+	struct ipc_gen_req	q, d;
+	struct wbuf		w;
+	struct rbuf		r;
+
+	(void)state;
+	sample_req(&q);
+	wbuf_init(&w);
+	ipc_gen_req_encode(&w, &q);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_gen_req_decode(&r, &d), 0);
+	assert_int_equal(d.mode, IPC_GEN_CHAT);
+	assert_true(str_eq(d.tenant, q.tenant));
+	assert_int_equal(d.n_msgs, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_true(str_eq(d.roles[i], q.roles[i]));
+		assert_true(str_eq(d.contents[i], q.contents[i]));
+	}
+	assert_int_equal(d.prompt.n, 0);
+	assert_int_equal(d.max_tokens, 17);
+	assert_true(d.temperature == q.temperature && d.top_p == q.top_p &&
+	    d.min_p == q.min_p && d.presence_penalty == q.presence_penalty &&
+	    d.frequency_penalty == q.frequency_penalty);
+	assert_int_equal(d.top_k, 40);
+	assert_int_equal(d.seed, q.seed);
+	assert_int_equal(d.logprobs, 1);
+	assert_int_equal(d.top_logprobs, 5);
+	assert_int_equal(d.n_stop, 2);
+	assert_true(str_eq(d.stop[0], q.stop[0]));
+	assert_true(str_eq(d.stop[1], q.stop[1]));
+	assert_int_equal(d.n_bias, 2);
+	assert_int_equal(d.bias_tok[1], 1000);
+	assert_true(d.bias_val[0] == -100.0f);
+	ipc_gen_req_release(&d);
+	ipc_gen_req_release(NULL);
+	assert_exact(dec_req, &w, &d);
+
+	/* A completion with a prompt and nothing optional. */
+	memset(&q, 0, sizeof(q));
+	q.mode = IPC_GEN_COMPLETION;
+	q.prompt = S("Once upon a time");
+	q.top_p = 1;
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_gen_req_decode(&r, &d), 0);
+	assert_int_equal(d.mode, IPC_GEN_COMPLETION);
+	assert_true(str_eq(d.prompt, q.prompt));
+	assert_int_equal(d.n_msgs, 0);
+	assert_int_equal(d.n_bias, 0);
+	ipc_gen_req_release(&d);
+	assert_exact(dec_req, &w, &d);
+	wbuf_release(&w);
+}
+
+static void
+test_gen_req_malformed(void **state)
+{
+	struct ipc_gen_req	q, d;
+	struct wbuf		w;
+	char			big[IPC_STOP_LEN + 1];
+	float			nan = NAN;
+
+	(void)state;
+	wbuf_init(&w);
+	/* Mode 0 and 4. */
+	for (int m = 0; m <= 4; m += 4) {
+		sample_req(&q);
+		q.mode = (enum ipc_gen_mode)m;
+		wbuf_reset(&w);
+		ipc_gen_req_encode(&w, &q);
+		assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	}
+	/* Too many stop strings, one too long, one empty. */
+	sample_req(&q);
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), 0);
+	memset(big, 'x', sizeof(big));
+	q.stop[0] = (struct ipc_str){ big, IPC_STOP_LEN + 1 };
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	q.stop[0] = (struct ipc_str){ big, IPC_STOP_LEN };
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), 0);
+	q.stop[0] = (struct ipc_str){ big, 0 };
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	/* top_logprobs over 20, logprobs not a boolean. */
+	sample_req(&q);
+	q.top_logprobs = IPC_TOP_MAX + 1;
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	sample_req(&q);
+	q.logprobs = 2;
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	/* A NaN sampling parameter, an infinite bias. */
+	sample_req(&q);
+	q.temperature = nan;
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	sample_req(&q);
+	sample_bval[1] = INFINITY;
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	sample_bval[1] = 2.5f;
+
+	/* Counts beyond the maxima or the bytes left, before allocating:
+	 * hand-built so that the encoder's own loops are not run. */
+	wbuf_reset(&w);
+	wbuf_u8(&w, IPC_GEN_CHAT);
+	wbuf_u16(&w, 0);
+	wbuf_u32(&w, IPC_IMSG_MAX + 1);
+	for (int i = 0; i < (IPC_IMSG_MAX + 1) * 6 + 64; i++)
+		wbuf_u8(&w, 0);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	wbuf_reset(&w);
+	wbuf_u8(&w, IPC_GEN_CHAT);
+	wbuf_u16(&w, 0);
+	wbuf_u32(&w, 1000);			/* 1000 messages, 12 bytes */
+	wbuf_u32(&w, 0);
+	wbuf_u64(&w, 0);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	/* A content length past the end. */
+	wbuf_reset(&w);
+	wbuf_u8(&w, IPC_GEN_COMPLETION);
+	wbuf_u16(&w, 0);
+	wbuf_u32(&w, 0);
+	wbuf_u32(&w, 0xffffffffU);		/* prompt */
+	wbuf_u64(&w, 0);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	/* n_stop 5, n_bias over the maximum. */
+	memset(&q, 0, sizeof(q));
+	q.mode = IPC_GEN_COMPLETION;
+	wbuf_reset(&w);
+	ipc_gen_req_encode(&w, &q);
+	le32_put(w.data + w.len - 8, IPC_STOP_MAX + 1);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	le32_put(w.data + w.len - 8, 0);
+	le32_put(w.data + w.len - 4, IPC_BIAS_MAX + 1);
+	for (int i = 0; i < (IPC_BIAS_MAX + 1) * 8; i++)
+		wbuf_u8(&w, 0);
+	assert_int_equal(gen_decode(dec_req, w.data, w.len, &d), -1);
+	wbuf_release(&w);
+}
+
+static void
+test_gen_token(void **state)
+{
+	struct ipc_gen_token	t, d;
+	struct wbuf		w;
+	struct rbuf		r;
+
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	t.id = 1234;
+	t.text = S("h\xc3\xa9");
+	t.lp = (struct ipc_gen_logprob){ S("h\xc3\xa9"), -0.25f };
+	t.n_top = 2;
+	t.top[0] = (struct ipc_gen_logprob){ S("h\xc3\xa9"), -0.25f };
+	t.top[1] = (struct ipc_gen_logprob){ S("x"), -3.0f };
+	wbuf_init(&w);
+	ipc_gen_token_encode(&w, &t);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_gen_token_decode(&r, &d), 0);
+	assert_int_equal(d.id, 1234);
+	assert_true(str_eq(d.text, t.text));
+	assert_true(str_eq(d.lp.token, t.lp.token));
+	assert_true(d.lp.logprob == -0.25f);
+	assert_int_equal(d.n_top, 2);
+	assert_true(str_eq(d.top[1].token, t.top[1].token));
+	assert_true(d.top[1].logprob == -3.0f);
+	assert_exact(dec_tok, &w, &d);
+
+	/* The end-of-text flush: id -1, empty logprob. */
+	memset(&t, 0, sizeof(t));
+	t.id = -1;
+	t.text = S("tail");
+	wbuf_reset(&w);
+	ipc_gen_token_encode(&w, &t);
+	assert_int_equal(gen_decode(dec_tok, w.data, w.len, &d), 0);
+	/* Ids below -1, a positive logprob, too many top entries. */
+	t.id = -2;
+	wbuf_reset(&w);
+	ipc_gen_token_encode(&w, &t);
+	assert_int_equal(gen_decode(dec_tok, w.data, w.len, &d), -1);
+	t.id = 5;
+	t.lp.logprob = 0.5f;
+	wbuf_reset(&w);
+	ipc_gen_token_encode(&w, &t);
+	assert_int_equal(gen_decode(dec_tok, w.data, w.len, &d), -1);
+	t.lp.logprob = NAN;
+	wbuf_reset(&w);
+	ipc_gen_token_encode(&w, &t);
+	assert_int_equal(gen_decode(dec_tok, w.data, w.len, &d), -1);
+	t.lp.logprob = 0;
+	wbuf_reset(&w);
+	ipc_gen_token_encode(&w, &t);
+	w.data[w.len - 1] = IPC_TOP_MAX + 1;	/* n_top */
+	for (int i = 0; i < (IPC_TOP_MAX + 1) * 6; i++)
+		wbuf_u8(&w, 0);
+	assert_int_equal(gen_decode(dec_tok, w.data, w.len, &d), -1);
+	wbuf_release(&w);
+}
+
+static void
+test_gen_done(void **state)
+{
+	struct ipc_gen_done	g, d;
+	struct wbuf		w;
+	struct rbuf		r;
+	float			v[3] = { 0.6f, 0.8f, 0 };
+
+	(void)state;
+	g = (struct ipc_gen_done){ IPC_FINISH_LENGTH, 10, 4, 7, 12345, 0,
+	    NULL };
+	wbuf_init(&w);
+	ipc_gen_done_encode(&w, &g);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_gen_done_decode(&r, &d), 0);
+	assert_int_equal(d.finish, IPC_FINISH_LENGTH);
+	assert_int_equal(d.prompt_tokens, 10);
+	assert_int_equal(d.cached_tokens, 4);
+	assert_int_equal(d.completion_tokens, 7);
+	assert_int_equal(d.compute_us, 12345);
+	assert_int_equal(d.n_embd, 0);
+	assert_exact(dec_done, &w, &d);
+
+	/* An embedding. */
+	g = (struct ipc_gen_done){ IPC_FINISH_STOP, 3, 0, 0, 1, 3,
+	    (const uint8_t *)v };
+	wbuf_reset(&w);
+	ipc_gen_done_encode(&w, &g);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_gen_done_decode(&r, &d), 0);
+	assert_int_equal(d.n_embd, 3);
+	assert_memory_equal(d.embd, v, sizeof(v));
+	assert_exact(dec_done, &w, &d);
+	/* n_embd disagreeing with the bytes that follow. */
+	le32_put(w.data + 21, 4);
+	assert_int_equal(gen_decode(dec_done, w.data, w.len, &d), -1);
+	le32_put(w.data + 21, 0x40000000U);
+	assert_int_equal(gen_decode(dec_done, w.data, w.len, &d), -1);
+	le32_put(w.data + 21, 3);
+	/* Unknown finish, cached above prompt. */
+	w.data[0] = 0;
+	assert_int_equal(gen_decode(dec_done, w.data, w.len, &d), -1);
+	w.data[0] = IPC_FINISH_CANCELLED + 1;
+	assert_int_equal(gen_decode(dec_done, w.data, w.len, &d), -1);
+	w.data[0] = IPC_FINISH_CANCELLED;
+	le32_put(w.data + 5, 4);
+	assert_int_equal(gen_decode(dec_done, w.data, w.len, &d), -1);
+	le32_put(w.data + 5, 3);
+	assert_int_equal(gen_decode(dec_done, w.data, w.len, &d), 0);
+	wbuf_release(&w);
+}
+
+static void
+sample_llm(struct ipc_llm_meta *l)
+{
+	*l = (struct ipc_llm_meta){ 2048, 32000, 288, 8, S("llama"),
+	    S("chatml") };
+}
+
+static void
+test_llm_meta(void **state)
+{
+	struct ipc_llm_meta	l, d;
+	struct ipc_meta		m, md, mc;
+	struct wbuf		w;
+	struct rbuf		r;
+	char			big[IPC_LLM_STR_MAX + 1];
+
+	(void)state;
+	sample_llm(&l);
+	wbuf_init(&w);
+	ipc_llm_meta_encode(&w, &l);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_llm_meta_decode(&r, &d), 0);
+	assert_int_equal(d.n_ctx, 2048);
+	assert_int_equal(d.n_vocab, 32000);
+	assert_int_equal(d.n_embd, 288);
+	assert_int_equal(d.max_seqs, 8);
+	assert_true(str_eq(d.arch, l.arch));
+	assert_true(str_eq(d.chat_template, l.chat_template));
+	assert_exact(dec_llm, &w, &d);
+
+	/* No template is fine; zero counts, long or NUL names are not. */
+	l.chat_template = S("");
+	wbuf_reset(&w);
+	ipc_llm_meta_encode(&w, &l);
+	assert_int_equal(gen_decode(dec_llm, w.data, w.len, &d), 0);
+	for (int i = 0; i < 4; i++) {
+		sample_llm(&l);
+		(&l.n_ctx)[i] = 0;
+		wbuf_reset(&w);
+		ipc_llm_meta_encode(&w, &l);
+		assert_int_equal(gen_decode(dec_llm, w.data, w.len, &d), -1);
+	}
+	sample_llm(&l);
+	memset(big, 'a', sizeof(big));
+	l.arch = (struct ipc_str){ big, IPC_LLM_STR_MAX + 1 };
+	wbuf_reset(&w);
+	ipc_llm_meta_encode(&w, &l);
+	assert_int_equal(gen_decode(dec_llm, w.data, w.len, &d), -1);
+	l.arch = (struct ipc_str){ "lla\0ma", 6 };
+	wbuf_reset(&w);
+	ipc_llm_meta_encode(&w, &l);
+	assert_int_equal(gen_decode(dec_llm, w.data, w.len, &d), -1);
+	l.arch = S("");
+	wbuf_reset(&w);
+	ipc_llm_meta_encode(&w, &l);
+	assert_int_equal(gen_decode(dec_llm, w.data, w.len, &d), -1);
+
+	/* A GGUF HELLO: no tensors, the llm part owned by the meta. */
+	memset(&m, 0, sizeof(m));
+	m.format = MODEL_FORMAT_GGUF;
+	m.mem_bytes = 1 << 20;
+	sample_llm(&m.llm);
+	wbuf_reset(&w);
+	ipc_meta_encode(&w, &m);
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_meta_decode(&r, &md), 0);
+	assert_int_equal(md.format, MODEL_FORMAT_GGUF);
+	assert_int_equal(md.llm.max_seqs, 8);
+	assert_string_equal(md.llm.arch.p, "llama");
+	assert_string_equal(md.llm.chat_template.p, "chatml");
+	ipc_meta_copy(&mc, &md);
+	ipc_meta_release(&md);
+	assert_string_equal(mc.llm.arch.p, "llama");
+	assert_int_equal(mc.llm.chat_template.n, 6);
+	ipc_meta_release(&mc);
+	for (size_t len = 0; len < w.len; len++) {
+		uint8_t	*copy = xmalloc(len ? len : 1);
+
+		memcpy(copy, w.data, len);
+		rbuf_init(&r, copy, len);
+		assert_int_equal(ipc_meta_decode(&r, &md), -1);
+		assert_null(md.llm.arch.p);
+		free(copy);
+	}
+	/* The same bytes with the ONNX format leave the llm part over:
+	 * an ONNX HELLO is unchanged, and stops after its tensors. */
+	w.data[0] = MODEL_FORMAT_ONNX;
+	rbuf_init(&r, w.data, w.len);
+	assert_int_equal(ipc_meta_decode(&r, &md), 0);
+	assert_int_not_equal(rbuf_left(&r), 0);
+	assert_null(md.llm.arch.p);
+	ipc_meta_release(&md);
+	wbuf_release(&w);
+}
+
 int
 main(void)
 {
@@ -503,6 +974,11 @@ main(void)
 		cmocka_unit_test(test_meta_roundtrip),
 		cmocka_unit_test(test_meta_malformed),
 		cmocka_unit_test(test_wire),
+		cmocka_unit_test(test_gen_req_roundtrip),
+		cmocka_unit_test(test_gen_req_malformed),
+		cmocka_unit_test(test_gen_token),
+		cmocka_unit_test(test_gen_done),
+		cmocka_unit_test(test_llm_meta),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

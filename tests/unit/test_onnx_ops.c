@@ -642,8 +642,8 @@ test_folding(void **state)
 	onnxb_node(p, "Add", "y", in2, "y");
 	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
 	m = load_ok(p);
-	assert_true(m->nodes[0].folded);
-	assert_false(m->nodes[1].folded);
+	assert_true(m->nodes[0].when == ONNX_AT_LOAD);
+	assert_false(m->nodes[1].when == ONNX_AT_LOAD);
 	y = run_x(m, seq24, 2, (int64_t[]){ 2, 3 }, &od);
 	for (int i = 0; i < 2; i++)
 		for (int j = 0; j < 3; j++)

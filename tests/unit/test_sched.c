@@ -446,6 +446,51 @@ test_scale_down_drains(void **state)
 	assert_int_equal(sched_scale(sched, "nope", 1, 0, 0), -1);
 }
 
+/* Admin changes hold their room from check to apply: a second change
+ * checked meanwhile counts it; a release gives it back; a hold may
+ * outlive the scheduler. */
+static void
+test_memory_holds(void **state)
+{
+	struct sched_config	cfg = {
+		.runtime_path = fake, .uid = 65534, .gid = 65534,
+		.memory_budget = 100,
+	};
+	struct sched_deploy_spec one = {
+		.name = "a", .model = "fake", .version = "1", .path = "/m/a",
+		.replicas = 1, .threads = 1, .mem_bytes = 30, .file_bytes = 10,
+	}, two = one;
+	struct sched_mem_hold	*ha, *hb, *hc;
+	struct sched_memory	 m;
+
+	(void)state;
+	sched_free(sched);
+	sched = sched_new(base, &cfg);
+	two.replicas = 2;
+	assert_int_equal(sched_mem_hold_deploy(sched, &one, &ha), 0);
+	assert_non_null(ha);
+	/* The same file is held once: 10 + 2 x 30. */
+	assert_int_equal(sched_mem_hold_deploy(sched, &one, &hb), 0);
+	sched_memory(sched, &m);
+	assert_int_equal(m.reserved, 70);
+	/* Two more replicas would need 130: 30 over, and nothing held. */
+	assert_int_equal(sched_mem_hold_deploy(sched, &two, &hc), 30);
+	assert_null(hc);
+	assert_int_equal(sched_mem_deploy(sched, &two), 30);
+	sched_mem_release(ha);
+	assert_int_equal(sched_mem_hold_deploy(sched, &two, &hc), 0);
+	sched_memory(sched, &m);
+	assert_int_equal(m.reserved, 100);
+	sched_mem_release(hb);
+	sched_mem_release(NULL);
+	sched_memory(sched, &m);
+	assert_int_equal(m.reserved, 70);
+	/* Released after the scheduler is gone: only freed. */
+	sched_free(sched);
+	sched = NULL;
+	sched_mem_release(hc);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -465,6 +510,8 @@ main(int argc, char *argv[])
 		cmocka_unit_test_setup_teardown(
 		    test_full_queue_refuses_the_flood, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scale_down_drains,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_memory_holds,
 		    setup, teardown),
 	};
 	char	self[PATH_MAX];

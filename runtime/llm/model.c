@@ -1,0 +1,1046 @@
+/* runtime/llm/model.c - see model.h.
+ *
+ * One forward function serves prefill, decode and embeddings: it takes a
+ * set of rows, each a token at a position of some sequence's KV cache, and
+ * runs them through the layers together.  Prefill rows all belong to one
+ * sequence (positions len, len + 1, ...); decode rows belong to different
+ * sequences (one each).  Matrix products:
+ *   prefill  rows x weight^T through cblas_sgemm, on the mapped F32 weight
+ *            or on blocks of WB_ROWS dequantized rows;
+ *   decode   per weight row, a dot product with each sequence's vector,
+ *            straight from the mapped blocks (quant_dot), so the weights
+ *            are read once per step for the whole batch.
+ * Every decode row is computed by the same calls in the same order
+ * whatever else is in the batch, so its bits do not depend on the batch.
+ *
+ * RoPE: GGUF llama files hold Q/K permuted by the converter, so rotation
+ * pairs are adjacent elements (llama.cpp's "norm" mode); qwen2 rotates the
+ * two halves of a head against each other ("neox" mode).
+ *
+ * Memory: weights stay in the GGUF mapping; the work buffers are sized at
+ * load for LLM_ROWS rows, and nothing is allocated per token. */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xmalloc.h"
+#include "runtime/llm/gguf.h"
+#include "runtime/llm/model.h"
+#include "runtime/llm/quant.h"
+
+/* Rows per pass: a prefill chunk of LLM_ROWS tokens (large, so that
+ * sgemm's packing of each weight is shared by many rows), a decode batch
+ * of LLM_BATCH sequences. */
+#define LLM_ROWS	256
+#define LLM_BATCH	64
+/* Prefill attention scores (query rows x keys) for a chunk, at most this
+ * many floats (and at least n_ctx): longer contexts take fewer query rows
+ * per sgemm. */
+#define LLM_ATT_FLOATS	(1 << 20)
+#define WB_ROWS		64		/* weight rows dequantized per sgemm */
+#define LLM_MAX_LAYER	1024
+#define LLM_MAX_EMBD	65536
+#define LLM_MAX_FF	(1 << 18)
+#define LLM_MAX_VOCAB	(1 << 20)
+#define LLM_MAX_CTX	(1 << 20)
+#define LLM_MAX_HEADS	1024
+#define LLM_MAX_THREADS	16
+
+/* A weight matrix (n_out, n_in) in the mapping: row o is n_in elements of
+ * type at data + o * row_bytes. */
+struct wmat {
+	const uint8_t	*data;
+	enum ggml_type	 type;
+	int		 n_in;
+	int		 n_out;
+	size_t		 row_bytes;
+};
+
+struct layer {
+	const float	*attn_norm;	/* (n_embd) */
+	const float	*ffn_norm;	/* (n_embd) */
+	const float	*bq, *bk, *bv;	/* qwen2: (n_embd), (kvd), (kvd) */
+	struct wmat	 wq;		/* (n_embd, n_embd) */
+	struct wmat	 wk, wv;	/* (kvd, n_embd) */
+	struct wmat	 wo;		/* (n_embd, n_embd) */
+	struct wmat	 gate, up;	/* (n_ff, n_embd) */
+	struct wmat	 down;		/* (n_embd, n_ff) */
+};
+
+/* Up to three products of one input, posted as one job (Q, K, V; gate
+ * and up): y[j] (rows, w[j]->n_out) = x w[j]^T. */
+struct job {
+	const float		*x;
+	int			 rows;
+	int			 nw;
+	const struct wmat	*w[3];
+	float			*y[3];
+};
+
+/* Decode's dot products split over threads by output rows: thread i of
+ * n computes rows [i * n_out / n, (i + 1) * n_out / n) of each product of
+ * the posted job (the caller is thread 0).  Each (row, sequence) is the
+ * same quant_dot_n arithmetic whichever thread does it, so the bits do
+ * not depend on the thread count.
+ *
+ * A decode step posts a job every few microseconds, and waking a thread
+ * through a condition variable costs about as much as a small product:
+ * threads spin on gen (and the caller on pending) for up to POOL_SPIN
+ * pauses before they sleep, so a busy model hands jobs over without the
+ * kernel and an idle one costs nothing. */
+#define POOL_SPIN	1024
+
+struct pool {
+	pthread_t		 tid[LLM_MAX_THREADS];
+	int			 n;		/* threads, the caller's included */
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 go, done;
+	_Atomic uint64_t	 gen;		/* bumped for each job (mu) */
+	_Atomic int		 pending;	/* workers still on the job */
+	int			 sleepers;	/* workers in cond_wait (mu) */
+	bool			 waiting;	/* caller in cond_wait (mu) */
+	_Atomic bool		 quit;		/* set with gen bumped */
+	struct job		 job;		/* written before gen moves */
+};
+
+struct worker {
+	struct llm_model	*m;
+	int			 idx;
+};
+
+struct llm_model {
+	const struct gguf	*g;
+	struct llm_hparams	 hp;
+	int			 kvd;		/* n_head_kv * head_dim */
+	bool			 neox;		/* qwen2 rope */
+	struct wmat		 tok_embd;	/* (n_vocab, n_embd) */
+	struct wmat		 output;	/* (n_vocab, n_embd), maybe tied */
+	const float		*out_norm;	/* (n_embd) */
+	struct layer		*layers;	/* (n_layer) */
+	double			*inv_freq;	/* (head_dim / 2) */
+	uint64_t		 weight_bytes;
+	uint64_t		 work_bytes;
+	/* Work buffers, LLM_ROWS rows each. */
+	float			*x;		/* residual (rows, n_embd) */
+	float			*xb;		/* normed (rows, n_embd) */
+	float			*q;		/* (rows, n_embd) */
+	float			*k, *v;		/* (rows, kvd) */
+	float			*ao;		/* attention out (rows, n_embd) */
+	float			*hb, *hb2;	/* (rows, n_ff) */
+	float			*cs, *sn;	/* rope (rows, head_dim / 2) */
+	float			*att;		/* scores (att_cap) */
+	size_t			 att_cap;	/* >= n_ctx */
+	float			*wbuf;		/* (WB_ROWS, max n_in) */
+	float			*hrow;		/* (n_embd) */
+	struct llm_kv		*rkv[LLM_ROWS];	/* each row's cache */
+	int			 rpos[LLM_ROWS];	/* and position */
+	struct pool		 pool;		/* pool.n <= 1: no threads */
+	struct worker		 wk[LLM_MAX_THREADS];
+};
+
+struct llm_kv {
+	int		 n_ctx;
+	int		 len;
+	float		*k;	/* (n_layer, n_ctx, kvd) */
+	float		*v;	/* (n_layer, n_ctx, kvd) */
+};
+
+static void	errf(char *, size_t, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+static int	get_hparams(const struct gguf *, struct llm_hparams *,
+		    const char *, char *, size_t);
+static int	get_mat(const struct gguf *, const char *, int, int,
+		    struct wmat *, uint64_t *, char *, size_t);
+static int	get_vec(const struct gguf *, const char *, int, bool,
+		    const float **, uint64_t *, char *, size_t);
+static void	matmul(struct llm_model *, float *, const float *, int,
+		    const struct wmat *, bool);
+static void	run_job(struct llm_model *, const struct job *);
+static void	job_slice(const struct job *, int, int);
+static void	cpu_relax(void);
+static void	*worker_main(void *);
+static void	pool_stop(struct llm_model *);
+static void	rmsnorm(float *, const float *, const float *, int, float);
+static void	rope(const struct llm_model *, float *, int, const float *,
+		    const float *);
+static void	attend(struct llm_model *, int, int, const float *,
+		    float *);
+static void	attend_chunk(struct llm_model *, int, int);
+static void	forward(struct llm_model *, const int32_t *, int, bool,
+		    float *, float *);
+
+static void
+errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* --- loading --- */
+
+static int
+get_hparams(const struct gguf *g, struct llm_hparams *hp, const char *arch,
+    char *err, size_t errlen)
+{
+	static const struct {
+		const char	*key;
+		size_t		 off;
+		uint32_t	 max;
+	} ints[] = {
+		{ "context_length", offsetof(struct llm_hparams, n_ctx),
+		    LLM_MAX_CTX },
+		{ "embedding_length", offsetof(struct llm_hparams, n_embd),
+		    LLM_MAX_EMBD },
+		{ "block_count", offsetof(struct llm_hparams, n_layer),
+		    LLM_MAX_LAYER },
+		{ "feed_forward_length", offsetof(struct llm_hparams, n_ff),
+		    LLM_MAX_FF },
+		{ "attention.head_count", offsetof(struct llm_hparams, n_head),
+		    LLM_MAX_HEADS },
+	};
+	char		key[128];
+	uint32_t	u;
+	struct gguf_str	s;
+
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		snprintf(key, sizeof(key), "%s.%s", arch, ints[i].key);
+		if (!gguf_get_u32(g, key, &u) || u == 0 || u > ints[i].max) {
+			errf(err, errlen, "'%s' is missing, not an integer or "
+			    "not from 1 to %u", key, ints[i].max);
+			return -1;
+		}
+		*(int *)(void *)((char *)hp + ints[i].off) = (int)u;
+	}
+	snprintf(key, sizeof(key), "%s.attention.head_count_kv", arch);
+	hp->n_head_kv = hp->n_head;
+	if (gguf_get_u32(g, key, &u))
+		hp->n_head_kv = (int)u;
+	if (hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv != 0) {
+		errf(err, errlen, "%d heads cannot share %d KV heads",
+		    hp->n_head, hp->n_head_kv);
+		return -1;
+	}
+	if (hp->n_embd % hp->n_head != 0 ||
+	    (hp->n_embd / hp->n_head) % 2 != 0) {
+		errf(err, errlen, "embedding length %d is not %d heads of an "
+		    "even size", hp->n_embd, hp->n_head);
+		return -1;
+	}
+	hp->head_dim = hp->n_embd / hp->n_head;
+	snprintf(key, sizeof(key), "%s.rope.dimension_count", arch);
+	if (gguf_get_u32(g, key, &u) && (int)u != hp->head_dim) {
+		errf(err, errlen, "partial rotary embeddings (%u of %d) are "
+		    "not supported", u, hp->head_dim);
+		return -1;
+	}
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", arch);
+	if (gguf_get_str(g, key, &s) && !gguf_str_eq(&s, "none")) {
+		errf(err, errlen, "rope scaling '%.*s' is not supported",
+		    (int)(s.n > 32 ? 32 : s.n), s.p);
+		return -1;
+	}
+	hp->rope_base = 10000.0f;
+	snprintf(key, sizeof(key), "%s.rope.freq_base", arch);
+	(void)gguf_get_f32(g, key, &hp->rope_base);
+	hp->rms_eps = 1e-5f;
+	snprintf(key, sizeof(key), "%s.attention.layer_norm_rms_epsilon",
+	    arch);
+	(void)gguf_get_f32(g, key, &hp->rms_eps);
+	if (!(hp->rope_base > 1.0f && hp->rope_base < 1e12f) ||
+	    !(hp->rms_eps > 0.0f && hp->rms_eps < 1.0f)) {
+		errf(err, errlen, "rope base %g or rms epsilon %g out of "
+		    "range", (double)hp->rope_base, (double)hp->rms_eps);
+		return -1;
+	}
+	return 0;
+}
+
+/* A 2-D weight of shape (n_out, n_in) (GGUF ne = [n_in, n_out]); n_out 0
+ * takes whatever it is (the vocabulary). */
+static int
+get_mat(const struct gguf *g, const char *name, int n_in, int n_out,
+    struct wmat *w, uint64_t *bytes, char *err, size_t errlen)
+{
+	const struct gguf_tensor	*t = gguf_tensor(g, name);
+
+	if (t == NULL) {
+		errf(err, errlen, "tensor '%s' is missing", name);
+		return -1;
+	}
+	if (!quant_supported(t->type)) {
+		errf(err, errlen, "tensor '%s': type %s is not supported "
+		    "(F32, F16, Q8_0, Q4_0 are)", name,
+		    ggml_type_name(t->type));
+		return -1;
+	}
+	if (t->ndim != 2 || t->ne[0] != (uint64_t)n_in || (n_out != 0 &&
+	    t->ne[1] != (uint64_t)n_out) || t->ne[1] > LLM_MAX_VOCAB) {
+		errf(err, errlen, "tensor '%s' has shape [%llu, %llu] (%d "
+		    "dims), expected [%d, %d]", name,
+		    (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+		    t->ndim, n_in, n_out);
+		return -1;
+	}
+	w->data = t->data;
+	w->type = t->type;
+	w->n_in = n_in;
+	w->n_out = (int)t->ne[1];
+	w->row_bytes = (size_t)ggml_nbytes(t->type, (uint64_t)n_in);
+	*bytes += t->nbytes;
+	return 0;
+}
+
+static int
+get_vec(const struct gguf *g, const char *name, int n, bool optional,
+    const float **v, uint64_t *bytes, char *err, size_t errlen)
+{
+	const struct gguf_tensor	*t = gguf_tensor(g, name);
+
+	*v = NULL;
+	if (t == NULL) {
+		if (optional)
+			return 0;
+		errf(err, errlen, "tensor '%s' is missing", name);
+		return -1;
+	}
+	if (t->ndim != 1 || t->ne[0] != (uint64_t)n ||
+	    t->type != GGML_T_F32) {
+		errf(err, errlen, "tensor '%s' must be F32 of shape [%d], not "
+		    "%s [%llu] (%d dims)", name, n, ggml_type_name(t->type),
+		    (unsigned long long)t->ne[0], t->ndim);
+		return -1;
+	}
+	*v = t->data;
+	*bytes += t->nbytes;
+	return 0;
+}
+
+int
+llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
+    size_t errlen)
+{
+	struct llm_model	*m = NULL;
+	struct llm_hparams	*hp;
+	struct gguf_str		 arch;
+	char			 a[16], name[GGUF_NAME_MAX + 1];
+	int			 ret = -1, maxin;
+	size_t			 rows = LLM_ROWS, hd2;
+
+	*out = NULL;
+	quant_init();
+	if (!gguf_get_str(g, "general.architecture", &arch)) {
+		errf(err, errlen, "general.architecture is missing");
+		return -1;
+	}
+	if (!gguf_str_eq(&arch, "llama") && !gguf_str_eq(&arch, "qwen2")) {
+		errf(err, errlen, "architecture '%.*s' is not supported "
+		    "(llama and qwen2 are)", (int)(arch.n > 32 ? 32 : arch.n),
+		    arch.p);
+		return -1;
+	}
+	snprintf(a, sizeof(a), "%.*s", (int)arch.n, arch.p);
+	m = xcalloc(1, sizeof(*m));
+	m->g = g;
+	m->pool.n = 1;
+	m->neox = strcmp(a, "qwen2") == 0;
+	hp = &m->hp;
+	if (get_hparams(g, hp, a, err, errlen) == -1)
+		goto out;
+	m->kvd = hp->n_head_kv * hp->head_dim;
+
+	if (get_mat(g, "token_embd.weight", hp->n_embd, 0, &m->tok_embd,
+	    &m->weight_bytes, err, errlen) == -1)
+		goto out;
+	hp->n_vocab = m->tok_embd.n_out;
+	if (get_vec(g, "output_norm.weight", hp->n_embd, false, &m->out_norm,
+	    &m->weight_bytes, err, errlen) == -1)
+		goto out;
+	if (gguf_tensor(g, "output.weight") == NULL)
+		m->output = m->tok_embd;	/* tied */
+	else if (get_mat(g, "output.weight", hp->n_embd, hp->n_vocab,
+	    &m->output, &m->weight_bytes, err, errlen) == -1)
+		goto out;
+	m->layers = xcalloc((size_t)hp->n_layer, sizeof(*m->layers));
+	for (int l = 0; l < hp->n_layer; l++) {
+		struct layer	*L = &m->layers[l];
+		uint64_t	*wb = &m->weight_bytes;
+
+#define N(s)	(snprintf(name, sizeof(name), "blk.%d." s, l), name)
+		if (get_vec(g, N("attn_norm.weight"), hp->n_embd, false,
+		    &L->attn_norm, wb, err, errlen) == -1 ||
+		    get_vec(g, N("ffn_norm.weight"), hp->n_embd, false,
+		    &L->ffn_norm, wb, err, errlen) == -1 ||
+		    get_mat(g, N("attn_q.weight"), hp->n_embd, hp->n_embd,
+		    &L->wq, wb, err, errlen) == -1 ||
+		    get_mat(g, N("attn_k.weight"), hp->n_embd, m->kvd,
+		    &L->wk, wb, err, errlen) == -1 ||
+		    get_mat(g, N("attn_v.weight"), hp->n_embd, m->kvd,
+		    &L->wv, wb, err, errlen) == -1 ||
+		    get_mat(g, N("attn_output.weight"), hp->n_embd,
+		    hp->n_embd, &L->wo, wb, err, errlen) == -1 ||
+		    get_mat(g, N("ffn_gate.weight"), hp->n_embd, hp->n_ff,
+		    &L->gate, wb, err, errlen) == -1 ||
+		    get_mat(g, N("ffn_up.weight"), hp->n_embd, hp->n_ff,
+		    &L->up, wb, err, errlen) == -1 ||
+		    get_mat(g, N("ffn_down.weight"), hp->n_ff, hp->n_embd,
+		    &L->down, wb, err, errlen) == -1 ||
+		    get_vec(g, N("attn_q.bias"), hp->n_embd, true, &L->bq,
+		    wb, err, errlen) == -1 ||
+		    get_vec(g, N("attn_k.bias"), m->kvd, true, &L->bk, wb,
+		    err, errlen) == -1 ||
+		    get_vec(g, N("attn_v.bias"), m->kvd, true, &L->bv, wb,
+		    err, errlen) == -1)
+			goto out;
+#undef N
+		if ((L->bq == NULL) != (L->bk == NULL) ||
+		    (L->bq == NULL) != (L->bv == NULL)) {
+			errf(err, errlen, "layer %d has some but not all of "
+			    "the Q/K/V biases", l);
+			goto out;
+		}
+	}
+
+	hd2 = (size_t)hp->head_dim / 2;
+	m->inv_freq = xcalloc(hd2, sizeof(*m->inv_freq));
+	for (size_t i = 0; i < hd2; i++)
+		m->inv_freq[i] = pow((double)hp->rope_base,
+		    -2.0 * (double)i / (double)hp->head_dim);
+
+	maxin = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
+	m->x = xcalloc(rows * (size_t)hp->n_embd, sizeof(float));
+	m->xb = xcalloc(rows * (size_t)hp->n_embd, sizeof(float));
+	m->q = xcalloc(rows * (size_t)hp->n_embd, sizeof(float));
+	m->ao = xcalloc(rows * (size_t)hp->n_embd, sizeof(float));
+	m->k = xcalloc(rows * (size_t)m->kvd, sizeof(float));
+	m->v = xcalloc(rows * (size_t)m->kvd, sizeof(float));
+	m->hb = xcalloc(rows * (size_t)hp->n_ff, sizeof(float));
+	m->hb2 = xcalloc(rows * (size_t)hp->n_ff, sizeof(float));
+	m->cs = xcalloc(rows * hd2, sizeof(float));
+	m->sn = xcalloc(rows * hd2, sizeof(float));
+	m->att_cap = rows * (size_t)hp->n_ctx;
+	if (m->att_cap > LLM_ATT_FLOATS)
+		m->att_cap = LLM_ATT_FLOATS;
+	if (m->att_cap < (size_t)hp->n_ctx)
+		m->att_cap = (size_t)hp->n_ctx;
+	m->att = xcalloc(m->att_cap, sizeof(float));
+	m->wbuf = xcalloc((size_t)WB_ROWS * (size_t)maxin, sizeof(float));
+	m->hrow = xcalloc((size_t)hp->n_embd, sizeof(float));
+	m->work_bytes = sizeof(float) * (rows * (4 * (size_t)hp->n_embd +
+	    2 * (size_t)m->kvd + 2 * (size_t)hp->n_ff + 2 * hd2) +
+	    m->att_cap + (size_t)WB_ROWS * (size_t)maxin +
+	    (size_t)hp->n_embd) + hd2 * sizeof(double) + sizeof(*m) +
+	    (size_t)hp->n_layer * sizeof(*m->layers);
+	*out = m;
+	m = NULL;
+	ret = 0;
+ out:
+	llm_model_free(m);
+	return ret;
+}
+
+void
+llm_model_free(struct llm_model *m)
+{
+	if (m == NULL)
+		return;
+	pool_stop(m);
+	free(m->layers);
+	free(m->inv_freq);
+	free(m->x);
+	free(m->xb);
+	free(m->q);
+	free(m->ao);
+	free(m->k);
+	free(m->v);
+	free(m->hb);
+	free(m->hb2);
+	free(m->cs);
+	free(m->sn);
+	free(m->att);
+	free(m->wbuf);
+	free(m->hrow);
+	free(m);
+}
+
+const struct llm_hparams *
+llm_model_hparams(const struct llm_model *m)
+{
+	return &m->hp;
+}
+
+uint64_t
+llm_model_mem_bytes(const struct llm_model *m)
+{
+	return m->weight_bytes + m->work_bytes;
+}
+
+/* --- KV cache --- */
+
+uint64_t
+llm_kv_bytes(const struct llm_model *m, int n_ctx)
+{
+	return 2 * (uint64_t)m->hp.n_layer * (uint64_t)n_ctx *
+	    (uint64_t)m->kvd * sizeof(float) + sizeof(struct llm_kv);
+}
+
+struct llm_kv *
+llm_kv_new(const struct llm_model *m, int n_ctx)
+{
+	struct llm_kv	*kv;
+	size_t		 n;
+
+	if (n_ctx <= 0 || n_ctx > m->hp.n_ctx)
+		return NULL;
+	n = (size_t)m->hp.n_layer * (size_t)n_ctx * (size_t)m->kvd;
+	kv = xcalloc(1, sizeof(*kv));
+	kv->n_ctx = n_ctx;
+	kv->k = xcalloc(n, sizeof(float));
+	kv->v = xcalloc(n, sizeof(float));
+	return kv;
+}
+
+void
+llm_kv_free(struct llm_kv *kv)
+{
+	if (kv == NULL)
+		return;
+	free(kv->k);
+	free(kv->v);
+	free(kv);
+}
+
+int
+llm_kv_len(const struct llm_kv *kv)
+{
+	return kv->len;
+}
+
+void
+llm_kv_truncate(struct llm_kv *kv, int n)
+{
+	if (n >= 0 && n < kv->len)
+		kv->len = n;
+}
+
+/* --- forward pass --- */
+
+/* y (rows, w->n_out) = x (rows, w->n_in) w^T: sgemm when gemm (prefill),
+ * else dot products over the pool (decode). */
+static void
+matmul(struct llm_model *m, float *y, const float *x, int rows,
+    const struct wmat *w, bool gemm)
+{
+	size_t	n_in = (size_t)w->n_in, n_out = (size_t)w->n_out;
+
+	if (!gemm || rows == 1) {
+		struct job	j = { .x = x, .rows = rows, .nw = 1,
+				    .w = { w }, .y = { y } };
+
+		run_job(m, &j);
+		return;
+	}
+	if (w->type == GGML_T_F32) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows,
+		    (blasint)n_out, (blasint)n_in, 1.0f, x, (blasint)n_in,
+		    (const float *)(const void *)w->data, (blasint)n_in, 0.0f,
+		    y, (blasint)n_out);
+		return;
+	}
+	for (size_t o0 = 0; o0 < n_out; o0 += WB_ROWS) {
+		size_t	nb = n_out - o0 < WB_ROWS ? n_out - o0 : WB_ROWS;
+
+		for (size_t j = 0; j < nb; j++)
+			quant_dequant(w->type, w->data + (o0 + j) *
+			    w->row_bytes, m->wbuf + j * n_in, n_in);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows,
+		    (blasint)nb, (blasint)n_in, 1.0f, x, (blasint)n_in,
+		    m->wbuf, (blasint)n_in, 0.0f, y + o0, (blasint)n_out);
+	}
+}
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Thread idx of n: its rows of each product of j. */
+static void
+job_slice(const struct job *j, int idx, int n)
+{
+	for (int k = 0; k < j->nw; k++) {
+		const struct wmat	*w = j->w[k];
+		size_t			 n_in = (size_t)w->n_in;
+		size_t			 n_out = (size_t)w->n_out;
+		size_t			 o0 = n_out * (size_t)idx / (size_t)n;
+		size_t			 o1 = n_out * (size_t)(idx + 1) /
+					    (size_t)n;
+
+		for (size_t o = o0; o < o1; o++)
+			quant_dot_n(w->type, w->data + o * w->row_bytes, j->x,
+			    n_in, j->rows, n_in, j->y[k] + o, n_out);
+	}
+}
+
+/* Runs j on the pool, the caller taking slice 0; returns when it is
+ * done. */
+static void
+run_job(struct llm_model *m, const struct job *j)
+{
+	struct pool	*p = &m->pool;
+	size_t		 work = 0;
+
+	for (int k = 0; k < j->nw; k++)
+		work += (size_t)j->w[k]->n_out;
+	if (p->n <= 1 || work < 64) {
+		job_slice(j, 0, 1);
+		return;
+	}
+	p->job = *j;
+	atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+	pthread_mutex_lock(&p->mu);
+	atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+	if (p->sleepers > 0)
+		pthread_cond_broadcast(&p->go);
+	pthread_mutex_unlock(&p->mu);
+	job_slice(j, 0, p->n);
+	for (int i = 0; i < POOL_SPIN; i++) {
+		if (atomic_load_explicit(&p->pending,
+		    memory_order_acquire) == 0)
+			return;
+		cpu_relax();
+	}
+	pthread_mutex_lock(&p->mu);
+	p->waiting = true;
+	while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0)
+		pthread_cond_wait(&p->done, &p->mu);
+	p->waiting = false;
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker	*wk = arg;
+	struct pool	*p = &wk->m->pool;
+	uint64_t	 seen = 0;
+
+	for (;;) {
+		int	i;
+
+		for (i = 0; i < POOL_SPIN; i++) {
+			if (atomic_load_explicit(&p->gen,
+			    memory_order_acquire) != seen)
+				break;
+			cpu_relax();
+		}
+		if (i == POOL_SPIN) {
+			pthread_mutex_lock(&p->mu);
+			p->sleepers++;
+			while (!p->quit && atomic_load_explicit(&p->gen,
+			    memory_order_acquire) == seen)
+				pthread_cond_wait(&p->go, &p->mu);
+			p->sleepers--;
+			pthread_mutex_unlock(&p->mu);
+		}
+		if (p->quit)
+			break;
+		seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+		job_slice(&p->job, wk->idx, p->n);
+		if (atomic_fetch_sub_explicit(&p->pending, 1,
+		    memory_order_acq_rel) == 1) {
+			pthread_mutex_lock(&p->mu);
+			if (p->waiting)
+				pthread_cond_signal(&p->done);
+			pthread_mutex_unlock(&p->mu);
+		}
+	}
+	return NULL;
+}
+
+static void
+pool_stop(struct llm_model *m)
+{
+	struct pool	*p = &m->pool;
+
+	if (p->n <= 1)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->quit = true;
+	atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+	pthread_cond_broadcast(&p->go);
+	pthread_mutex_unlock(&p->mu);
+	for (int i = 1; i < p->n; i++)
+		pthread_join(p->tid[i], NULL);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->go);
+	pthread_cond_destroy(&p->done);
+	p->n = 1;
+	p->quit = false;
+}
+
+int
+llm_model_set_threads(struct llm_model *m, int n)
+{
+	struct pool	*p = &m->pool;
+
+	if (n < 1 || n > LLM_MAX_THREADS)
+		return -1;
+	pool_stop(m);
+	if (n == 1)
+		return 0;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->go, NULL);
+	pthread_cond_init(&p->done, NULL);
+	p->gen = 0;
+	p->n = n;
+	for (int i = 1; i < n; i++) {
+		m->wk[i].m = m;
+		m->wk[i].idx = i;
+		if (pthread_create(&p->tid[i], NULL, worker_main,
+		    &m->wk[i]) != 0) {
+			p->n = i;	/* stop those started */
+			pool_stop(m);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+rmsnorm(float *y, const float *x, const float *w, int n, float eps)
+{
+	double	ss = 0.0;
+	float	s;
+
+	for (int i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	s = (float)(1.0 / sqrt(ss / n + eps));
+	for (int i = 0; i < n; i++)
+		y[i] = x[i] * s * w[i];
+}
+
+/* Rotates each of the nh heads of x (nh, head_dim) by the angles whose
+ * cosines and sines are cs, sn (head_dim / 2). */
+static void
+rope(const struct llm_model *m, float *x, int nh, const float *cs,
+    const float *sn)
+{
+	int	hd = m->hp.head_dim, half = hd / 2;
+
+	for (int h = 0; h < nh; h++) {
+		float	*v = x + (size_t)h * hd;
+
+		for (int i = 0; i < half; i++) {
+			int	a = m->neox ? i : 2 * i;
+			int	b = m->neox ? i + half : 2 * i + 1;
+			float	x0 = v[a], x1 = v[b];
+
+			v[a] = x0 * cs[i] - x1 * sn[i];
+			v[b] = x0 * sn[i] + x1 * cs[i];
+		}
+	}
+}
+
+/* Attention of row r (its q, rotated) over positions 0..pos of its cache
+ * in layer l, into out (n_embd). */
+static void
+attend(struct llm_model *m, int r, int l, const float *q, float *out)
+{
+	struct llm_kv	*kv = m->rkv[r];
+	int		 pos = m->rpos[r], hd = m->hp.head_dim;
+	int		 grp = m->hp.n_head / m->hp.n_head_kv;
+	size_t		 base = (size_t)l * (size_t)kv->n_ctx * (size_t)m->kvd;
+	float		 scale = 1.0f / sqrtf((float)hd);
+
+	for (int h = 0; h < m->hp.n_head; h++) {
+		const float	*qh = q + (size_t)h * hd;
+		size_t		 ko = base + (size_t)(h / grp) * hd;
+		float		*oh = out + (size_t)h * hd;
+		float		 mx = -INFINITY, sum = 0.0f;
+
+		for (int t = 0; t <= pos; t++) {
+			const float *kt = kv->k + ko + (size_t)t * m->kvd;
+			float s = quant_dot(GGML_T_F32, kt, qh, (size_t)hd);
+
+			m->att[t] = s * scale;
+			if (m->att[t] > mx)
+				mx = m->att[t];
+		}
+		for (int t = 0; t <= pos; t++) {
+			m->att[t] = expf(m->att[t] - mx);
+			sum += m->att[t];
+		}
+		memset(oh, 0, (size_t)hd * sizeof(float));
+		for (int t = 0; t <= pos; t++) {
+			const float *vt = kv->v + ko + (size_t)t * m->kvd;
+			float p = m->att[t] / sum;
+
+			for (int i = 0; i < hd; i++)
+				oh[i] += p * vt[i];
+		}
+	}
+}
+
+/* Attention of a prefill chunk (rows of one sequence at consecutive
+ * positions, q rotated and the chunk's K/V already in the cache) in layer
+ * l, into ao: per head, scores = Q K^T and out = softmax(scores) V as two
+ * sgemms, over blocks of query rows whose causal scores fit in att. */
+static void
+attend_chunk(struct llm_model *m, int rows, int l)
+{
+	struct llm_kv	*kv = m->rkv[0];
+	int		 p0 = m->rpos[0], hd = m->hp.head_dim;
+	int		 grp = m->hp.n_head / m->hp.n_head_kv;
+	int		 ne = m->hp.n_embd, kvd = m->kvd;
+	size_t		 base = (size_t)l * (size_t)kv->n_ctx * (size_t)kvd;
+	float		 scale = 1.0f / sqrtf((float)hd);
+
+	for (int r0 = 0, qb; r0 < rows; r0 += qb) {
+		int	nk = p0 + rows;	/* keys the block's last row sees */
+
+		qb = rows - r0;
+		if ((size_t)qb * (size_t)nk > m->att_cap)
+			qb = (int)(m->att_cap / (size_t)nk);
+		nk = p0 + r0 + qb;
+		for (int h = 0; h < m->hp.n_head; h++) {
+			const float	*kh = kv->k + base + (size_t)(h / grp) * hd;
+			const float	*vh = kv->v + base + (size_t)(h / grp) * hd;
+
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb,
+			    nk, hd, scale, m->q + (size_t)r0 * ne +
+			    (size_t)h * hd, ne, kh, kvd, 0.0f, m->att, nk);
+			for (int i = 0; i < qb; i++) {
+				float	*s = m->att + (size_t)i * nk;
+				int	 n = p0 + r0 + i + 1;	/* causal */
+				float	 mx = -INFINITY, sum = 0.0f, inv;
+
+				for (int t = 0; t < n; t++)
+					mx = s[t] > mx ? s[t] : mx;
+				for (int t = 0; t < n; t++) {
+					s[t] = expf(s[t] - mx);
+					sum += s[t];
+				}
+				inv = 1.0f / sum;
+				for (int t = 0; t < n; t++)
+					s[t] *= inv;
+				for (int t = n; t < nk; t++)
+					s[t] = 0.0f;
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+			    qb, hd, nk, 1.0f, m->att, nk, vh, kvd, 0.0f,
+			    m->ao + (size_t)r0 * ne + (size_t)h * hd, ne);
+		}
+	}
+}
+
+/* Runs rows tokens (rkv[] and rpos[] set, at most LLM_ROWS) through the
+ * model.  logits: n_vocab floats for each row (decode) or for the last
+ * row (prefill), or NULL.  hsum: adds each row's final-norm hidden state
+ * (n_embd), or NULL. */
+static void
+forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
+    float *logits, float *hsum)
+{
+	const struct llm_hparams *hp = &m->hp;
+	size_t	ne = (size_t)hp->n_embd, kvd = (size_t)m->kvd;
+	size_t	nff = (size_t)hp->n_ff, hd2 = (size_t)hp->head_dim / 2;
+
+	for (int r = 0; r < rows; r++) {
+		quant_dequant(m->tok_embd.type, m->tok_embd.data +
+		    (size_t)tok[r] * m->tok_embd.row_bytes, m->x + r * ne, ne);
+		for (size_t i = 0; i < hd2; i++) {
+			double	ang = (double)m->rpos[r] * m->inv_freq[i];
+
+			m->cs[r * hd2 + i] = (float)cos(ang);
+			m->sn[r * hd2 + i] = (float)sin(ang);
+		}
+	}
+	for (int l = 0; l < hp->n_layer; l++) {
+		const struct layer *L = &m->layers[l];
+
+		for (int r = 0; r < rows; r++)
+			rmsnorm(m->xb + r * ne, m->x + r * ne, L->attn_norm,
+			    hp->n_embd, hp->rms_eps);
+		if (prefill) {
+			matmul(m, m->q, m->xb, rows, &L->wq, true);
+			matmul(m, m->k, m->xb, rows, &L->wk, true);
+			matmul(m, m->v, m->xb, rows, &L->wv, true);
+		} else {
+			struct job	j = { .x = m->xb, .rows = rows, .nw = 3,
+					    .w = { &L->wq, &L->wk, &L->wv },
+					    .y = { m->q, m->k, m->v } };
+
+			run_job(m, &j);
+		}
+		for (int r = 0; r < rows; r++) {
+			struct llm_kv	*kv = m->rkv[r];
+			size_t		 at = ((size_t)l * (size_t)kv->n_ctx +
+			    (size_t)m->rpos[r]) * kvd;
+			float		*q = m->q + r * ne;
+			float		*k = m->k + r * kvd, *v = m->v + r * kvd;
+
+			if (L->bq != NULL) {
+				for (size_t i = 0; i < ne; i++)
+					q[i] += L->bq[i];
+				for (size_t i = 0; i < kvd; i++) {
+					k[i] += L->bk[i];
+					v[i] += L->bv[i];
+				}
+			}
+			rope(m, q, hp->n_head, m->cs + r * hd2,
+			    m->sn + r * hd2);
+			rope(m, k, hp->n_head_kv, m->cs + r * hd2,
+			    m->sn + r * hd2);
+			memcpy(kv->k + at, k, kvd * sizeof(float));
+			memcpy(kv->v + at, v, kvd * sizeof(float));
+		}
+		if (prefill && rows > 1)
+			attend_chunk(m, rows, l);
+		else
+			for (int r = 0; r < rows; r++)
+				attend(m, r, l, m->q + r * ne, m->ao + r * ne);
+		matmul(m, m->xb, m->ao, rows, &L->wo, prefill);
+		for (size_t i = 0; i < (size_t)rows * ne; i++)
+			m->x[i] += m->xb[i];
+
+		for (int r = 0; r < rows; r++)
+			rmsnorm(m->xb + r * ne, m->x + r * ne, L->ffn_norm,
+			    hp->n_embd, hp->rms_eps);
+		if (prefill) {
+			matmul(m, m->hb, m->xb, rows, &L->gate, true);
+			matmul(m, m->hb2, m->xb, rows, &L->up, true);
+		} else {
+			struct job	j = { .x = m->xb, .rows = rows, .nw = 2,
+					    .w = { &L->gate, &L->up },
+					    .y = { m->hb, m->hb2 } };
+
+			run_job(m, &j);
+		}
+		for (size_t i = 0; i < (size_t)rows * nff; i++) {
+			float	g = m->hb[i];
+
+			m->hb[i] = g / (1.0f + expf(-g)) * m->hb2[i];
+		}
+		matmul(m, m->xb, m->hb, rows, &L->down, prefill);
+		for (size_t i = 0; i < (size_t)rows * ne; i++)
+			m->x[i] += m->xb[i];
+	}
+	if (hsum != NULL) {
+		for (int r = 0; r < rows; r++) {
+			rmsnorm(m->hrow, m->x + r * ne, m->out_norm,
+			    hp->n_embd, hp->rms_eps);
+			for (size_t i = 0; i < ne; i++)
+				hsum[i] += m->hrow[i];
+		}
+	}
+	if (logits == NULL)
+		return;
+	if (prefill) {
+		rmsnorm(m->xb, m->x + (size_t)(rows - 1) * ne, m->out_norm,
+		    hp->n_embd, hp->rms_eps);
+		matmul(m, logits, m->xb, 1, &m->output, false);
+	} else {
+		for (int r = 0; r < rows; r++)
+			rmsnorm(m->xb + r * ne, m->x + r * ne, m->out_norm,
+			    hp->n_embd, hp->rms_eps);
+		matmul(m, logits, m->xb, rows, &m->output, false);
+	}
+}
+
+/* Prefill in chunks of LLM_ROWS; hsum as for forward(). */
+static int
+prefill(struct llm_model *m, struct llm_kv *kv, const int32_t *tok, int n,
+    float *logits, float *hsum)
+{
+	if (n <= 0 || n > kv->n_ctx - kv->len)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (tok[i] < 0 || tok[i] >= m->hp.n_vocab)
+			return -1;
+	}
+	for (int i = 0; i < n; i += LLM_ROWS) {
+		int	rows = n - i < LLM_ROWS ? n - i : LLM_ROWS;
+
+		for (int r = 0; r < rows; r++) {
+			m->rkv[r] = kv;
+			m->rpos[r] = kv->len + r;
+		}
+		forward(m, tok + i, rows, true, i + rows == n ? logits : NULL,
+		    hsum);
+		kv->len += rows;
+	}
+	return 0;
+}
+
+int
+llm_prefill(struct llm_model *m, struct llm_kv *kv, const int32_t *tok,
+    int n, float *logits)
+{
+	return prefill(m, kv, tok, n, logits, NULL);
+}
+
+int
+llm_decode(struct llm_model *m, struct llm_kv **kvs, const int32_t *tok,
+    int n_seq, float *logits)
+{
+	size_t	nv = (size_t)m->hp.n_vocab;
+
+	if (n_seq <= 0)
+		return -1;
+	for (int i = 0; i < n_seq; i++) {
+		if (kvs[i] == NULL || kvs[i]->len >= kvs[i]->n_ctx ||
+		    tok[i] < 0 || tok[i] >= m->hp.n_vocab)
+			return -1;
+		for (int j = 0; j < i; j++) {
+			if (kvs[j] == kvs[i])
+				return -1;
+		}
+	}
+	for (int i = 0; i < n_seq; i += LLM_BATCH) {
+		int	rows = n_seq - i < LLM_BATCH ? n_seq - i : LLM_BATCH;
+
+		for (int r = 0; r < rows; r++) {
+			m->rkv[r] = kvs[i + r];
+			m->rpos[r] = kvs[i + r]->len;
+		}
+		forward(m, tok + i, rows, false, logits != NULL ? logits +
+		    (size_t)i * nv : NULL, NULL);
+		for (int r = 0; r < rows; r++)
+			kvs[i + r]->len++;
+	}
+	return 0;
+}
+
+int
+llm_embed(struct llm_model *m, struct llm_kv *kv, const int32_t *tok, int n,
+    float *out)
+{
+	size_t	ne = (size_t)m->hp.n_embd;
+	double	ss = 0.0;
+	float	s;
+
+	memset(out, 0, ne * sizeof(float));
+	kv->len = 0;
+	if (prefill(m, kv, tok, n, NULL, out) == -1)
+		return -1;
+	for (size_t i = 0; i < ne; i++) {
+		out[i] /= (float)n;
+		ss += (double)out[i] * out[i];
+	}
+	s = ss > 0.0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+	for (size_t i = 0; i < ne; i++)
+		out[i] *= s;
+	return 0;
+}

@@ -1,0 +1,512 @@
+/* runtime/llm/quant.c - see quant.h.
+ *
+ * Block layouts, as ggml defines them:
+ *   Q8_0: 32 elements in 34 bytes, F16 scale d then int8 q[32]; x = d * q.
+ *   Q4_0: 32 elements in 18 bytes, F16 scale d then 16 bytes of nibbles;
+ *         x[j] = d * ((b[j] & 15) - 8), x[j + 16] = d * ((b[j] >> 4) - 8).
+ *
+ * Two sets of kernels, chosen once in quant_init() by what the CPU has:
+ *   avx2     x86-64 with AVX2, FMA and F16C: intrinsics, fused
+ *            multiply-adds, F16 rows converted by vcvtph2ps;
+ *   generic  GCC vector extensions (8 float lanes), anything else.
+ * A process uses one set for its whole life, and within a set every dot
+ * product is computed in an order fixed by n alone: one vector or four
+ * sharing the row, the same accumulators in the same order.  So a row and
+ * a vector always give the same bits, whatever else is in the batch.
+ * Decode is bound by memory bandwidth: the point of quant_dot_n is that a
+ * weight row is read from memory once per step for up to four sequences,
+ * and the point of the avx2 set is to keep up with the memory at all on
+ * one core (F16 by table lookups cannot). */
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define QUANT_X86	1
+#define AVX2		__attribute__((target("avx2,fma,f16c")))
+#endif
+
+#include "runtime/llm/quant.h"
+
+
+typedef float	v8f __attribute__((vector_size(32)));
+typedef int8_t	v8b __attribute__((vector_size(8)));
+typedef int32_t	v8i __attribute__((vector_size(32)));
+
+static float		 f16_table[65536];
+static pthread_once_t	 f16_once = PTHREAD_ONCE_INIT;
+static bool		 use_avx2;	/* set once, by f16_fill() */
+
+static void	f16_fill(void);
+static float	f16_compute(uint16_t);
+static float	dot_f32(const float *, const float *, size_t);
+static float	dot_f16(const uint8_t *, const float *, size_t);
+static float	dot_q8_0(const uint8_t *, const float *, size_t);
+static float	dot_q4_0(const uint8_t *, const float *, size_t);
+static float	dot_generic(enum ggml_type, const void *, const float *,
+		    size_t);
+#ifdef QUANT_X86
+static void	avx2_dequant_f16(const uint8_t *, float *, size_t);
+static void	avx2_f32(const float *, const float *, size_t, int, size_t,
+		    float *, size_t);
+static void	avx2_f16(const uint8_t *, const float *, size_t, int,
+		    size_t, float *, size_t);
+static void	avx2_q8_0(const uint8_t *, const float *, size_t, int,
+		    size_t, float *, size_t);
+static void	avx2_q4_0(const uint8_t *, const float *, size_t, int,
+		    size_t, float *, size_t);
+#endif
+
+static float
+f16_compute(uint16_t h)
+{
+	uint32_t	sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t	e = (h >> 10) & 0x1f, m = h & 0x3ff, x;
+	float		f;
+
+	if (e == 0) {
+		/* Zero or subnormal: m * 2^-24, exact in a float. */
+		f = (float)m * 0x1.0p-24f;
+		return sign ? -f : f;
+	}
+	if (e == 0x1f)
+		x = sign | 0x7f800000 | (m << 13);
+	else
+		x = sign | ((e - 15 + 127) << 23) | (m << 13);
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+static void
+f16_fill(void)
+{
+	for (uint32_t i = 0; i < 65536; i++)
+		f16_table[i] = f16_compute((uint16_t)i);
+#ifdef QUANT_X86
+	{
+		unsigned int	a, b, c, d;
+
+		/* F16C by cpuid (leaf 1, ecx bit 29): clang's
+		 * __builtin_cpu_supports does not know it. */
+		__builtin_cpu_init();
+		use_avx2 = __builtin_cpu_supports("avx2") &&
+		    __builtin_cpu_supports("fma") &&
+		    __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+	}
+#endif
+}
+
+const char *
+quant_kernels(void)
+{
+	quant_init();
+	return use_avx2 ? "avx2+fma+f16c" : "generic";
+}
+
+void
+quant_init(void)
+{
+	pthread_once(&f16_once, f16_fill);
+}
+
+bool
+quant_supported(enum ggml_type t)
+{
+	return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_Q8_0 ||
+	    t == GGML_T_Q4_0;
+}
+
+float
+quant_f16(uint16_t h)
+{
+	return f16_table[h];
+}
+
+static inline uint16_t
+le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+void
+quant_dequant(enum ggml_type t, const void *w, float *dst, size_t n)
+{
+	const uint8_t	*p = w;
+
+	switch (t) {
+	case GGML_T_F32:
+		memcpy(dst, w, n * sizeof(float));
+		break;
+	case GGML_T_F16:
+#ifdef QUANT_X86
+		if (use_avx2) {
+			avx2_dequant_f16(p, dst, n);
+			break;
+		}
+#endif
+		for (size_t i = 0; i < n; i++)
+			dst[i] = f16_table[le16(p + 2 * i)];
+		break;
+	case GGML_T_Q8_0:
+		for (size_t b = 0; b < n / 32; b++, p += 34) {
+			float	d = f16_table[le16(p)];
+
+			for (int j = 0; j < 32; j++)
+				dst[b * 32 + j] = d * (float)(int8_t)p[2 + j];
+		}
+		break;
+	case GGML_T_Q4_0:
+		for (size_t b = 0; b < n / 32; b++, p += 18) {
+			float	d = f16_table[le16(p)];
+
+			for (int j = 0; j < 16; j++) {
+				dst[b * 32 + j] = d * (float)((p[2 + j] & 15) -
+				    8);
+				dst[b * 32 + j + 16] = d * (float)((p[2 + j] >>
+				    4) - 8);
+			}
+		}
+		break;
+	default:
+		memset(dst, 0, n * sizeof(float));
+		break;
+	}
+}
+
+/* Sum of the lanes, in a fixed order (a macro: passing a vector by value
+ * to a function would depend on the target's ABI). */
+#define HSUM(v)	((((v)[0] + (v)[4]) + ((v)[1] + (v)[5])) + \
+	    (((v)[2] + (v)[6]) + ((v)[3] + (v)[7])))
+
+static float
+dot_f32(const float *a, const float *x, size_t n)
+{
+	v8f	acc0 = { 0 }, acc1 = { 0 }, va, vx, vb, vy;
+	size_t	i = 0;
+	float	s;
+
+	for (; i + 16 <= n; i += 16) {
+		memcpy(&va, a + i, sizeof(va));
+		memcpy(&vx, x + i, sizeof(vx));
+		memcpy(&vb, a + i + 8, sizeof(vb));
+		memcpy(&vy, x + i + 8, sizeof(vy));
+		acc0 += va * vx;
+		acc1 += vb * vy;
+	}
+	acc0 += acc1;
+	s = HSUM(acc0);
+	for (; i < n; i++)
+		s += a[i] * x[i];
+	return s;
+}
+
+static float
+dot_f16(const uint8_t *p, const float *x, size_t n)
+{
+	v8f	acc = { 0 }, va = { 0 }, vx;
+	size_t	i = 0;
+	float	s;
+
+	for (; i + 8 <= n; i += 8) {
+		for (int j = 0; j < 8; j++)
+			va[j] = f16_table[le16(p + 2 * (i + j))];
+		memcpy(&vx, x + i, sizeof(vx));
+		acc += va * vx;
+	}
+	s = HSUM(acc);
+	for (; i < n; i++)
+		s += f16_table[le16(p + 2 * i)] * x[i];
+	return s;
+}
+
+static float
+dot_q8_0(const uint8_t *p, const float *x, size_t n)
+{
+	v8f	acc = { 0 };
+
+	for (size_t b = 0; b < n / 32; b++, p += 34) {
+		v8f	blk = { 0 }, vx;
+		v8b	q;
+		float	d = f16_table[le16(p)];
+
+		for (int j = 0; j < 32; j += 8) {
+			memcpy(&q, p + 2 + j, sizeof(q));
+			memcpy(&vx, x + b * 32 + j, sizeof(vx));
+			blk += __builtin_convertvector(q, v8f) * vx;
+		}
+		acc += blk * d;
+	}
+	return HSUM(acc);
+}
+
+static float
+dot_q4_0(const uint8_t *p, const float *x, size_t n)
+{
+	v8f	acc = { 0 };
+
+	for (size_t b = 0; b < n / 32; b++, p += 18) {
+		v8f	blk = { 0 }, vx;
+		v8i	lo, hi;
+		float	d = f16_table[le16(p)];
+
+		for (int j = 0; j < 16; j += 8) {
+			for (int k = 0; k < 8; k++) {
+				lo[k] = (p[2 + j + k] & 15) - 8;
+				hi[k] = (p[2 + j + k] >> 4) - 8;
+			}
+			memcpy(&vx, x + b * 32 + j, sizeof(vx));
+			blk += __builtin_convertvector(lo, v8f) * vx;
+			memcpy(&vx, x + b * 32 + 16 + j, sizeof(vx));
+			blk += __builtin_convertvector(hi, v8f) * vx;
+		}
+		acc += blk * d;
+	}
+	return HSUM(acc);
+}
+
+static float
+dot_generic(enum ggml_type t, const void *w, const float *x, size_t n)
+{
+	switch (t) {
+	case GGML_T_F32:
+		return dot_f32(w, x, n);
+	case GGML_T_F16:
+		return dot_f16(w, x, n);
+	case GGML_T_Q8_0:
+		return dot_q8_0(w, x, n);
+	case GGML_T_Q4_0:
+		return dot_q4_0(w, x, n);
+	default:
+		return 0.0f;
+	}
+}
+
+#ifdef QUANT_X86
+/* --- avx2 --- */
+
+/* Sum of the lanes of v plus s, in a fixed order. */
+AVX2 static inline float
+avx2_hsum(__m256 v, float s)
+{
+	__m128	q = _mm_add_ps(_mm256_castps256_ps128(v),
+		    _mm256_extractf128_ps(v, 1));
+
+	q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+	q = _mm_add_ss(q, _mm_movehdup_ps(q));
+	return _mm_cvtss_f32(q) + s;
+}
+
+AVX2 static void
+avx2_dequant_f16(const uint8_t *p, float *dst, size_t n)
+{
+	size_t	i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(
+		    (const __m128i *)(const void *)(p + 2 * i))));
+	for (; i < n; i++)
+		dst[i] = f16_table[le16(p + 2 * i)];
+}
+
+/* The kernels take up to four vectors (nx 1..4); the loops over them are
+ * unrolled so the accumulators stay in registers.  Each vector has its
+ * own two accumulators (even and odd groups of 8), summed the same way
+ * for any nx, so one vector's bits do not depend on the others. */
+AVX2 static void
+avx2_f32(const float *w, const float *x, size_t ldx, int nx, size_t n,
+    float *y, size_t ldy)
+{
+	__m256	a0[4], a1[4];
+	size_t	i = 0, nv = n & ~(size_t)15;
+
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++)
+		a0[r] = a1[r] = _mm256_setzero_ps();
+	for (; i < nv; i += 16) {
+		__m256	w0 = _mm256_loadu_ps(w + i);
+		__m256	w1 = _mm256_loadu_ps(w + i + 8);
+
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++) {
+			if (r >= nx)
+				break;
+			a0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x +
+			    r * ldx + i), a0[r]);
+			a1[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x +
+			    r * ldx + i + 8), a1[r]);
+		}
+	}
+	for (int r = 0; r < nx; r++) {
+		const float	*xr = x + r * ldx;
+		float		 s = 0.0f;
+
+		for (size_t j = nv; j < n; j++)
+			s += w[j] * xr[j];
+		y[r * ldy] = avx2_hsum(_mm256_add_ps(a0[r], a1[r]), s);
+	}
+}
+
+AVX2 static void
+avx2_f16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
+    float *y, size_t ldy)
+{
+	__m256	a0[4], a1[4];
+	size_t	i = 0, nv = n & ~(size_t)15;
+
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++)
+		a0[r] = a1[r] = _mm256_setzero_ps();
+	for (; i < nv; i += 16) {
+		__m256	w0 = _mm256_cvtph_ps(_mm_loadu_si128(
+			    (const __m128i *)(const void *)(p + 2 * i)));
+		__m256	w1 = _mm256_cvtph_ps(_mm_loadu_si128(
+			    (const __m128i *)(const void *)(p + 2 * i + 16)));
+
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++) {
+			if (r >= nx)
+				break;
+			a0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x +
+			    r * ldx + i), a0[r]);
+			a1[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x +
+			    r * ldx + i + 8), a1[r]);
+		}
+	}
+	for (int r = 0; r < nx; r++) {
+		const float	*xr = x + r * ldx;
+		float		 s = 0.0f;
+
+		for (size_t j = nv; j < n; j++)
+			s += f16_table[le16(p + 2 * j)] * xr[j];
+		y[r * ldy] = avx2_hsum(_mm256_add_ps(a0[r], a1[r]), s);
+	}
+}
+
+/* Eight int8 at p as floats. */
+#define Q8F(p)	_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64( \
+	    (const __m128i *)(const void *)(p))))
+
+AVX2 static void
+avx2_q8_0(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
+    float *y, size_t ldy)
+{
+	__m256	acc[4];
+
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++)
+		acc[r] = _mm256_setzero_ps();
+	for (size_t b = 0; b < n / 32; b++, p += 34) {
+		__m256	d = _mm256_set1_ps(f16_table[le16(p)]);
+		__m256	q0 = Q8F(p + 2), q1 = Q8F(p + 10);
+		__m256	q2 = Q8F(p + 18), q3 = Q8F(p + 26);
+
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++) {
+			const float	*xb = x + r * ldx + b * 32;
+			__m256		 blk;
+
+			if (r >= nx)
+				break;
+			blk = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+			blk = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), blk);
+			blk = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16),
+			    blk);
+			blk = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24),
+			    blk);
+			acc[r] = _mm256_fmadd_ps(blk, d, acc[r]);
+		}
+	}
+	for (int r = 0; r < nx; r++)
+		y[r * ldy] = avx2_hsum(acc[r], 0.0f);
+}
+
+AVX2 static void
+avx2_q4_0(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
+    float *y, size_t ldy)
+{
+	const __m128i	lowmask = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+	__m256		acc[4];
+
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++)
+		acc[r] = _mm256_setzero_ps();
+	for (size_t b = 0; b < n / 32; b++, p += 18) {
+		__m256	d = _mm256_set1_ps(f16_table[le16(p)]);
+		__m128i	raw = _mm_loadu_si128((const __m128i *)(const void *)
+			    (p + 2));
+		__m128i	lo = _mm_sub_epi8(_mm_and_si128(raw, lowmask), eight);
+		__m128i	hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4),
+			    lowmask), eight);
+		__m256	q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+		__m256	q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+			    _mm_srli_si128(lo, 8)));
+		__m256	q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+		__m256	q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+			    _mm_srli_si128(hi, 8)));
+
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++) {
+			const float	*xb = x + r * ldx + b * 32;
+			__m256		 blk;
+
+			if (r >= nx)
+				break;
+			blk = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+			blk = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), blk);
+			blk = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16),
+			    blk);
+			blk = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24),
+			    blk);
+			acc[r] = _mm256_fmadd_ps(blk, d, acc[r]);
+		}
+	}
+	for (int r = 0; r < nx; r++)
+		y[r * ldy] = avx2_hsum(acc[r], 0.0f);
+}
+#endif
+
+float
+quant_dot(enum ggml_type t, const void *w, const float *x, size_t n)
+{
+	float	y;
+
+	quant_dot_n(t, w, x, 0, 1, n, &y, 0);
+	return y;
+}
+
+void
+quant_dot_n(enum ggml_type t, const void *w, const float *x, size_t ldx,
+    int nx, size_t n, float *y, size_t ldy)
+{
+	for (int r0 = 0; r0 < nx; r0 += 4) {
+		int		 k = nx - r0 < 4 ? nx - r0 : 4;
+		const float	*xr = x + (size_t)r0 * ldx;
+		float		*yr = y + (size_t)r0 * ldy;
+
+#ifdef QUANT_X86
+		if (use_avx2) {
+			switch (t) {
+			case GGML_T_F32:
+				avx2_f32(w, xr, ldx, k, n, yr, ldy);
+				continue;
+			case GGML_T_F16:
+				avx2_f16(w, xr, ldx, k, n, yr, ldy);
+				continue;
+			case GGML_T_Q8_0:
+				avx2_q8_0(w, xr, ldx, k, n, yr, ldy);
+				continue;
+			case GGML_T_Q4_0:
+				avx2_q4_0(w, xr, ldx, k, n, yr, ldy);
+				continue;
+			default:
+				break;
+			}
+		}
+#endif
+		for (int r = 0; r < k; r++)
+			yr[(size_t)r * ldy] = dot_generic(t, w, xr +
+			    (size_t)r * ldx, n);
+	}
+}

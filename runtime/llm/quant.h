@@ -1,0 +1,34 @@
+/* runtime/llm/quant.h - rows of GGUF weights: dequantization and dot
+ * products straight from the mapped blocks (F32, F16, Q8_0, Q4_0).
+ *
+ * A row is n elements of one type (n a whole number of blocks, checked by
+ * the loader); w may be unaligned for the block types.  Nothing here
+ * allocates or fails.  Every function computes in a fixed order that does
+ * not depend on anything but its arguments, so the same row and vector
+ * always give the same bits. */
+#ifndef RUNTIME_LLM_QUANT_H
+#define RUNTIME_LLM_QUANT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/llm/gguf.h"
+
+/* Builds the F16 lookup table; call once before anything else here
+ * (thread-safe, idempotent). */
+void	quant_init(void);
+/* Can the functions below read rows of type t? */
+bool	quant_supported(enum ggml_type t);
+float	quant_f16(uint16_t h);
+/* dst[0..n) = row w. */
+void	quant_dequant(enum ggml_type t, const void *w, float *dst, size_t n);
+/* Sum of w[i] * x[i] for i < n. */
+float	quant_dot(enum ggml_type t, const void *w, const float *x, size_t n);
+/* y[r * ldy] = quant_dot(t, w, x + r * ldx, n) for r < nx, bit for bit,
+ * reading the row once for up to four vectors at a time (a decode step's
+ * batch shares each weight row this way). */
+void	quant_dot_n(enum ggml_type t, const void *w, const float *x,
+	    size_t ldx, int nx, size_t n, float *y, size_t ldy);
+/* The name of the kernels in use ("avx2+fma+f16c" or "generic"). */
+const char *quant_kernels(void);
+#endif

@@ -1,0 +1,178 @@
+"""A numpy reference for maas's llama forward pass (runtime/llm/model.c).
+
+Reads a GGUF file with its own small parser (independent of the C one),
+dequantizes F16, Q8_0 and Q4_0 weights exactly as ggml defines them, and runs the
+decoder in float64: RMSNorm, RoPE (adjacent pairs for llama, halves for
+qwen2, as llama.cpp applies them to GGUF files), grouped-query causal
+attention, SwiGLU, tied or separate output matrix, qwen2's Q/K/V biases.
+"""
+import struct
+
+import numpy as np
+
+GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i",
+                6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0 = 0, 1, 2, 8
+
+
+class Reader:
+    def __init__(self, data):
+        self.d = data
+        self.o = 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.d, self.o)[0]
+        self.o += struct.calcsize(fmt)
+        return v
+
+    def string(self):
+        n = self.take("<Q")
+        s = self.d[self.o:self.o + n]
+        self.o += n
+        return s.decode("utf-8", "surrogateescape")
+
+    def value(self, t):
+        if t == 8:
+            return self.string()
+        if t == 9:
+            et = self.take("<I")
+            n = self.take("<Q")
+            return [self.value(et) for _ in range(n)]
+        return self.take(GGUF_SCALARS[t])
+
+
+def read_gguf(path):
+    """Returns (metadata dict, {name: float32 array of shape ne[::-1]})."""
+    with open(path, "rb") as f:
+        data = f.read()
+    r = Reader(data)
+    assert data[:4] == b"GGUF"
+    r.o = 4
+    version = r.take("<I")
+    assert version in (2, 3)
+    nt = r.take("<Q")
+    nkv = r.take("<Q")
+    meta = {}
+    for _ in range(nkv):
+        k = r.string()
+        meta[k] = r.value(r.take("<I"))
+    infos = []
+    for _ in range(nt):
+        name = r.string()
+        nd = r.take("<I")
+        ne = [r.take("<Q") for _ in range(nd)]
+        typ = r.take("<I")
+        off = r.take("<Q")
+        infos.append((name, ne, typ, off))
+    align = meta.get("general.alignment", 32)
+    base = (r.o + align - 1) // align * align
+    tensors = {}
+    for name, ne, typ, off in infos:
+        n = int(np.prod(ne))
+        p = base + off
+        if typ == GGML_F32:
+            a = np.frombuffer(data, "<f4", n, p).astype(np.float32)
+        elif typ == GGML_F16:
+            a = np.frombuffer(data, "<f2", n, p).astype(np.float32)
+        elif typ == GGML_Q8_0:
+            nb = n // 32
+            blk = np.frombuffer(data, np.uint8, nb * 34, p).reshape(nb, 34)
+            d = blk[:, :2].copy().view("<f2").astype(np.float32)
+            q = blk[:, 2:].copy().view(np.int8).astype(np.float32)
+            a = (q * d).reshape(n)
+        elif typ == GGML_Q4_0:
+            nb = n // 32
+            blk = np.frombuffer(data, np.uint8, nb * 18, p).reshape(nb, 18)
+            d = blk[:, :2].copy().view("<f2").astype(np.float32)
+            qs = blk[:, 2:]
+            q = np.concatenate([(qs & 15), (qs >> 4)], axis=1)
+            a = ((q.astype(np.float32) - 8) * d).reshape(n)
+        else:
+            raise ValueError("tensor type %d" % typ)
+        tensors[name] = a.reshape(ne[::-1])
+    return meta, tensors
+
+
+class Model:
+    def __init__(self, path):
+        self.meta, self.t = read_gguf(path)
+        m = self.meta
+        a = m["general.architecture"]
+        self.arch = a
+        self.n_embd = m[a + ".embedding_length"]
+        self.n_layer = m[a + ".block_count"]
+        self.n_head = m[a + ".attention.head_count"]
+        self.n_head_kv = m.get(a + ".attention.head_count_kv", self.n_head)
+        self.hd = self.n_embd // self.n_head
+        self.base = m.get(a + ".rope.freq_base", 10000.0)
+        self.eps = m[a + ".attention.layer_norm_rms_epsilon"]
+        self.neox = a == "qwen2"
+        self.w = {k: v.astype(np.float64) for k, v in self.t.items()}
+        if "output.weight" not in self.w:
+            self.w["output.weight"] = self.w["token_embd.weight"]
+
+    def rmsnorm(self, x, w):
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) +
+                           self.eps) * w
+
+    def rope(self, x, pos):
+        """x: (n, heads, hd); pos: (n,)."""
+        hd = self.hd
+        half = hd // 2
+        inv = self.base ** (-np.arange(half, dtype=np.float64) * 2.0 / hd)
+        ang = pos[:, None].astype(np.float64) * inv[None, :]
+        cos = np.cos(ang)[:, None, :]
+        sin = np.sin(ang)[:, None, :]
+        y = x.copy()
+        if self.neox:
+            a, b = x[..., :half], x[..., half:]
+            y[..., :half] = a * cos - b * sin
+            y[..., half:] = a * sin + b * cos
+        else:
+            a, b = x[..., 0::2], x[..., 1::2]
+            y[..., 0::2] = a * cos - b * sin
+            y[..., 1::2] = a * sin + b * cos
+        return y
+
+    def forward(self, tokens):
+        """Logits (n, n_vocab) and final-norm hidden states (n, n_embd)
+        of every position of tokens, causally."""
+        w = self.w
+        n = len(tokens)
+        pos = np.arange(n)
+        x = w["token_embd.weight"][np.array(tokens)]
+        grp = self.n_head // self.n_head_kv
+        mask = np.triu(np.full((n, n), -np.inf), 1)
+        for l in range(self.n_layer):
+            p = "blk.%d." % l
+            h = self.rmsnorm(x, w[p + "attn_norm.weight"])
+            q = h @ w[p + "attn_q.weight"].T
+            k = h @ w[p + "attn_k.weight"].T
+            v = h @ w[p + "attn_v.weight"].T
+            if p + "attn_q.bias" in w:
+                q = q + w[p + "attn_q.bias"]
+                k = k + w[p + "attn_k.bias"]
+                v = v + w[p + "attn_v.bias"]
+            q = self.rope(q.reshape(n, self.n_head, self.hd), pos)
+            k = self.rope(k.reshape(n, self.n_head_kv, self.hd), pos)
+            v = v.reshape(n, self.n_head_kv, self.hd)
+            out = np.empty((n, self.n_head, self.hd))
+            for hh in range(self.n_head):
+                kh = k[:, hh // grp, :]
+                vh = v[:, hh // grp, :]
+                s = q[:, hh, :] @ kh.T / np.sqrt(self.hd) + mask
+                s = np.exp(s - s.max(axis=1, keepdims=True))
+                s /= s.sum(axis=1, keepdims=True)
+                out[:, hh, :] = s @ vh
+            x = x + out.reshape(n, self.n_embd) @ w[p + "attn_output.weight"].T
+            h = self.rmsnorm(x, w[p + "ffn_norm.weight"])
+            g = h @ w[p + "ffn_gate.weight"].T
+            u = h @ w[p + "ffn_up.weight"].T
+            x = x + (g / (1.0 + np.exp(-g)) * u) @ w[p + "ffn_down.weight"].T
+        hn = self.rmsnorm(x, w["output_norm.weight"])
+        return hn @ w["output.weight"].T, hn
+
+    def embed(self, tokens):
+        _, hn = self.forward(tokens)
+        e = hn.mean(axis=0)
+        return e / np.linalg.norm(e)

@@ -1,0 +1,16 @@
+# tests/unit/llmcore.mk - the GGUF loader and the llama forward pass.
+# test_llm_gguf builds GGUF files in memory (parser refusals, model load
+# refusals); test_llm_model runs models made by maas-gengguf (batch
+# invariance, prefill against decode).  llm_logits is a helper the numpy
+# comparison (tests/integration/test_llm_ref.py) runs; never installed.
+LLMCORE_SRCS := runtime/llm/gguf.c runtime/llm/quant.c runtime/llm/model.c \
+	$(COMMON_SRCS)
+
+$(BUILD)/tests/llm_logits: $(call objs,tests/unit/llm_logits.c $(LLMCORE_SRCS))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call pkglibs,openblas) -lpthread -lm
+unit: $(BUILD)/tests/llm_logits
+
+UNIT_TESTS += test_llm_gguf
+test_llm_gguf_SRCS := tests/unit/test_llm_gguf.c $(LLMCORE_SRCS)
+test_llm_gguf_PKGS := openblas
