@@ -24,8 +24,13 @@
 			    "arch=x86-64-v3", "default")))
 #define KERNEL_INLINE	static inline __attribute__((optimize("O3"), \
 			    always_inline))
+/* im2col's rows are short (a CNN's 28 floats): loops, not a memset and
+ * a memcpy call per row. */
+#define KERNEL_ROWS	__attribute__((optimize("O3", \
+			    "no-tree-loop-distribute-patterns")))
 #else
 #define KERNEL_VEC
+#define KERNEL_ROWS
 #define KERNEL_INLINE	static inline
 #endif
 
@@ -74,6 +79,8 @@ static void	win_taps(int64_t, int64_t, int64_t, int64_t, int64_t *,
 		    int64_t *);
 static bool	maxpool_dense(float *, const float *, size_t,
 		    const struct kernel_win *);
+static void	maxpool_2x2(float *, const float *, size_t, size_t, size_t,
+		    size_t, size_t);
 static int64_t	win_count(int64_t, int64_t, int64_t, int64_t, int64_t);
 static void	softmax_row(float *, const float *, size_t);
 static void	matmul_ab(float *, const int64_t *, const float *,
@@ -112,6 +119,20 @@ kernel_gemm(float *y, const float *a, const float *b, const float *c,
 		yscale = beta;
 	}
 	gemm(y, a, b, ta, tb, m, n, k, alpha, yscale);
+}
+
+KERNEL_VEC void
+kernel_bias_rows(float *restrict y, size_t ldy, const float *restrict x,
+    size_t ldx, const float *b, size_t rows, size_t n)
+{
+	for (size_t r = 0; r < rows; r++) {
+		float		*yr = y + r * ldy;
+		const float	*xr = x + r * ldx;
+		float		 br = b != NULL ? b[r] : 0.0f;
+
+		for (size_t j = 0; j < n; j++)
+			yr[j] = xr[j] + br;
+	}
 }
 
 /* y[0..n) = v; a Conv's bias seeds its output planes with it. */
@@ -536,13 +557,12 @@ win_span(int64_t base, int64_t stride, int64_t in, int64_t out,
 	*hi = h;
 }
 
-void
-kernel_im2col(float *col, const float *x, size_t channels,
+KERNEL_ROWS void
+kernel_im2col(float *col, size_t ld, const float *x, size_t channels,
     const struct kernel_win *w)
 {
 	const int64_t	*in = w->in, *out = w->out, *s = w->stride;
 	size_t		 pin = (size_t)(in[0] * in[1] * in[2]);
-	size_t		 p = (size_t)(out[0] * out[1] * out[2]);
 
 	for (size_t c = 0; c < channels; c++) {
 		const float	*xc = x + c * pin;
@@ -553,7 +573,7 @@ kernel_im2col(float *col, const float *x, size_t channels,
 			int64_t	b2 = k2 * w->dil[2] - w->pad[2], lo, hi;
 			float	*row = col;
 
-			col += p;
+			col += ld;
 			win_span(b2, s[2], in[2], out[2], &lo, &hi);
 			for (int64_t o0 = 0; o0 < out[0]; o0++) {
 				int64_t	i0 = o0 * s[0] + k0 * w->dil[0] -
@@ -574,17 +594,18 @@ kernel_im2col(float *col, const float *x, size_t channels,
 					}
 					xr = xc + (i0 * in[1] + i1) * in[2] +
 					    b2;
-					memset(r, 0, (size_t)lo * sizeof(*r));
+					for (int64_t o = 0; o < lo; o++)
+						r[o] = 0.0f;
 					if (s[2] == 1)
-						memcpy(r + lo, xr + lo,
-						    (size_t)(hi - lo) *
-						    sizeof(*r));
+						for (int64_t o = lo; o < hi;
+						    o++)
+							r[o] = xr[o];
 					else
 						for (int64_t o = lo; o < hi;
 						    o++)
 							r[o] = xr[o * s[2]];
-					memset(r + hi, 0, (size_t)(out[2] -
-					    hi) * sizeof(*r));
+					for (int64_t o = hi; o < out[2]; o++)
+						r[o] = 0.0f;
 				}
 			}
 		}
@@ -628,6 +649,11 @@ maxpool_dense(float *y, const float *x, size_t planes,
 		return false;
 	/* Dim 0 is then a run of independent planes. */
 	planes *= (size_t)in[0];
+	if (k[1] == 2 && k[2] == 2 && s[1] == 2 && s[2] == 2) {
+		maxpool_2x2(y, x, planes, (size_t)in[1], (size_t)in[2],
+		    (size_t)out[1], (size_t)out[2]);
+		return true;
+	}
 	for (size_t c = 0; c < planes; c++) {
 		const float	*xc = x + c * (size_t)(in[1] * in[2]);
 
@@ -651,6 +677,34 @@ maxpool_dense(float *y, const float *x, size_t planes,
 		}
 	}
 	return true;
+}
+
+/* maxpool_dense() of a 2x2 window with stride 2, the CNN's pool: the
+ * four taps of an output at once, compared in the same order as the
+ * general loop so that NaNs come out the same. */
+KERNEL_VEC static void
+maxpool_2x2(float *restrict y, const float *restrict x, size_t planes,
+    size_t in1, size_t in2, size_t out1, size_t out2)
+{
+	for (size_t c = 0; c < planes; c++) {
+		const float	*xc = x + c * in1 * in2;
+
+		for (size_t o1 = 0; o1 < out1; o1++, y += out2) {
+			const float	*r0 = xc + 2 * o1 * in2;
+			const float	*r1 = r0 + in2;
+
+			for (size_t o2 = 0; o2 < out2; o2++) {
+				float	m = r0[2 * o2], v;
+
+				v = r0[2 * o2 + 1];
+				m = v > m ? v : m;
+				v = r1[2 * o2];
+				m = v > m ? v : m;
+				v = r1[2 * o2 + 1];
+				y[o2] = v > m ? v : m;
+			}
+		}
+	}
 }
 
 void

@@ -79,11 +79,18 @@ struct kernel_win {
 };
 
 /* Unfolds `channels` planes of x (channels, in...) into col (channels *
- * prod(kern), prod(out)): row (c, k) holds, for every output position,
- * the input under kernel tap k, or 0 in the padding.  A convolution is
- * then one sgemm of the weights (m, channels * prod(kern)) with col. */
-void	kernel_im2col(float *col, const float *x, size_t channels,
-	    const struct kernel_win *);
+ * prod(kern), prod(out)), whose rows are ld floats apart: row (c, k)
+ * holds, for every output position, the input under kernel tap k, or 0
+ * in the padding.  A convolution is then one sgemm of the weights (m,
+ * channels * prod(kern)) with col; ld > prod(out) lays the columns of
+ * several images side by side for a single sgemm over a batch. */
+void	kernel_im2col(float *col, size_t ld, const float *x,
+	    size_t channels, const struct kernel_win *);
+/* y (rows, n) = x (rows, n) + b[row] (or + 0 if b is NULL); rows ldy
+ * and ldx floats apart, y and x disjoint.  Scatters a batched Conv's
+ * product to NCHW. */
+void	kernel_bias_rows(float *y, size_t ldy, const float *x, size_t ldx,
+	    const float *b, size_t rows, size_t n);
 
 /* Max over each window of `planes` planes of x into y (planes, out...).
  * If idx is not NULL, it receives the flat index into x of each max

@@ -1,11 +1,17 @@
 /* runtime/onnx/ops_nn.c - convolution, pooling, normalisation and the
  * recurrent layers.
  *
- * Conv is im2col + sgemm: each image and group unfolds its input into the
- * node's scratch buffer (planned in the arena like any activation, so a
- * request allocates nothing) and multiplies the weights with it on
- * OpenBLAS, which uses the replica's threads.  A 1x1 convolution with
- * stride 1 and no padding needs no unfolding and no scratch.
+ * Conv is im2col + sgemm: each group unfolds its input into the node's
+ * scratch buffer (planned in the arena like any activation, so a request
+ * allocates nothing) and multiplies the weights with it on OpenBLAS,
+ * which uses the replica's threads.  A batch unfolds several images side
+ * by side, so that each group is one sgemm wide enough to be worth the
+ * threads rather than one small sgemm per image (CNNs have few output
+ * channels); the result is then scattered to NCHW with the bias added.
+ * The images go in chunks whose unfolding takes about CONV_CHUNK floats,
+ * so that the sgemm reads it from cache.  Batch 1, and images too large
+ * to chunk, go image by image.  A 1x1 convolution with stride 1 and no
+ * padding needs no unfolding and no scratch.
  *
  * Conv and the pools share the window attributes, kept in the node:
  *   nsp		spatial dims the attributes name, 0 if none does
@@ -27,6 +33,10 @@
 #include "runtime/kernels.h"
 #include "runtime/onnx/graph.h"
 
+/* Floats of unfolded input a chunk of a batch aims at (1 MiB, within
+ * the L2 caches of current CPUs). */
+#define CONV_CHUNK	((int64_t)1 << 18)
+
 /* Bound on every kernel, stride, dilation and pad attribute: keeps the
  * window arithmetic far from int64 overflow. */
 #define NN_MAX_ATTR	(1 << 20)
@@ -43,6 +53,8 @@ static void	win_fill(struct kernel_win *, const struct onnx_node *,
 		    const int64_t *, const int64_t *, const int64_t *, int);
 static int	want_rank(const struct onnx_model *, const struct onnx_node *,
 		    int, char *, size_t);
+static void	conv_batch(struct onnx_model *, struct onnx_node *,
+		    const struct kernel_win *);
 
 /* --- window attributes --- */
 
@@ -258,7 +270,7 @@ infer_conv(struct onnx_model *m, struct onnx_node *n, char *err,
 	struct onnx_value	*y = ONNX_OUT(m, n);
 	struct onnx_value	*col = &m->vals[n->scratch];
 	int64_t			 k[ONNX_MAX_SP], C, M, Cw, G = n->i3;
-	int64_t			 rows, p;
+	int64_t			 rows, p, N, nb;
 	int			 sp;
 	bool			 unit = true;
 
@@ -317,7 +329,10 @@ infer_conv(struct onnx_model *m, struct onnx_node *n, char *err,
 	if (win_infer(n, x, k, y->shape + 2, err, errlen) == -1)
 		return -1;
 	/* The unfolded input of one image and group: (Cw * prod(k),
-	 * prod(out)).  Both factors are bounded (by W's and Y's sizes). */
+	 * prod(out)).  Both factors are bounded (by W's and Y's sizes).
+	 * A batch takes (Cw * prod(k) + M / G, NB, prod(out)) for chunks
+	 * of NB images: the unfolded images side by side, then the
+	 * sgemm's result. */
 	col->dtype = DT_FP32;
 	if (unit && n->i0 != PAD_SAME_UPPER && n->i0 != PAD_SAME_LOWER) {
 		col->ndim = 0;
@@ -325,10 +340,68 @@ infer_conv(struct onnx_model *m, struct onnx_node *n, char *err,
 	}
 	rows = onnx_dims_prod(w->shape, 1, w->ndim);
 	p = onnx_dims_prod(y->shape, 2, y->ndim);
+	N = x->shape[0];
+	if (rows > 0 && p > 0 && M > 0 && N > 1 && rows <= CONV_CHUNK / p &&
+	    M / G <= CONV_CHUNK / p) {
+		nb = CONV_CHUNK / (rows * p);
+		col->ndim = 3;
+		col->shape[0] = rows + M / G;
+		col->shape[1] = nb < N ? nb : N;
+		col->shape[2] = p;
+		if (nb >= 2)
+			return 0;
+	}
 	col->ndim = 2;
 	col->shape[0] = rows;
 	col->shape[1] = p;
 	return 0;
+}
+
+/* A batch whose scratch infer_conv() sized (rows + mg, NB, p): per chunk
+ * of NB images and group, the images unfolded side by side into the
+ * first rows (rows NB * p floats apart), one sgemm into the last mg,
+ * then each image's (mg, p) block to its place in y with the bias
+ * added. */
+static void
+conv_batch(struct onnx_model *m, struct onnx_node *n,
+    const struct kernel_win *kw)
+{
+	const struct onnx_value	*x = ONNX_IN(m, n, 0), *w = ONNX_IN(m, n, 1);
+	const float		*b = ONNX_HAS_IN(n, 2) ? ONNX_IN(m, n, 2)->data :
+				    NULL;
+	struct onnx_value	*y = ONNX_OUT(m, n);
+	float			*col = m->vals[n->scratch].data;
+	size_t			 N = (size_t)x->shape[0];
+	size_t			 C = (size_t)x->shape[1];
+	size_t			 M = (size_t)y->shape[1], G = (size_t)n->i3;
+	size_t			 cg = C / G, mg = M / G;
+	size_t			 kk = (size_t)onnx_dims_prod(w->shape, 2,
+				    w->ndim);
+	size_t			 pin = (size_t)onnx_dims_prod(x->shape, 2,
+				    x->ndim);
+	size_t			 p = (size_t)onnx_dims_prod(y->shape, 2,
+				    y->ndim);
+	size_t			 nb = (size_t)m->vals[n->scratch].shape[1];
+	float			*prod = col + cg * kk * nb * p;
+
+	for (size_t i0 = 0; i0 < N; i0 += nb) {
+		size_t	k = N - i0 < nb ? N - i0 : nb;
+		size_t	ld = k * p;	/* the last chunk may be short */
+
+		for (size_t g = 0; g < G; g++) {
+			for (size_t i = 0; i < k; i++)
+				kernel_im2col(col + i * p, ld,
+				    (const float *)x->data + ((i0 + i) * C +
+				    g * cg) * pin, cg, kw);
+			kernel_gemm(prod, (const float *)w->data +
+			    g * mg * cg * kk, col, NULL, mg, ld, cg * kk, 0,
+			    1.0f, 0.0f, 1, 1);
+			for (size_t i = 0; i < k; i++)
+				kernel_bias_rows((float *)y->data + ((i0 + i) *
+				    M + g * mg) * p, p, prod + i * p, ld,
+				    b != NULL ? b + g * mg : NULL, mg, p);
+		}
+	}
 }
 
 static void
@@ -353,6 +426,10 @@ run_conv(struct onnx_model *m, struct onnx_node *n)
 				    y->ndim);
 
 	win_fill(&kw, n, x->shape + 2, y->shape + 2, w->shape + 2, sp);
+	if (col->ndim == 3) {
+		conv_batch(m, n, &kw);
+		return;
+	}
 	for (size_t i = 0; i < N; i++) {
 		for (size_t g = 0; g < G; g++) {
 			const float	*xg = (const float *)x->data +
@@ -360,7 +437,8 @@ run_conv(struct onnx_model *m, struct onnx_node *n)
 			const float	*src = xg;
 
 			if (col->ndim != 0) {
-				kernel_im2col(col->data, xg, cg, &kw);
+				kernel_im2col(col->data, (size_t)p, xg, cg,
+				    &kw);
 				src = col->data;
 			}
 			/* y (mg, p) = W_g (mg, cg * kk) src (cg * kk, p)

@@ -295,6 +295,65 @@ test_conv_general(void **state)
 	onnx_free(m);
 }
 
+/* A batch whose unfolded images do not all fit one chunk of the batched
+ * path: 9 * 112 * 112 floats an image takes two per chunk, so three
+ * images run as a chunk of two and a short one.  Checked against a
+ * direct convolution, then at batch 1 (image by image). */
+static void
+test_conv_chunks(void **state)
+{
+	enum { N = 3, S = 112, M = 2 };
+	static float		 x[N * S * S];
+	static double		 ref[N * M * S * S];
+	int64_t			 xd[4] = { ONNXB_DYN, 1, S, S };
+	int64_t			 wd[4] = { M, 1, 3, 3 }, bd[1] = { M };
+	int64_t			 pd[4] = { 1, 1, 1, 1 };
+	float			 w[M * 9], b[M];
+	Onnx__NodeProto		*node;
+	Onnx__ModelProto	*p;
+	struct onnx_model	*m;
+	struct ipc_tensor_desc	 od;
+	const float		*y;
+
+	(void)state;
+	fill(x, sizeof(x) / sizeof(x[0]), 4);
+	fill(w, M * 9, 5);
+	fill(b, M, 6);
+	for (int n = 0; n < N; n++)
+	for (int o = 0; o < M; o++)
+	for (int i = 0; i < S; i++)
+	for (int j = 0; j < S; j++) {
+		double	s = b[o];
+
+		for (int ki = 0; ki < 3; ki++)
+		for (int kj = 0; kj < 3; kj++) {
+			int	r = i - 1 + ki, q = j - 1 + kj;
+
+			if (r >= 0 && r < S && q >= 0 && q < S)
+				s += (double)w[o * 9 + ki * 3 + kj] *
+				    x[(n * S + r) * S + q];
+		}
+		ref[((n * M + o) * S + i) * S + j] = s;
+	}
+	p = model1(13, "Conv", 4, xd, &node, "w", "b");
+	onnxb_attr_ints(node, "pads", 4, pd);
+	onnxb_init_f32(p, "w", 4, wd, w);
+	onnxb_init_f32(p, "b", 1, bd, b);
+	m = load_ok(p);
+	xd[0] = N;
+	y = run_x(m, x, 4, xd, &od);
+	assert_shape(&od, 4, (int64_t[]){ N, M, S, S });
+	assert_close(y, ref, (size_t)N * M * S * S);
+	/* Two images per chunk, as the comment above says. */
+	assert_int_equal(m->vals[m->nodes[0].scratch].ndim, 3);
+	assert_int_equal(m->vals[m->nodes[0].scratch].shape[1], 2);
+	xd[0] = 1;
+	y = run_x(m, x + S * S, 4, xd, &od);
+	assert_shape(&od, 4, (int64_t[]){ 1, M, S, S });
+	assert_close(y, ref + M * S * S, (size_t)M * S * S);
+	onnx_free(m);
+}
+
 /* A grouped 1x1 conv runs straight on the input: no unfolding. */
 static void
 test_conv_pointwise(void **state)
@@ -790,6 +849,7 @@ main(void)
 		cmocka_unit_test(test_conv_2d),
 		cmocka_unit_test(test_conv_1d),
 		cmocka_unit_test(test_conv_general),
+		cmocka_unit_test(test_conv_chunks),
 		cmocka_unit_test(test_conv_pointwise),
 		cmocka_unit_test(test_conv_bad),
 		cmocka_unit_test(test_maxpool),
