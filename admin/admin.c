@@ -169,6 +169,12 @@ reply_list(struct req *r, json_t *list)
 	http_reply_json(r, 200, list);
 }
 
+void
+admin_reply_list(struct req *r, json_t *list)
+{
+	reply_list(r, list);
+}
+
 /* A db completion that answers the request with the created row. */
 static void
 reply_created(void *arg, enum db_status st, json_t *row)

@@ -31,6 +31,9 @@ void	admin_deploy(struct server *, const char *name, const char *model,
 /* Helpers shared by the admin modules.  Paging: ?limit=1-1000 (default
  * 100) and ?after=<cursor>; replies 400 and returns -1 if malformed. */
 int	admin_page_params(struct req *, int *limit, const char **after);
+/* Replies 200 with list (a page from the db, now owned) marked
+ * "object":"list", or 500 if it is NULL (the read failed). */
+void	admin_reply_list(struct req *, json_t *list);
 /* Unix seconds, "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC) into *out
  * (seconds); -1 if malformed. */
 int	admin_parse_time(const char *, int64_t *out);

@@ -325,13 +325,8 @@ admin_period_list(struct req *r, char **arg)
 		    "'after' must be a month as YYYY-MM");
 		return;
 	}
-	if ((page = db_period_page(r->srv->db, after, limit)) == NULL) {
-		http_error(r, 500, "internal_error", NULL,
-		    "cannot read the database");
-		return;
-	}
-	json_object_set_new(page, "object", json_string("list"));
-	http_reply_json(r, 200, page);
+	page = db_period_page(r->srv->db, after, limit);
+	admin_reply_list(r, page);
 }
 
 static void

@@ -127,34 +127,53 @@ quota_put(struct req *r, const char *tenant_id, const char *key_id)
 	json_decref(body);
 }
 
-void
-admin_tenant_quota_put(struct req *r, char **arg)
+/* The quota routes name a tenant or a key; each replies 404 and returns
+ * -1 if it does not exist.  key_tenant() copies the key's tenant id. */
+static int
+tenant_exists(struct req *r, const char *id)
 {
-	json_t	*t = db_tenant_get(r->srv->db, arg[0]);
+	json_t	*t = db_tenant_get(r->srv->db, id);
 
 	if (t == NULL) {
 		http_error(r, 404, "not_found", NULL,
-		    "tenant '%.64s' does not exist", arg[0]);
-		return;
+		    "tenant '%.64s' does not exist", id);
+		return -1;
 	}
 	json_decref(t);
+	return 0;
+}
+
+static int
+key_tenant(struct req *r, const char *id, char *tenant, size_t len)
+{
+	json_t	*k = db_key_get(r->srv->db, id);
+
+	if (k == NULL) {
+		http_error(r, 404, "not_found", NULL,
+		    "key '%.64s' does not exist", id);
+		return -1;
+	}
+	snprintf(tenant, len, "%s", json_string_value(
+	    json_object_get(k, "tenant_id")));
+	json_decref(k);
+	return 0;
+}
+
+void
+admin_tenant_quota_put(struct req *r, char **arg)
+{
+	if (tenant_exists(r, arg[0]) == -1)
+		return;
 	quota_put(r, arg[0], NULL);
 }
 
 void
 admin_key_quota_put(struct req *r, char **arg)
 {
-	json_t		*k = db_key_get(r->srv->db, arg[0]);
-	char		 tenant[64];
+	char	tenant[64];
 
-	if (k == NULL) {
-		http_error(r, 404, "not_found", NULL,
-		    "key '%.64s' does not exist", arg[0]);
+	if (key_tenant(r, arg[0], tenant, sizeof(tenant)) == -1)
 		return;
-	}
-	snprintf(tenant, sizeof(tenant), "%s", json_string_value(
-	    json_object_get(k, "tenant_id")));
-	json_decref(k);
 	quota_put(r, tenant, arg[0]);
 }
 
@@ -177,31 +196,18 @@ quota_reply(struct req *r, const char *tenant_id, const char *key_id)
 void
 admin_tenant_quota_get(struct req *r, char **arg)
 {
-	json_t	*t = db_tenant_get(r->srv->db, arg[0]);
-
-	if (t == NULL) {
-		http_error(r, 404, "not_found", NULL,
-		    "tenant '%.64s' does not exist", arg[0]);
+	if (tenant_exists(r, arg[0]) == -1)
 		return;
-	}
-	json_decref(t);
 	quota_reply(r, arg[0], NULL);
 }
 
 void
 admin_key_quota_get(struct req *r, char **arg)
 {
-	json_t	*k = db_key_get(r->srv->db, arg[0]);
-	char	 tenant[64];
+	char	tenant[64];
 
-	if (k == NULL) {
-		http_error(r, 404, "not_found", NULL,
-		    "key '%.64s' does not exist", arg[0]);
+	if (key_tenant(r, arg[0], tenant, sizeof(tenant)) == -1)
 		return;
-	}
-	snprintf(tenant, sizeof(tenant), "%s", json_string_value(
-	    json_object_get(k, "tenant_id")));
-	json_decref(k);
 	quota_reply(r, tenant, arg[0]);
 }
 
@@ -356,13 +362,7 @@ admin_price_list(struct req *r, char **arg)
 	}
 	page = db_price_page(r->srv->db, http_query(r, "model"),
 	    after != NULL ? model : NULL, starts_at, limit);
-	if (page == NULL) {
-		http_error(r, 500, "internal_error", NULL,
-		    "cannot read the database");
-		return;
-	}
-	json_object_set_new(page, "object", json_string("list"));
-	http_reply_json(r, 200, page);
+	admin_reply_list(r, page);
 }
 
 static void

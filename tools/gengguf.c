@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "tools/corpus.h"
+#include "tools/genutil.h"
 
 #define GG_ALIGN	32
 #define GG_MAX_VOCAB	(1 << 18)
@@ -133,9 +134,6 @@ struct buf {
 };
 
 static void	usage(void) __attribute__((noreturn));
-static uint64_t	splitmix64(uint64_t *);
-static float	uniform(uint64_t *, float);
-static long long num_arg(const char *, const char *, long long, long long);
 static uint16_t	f32_to_f16(float);
 static uint64_t	fnv(const char *);
 static int32_t	voc_find(const struct vocab *, const char *);
@@ -172,39 +170,6 @@ usage(void)
 	    "\t[--n-embd N] [--n-layer N] [--n-head N] [--n-head-kv N] "
 	    "[--n-ff N]\n\t[--n-ctx N] [--vocab N] -o FILE\n");
 	exit(1);
-}
-
-static uint64_t
-splitmix64(uint64_t *s)
-{
-	uint64_t	z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-/* Uniform in [-bound, bound), from 24 random bits. */
-static float
-uniform(uint64_t *s, float bound)
-{
-	float	u = (float)(splitmix64(s) >> 40) * 0x1.0p-24f;
-
-	return (2.0f * u - 1.0f) * bound;
-}
-
-static long long
-num_arg(const char *what, const char *s, long long min, long long max)
-{
-	char		*end;
-	long long	 v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		fatalx("%s: '%s' is not a number from %lld to %lld", what, s,
-		    min, max);
-	return v;
 }
 
 /* IEEE half precision, rounding to nearest even. */
@@ -701,7 +666,7 @@ write_tensor(FILE *f, const struct tensor *t, uint64_t *rng, float *row,
 
 	for (uint64_t r = 0; r < t->ne[1]; r++) {
 		for (uint64_t i = 0; i < ne0; i++) {
-			row[i] = uniform(rng, t->scale);
+			row[i] = gen_uniform(rng, t->scale);
 			if (t->init == INIT_NORM)
 				row[i] += 1.0f;
 		}
@@ -1045,33 +1010,35 @@ main(int argc, char *argv[])
 				fatalx("--type: f32, f16, q8_0 or q4_0");
 			break;
 		case 's':
-			o.seed = (uint64_t)num_arg("--seed", optarg, 0,
+			o.seed = (uint64_t)gen_num_arg("--seed", optarg, 0,
 			    INT64_MAX);
 			break;
 		case 'E':
-			o.n_embd = (int)num_arg("--n-embd", optarg, 2,
+			o.n_embd = (int)gen_num_arg("--n-embd", optarg, 2,
 			    GG_MAX_DIM);
 			break;
 		case 'L':
-			o.n_layer = (int)num_arg("--n-layer", optarg, 1,
+			o.n_layer = (int)gen_num_arg("--n-layer", optarg, 1,
 			    GG_MAX_LAYER);
 			break;
 		case 'H':
-			o.n_head = (int)num_arg("--n-head", optarg, 1, 1024);
+			o.n_head = (int)gen_num_arg("--n-head", optarg, 1,
+			    1024);
 			break;
 		case 'K':
-			o.n_head_kv = (int)num_arg("--n-head-kv", optarg, 1,
+			o.n_head_kv = (int)gen_num_arg("--n-head-kv", optarg, 1,
 			    1024);
 			break;
 		case 'F':
-			o.n_ff = (int)num_arg("--n-ff", optarg, 1,
+			o.n_ff = (int)gen_num_arg("--n-ff", optarg, 1,
 			    4 * GG_MAX_DIM);
 			break;
 		case 'C':
-			o.n_ctx = (int)num_arg("--n-ctx", optarg, 1, 1 << 20);
+			o.n_ctx = (int)gen_num_arg("--n-ctx", optarg, 1,
+			    1 << 20);
 			break;
 		case 'V':
-			o.n_vocab = (int)num_arg("--vocab", optarg, 300,
+			o.n_vocab = (int)gen_num_arg("--vocab", optarg, 300,
 			    GG_MAX_VOCAB);
 			break;
 		case 'o':

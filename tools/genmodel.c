@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "tools/genutil.h"
 #include "tools/onnxb.h"
 
 #define GM_MAX_LAYERS	64
@@ -35,10 +36,7 @@ struct mlp_opts {
 };
 
 static void	usage(void) __attribute__((noreturn));
-static uint64_t	splitmix64(uint64_t *);
-static float	uniform(uint64_t *, float);
 static void	parse_layers(const char *, struct mlp_opts *);
-static long long num_arg(const char *, const char *, long long, long long);
 static Onnx__ModelProto *build_mlp(const struct mlp_opts *);
 
 static void
@@ -47,39 +45,6 @@ usage(void)
 	fprintf(stderr, "usage: maas-genmodel mlp --layers N,N[,N...] "
 	    "--seed S [--softmax | --no-softmax] [--opset V] -o FILE\n");
 	exit(1);
-}
-
-static uint64_t
-splitmix64(uint64_t *s)
-{
-	uint64_t	z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-/* Uniform in [-bound, bound), from 24 random bits (exact in a float). */
-static float
-uniform(uint64_t *s, float bound)
-{
-	float	u = (float)(splitmix64(s) >> 40) * 0x1.0p-24f;
-
-	return (2.0f * u - 1.0f) * bound;
-}
-
-static long long
-num_arg(const char *what, const char *s, long long min, long long max)
-{
-	char		*end;
-	long long	 v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		fatalx("%s: '%s' is not a number from %lld to %lld", what, s,
-		    min, max);
-	return v;
 }
 
 static void
@@ -92,7 +57,7 @@ parse_layers(const char *arg, struct mlp_opts *o)
 	while ((tok = strsep(&p, ",")) != NULL) {
 		if (o->n_layers == GM_MAX_LAYERS)
 			fatalx("--layers: more than %d widths", GM_MAX_LAYERS);
-		o->layers[o->n_layers++] = num_arg("--layers", tok, 1,
+		o->layers[o->n_layers++] = gen_num_arg("--layers", tok, 1,
 		    GM_MAX_WIDTH);
 	}
 	free(s);
@@ -133,9 +98,9 @@ build_mlp(const struct mlp_opts *o)
 		const char *in[4] = { prev, w, b, NULL };
 
 		for (size_t i = 0; i < nw; i++)
-			wv[i] = uniform(&rng, wb);
+			wv[i] = gen_uniform(&rng, wb);
 		for (int64_t i = 0; i < fan_out; i++)
-			bv[i] = uniform(&rng, bb);
+			bv[i] = gen_uniform(&rng, bb);
 		snprintf(w, sizeof(w), "fc%d.weight", l);
 		snprintf(b, sizeof(b), "fc%d.bias", l);
 		onnxb_init_f32(m, w, 2, wd, wv);
@@ -197,12 +162,12 @@ main(int argc, char *argv[])
 			parse_layers(optarg, &o);
 			break;
 		case 's':
-			o.seed = (uint64_t)num_arg("--seed", optarg, 0,
+			o.seed = (uint64_t)gen_num_arg("--seed", optarg, 0,
 			    INT64_MAX);
 			seeded = true;
 			break;
 		case 'p':
-			o.opset = num_arg("--opset", optarg, 7, 21);
+			o.opset = gen_num_arg("--opset", optarg, 7, 21);
 			break;
 		case 'o':
 			o.out = optarg;

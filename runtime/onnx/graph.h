@@ -215,6 +215,15 @@ int64_t	onnx_int_at(const struct onnx_value *, size_t);
 int	onnx_infer_same(struct onnx_model *, struct onnx_node *, char *,
 	    size_t);
 void	onnx_run_copy(struct onnx_model *, struct onnx_node *);
+/* Softmax and LogSoftmax: the axis attribute (default by opset), its
+ * check, and the (outer, len, inner) view of the output the kernels take
+ * (opset < 13 coerces to 2-D at axis). */
+int	onnx_attrs_softmax(struct onnx_model *, struct onnx_node *,
+	    Onnx__NodeProto *, char *, size_t);
+int	onnx_infer_softmax(struct onnx_model *, struct onnx_node *, char *,
+	    size_t);
+void	onnx_softmax_dims(const struct onnx_model *, const struct onnx_node *,
+	    size_t *outer, size_t *len, size_t *inner);
 
 /* load.c: reads a TensorProto into v (dtype, dims, data); label names it
  * in messages. */

@@ -60,7 +60,6 @@ static const struct {
 };
 #define N_ONNX_TYPES	(int)(sizeof(onnx_types) / sizeof(onnx_types[0]))
 
-static int	pb_varint(const uint8_t *, size_t, size_t *, uint64_t *);
 static int	pb_check(const uint8_t *, size_t,
 		    const ProtobufCMessageDescriptor *, int);
 static int	lerr(struct loader *, const char *, ...)
@@ -87,23 +86,6 @@ static void	load_finish(struct onnx_model *);
 
 /* --- protobuf pre-check --- */
 
-static int
-pb_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
-{
-	*v = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		uint8_t	b;
-
-		if (*off >= len)
-			return -1;
-		b = p[(*off)++];
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0)
-			return 0;
-	}
-	return -1;
-}
-
 /* Walks the wire format of one message, recursing into fields the
  * descriptor says are messages; fails on bad framing or on nesting deeper
  * than PB_MAX_DEPTH, which would otherwise overflow protobuf-c's stack. */
@@ -118,11 +100,11 @@ pb_check(const uint8_t *p, size_t len, const ProtobufCMessageDescriptor *d,
 	if (depth > PB_MAX_DEPTH)
 		return -1;
 	while (off < len) {
-		if (pb_varint(p, len, &off, &key) == -1)
+		if (weights_varint(p, len, &off, &key) == -1)
 			return -1;
 		switch (key & 7) {
 		case PROTOBUF_C_WIRE_TYPE_VARINT:
-			if (pb_varint(p, len, &off, &v) == -1)
+			if (weights_varint(p, len, &off, &v) == -1)
 				return -1;
 			break;
 		case PROTOBUF_C_WIRE_TYPE_64BIT:
@@ -136,7 +118,8 @@ pb_check(const uint8_t *p, size_t len, const ProtobufCMessageDescriptor *d,
 			off += 4;
 			break;
 		case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED:
-			if (pb_varint(p, len, &off, &v) == -1 || v > len - off)
+			if (weights_varint(p, len, &off, &v) == -1 ||
+			    v > len - off)
 				return -1;
 			f = key >> 3 > UINT32_MAX ? NULL :
 			    protobuf_c_message_descriptor_get_field(d,

@@ -401,8 +401,8 @@ run_matmul(struct onnx_model *m, struct onnx_node *n)
 
 /* --- Softmax --- */
 
-static int
-attrs_softmax(struct onnx_model *m, struct onnx_node *n,
+int
+onnx_attrs_softmax(struct onnx_model *m, struct onnx_node *n,
     Onnx__NodeProto *p, char *err, size_t errlen)
 {
 	/* Softmax-13 normalises one axis (default -1); before, the input
@@ -411,8 +411,8 @@ attrs_softmax(struct onnx_model *m, struct onnx_node *n,
 	    errlen);
 }
 
-static int
-infer_softmax(struct onnx_model *m, struct onnx_node *n, char *err,
+int
+onnx_infer_softmax(struct onnx_model *m, struct onnx_node *n, char *err,
     size_t errlen)
 {
 	const struct onnx_value	*x = ONNX_IN(m, n, 0);
@@ -428,21 +428,32 @@ infer_softmax(struct onnx_model *m, struct onnx_node *n, char *err,
 	return onnx_infer_same(m, n, err, errlen);
 }
 
+void
+onnx_softmax_dims(const struct onnx_model *m, const struct onnx_node *n,
+    size_t *outer, size_t *len, size_t *inner)
+{
+	const struct onnx_value	*y = ONNX_OUT(m, n);
+	int64_t			 ax = 0;
+
+	(void)onnx_axis_norm(n->axis, y->ndim, y->ndim, &ax);
+	*outer = (size_t)onnx_dims_prod(y->shape, 0, (int)ax);
+	*inner = 1;
+	if (m->opset >= 13) {
+		*len = (size_t)y->shape[ax];
+		*inner = (size_t)onnx_dims_prod(y->shape, (int)ax + 1,
+		    y->ndim);
+	} else
+		*len = (size_t)onnx_dims_prod(y->shape, (int)ax, y->ndim);
+}
+
 static void
 run_softmax(struct onnx_model *m, struct onnx_node *n)
 {
-	struct onnx_value	*y = ONNX_OUT(m, n);
-	int64_t			 ax = 0;
-	size_t			 outer, len, inner = 1;
+	size_t	outer, len, inner;
 
-	(void)onnx_axis_norm(n->axis, y->ndim, y->ndim, &ax);
-	outer = (size_t)onnx_dims_prod(y->shape, 0, (int)ax);
-	if (m->opset >= 13) {
-		len = (size_t)y->shape[ax];
-		inner = (size_t)onnx_dims_prod(y->shape, (int)ax + 1, y->ndim);
-	} else
-		len = (size_t)onnx_dims_prod(y->shape, (int)ax, y->ndim);
-	kernel_softmax(y->data, ONNX_IN(m, n, 0)->data, outer, len, inner);
+	onnx_softmax_dims(m, n, &outer, &len, &inner);
+	kernel_softmax(ONNX_OUT(m, n)->data, ONNX_IN(m, n, 0)->data, outer,
+	    len, inner);
 }
 
 /* --- Flatten --- */
@@ -637,8 +648,8 @@ static const struct onnx_op core_ops[] = {
 	{ "MatMul", 2, 2, 1, 1, 0, "", NULL, infer_matmul, run_matmul },
 	{ "Reshape", 2, 2, 1, 1, 0, "allowzero", attrs_reshape,
 	    infer_reshape, onnx_run_copy },
-	{ "Softmax", 1, 1, 1, 1, 0, "axis", attrs_softmax, infer_softmax,
-	    run_softmax },
+	{ "Softmax", 1, 1, 1, 1, 0, "axis", onnx_attrs_softmax,
+	    onnx_infer_softmax, run_softmax },
 };
 const struct onnx_optab onnx_ops_core = {
 	core_ops, sizeof(core_ops) / sizeof(core_ops[0])

@@ -656,48 +656,15 @@ run_bn(struct onnx_model *m, struct onnx_node *n)
 
 /* --- LogSoftmax --- */
 
-static int
-attrs_logsoftmax(struct onnx_model *m, struct onnx_node *n,
-    Onnx__NodeProto *p, char *err, size_t errlen)
-{
-	/* As Softmax: one axis (default -1) from opset 13; before, the
-	 * input was coerced to 2-D at axis (default 1). */
-	return onnx_attr_int(p, "axis", m->opset >= 13 ? -1 : 1, &n->axis, n,
-	    err, errlen);
-}
-
-static int
-infer_logsoftmax(struct onnx_model *m, struct onnx_node *n, char *err,
-    size_t errlen)
-{
-	const struct onnx_value	*x = ONNX_IN(m, n, 0);
-	int64_t			 ax;
-
-	if (onnx_want(m, n, 0, ONNX_T_F32, err, errlen) == -1)
-		return -1;
-	if (onnx_axis_norm(n->axis, x->ndim, x->ndim, &ax) == -1) {
-		onnx_node_err(err, errlen, n, "axis %lld is out of range for "
-		    "rank %d", (long long)n->axis, x->ndim);
-		return -1;
-	}
-	return onnx_infer_same(m, n, err, errlen);
-}
-
+/* The attribute, its check and the axis view are Softmax's (ops.c). */
 static void
 run_logsoftmax(struct onnx_model *m, struct onnx_node *n)
 {
-	struct onnx_value	*y = ONNX_OUT(m, n);
-	int64_t			 ax = 0;
-	size_t			 outer, len, inner = 1;
+	size_t	outer, len, inner;
 
-	(void)onnx_axis_norm(n->axis, y->ndim, y->ndim, &ax);
-	outer = (size_t)onnx_dims_prod(y->shape, 0, (int)ax);
-	if (m->opset >= 13) {
-		len = (size_t)y->shape[ax];
-		inner = (size_t)onnx_dims_prod(y->shape, (int)ax + 1, y->ndim);
-	} else
-		len = (size_t)onnx_dims_prod(y->shape, (int)ax, y->ndim);
-	kernel_logsoftmax(y->data, ONNX_IN(m, n, 0)->data, outer, len, inner);
+	onnx_softmax_dims(m, n, &outer, &len, &inner);
+	kernel_logsoftmax(ONNX_OUT(m, n)->data, ONNX_IN(m, n, 0)->data, outer,
+	    len, inner);
 }
 
 /* --- the table --- */
@@ -715,8 +682,8 @@ static const struct onnx_op nn_ops[] = {
 	    run_global },
 	{ "GlobalMaxPool", 1, 1, 1, 1, 0, "", NULL, infer_global,
 	    run_global },
-	{ "LogSoftmax", 1, 1, 1, 1, 0, "axis", attrs_logsoftmax,
-	    infer_logsoftmax, run_logsoftmax },
+	{ "LogSoftmax", 1, 1, 1, 1, 0, "axis", onnx_attrs_softmax,
+	    onnx_infer_softmax, run_logsoftmax },
 	{ "MaxPool", 1, 1, 1, 2, 0, "auto_pad ceil_mode dilations "
 	    "kernel_shape pads storage_order strides", attrs_win, infer_pool,
 	    run_maxpool },

@@ -45,7 +45,6 @@ struct strip {
 
 static int	werr(char *, size_t, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
-static int	get_varint(const uint8_t *, size_t, size_t *, uint64_t *);
 static void	put_varint(struct wbuf *, uint64_t);
 static int	strip_msg(struct strip *, const uint8_t *, size_t,
 		    enum level, struct wbuf *);
@@ -69,8 +68,8 @@ werr(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-static int
-get_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
+int
+weights_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
 {
 	*v = 0;
 	for (int shift = 0; shift < 64; shift += 7) {
@@ -111,11 +110,11 @@ strip_msg(struct strip *S, const uint8_t *p, size_t len, enum level lv,
 	wbuf_init(&sub);
 	while (off < len) {
 		start = off;
-		if (get_varint(p, len, &off, &key) == -1)
+		if (weights_varint(p, len, &off, &key) == -1)
 			goto bad;
 		switch (key & 7) {
 		case 0:		/* varint */
-			if (get_varint(p, len, &off, &v) == -1)
+			if (weights_varint(p, len, &off, &v) == -1)
 				goto bad;
 			wbuf_put(out, p + start, off - start);
 			continue;
@@ -132,7 +131,7 @@ strip_msg(struct strip *S, const uint8_t *p, size_t len, enum level lv,
 			wbuf_put(out, p + start, off - start);
 			continue;
 		case 2:		/* length-delimited */
-			if (get_varint(p, len, &off, &v) == -1 ||
+			if (weights_varint(p, len, &off, &v) == -1 ||
 			    v > len - off)
 				goto bad;
 			body = off;

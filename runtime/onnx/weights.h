@@ -48,4 +48,9 @@ Onnx__ModelProto *weights_unpack(struct weights *, const struct onnx_source *,
 bool		 weights_borrowed(const struct weights *, const void *p);
 /* Puts back what protobuf-c may free; proto may be NULL. */
 void		 weights_release(struct weights *, Onnx__ModelProto *);
+/* Reads the protobuf varint at p[*off] (len bytes in all) into *v and
+ * moves *off past it; -1 if it runs past len or over 10 bytes.  The
+ * loader's framing check uses it too. */
+int		 weights_varint(const uint8_t *p, size_t len, size_t *off,
+		    uint64_t *v);
 #endif

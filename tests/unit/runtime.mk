@@ -10,13 +10,18 @@ test_kernels_PKGS := openblas
 
 RT_TEST_SRCS := $(RUNTIME_ONNX_SRCS) $(TOOLS_ONNXB_SRCS) $(COMMON_SRCS) \
 	$(GEN)/onnx.pb-c.c
-test_onnx_ops_SRCS := tests/unit/test_onnx_ops.c $(RT_TEST_SRCS)
+# Loading, running and checking a graph in the ONNX tests.
+ONNX_TESTUTIL_SRCS := tests/unit/onnx_testutil.c
+test_onnx_ops_SRCS := tests/unit/test_onnx_ops.c $(ONNX_TESTUTIL_SRCS) \
+	$(RT_TEST_SRCS)
 test_onnx_ops_PKGS := libprotobuf-c openblas
-test_onnx_load_SRCS := tests/unit/test_onnx_load.c $(RT_TEST_SRCS)
+test_onnx_load_SRCS := tests/unit/test_onnx_load.c $(ONNX_TESTUTIL_SRCS) \
+	$(RT_TEST_SRCS)
 test_onnx_load_PKGS := libprotobuf-c openblas
 # Conv, pools, BatchNormalization, LogSoftmax, RNN/GRU/LSTM.
 UNIT_TESTS += test_onnx_nn
-test_onnx_nn_SRCS := tests/unit/test_onnx_nn.c $(RT_TEST_SRCS)
+test_onnx_nn_SRCS := tests/unit/test_onnx_nn.c $(ONNX_TESTUTIL_SRCS) \
+	$(RT_TEST_SRCS)
 test_onnx_nn_PKGS := libprotobuf-c openblas
 TESTS_NEED_ONNX += tests/unit/test_onnx_nn.c
 
@@ -36,7 +41,7 @@ $(BUILD)/obj/tests/unit/test_runtime.o: \
 	ALL_CFLAGS += -DMAAS_RUNTIME_BIN='"$(abspath $(BIN))/maas-runtime"'
 
 TESTS_NEED_ONNX += tests/unit/test_onnx_ops.c tests/unit/test_onnx_load.c \
-	tests/unit/test_runtime.c
+	tests/unit/test_runtime.c tests/unit/onnx_testutil.c
 
 # The ONNX node-test conformance runner (tests/conformance/): built with
 # the unit tests, run by scripts/test.sh over libonnx-testdata.

@@ -21,6 +21,7 @@
 #include "runtime/kernels.h"
 #include "runtime/onnx/graph.h"
 #include "runtime/onnx/onnx.h"
+#include "tests/unit/onnx_testutil.h"
 #include "tools/onnxb.h"
 
 #define FLOAT	ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
@@ -32,22 +33,6 @@
 static float	xs[MAXB * 2 * K];	/* inputs, [batch, 2, K] */
 static float	w[K * N];		/* [K, N] */
 static float	bias[N];
-
-static struct onnx_model *
-load_ok(Onnx__ModelProto *p)
-{
-	struct onnx_model	*m;
-	uint8_t			*buf;
-	size_t			 len;
-	char			 err[512];
-
-	buf = onnxb_pack(p, &len);
-	onnxb_free(p);
-	if ((m = onnx_load(buf, len, err, sizeof(err))) == NULL)
-		fail_msg("load failed: %s", err);
-	free(buf);
-	return m;
-}
 
 /* A model with input x [batch, 2, K] and the given outputs. */
 static Onnx__ModelProto *
@@ -160,7 +145,7 @@ test_bias_fused(void **state)
 		node2(p, "MatMul", "x", "w", "mm2");
 		node2(p, "Mul", "half", "mm2", "sc");
 		node2(p, "Add", "sc", "b", "z");
-		m = load_ok(p);
+		m = onnxt_load_ok(p);
 		for (int64_t batch = MAXB; batch >= 1; batch -= 2) {
 			run_batch(m, batch);
 			ref_matmul(want, (size_t)batch * 2, 1, true);
@@ -191,7 +176,7 @@ test_bias_not_fused(void **state)
 	node2(p, "MatMul", "x", "w", "mm");
 	node2(p, "Add", "mm", "b", "y");
 	onnxb_node(p, "Neg", "z", (const char *[]){ "mm", NULL }, "z");
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	run_batch(m, 2);
 	ref_matmul(want, 4, 1, true);
 	assert_out(m, 0, want, 4 * N);
@@ -235,7 +220,7 @@ gelu_case(bool torch)
 		node2(p, "Mul", "u", "half", "t4");
 		node2(p, "Mul", "t3", "t4", "y");
 	}
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	for (int64_t batch = 1; batch <= MAXB; batch += 2) {
 		size_t	n = (size_t)batch * 2 * K;
 
@@ -280,7 +265,7 @@ test_reshape_alias(void **state)
 	node2(p, "Reshape", "a", "shape", "r");
 	onnxb_node(p, "Relu", "y", (const char *[]){ "r", NULL }, "y");
 	onnxb_node(p, "Neg", "z", (const char *[]){ "a", NULL }, "z");
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	for (int64_t batch = MAXB; batch >= 1; batch -= 2) {
 		size_t	n = (size_t)batch * 2 * K;
 
@@ -311,7 +296,7 @@ test_relu_in_place(void **state)
 	node2(p, "Mul", "x", "x", "a");
 	onnxb_node(p, "Relu", "r", (const char *[]){ "a", NULL }, "r");
 	node2(p, "Sub", "r", "x", "y");
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	run_batch(m, MAXB);
 	for (size_t i = 0; i < MAXB * 2 * K; i++)
 		want[i] = (double)xs[i] * xs[i] - xs[i];

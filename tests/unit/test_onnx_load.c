@@ -16,6 +16,7 @@
 #include "common/wire.h"
 #include "common/xmalloc.h"
 #include "runtime/onnx/onnx.h"
+#include "tests/unit/onnx_testutil.h"
 #include "tools/onnxb.h"
 
 #if !defined(__SANITIZE_ADDRESS__)
@@ -74,34 +75,13 @@ load_bytes(const void *buf, size_t len, char *err, size_t errlen)
 	return m;
 }
 
-static struct onnx_model *
-load_ok(Onnx__ModelProto *p)
-{
-	struct onnx_model	*m;
-	uint8_t			*buf;
-	size_t			 len;
-	char			 err[1024];
-
-	buf = onnxb_pack(p, &len);
-	onnxb_free(p);
-	if ((m = load_bytes(buf, len, err, sizeof(err))) == NULL)
-		fail_msg("load failed: %s", err);
-	free(buf);
-	return m;
-}
-
 static void
 load_err(Onnx__ModelProto *p, const char *want)
 {
 	struct onnx_model	*m;
-	uint8_t			*buf;
-	size_t			 len;
 	char			 err[1024] = "";
 
-	buf = onnxb_pack(p, &len);
-	onnxb_free(p);
-	m = load_bytes(buf, len, err, sizeof(err));
-	free(buf);
+	m = onnxt_load_try(p, err, sizeof(err));
 	if (m != NULL)
 		fail_msg("loaded, want \"%s\"", want);
 	if (strcmp(err, want) != 0)
@@ -224,7 +204,7 @@ test_mlp(void **state)
 	char			 err[256];
 
 	(void)state;
-	m = load_ok(mlp(wt, bs));
+	m = onnxt_load_ok(mlp(wt, bs));
 	assert_int_equal(onnx_opset(m), 13);
 	onnx_meta(m, &meta);
 	assert_int_equal(meta.format, MODEL_FORMAT_ONNX);
@@ -292,7 +272,7 @@ test_no_alloc(void **state)
 	char			 err[256];
 
 	(void)state;
-	m = load_ok(mlp(wt, bs));
+	m = onnxt_load_ok(mlp(wt, bs));
 	for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
 		input_tensor(&t, "input", 2, (int64_t[]){ steps[k].batch, 20 },
 		    x);
@@ -339,7 +319,7 @@ test_validation(void **state)
 	static float		 x[64 * 20];
 
 	(void)state;
-	m = load_ok(mlp(wt, bs));
+	m = onnxt_load_ok(mlp(wt, bs));
 	input_tensor(&t[0], "input", 2, (int64_t[]){ 2, 19 }, x);
 	run_err(m, t, 1, ONNX_EINPUT,
 	    "input 'input': expected shape [-1,20], got [2,19]");
@@ -387,7 +367,7 @@ test_dim_params(void **state)
 	onnxb_node(p, "Add", "ab", (const char *[]){ "a", "b", NULL }, "ab");
 	onnxb_node(p, "Mul", "y", (const char *[]){ "ab", "c", NULL }, "y");
 	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	onnx_meta(m, &meta);
 	assert_int_equal(meta.n_inputs, 3);
 	assert_int_equal(meta.inputs[2].dims[0], -1);
@@ -423,7 +403,7 @@ test_too_big(void **state)
 	onnxb_init_f32(p, "w", 2, dw, w);
 	onnxb_node(p, "Add", "y", (const char *[]){ "x", "w", NULL }, "y");
 	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	input_tensor(&t, "x", 2, (int64_t[]){ 65536, 1 }, x);
 	run_err(m, &t, 1, ONNX_ETOOBIG, "node 'y' (Add): output "
 	    "[65536,65536] would have more than 2147483647 elements");
@@ -604,7 +584,7 @@ test_tensors(void **state)
 	t->raw_data.len = 0;
 	t->n_float_data = 4;
 	t->float_data = xcalloc(4, sizeof(float));
-	onnx_free(load_ok(p));
+	onnx_free(onnxt_load_ok(p));
 
 	/* An initializer also listed as an input (IR < 4) is a constant. */
 	p = base(13);
@@ -612,7 +592,7 @@ test_tensors(void **state)
 	onnxb_input(p, "w", FLOAT, 1, (int64_t[]){ 4 }, NULL);
 	onnxb_node(p, "Add", "a", (const char *[]){ "y", "w", NULL }, "a");
 	{
-		struct onnx_model	*m = load_ok(p);
+		struct onnx_model	*m = onnxt_load_ok(p);
 		struct ipc_meta		 meta;
 
 		onnx_meta(m, &meta);
@@ -670,7 +650,7 @@ test_opset(void **state)
 	p = base(13);
 	free(p->opset_import[0]->domain);
 	p->opset_import[0]->domain = xstrdup("ai.onnx");
-	onnx_free(load_ok(p));
+	onnx_free(onnxt_load_ok(p));
 }
 
 /* Wraps w's bytes as field f (length-delimited) of an outer message. */

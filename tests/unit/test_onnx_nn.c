@@ -20,44 +20,11 @@
 #include "common/xmalloc.h"
 #include "runtime/onnx/graph.h"
 #include "runtime/onnx/onnx.h"
+#include "tests/unit/onnx_testutil.h"
 #include "tools/onnxb.h"
 
 #define FLOAT	ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
 #define TOL	1e-5
-
-static struct onnx_model *
-load_ok(Onnx__ModelProto *p)
-{
-	struct onnx_model	*m;
-	uint8_t			*buf;
-	size_t			 len;
-	char			 err[512];
-
-	buf = onnxb_pack(p, &len);
-	onnxb_free(p);
-	if ((m = onnx_load(buf, len, err, sizeof(err))) == NULL)
-		fail_msg("load failed: %s", err);
-	free(buf);
-	return m;
-}
-
-static void
-load_err(Onnx__ModelProto *p, const char *want)
-{
-	struct onnx_model	*m;
-	uint8_t			*buf;
-	size_t			 len;
-	char			 err[512] = "";
-
-	buf = onnxb_pack(p, &len);
-	onnxb_free(p);
-	m = onnx_load(buf, len, err, sizeof(err));
-	free(buf);
-	if (m != NULL || strstr(err, want) == NULL)
-		fail_msg("want error containing \"%s\", got \"%s\"", want,
-		    m != NULL ? "(loaded)" : err);
-	onnx_free(m);
-}
 
 /* x -> op (with initializer w, b if given) -> y. */
 static Onnx__ModelProto *
@@ -71,36 +38,6 @@ model1(int64_t opset, const char *op, int nd, const int64_t *xd,
 	*node = onnxb_node(p, op, "n", in, "y");
 	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
 	return p;
-}
-
-/* Runs m on x and returns output 0 with its desc. */
-static const float *
-run_x(struct onnx_model *m, const float *x, int nd, const int64_t *dims,
-    struct ipc_tensor_desc *od)
-{
-	struct ipc_tensor	t;
-	uint64_t		nb, count = 1;
-	char			err[512];
-
-	memset(&t, 0, sizeof(t));
-	snprintf(t.desc.name, sizeof(t.desc.name), "x");
-	t.desc.dtype = DT_FP32;
-	t.desc.ndim = nd;
-	for (int i = 0; i < nd; i++)
-		count *= (uint64_t)(t.desc.dims[i] = dims[i]);
-	t.data = (const uint8_t *)x;
-	t.nbytes = count * 4;
-	if (onnx_run(m, &t, 1, err, sizeof(err)) != ONNX_OK)
-		fail_msg("run failed: %s", err);
-	return onnx_output(m, 0, od, &nb);
-}
-
-static void
-assert_shape(const struct ipc_tensor_desc *d, int nd, const int64_t *want)
-{
-	assert_int_equal(d->ndim, nd);
-	for (int i = 0; i < nd; i++)
-		assert_int_equal(d->dims[i], want[i]);
 }
 
 static void
@@ -142,8 +79,8 @@ win_run(const char *op, int nd, const int64_t *xd, const float *x,
 		onnxb_attr_ints(node, "pads", 2 * (size_t)sp, pads);
 	if (auto_pad != NULL)
 		onnxb_attr_str(node, "auto_pad", auto_pad);
-	*mp = load_ok(p);
-	return run_x(*mp, x, nd, xd, od);
+	*mp = onnxt_load_ok(p);
+	return onnxt_run_x(*mp, x, nd, xd, od);
 }
 
 /* --- Conv --- */
@@ -172,9 +109,9 @@ test_conv_2d(void **state)
 	p = model1(13, "Conv", 4, xd, &node, "w", "b");
 	onnxb_init_f32(p, "w", 4, wd, w);
 	onnxb_init_f32(p, "b", 1, bd, b);
-	m = load_ok(p);
-	y = run_x(m, x, 4, xd, &od);
-	assert_shape(&od, 4, yd);
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, x, 4, xd, &od);
+	onnxt_assert_shape(&od, 4, yd);
 	assert_close(y, plain, 4);
 	onnx_free(m);
 
@@ -182,9 +119,9 @@ test_conv_2d(void **state)
 	onnxb_attr_ints(node, "strides", 2, st);
 	onnxb_attr_ints(node, "pads", 4, pd);
 	onnxb_init_f32(p, "w", 4, wd, w);
-	m = load_ok(p);
-	y = run_x(m, x, 4, xd, &od);
-	assert_shape(&od, 4, yd);
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, x, 4, xd, &od);
+	onnxt_assert_shape(&od, 4, yd);
 	assert_close(y, padded, 4);
 	onnx_free(m);
 }
@@ -211,8 +148,8 @@ test_conv_1d(void **state)
 	p = model1(13, "Conv", 3, xd, &node, "w", NULL);
 	onnxb_attr_ints(node, "dilations", 1, dil);
 	onnxb_init_f32(p, "w", 3, wd, ones);
-	m = load_ok(p);
-	y = run_x(m, x, 3, xd, &od);
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, x, 3, xd, &od);
 	assert_int_equal(od.dims[2], 3);
 	assert_close(y, dilated, 3);
 	onnx_free(m);
@@ -223,8 +160,8 @@ test_conv_1d(void **state)
 		onnxb_attr_str(node, "auto_pad", lo ? "SAME_LOWER" :
 		    "SAME_UPPER");
 		onnxb_init_f32(p, "w", 3, w3d, ones);
-		m = load_ok(p);
-		y = run_x(m, x, 3, x4d, &od);
+		m = onnxt_load_ok(p);
+		y = onnxt_run_x(m, x, 3, x4d, &od);
 		assert_int_equal(od.dims[2], 2);
 		assert_close(y, lo ? lower : upper, 2);
 		onnx_free(m);
@@ -283,13 +220,13 @@ test_conv_general(void **state)
 	onnxb_attr_ints(node, "pads", 4, pd);
 	onnxb_init_f32(p, "w", 4, wd, w);
 	onnxb_init_f32(p, "b", 1, bd, b);
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	/* The im2col buffer is a planned scratch value. */
 	assert_true(m->nodes[0].scratch >= 0);
 	for (int n = 1; n <= N; n++) {
 		xd[0] = n;
-		y = run_x(m, x, 4, xd, &od);
-		assert_shape(&od, 4, (int64_t[]){ n, M, OH, OW });
+		y = onnxt_run_x(m, x, 4, xd, &od);
+		onnxt_assert_shape(&od, 4, (int64_t[]){ n, M, OH, OW });
 		assert_close(y, ref, (size_t)n * M * OH * OW);
 	}
 	onnx_free(m);
@@ -339,17 +276,17 @@ test_conv_chunks(void **state)
 	onnxb_attr_ints(node, "pads", 4, pd);
 	onnxb_init_f32(p, "w", 4, wd, w);
 	onnxb_init_f32(p, "b", 1, bd, b);
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	xd[0] = N;
-	y = run_x(m, x, 4, xd, &od);
-	assert_shape(&od, 4, (int64_t[]){ N, M, S, S });
+	y = onnxt_run_x(m, x, 4, xd, &od);
+	onnxt_assert_shape(&od, 4, (int64_t[]){ N, M, S, S });
 	assert_close(y, ref, (size_t)N * M * S * S);
 	/* Two images per chunk, as the comment above says. */
 	assert_int_equal(m->vals[m->nodes[0].scratch].ndim, 3);
 	assert_int_equal(m->vals[m->nodes[0].scratch].shape[1], 2);
 	xd[0] = 1;
-	y = run_x(m, x + S * S, 4, xd, &od);
-	assert_shape(&od, 4, (int64_t[]){ 1, M, S, S });
+	y = onnxt_run_x(m, x + S * S, 4, xd, &od);
+	onnxt_assert_shape(&od, 4, (int64_t[]){ 1, M, S, S });
 	assert_close(y, ref + M * S * S, (size_t)M * S * S);
 	onnx_free(m);
 }
@@ -371,9 +308,9 @@ test_conv_pointwise(void **state)
 	p = model1(13, "Conv", 4, xd, &node, "w", NULL);
 	onnxb_attr_int(node, "group", 2);
 	onnxb_init_f32(p, "w", 4, wd, w);
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	assert_int_equal(m->vals[m->nodes[0].scratch].count, 1);
-	assert_close(run_x(m, x, 4, xd, &od), want, 8);
+	assert_close(onnxt_run_x(m, x, 4, xd, &od), want, 8);
 	onnx_free(m);
 }
 
@@ -389,24 +326,24 @@ test_conv_bad(void **state)
 	(void)state;
 	p = model1(13, "Conv", 4, xd, &node, "w", NULL);
 	onnxb_init_f32(p, "w", 4, wd, w);
-	load_err(p, "X has 3 channels, W takes 1 groups of 2");
+	onnxt_load_err(p, "X has 3 channels, W takes 1 groups of 2");
 	p = model1(13, "Conv", 4, big, &node, "w", NULL);
 	onnxb_attr_ints(node, "kernel_shape", 2, k5);
 	onnxb_init_f32(p, "w", 4, wd, w);
-	load_err(p, "kernel_shape[0] is 5 but W has 3");
+	onnxt_load_err(p, "kernel_shape[0] is 5 but W has 3");
 	/* A kernel larger than the input. */
 	p = model1(13, "Conv", 4, (int64_t[]){ 1, 2, 2, 2 }, &node, "w",
 	    NULL);
 	onnxb_init_f32(p, "w", 4, wd, w);
-	load_err(p, "larger than the padded input");
+	onnxt_load_err(p, "larger than the padded input");
 	p = model1(13, "Conv", 4, xd, &node, "w", NULL);
 	onnxb_attr_str(node, "auto_pad", "SOMETIMES");
 	onnxb_init_f32(p, "w", 4, wd, w);
-	load_err(p, "auto_pad 'SOMETIMES' is not supported");
+	onnxt_load_err(p, "auto_pad 'SOMETIMES' is not supported");
 	p = model1(13, "Conv", 4, xd, &node, "w", NULL);
 	onnxb_attr_ints(node, "pads", 4, (int64_t[]){ 0, 0, -1, 0 });
 	onnxb_init_f32(p, "w", 4, wd, w);
-	load_err(p, "pads[2] is -1");
+	onnxt_load_err(p, "pads[2] is -1");
 }
 
 /* --- pools --- */
@@ -443,8 +380,8 @@ test_maxpool(void **state)
 	    ONNXB_NOSHAPE, NULL, NULL);
 	onnxb_attr_ints(node, "kernel_shape", 2, k2);
 	onnxb_attr_ints(node, "strides", 2, s2);
-	m = load_ok(p);
-	assert_close(run_x(m, x, 4, xd, &od), want, 4);
+	m = onnxt_load_ok(p);
+	assert_close(onnxt_run_x(m, x, 4, xd, &od), want, 4);
 	ix = onnx_output(m, 1, &od, &nb);
 	assert_int_equal(od.dtype, DT_INT64);
 	assert_int_equal(ix[0], 5);
@@ -457,13 +394,13 @@ test_maxpool(void **state)
 	onnxb_attr_ints(node, "kernel_shape", 2, k3);
 	onnxb_attr_ints(node, "strides", 2, s2);
 	onnxb_attr_int(node, "ceil_mode", 1);
-	m = load_ok(p);
-	assert_close(run_x(m, x, 4, xd, &od), ceil, 4);
-	assert_shape(&od, 4, (int64_t[]){ 1, 1, 2, 2 });
+	m = onnxt_load_ok(p);
+	assert_close(onnxt_run_x(m, x, 4, xd, &od), ceil, 4);
+	onnxt_assert_shape(&od, 4, (int64_t[]){ 1, 1, 2, 2 });
 	onnx_free(m);
 
 	p = model1(13, "MaxPool", 4, xd, &node, NULL, NULL);
-	load_err(p, "kernel_shape is required");
+	onnxt_load_err(p, "kernel_shape is required");
 }
 
 static void
@@ -494,8 +431,8 @@ test_avgpool(void **state)
 	onnxb_attr_ints(node, "strides", 2, s2);
 	onnxb_attr_ints(node, "pads", 4, pd);
 	onnxb_attr_int(node, "count_include_pad", 1);
-	m = load_ok(p);
-	assert_close(run_x(m, x, 4, xd, &od), all, 4);
+	m = onnxt_load_ok(p);
+	assert_close(onnxt_run_x(m, x, 4, xd, &od), all, 4);
 	onnx_free(m);
 }
 
@@ -510,13 +447,13 @@ test_global_pools(void **state)
 	struct ipc_tensor_desc	 od;
 
 	(void)state;
-	m = load_ok(model1(13, "GlobalAveragePool", 4, xd, &node, NULL,
+	m = onnxt_load_ok(model1(13, "GlobalAveragePool", 4, xd, &node, NULL,
 	    NULL));
-	assert_close(run_x(m, x, 4, xd, &od), avg, 2);
-	assert_shape(&od, 4, (int64_t[]){ 1, 2, 1, 1 });
+	assert_close(onnxt_run_x(m, x, 4, xd, &od), avg, 2);
+	onnxt_assert_shape(&od, 4, (int64_t[]){ 1, 2, 1, 1 });
 	onnx_free(m);
-	m = load_ok(model1(13, "GlobalMaxPool", 4, xd, &node, NULL, NULL));
-	assert_close(run_x(m, x, 4, xd, &od), max, 2);
+	m = onnxt_load_ok(model1(13, "GlobalMaxPool", 4, xd, &node, NULL, NULL));
+	assert_close(onnxt_run_x(m, x, 4, xd, &od), max, 2);
 	onnx_free(m);
 }
 
@@ -551,11 +488,11 @@ test_batchnorm(void **state)
 		onnxb_init_f32(p, "m", 1, cd, mean);
 		onnxb_init_f32(p, "v", 1, cd, var);
 		if (train) {
-			load_err(p, "training_mode is not supported");
+			onnxt_load_err(p, "training_mode is not supported");
 			continue;
 		}
-		m = load_ok(p);
-		assert_close(run_x(m, x, 4, xd, &od), want, 4);
+		m = onnxt_load_ok(p);
+		assert_close(onnxt_run_x(m, x, 4, xd, &od), want, 4);
 		onnx_free(m);
 	}
 }
@@ -574,8 +511,8 @@ test_logsoftmax(void **state)
 	struct ipc_tensor_desc	 od;
 
 	(void)state;
-	m = load_ok(model1(13, "LogSoftmax", 2, xd, &node, NULL, NULL));
-	assert_close(run_x(m, x, 2, xd, &od), want, 6);
+	m = onnxt_load_ok(model1(13, "LogSoftmax", 2, xd, &node, NULL, NULL));
+	assert_close(onnxt_run_x(m, x, 2, xd, &od), want, 6);
 	onnx_free(m);
 }
 
@@ -774,17 +711,17 @@ rnn_case(const struct rnn_case *c)
 	}
 	if (lstm && c->peep)
 		onnxb_init_f32(p, "p", 2, pd, pp);
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	rnn_ref(c, G, dirs, x, w, r, bias, pp, lens, h0, c0, y, yh, yc);
-	assert_close(run_x(m, x, 3, xd, &od), y, SEQ * (size_t)dirs * BATCH *
+	assert_close(onnxt_run_x(m, x, 3, xd, &od), y, SEQ * (size_t)dirs * BATCH *
 	    HID);
 	if (c->layout)
-		assert_shape(&od, 4, (int64_t[]){ BATCH, SEQ, dirs, HID });
+		onnxt_assert_shape(&od, 4, (int64_t[]){ BATCH, SEQ, dirs, HID });
 	else
-		assert_shape(&od, 4, (int64_t[]){ SEQ, dirs, BATCH, HID });
+		onnxt_assert_shape(&od, 4, (int64_t[]){ SEQ, dirs, BATCH, HID });
 	assert_close(onnx_output(m, 1, &od, &nb), yh, (size_t)dirs * BATCH *
 	    HID);
-	assert_shape(&od, 3, hd);
+	onnxt_assert_shape(&od, 3, hd);
 	if (lstm)
 		assert_close(onnx_output(m, 2, &od, &nb), yc, (size_t)dirs *
 		    BATCH * HID);
@@ -830,7 +767,7 @@ test_rnn_bad(void **state)
 	onnxb_attr_str(node, "direction", "sideways");
 	onnxb_init_f32(p, "w", 3, wd, w);
 	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
-	load_err(p, "direction 'sideways' is not supported");
+	onnxt_load_err(p, "direction 'sideways' is not supported");
 
 	/* R must be (dirs, H, H): with hidden_size 2 this one is not. */
 	p = onnxb_model(8, 14, "t");
@@ -839,7 +776,7 @@ test_rnn_bad(void **state)
 	onnxb_attr_int(node, "hidden_size", 2);
 	onnxb_init_f32(p, "w", 3, wd, w);
 	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
-	load_err(p, "input 'w' is [1,3,3], expected [1,2,3]");
+	onnxt_load_err(p, "input 'w' is [1,3,3], expected [1,2,3]");
 }
 
 int

@@ -16,45 +16,13 @@
 
 #include "runtime/onnx/graph.h"
 #include "runtime/onnx/onnx.h"
+#include "tests/unit/onnx_testutil.h"
 #include "tools/onnxb.h"
 
 #define FLOAT	ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
 #define TOL	1e-5
 
 static float	seq24[24];	/* 0.1 * (i - 12) */
-
-static struct onnx_model *
-load_ok(Onnx__ModelProto *p)
-{
-	struct onnx_model	*m;
-	uint8_t			*buf;
-	size_t			 len;
-	char			 err[512];
-
-	buf = onnxb_pack(p, &len);
-	onnxb_free(p);
-	if ((m = onnx_load(buf, len, err, sizeof(err))) == NULL)
-		fail_msg("load failed: %s", err);
-	free(buf);
-	return m;
-}
-
-static void
-load_err(Onnx__ModelProto *p, const char *want)
-{
-	struct onnx_model	*m;
-	uint8_t			*buf;
-	size_t			 len;
-	char			 err[512] = "";
-
-	buf = onnxb_pack(p, &len);
-	onnxb_free(p);
-	m = onnx_load(buf, len, err, sizeof(err));
-	free(buf);
-	if (m != NULL || strstr(err, want) == NULL)
-		fail_msg("want error containing \"%s\", got \"%s\"", want,
-		    m != NULL ? "(loaded)" : err);
-}
 
 /* A graph x -> op -> y; x has dims xd (ONNXB_DYN for "N"). */
 static Onnx__ModelProto *
@@ -70,43 +38,13 @@ model1(int64_t opset, const char *op, int nd, const int64_t *xd,
 	return p;
 }
 
-/* Runs m on x and returns output 0 with its desc. */
-static const float *
-run_x(struct onnx_model *m, const float *x, int nd, const int64_t *dims,
-    struct ipc_tensor_desc *od)
-{
-	struct ipc_tensor	t;
-	uint64_t		nb, count = 1;
-	char			err[512];
-
-	memset(&t, 0, sizeof(t));
-	snprintf(t.desc.name, sizeof(t.desc.name), "x");
-	t.desc.dtype = DT_FP32;
-	t.desc.ndim = nd;
-	for (int i = 0; i < nd; i++)
-		count *= (uint64_t)(t.desc.dims[i] = dims[i]);
-	t.data = (const uint8_t *)x;
-	t.nbytes = count * 4;
-	if (onnx_run(m, &t, 1, err, sizeof(err)) != ONNX_OK)
-		fail_msg("run failed: %s", err);
-	return onnx_output(m, 0, od, &nb);
-}
-
-static void
-assert_shape(const struct ipc_tensor_desc *d, int nd, const int64_t *want)
-{
-	assert_int_equal(d->ndim, nd);
-	for (int i = 0; i < nd; i++)
-		assert_int_equal(d->dims[i], want[i]);
-}
-
 static void
 assert_meta_out(const struct onnx_model *m, int nd, const int64_t *want)
 {
 	struct ipc_meta	meta;
 
 	onnx_meta(m, &meta);
-	assert_shape(&meta.outputs[0], nd, want);
+	onnxt_assert_shape(&meta.outputs[0], nd, want);
 	ipc_meta_release(&meta);
 }
 
@@ -152,9 +90,9 @@ softmax_case(int64_t opset, int64_t axis, bool set, size_t outer, size_t n,
 	p = model1(opset, "Softmax", 3, d, &node, NULL);
 	if (set)
 		onnxb_attr_int(node, "axis", axis);
-	m = load_ok(p);
-	y = run_x(m, seq24, 3, d, &od);
-	assert_shape(&od, 3, d);
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, seq24, 3, d, &od);
+	onnxt_assert_shape(&od, 3, d);
 	softmax_ref(ref, seq24, outer, n, inner);
 	assert_close(y, ref, 24);
 	onnx_free(m);
@@ -188,10 +126,10 @@ test_softmax_bad_axis(void **state)
 	(void)state;
 	p = model1(13, "Softmax", 2, d, &node, NULL);
 	onnxb_attr_int(node, "axis", 2);
-	load_err(p, "node 'n' (Softmax): axis 2 is out of range for rank 2");
+	onnxt_load_err(p, "node 'n' (Softmax): axis 2 is out of range for rank 2");
 	p = model1(13, "Softmax", 2, d, &node, NULL);
 	onnxb_attr_float(node, "axis", 1.0f);
-	load_err(p, "attribute 'axis' has the wrong type");
+	onnxt_load_err(p, "attribute 'axis' has the wrong type");
 }
 
 /* --- Flatten --- */
@@ -208,9 +146,9 @@ flatten_case(int64_t axis, int64_t d0, int64_t d1)
 
 	p = model1(13, "Flatten", 3, d, &node, NULL);
 	onnxb_attr_int(node, "axis", axis);
-	m = load_ok(p);
-	y = run_x(m, seq24, 3, d, &od);
-	assert_shape(&od, 2, want);
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, seq24, 3, d, &od);
+	onnxt_assert_shape(&od, 2, want);
 	assert_memory_equal(y, seq24, sizeof(seq24));
 	onnx_free(m);
 }
@@ -234,22 +172,22 @@ test_flatten(void **state)
 	flatten_case(-1, 6, 4);
 	flatten_case(-3, 1, 24);
 	/* Dynamic batch: [-1, 12] at load, concrete per request. */
-	m = load_ok(model1(13, "Flatten", 3, d, &node, NULL));
+	m = onnxt_load_ok(model1(13, "Flatten", 3, d, &node, NULL));
 	assert_meta_out(m, 2, want);
-	run_x(m, seq24, 3, run, &od);
-	assert_shape(&od, 2, got);
+	onnxt_run_x(m, seq24, 3, run, &od);
+	onnxt_assert_shape(&od, 2, got);
 	onnx_free(m);
 	/* Axis 0 with a dynamic dim: both sides unknown until run. */
 	p = model1(13, "Flatten", 3, d, &node, NULL);
 	onnxb_attr_int(node, "axis", 2);
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	want[0] = -1;
 	want[1] = 4;
 	assert_meta_out(m, 2, want);
 	onnx_free(m);
 	p = model1(13, "Flatten", 3, d, &node, NULL);
 	onnxb_attr_int(node, "axis", 4);
-	load_err(p, "axis 4 is out of range for rank 3");
+	onnxt_load_err(p, "axis 4 is out of range for rank 3");
 }
 
 /* --- Reshape --- */
@@ -286,10 +224,10 @@ reshape_case(bool dyn, int n, const int64_t *shape, int wn,
 	struct ipc_tensor_desc	 od;
 	const float		*y;
 
-	m = load_ok(reshape_model(dyn, n, shape, constant));
+	m = onnxt_load_ok(reshape_model(dyn, n, shape, constant));
 	assert_meta_out(m, wn, meta_want);
-	y = run_x(m, seq24, 3, d, &od);
-	assert_shape(&od, wn, run_want);
+	y = onnxt_run_x(m, seq24, 3, d, &od);
+	onnxt_assert_shape(&od, wn, run_want);
 	assert_memory_equal(y, seq24, sizeof(seq24));
 	onnx_free(m);
 }
@@ -331,18 +269,18 @@ test_reshape_bad(void **state)
 	float			 x[60] = { 0 };
 
 	(void)state;
-	load_err(reshape_model(false, 2, (int64_t[]){ -1, -1 }, false),
+	onnxt_load_err(reshape_model(false, 2, (int64_t[]){ -1, -1 }, false),
 	    "shape has more than one -1");
-	load_err(reshape_model(false, 2, (int64_t[]){ 5, 5 }, false),
+	onnxt_load_err(reshape_model(false, 2, (int64_t[]){ 5, 5 }, false),
 	    "cannot reshape [2,3,4] to [5,5]");
-	load_err(reshape_model(false, 2, (int64_t[]){ 5, -1 }, false),
+	onnxt_load_err(reshape_model(false, 2, (int64_t[]){ 5, -1 }, false),
 	    "cannot reshape [2,3,4] to [5,-1]");
-	load_err(reshape_model(false, 4, (int64_t[]){ 0, 0, 0, 0 }, false),
+	onnxt_load_err(reshape_model(false, 4, (int64_t[]){ 0, 0, 0, 0 }, false),
 	    "shape[3] is 0 but the input has rank 3");
-	load_err(reshape_model(false, 2, (int64_t[]){ -7, 2 }, false),
+	onnxt_load_err(reshape_model(false, 2, (int64_t[]){ -7, 2 }, false),
 	    "shape[0] is -7");
 	/* Fine at load, wrong for this batch: a bad request, not a crash. */
-	m = load_ok(reshape_model(true, 2, (int64_t[]){ 5, -1 }, false));
+	m = onnxt_load_ok(reshape_model(true, 2, (int64_t[]){ 5, -1 }, false));
 	memset(&t, 0, sizeof(t));
 	snprintf(t.desc.name, sizeof(t.desc.name), "x");
 	t.desc.dtype = DT_FP32;
@@ -377,9 +315,9 @@ matmul_case(int an, const int64_t *ad, int bn, const int64_t *bd, int yn,
 		ny *= (size_t)yd[i];
 	p = model1(13, "MatMul", an, ad, &node, "w");
 	onnxb_init_f32(p, "w", bn, bd, seq24);
-	m = load_ok(p);
-	y = run_x(m, seq24, an, ad, &od);
-	assert_shape(&od, yn, yd);
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, seq24, an, ad, &od);
+	onnxt_assert_shape(&od, yn, yd);
 	assert_close(y, want, ny);
 	onnx_free(m);
 }
@@ -449,7 +387,7 @@ test_matmul_bad(void **state)
 	(void)state;
 	p = model1(13, "MatMul", 2, ad, &node, "w");
 	onnxb_init_f32(p, "w", 2, bd, seq24);
-	load_err(p, "node 'n' (MatMul): inner dimensions differ: [-1,3] "
+	onnxt_load_err(p, "node 'n' (MatMul): inner dimensions differ: [-1,3] "
 	    "times [4,2]");
 }
 
@@ -478,10 +416,10 @@ test_gemm(void **state)
 	onnxb_init_f32(p, "w", 2, bd, seq24 + 3);
 	onnxb_init_f32(p, "c", 2, cd, seq24 + 10);
 	onnxb_output(p, "y", FLOAT, 2, (int64_t[]){ ONNXB_DYN, 2 }, "N");
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	assert_meta_out(m, 2, want);
-	y = run_x(m, seq24, 2, run, &od);
-	assert_shape(&od, 2, yd);
+	y = onnxt_run_x(m, seq24, 2, run, &od);
+	onnxt_assert_shape(&od, 2, yd);
 	for (int i = 0; i < 4; i++)
 		for (int j = 0; j < 2; j++) {
 			double	s = 0;
@@ -502,9 +440,9 @@ test_gemm(void **state)
 	onnxb_attr_int(node, "transA", 1);
 	onnxb_init_f32(p, "w", 2, (int64_t[]){ 3, 2 }, seq24);
 	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
-	m = load_ok(p);
-	y = run_x(m, seq24, 2, (int64_t[]){ 3, 4 }, &od);
-	assert_shape(&od, 2, (int64_t[]){ 4, 2 });
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, seq24, 2, (int64_t[]){ 3, 4 }, &od);
+	onnxt_assert_shape(&od, 2, (int64_t[]){ 4, 2 });
 	for (int i = 0; i < 4; i++)
 		for (int j = 0; j < 2; j++) {
 			double	s = 0;
@@ -526,7 +464,7 @@ test_gemm(void **state)
 	onnxb_init_f32(p, "w", 2, bd, seq24);
 	onnxb_init_f32(p, "c", 1, (int64_t[]){ 3 }, seq24);
 	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
-	load_err(p, "node 'g' (Gemm): C of shape [3] does not broadcast to "
+	onnxt_load_err(p, "node 'g' (Gemm): C of shape [3] does not broadcast to "
 	    "[-1,2]");
 }
 
@@ -545,10 +483,10 @@ binary_case(const char *op, int xn, const int64_t *xd, int wn,
 
 	p = model1(13, op, xn, xd, &node, "w");
 	onnxb_init_f32(p, "w", wn, wd, seq24 + 12);
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	assert_meta_out(m, yn, yd);
-	y = run_x(m, seq24, xn, run, &od);
-	assert_shape(&od, yn, yrun);
+	y = onnxt_run_x(m, seq24, xn, run, &od);
+	onnxt_assert_shape(&od, yn, yrun);
 	/* x is [b, 1] or [b, 3]; w is [3] or [1, 3]; y is [b, 3]. */
 	for (int64_t i = 0; i < yrun[0]; i++)
 		for (int j = 0; j < 3; j++) {
@@ -590,7 +528,7 @@ test_binary(void **state)
 	}
 	p = model1(13, "Add", 2, xd, &node, "w");
 	onnxb_init_f32(p, "w", 1, (int64_t[]){ 4 }, seq24);
-	load_err(p, "node 'n' (Add): cannot broadcast [-1,3] with [4]");
+	onnxt_load_err(p, "node 'n' (Add): cannot broadcast [-1,3] with [4]");
 }
 
 static void
@@ -607,9 +545,9 @@ test_unary(void **state)
 
 	(void)state;
 	for (size_t o = 0; o < 4; o++) {
-		m = load_ok(model1(13, ops[o], 2, d, &node, NULL));
-		y = run_x(m, seq24, 2, run, &od);
-		assert_shape(&od, 2, run);
+		m = onnxt_load_ok(model1(13, ops[o], 2, d, &node, NULL));
+		y = onnxt_run_x(m, seq24, 2, run, &od);
+		onnxt_assert_shape(&od, 2, run);
 		for (int i = 0; i < 24; i++) {
 			double	x = seq24[i];
 
@@ -641,10 +579,10 @@ test_folding(void **state)
 	onnxb_node(p, "Mul", "ab", in1, "ab");
 	onnxb_node(p, "Add", "y", in2, "y");
 	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
-	m = load_ok(p);
+	m = onnxt_load_ok(p);
 	assert_true(m->nodes[0].when == ONNX_AT_LOAD);
 	assert_false(m->nodes[1].when == ONNX_AT_LOAD);
-	y = run_x(m, seq24, 2, (int64_t[]){ 2, 3 }, &od);
+	y = onnxt_run_x(m, seq24, 2, (int64_t[]){ 2, 3 }, &od);
 	for (int i = 0; i < 2; i++)
 		for (int j = 0; j < 3; j++)
 			ref[i * 3 + j] = (double)seq24[i * 3 + j] +
