@@ -1,6 +1,6 @@
 # tests/unit/gateway.mk - unit tests of gateway/ modules.
 UNIT_TESTS += test_auth test_kserve
-test_auth_SRCS := tests/unit/test_auth.c gateway/auth.c gateway/jwt.c \
+test_auth_SRCS := tests/unit/test_auth.c tests/unit/dbfix.c gateway/auth.c gateway/jwt.c \
 	$(DB_SRCS) \
 	$(COMMON_SRCS)
 test_auth_PKGS := sqlite3 jansson libevent openssl

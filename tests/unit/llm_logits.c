@@ -31,6 +31,23 @@ print_vec(const char *tag, int pos, const float *v, int n)
 	printf("\n");
 }
 
+/* A whole decimal number from lo to hi, or exit 2 naming what. */
+static long
+num_arg(const char *what, const char *s, long lo, long hi)
+{
+	char	*end;
+	long	 v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "llm_logits: %s '%s' is not a number from %ld "
+		    "to %ld\n", what, s, lo, hi);
+		exit(2);
+	}
+	return v;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -50,16 +67,19 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	openblas_set_num_threads(1);
-	tok = calloc((size_t)argc, sizeof(*tok));
+	if ((tok = calloc((size_t)argc, sizeof(*tok))) == NULL)
+		return 1;
 	for (i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--prefill") == 0 && i + 1 < argc)
-			npre = atoi(argv[++i]);
+			npre = (int)num_arg("--prefill", argv[++i], 0,
+			    INT32_MAX);
 		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-			threads = atoi(argv[++i]);
+			threads = (int)num_arg("--threads", argv[++i], 1, 16);
 		else if (strcmp(argv[i], "--embed") == 0)
 			embed = 1;
 		else
-			tok[n++] = (int32_t)strtol(argv[i], NULL, 10);
+			tok[n++] = (int32_t)num_arg("token", argv[i], 0,
+			    INT32_MAX);
 	}
 	if (npre < 0 || npre > n)
 		npre = n;
@@ -78,7 +98,9 @@ main(int argc, char *argv[])
 	printf("mem %llu\n", (unsigned long long)llm_model_mem_bytes(m));
 	if ((kv = llm_kv_new(m, hp->n_ctx)) == NULL)
 		return 1;
-	out = calloc((size_t)hp->n_vocab + (size_t)hp->n_embd, sizeof(float));
+	if ((out = calloc((size_t)hp->n_vocab + (size_t)hp->n_embd,
+	    sizeof(float))) == NULL)
+		return 1;
 	if (embed) {
 		if (llm_embed(m, kv, tok, n, out) == -1) {
 			fprintf(stderr, "llm_embed failed\n");

@@ -17,79 +17,27 @@
 #include <openssl/sha.h>
 
 #include "db/db.h"
+#include "tests/unit/dbfix.h"
 #include "gateway/auth.h"
 
-struct fx {
-	char			 dir[64];
-	struct event_base	*base;
-	struct db		*db;
-	char			 tenant[64];
-	bool			 done;
-	enum db_status		 st;
-	json_t			*row;
-};
-
-static void
-done_cb(void *arg, enum db_status st, json_t *row)
-{
-	struct fx	*f = arg;
-
-	f->done = true;
-	f->st = st;
-	f->row = row;
-}
-
-static void
-wait_done(struct fx *f)
-{
-	struct timeval	tv = { 0, 10000 };
-
-	for (int i = 0; i < 10000 && !f->done; i++) {
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
-	}
-	assert_true(f->done);
-	f->done = false;
-}
 
 static int
 setup(void **state)
 {
-	struct fx	*f = calloc(1, sizeof(*f));
-	char		 path[128];
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/maas-auth-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(path, sizeof(path), "%s/maas.db", f->dir);
-	f->base = event_base_new();
-	assert_non_null(f->db = db_open(path, f->base));
-	db_tenant_create(f->db, "acme", "test", done_cb, f);
-	wait_done(f);
-	assert_int_equal(f->st, DB_OK);
-	snprintf(f->tenant, sizeof(f->tenant), "%s",
-	    json_string_value(json_object_get(f->row, "id")));
-	json_decref(f->row);
-	*state = f;
+	*state = dbfix_open("auth");
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct fx	*f = *state;
-	char		 cmd[128];
-
-	db_close(f->db);
-	event_base_free(f->base);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
+	dbfix_close(*state);
 	return 0;
 }
 
 /* Stores a new key for the tenant; returns its id in id. */
 static void
-store_key(struct fx *f, char secret[AUTH_KEY_LEN + 1], int64_t expires,
+store_key(struct dbfix *f, char secret[AUTH_KEY_LEN + 1], int64_t expires,
     char *id, size_t idsz)
 {
 	char	prefix[AUTH_PREFIX_LEN + 1];
@@ -97,8 +45,8 @@ store_key(struct fx *f, char secret[AUTH_KEY_LEN + 1], int64_t expires,
 
 	auth_key_generate(secret, prefix, hash);
 	db_key_create(f->db, f->tenant, "k", prefix, hash, expires, "test",
-	    done_cb, f);
-	wait_done(f);
+	    dbfix_done, f);
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_OK);
 	snprintf(id, idsz, "%s", json_string_value(json_object_get(f->row,
 	    "id")));
@@ -143,7 +91,7 @@ test_generate_parse(void **state)
 static void
 test_tenant_auth(void **state)
 {
-	struct fx		*f = *state;
+	struct dbfix		*f = *state;
 	struct auth_result	 a;
 	char			 secret[AUTH_KEY_LEN + 1], id[64];
 	char			 hdr[256], wrong[AUTH_KEY_LEN + 1];
@@ -167,8 +115,8 @@ test_tenant_auth(void **state)
 	assert_string_equal(a.tenant_id, "");
 
 	/* Revocation is visible as soon as its callback ran. */
-	db_key_revoke(f->db, id, "test", done_cb, f);
-	wait_done(f);
+	db_key_revoke(f->db, id, "test", dbfix_done, f);
+	dbfix_wait(f);
 	json_decref(f->row);
 	snprintf(hdr, sizeof(hdr), "Bearer %s", secret);
 	assert_int_equal(auth_tenant(f->db, hdr, &a), AUTH_REVOKED);
@@ -177,7 +125,7 @@ test_tenant_auth(void **state)
 static void
 test_expired_and_oversized(void **state)
 {
-	struct fx		*f = *state;
+	struct dbfix		*f = *state;
 	struct auth_result	 a;
 	char			 secret[AUTH_KEY_LEN + 1], id[64], hdr[128];
 	char			*big;
@@ -200,7 +148,7 @@ test_expired_and_oversized(void **state)
 static void
 test_admin_token(void **state)
 {
-	struct fx	*f = *state;
+	struct dbfix	*f = *state;
 	char		 token[AUTH_ADMIN_LEN + 1], other[AUTH_ADMIN_LEN + 1];
 	char		 hdr[128], secret[AUTH_KEY_LEN + 1], id[64];
 	uint8_t		 hash[32];

@@ -23,6 +23,7 @@
 #include <openssl/rand.h>
 
 #include "gateway/jwt.c"
+#include "tests/unit/dbfix.h"
 
 #define NOW		((int64_t)1700000000)
 #define ISS		"https://idp.example"
@@ -1100,72 +1101,18 @@ test_keyring(void **state)
 
 /* --- with the database --- */
 
-struct fx {
-	char			 dir[64];
-	struct event_base	*base;
-	struct db		*db;
-	char			 tenant[64];
-	bool			 done;
-	enum db_status		 st;
-	json_t			*row;
-};
-
-static void
-done_cb(void *arg, enum db_status st, json_t *row)
-{
-	struct fx	*f = arg;
-
-	f->done = true;
-	f->st = st;
-	f->row = row;
-}
-
-static void
-wait_done(struct fx *f)
-{
-	struct timeval	tv = { 0, 10000 };
-
-	for (int i = 0; i < 10000 && !f->done; i++) {
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
-	}
-	assert_true(f->done);
-	f->done = false;
-}
-
 static int
 db_setup(void **state)
 {
-	struct fx	*f = calloc(1, sizeof(*f));
-	char		 path[128];
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/maas-jwt-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(path, sizeof(path), "%s/maas.db", f->dir);
-	f->base = event_base_new();
-	assert_non_null(f->db = db_open(path, f->base));
-	db_tenant_create(f->db, "acme", "test", done_cb, f);
-	wait_done(f);
-	assert_int_equal(f->st, DB_OK);
-	snprintf(f->tenant, sizeof(f->tenant), "%s",
-	    json_string_value(json_object_get(f->row, "id")));
-	json_decref(f->row);
-	*state = f;
+	*state = dbfix_open("jwt");
 	return 0;
 }
 
 static int
 db_teardown(void **state)
 {
-	struct fx	*f = *state;
-	char		 cmd[128];
-
 	jwt_shared_release();
-	db_close(f->db);
-	event_base_free(f->base);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
+	dbfix_close(*state);
 	return 0;
 }
 
@@ -1189,7 +1136,7 @@ bearer_for(const char *kid, const char *tenant, int64_t exp)
 static void
 test_db_auth(void **state)
 {
-	struct fx		*f = *state;
+	struct dbfix		*f = *state;
 	struct db_issuer_in	 in = {
 		.kid = "kdb", .alg = "HS256", .key = HS_SECRET, .iss = ISS,
 		.aud = AUD, .tenant_claim = "tenant",
@@ -1201,8 +1148,8 @@ test_db_auth(void **state)
 	int64_t			 now = (int64_t)time(NULL);
 
 	/* A stored issuer is what a freshly loaded keyring verifies with. */
-	db_issuer_create(f->db, &in, "test", done_cb, f);
-	wait_done(f);
+	db_issuer_create(f->db, &in, "test", dbfix_done, f);
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_OK);
 	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(
 	    f->row, "id")));
@@ -1211,8 +1158,8 @@ test_db_auth(void **state)
 	    HS_SECRET);
 	assert_true(json_is_null(json_object_get(f->row, "deleted_at")));
 	json_decref(f->row);
-	db_issuer_create(f->db, &in, "test", done_cb, f);
-	wait_done(f);
+	db_issuer_create(f->db, &in, "test", dbfix_done, f);
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_CONFLICT);
 	json_decref(f->row);
 
@@ -1227,24 +1174,24 @@ test_db_auth(void **state)
 	/* Suspension shows at once; so does reactivation. */
 	assert_int_equal(db_tenant_status(f->db, f->tenant, status), 1);
 	assert_string_equal(status, "active");
-	db_tenant_set_status(f->db, f->tenant, "suspended", "test", done_cb,
+	db_tenant_set_status(f->db, f->tenant, "suspended", "test", dbfix_done,
 	    f);
-	wait_done(f);
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_OK);
 	assert_string_equal(json_string_value(json_object_get(f->row,
 	    "status")), "suspended");
 	json_decref(f->row);
 	assert_int_equal(auth_tenant(f->db, hdr, &a), AUTH_SUSPENDED);
 	assert_string_equal(a.tenant_id, "");
-	db_tenant_set_status(f->db, f->tenant, "active", "test", done_cb, f);
-	wait_done(f);
+	db_tenant_set_status(f->db, f->tenant, "active", "test", dbfix_done, f);
+	dbfix_wait(f);
 	json_decref(f->row);
 	assert_int_equal(auth_tenant(f->db, hdr, &a), AUTH_OK);
-	db_tenant_set_status(f->db, "ten_nope", "active", "test", done_cb, f);
-	wait_done(f);
+	db_tenant_set_status(f->db, "ten_nope", "active", "test", dbfix_done, f);
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_NOT_FOUND);
-	db_tenant_set_status(f->db, f->tenant, "bogus", "test", done_cb, f);
-	wait_done(f);
+	db_tenant_set_status(f->db, f->tenant, "bogus", "test", dbfix_done, f);
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_ERROR);
 	assert_int_equal(db_tenant_status(f->db, "ten_nope", status), 0);
 	free(hdr);
@@ -1263,19 +1210,19 @@ test_db_auth(void **state)
 	/* Deleting: durable, then dropped from the keyring by the caller
 	 * (admin/issuers.c does it in its completion). */
 	hdr = bearer_for("kdb", f->tenant, now + 300);
-	db_issuer_delete(f->db, id, "test", done_cb, f);
-	wait_done(f);
+	db_issuer_delete(f->db, id, "test", dbfix_done, f);
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_OK);
 	assert_true(json_is_integer(json_object_get(f->row, "deleted_at")));
 	json_decref(f->row);
 	assert_true(jwt_keyring_remove(jwt_shared(f->db), id));
 	assert_int_equal(auth_tenant(f->db, hdr, &a), AUTH_UNKNOWN);
-	db_issuer_delete(f->db, id, "test", done_cb, f);	/* again */
-	wait_done(f);
+	db_issuer_delete(f->db, id, "test", dbfix_done, f);	/* again */
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_OK);
 	json_decref(f->row);
-	db_issuer_delete(f->db, "iss_nope", "test", done_cb, f);
-	wait_done(f);
+	db_issuer_delete(f->db, "iss_nope", "test", dbfix_done, f);
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_NOT_FOUND);
 	/* A reload (a restart) does not bring it back. */
 	jwt_shared_release();
@@ -1290,8 +1237,8 @@ test_db_auth(void **state)
 	assert_true(json_is_integer(json_object_get(j, "deleted_at")));
 	json_decref(j);
 	/* The kid stays taken. */
-	db_issuer_create(f->db, &in, "test", done_cb, f);
-	wait_done(f);
+	db_issuer_create(f->db, &in, "test", dbfix_done, f);
+	dbfix_wait(f);
 	assert_int_equal(f->st, DB_CONFLICT);
 
 	/* The audit trail has each change once, never the secret. */

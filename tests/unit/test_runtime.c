@@ -314,6 +314,20 @@ proc_field(pid_t pid, const char *file, const char *key, char *out,
 	fclose(f);
 }
 
+/* The number a /proc field starts with; fails the test if there is none
+ * (atoi would read "unlimited" as 0). */
+static long long
+proc_num(const char *v)
+{
+	char		*end;
+	long long	 n;
+
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	assert_true(errno == 0 && end != v);
+	return n;
+}
+
 static void
 check_sandbox(pid_t pid)
 {
@@ -322,9 +336,9 @@ check_sandbox(pid_t pid)
 	ssize_t	len;
 
 	proc_field(pid, "status", "Seccomp:", v, sizeof(v));
-	assert_int_equal(atoi(v), 2);
+	assert_int_equal(proc_num(v), 2);
 	proc_field(pid, "status", "NoNewPrivs:", v, sizeof(v));
-	assert_int_equal(atoi(v), 1);
+	assert_int_equal(proc_num(v), 1);
 	if (geteuid() == 0) {
 		proc_field(pid, "status", "Uid:", v, sizeof(v));
 		assert_string_equal(v, "\t65534\t65534\t65534\t65534");
@@ -334,12 +348,12 @@ check_sandbox(pid_t pid)
 		assert_null(strpbrk(v, "0123456789"));
 	}
 	proc_field(pid, "limits", "Max core file size", v, sizeof(v));
-	assert_int_equal(atoi(v), 0);
+	assert_int_equal(proc_num(v), 0);
 	proc_field(pid, "limits", "Max file size", v, sizeof(v));
-	assert_int_equal(atoi(v), 0);
+	assert_int_equal(proc_num(v), 0);
 #ifndef __SANITIZE_ADDRESS__	/* ASan needs terabytes: no limit there */
 	proc_field(pid, "limits", "Max address space", v, sizeof(v));
-	assert_int_equal(atoll(v), 1024LL << 20);
+	assert_int_equal(proc_num(v), 1024LL << 20);
 #endif
 	/* Only stdio, the model and the socket.  (Not dumpable: only root
 	 * may look.) */
@@ -360,7 +374,7 @@ check_sandbox(pid_t pid)
 	assert_int_equal(sock, 1);
 	/* Just above the highest fd in use. */
 	proc_field(pid, "limits", "Max open files", v, sizeof(v));
-	assert_int_equal(atoi(v), maxfd + 1);
+	assert_int_equal(proc_num(v), maxfd + 1);
 }
 
 /* --- tests --- */
