@@ -42,6 +42,7 @@
 #define KERNEL_PAR_ROWS		128	/* least rows of a chunk */
 #define KERNEL_PAR_MAX		16	/* threads of par_run() */
 #define KERNEL_PAR_SPIN		2000	/* pauses, about 100 us */
+#define KERNEL_PAR_POOL		(1u << 17)	/* least taps of a pool part */
 
 /* One product cut into chunks of rows of y, as gemm_chunk() reads it;
  * the operands as cblas_sgemm takes them. */
@@ -53,6 +54,10 @@ struct gemm_job {
 	float		 alpha, beta;
 	size_t		 chunk;		/* rows per chunk */
 };
+
+/* Set while kernel_maxpool() spreads a pool over the threads, so that
+ * its parts, which call it again, stay on theirs. */
+static _Atomic bool	par_busy;
 
 /* One batched product, as matmul_part() reads it. */
 struct matmul_job {
@@ -88,13 +93,16 @@ static void	matmul_ab(float *, const int64_t *, const float *,
 		    float, float);
 static void	fill(float *, float, size_t);
 static int	par_threads(void);
-static void	par_run(void (*)(void *, size_t), void *, size_t, int);
-static void	par_chunks(void);
+static void	par_run(void (*)(void *, size_t, int), void *, size_t, int);
+static void	par_chunks(int);
+static void	par_call2(void *, size_t, int);
+static void	maxpool_part(void *, size_t, int);
+static size_t	row_wide(size_t, size_t, size_t);
 static void	*par_worker(void *);
-static void	matmul_part(void *, size_t);
+static void	matmul_part(void *, size_t, int);
 static void	gemm(float *, const float *, const float *, bool, bool,
 		    size_t, size_t, size_t, float, float);
-static void	gemm_chunk(void *, size_t);
+static void	gemm_chunk(void *, size_t, int);
 
 void
 kernel_gemm(float *y, const float *a, const float *b, const float *c,
@@ -172,11 +180,11 @@ gemm(float *y, const float *a, const float *b, bool ta, bool tb, size_t m,
 			return;
 		}
 	}
-	gemm_chunk(&j, 0);
+	gemm_chunk(&j, 0, 0);
 }
 
 static void
-gemm_chunk(void *arg, size_t c)
+gemm_chunk(void *arg, size_t c, int thr)
 {
 	const struct gemm_job	*j = arg;
 	size_t			 from = c * j->chunk, m = j->chunk;
@@ -184,6 +192,7 @@ gemm_chunk(void *arg, size_t c)
 	float			*y = j->y + from * j->ldy;
 	size_t			 n = j->n;
 
+	(void)thr;
 	if (from + m > j->m)
 		m = j->m - from;
 	/* Rows of op(a): a's rows, or its columns if ta. */
@@ -262,10 +271,12 @@ matmul_ab(float *y, const int64_t *ys, const float *a, const int64_t *as,
 
 /* Product t of a matmul_job. */
 static void
-matmul_part(void *arg, size_t t)
+matmul_part(void *arg, size_t t, int thr)
 {
 	const struct matmul_job	*j = arg;
 	size_t			 oa = 0, ob = 0, rest = t;
+
+	(void)thr;
 
 	/* Batch index t to operand offsets, last dim fastest. */
 	for (int i = j->nb - 1; i >= 0; i--) {
@@ -612,6 +623,156 @@ kernel_im2col(float *col, size_t ld, const float *x, size_t channels,
 	}
 }
 
+size_t
+kernel_wide_slack(const struct kernel_win *w)
+{
+	/* The garbage columns of the last output row read past the last
+	 * padded row by up to the kernel's dilated width. */
+	return (size_t)((w->kern[2] - 1) * w->dil[2] + 1);
+}
+
+/* KERNEL_ROWS: the padding is a float or two per row, not worth a call
+ * to memset. */
+KERNEL_ROWS void
+kernel_pad_planes(float *restrict xp, const float *restrict x,
+    size_t channels, const struct kernel_win *w)
+{
+	size_t	h = (size_t)w->in[1], wd = (size_t)w->in[2];
+	size_t	top = (size_t)w->pad[1], left = (size_t)w->pad[2];
+	size_t	hp = top + h + (size_t)w->pad_end[1];
+	size_t	wp = left + wd + (size_t)w->pad_end[2];
+	size_t	right = wp - left - wd;
+
+	for (size_t c = 0; c < channels; c++) {
+		const float	*xc = x + c * h * wd;
+
+		for (size_t r = 0; r < hp; r++, xp += wp) {
+			const float	*xr;
+
+			if (r < top || r >= top + h) {
+				for (size_t j = 0; j < wp; j++)
+					xp[j] = 0.0f;
+				continue;
+			}
+			xr = xc + (r - top) * wd;
+			for (size_t j = 0; j < left; j++)
+				xp[j] = 0.0f;
+			for (size_t j = 0; j < wd; j++)
+				xp[left + j] = xr[j];
+			for (size_t j = 0; j < right; j++)
+				xp[left + wd + j] = 0.0f;
+		}
+	}
+	for (size_t j = 0, n = kernel_wide_slack(w); j < n; j++)
+		xp[j] = 0.0f;
+}
+
+void
+kernel_im2col_wide(float *col, size_t ld, const float *xp, size_t channels,
+    const struct kernel_win *w, size_t r0, size_t r1)
+{
+	size_t	hp = (size_t)(w->pad[1] + w->in[1] + w->pad_end[1]);
+	size_t	wp = (size_t)(w->pad[2] + w->in[2] + w->pad_end[2]);
+	size_t	s1 = (size_t)w->stride[1];
+	size_t	d1 = (size_t)w->dil[1], d2 = (size_t)w->dil[2];
+	size_t	n = (r1 - r0) * wp;
+
+	for (size_t c = 0; c < channels; c++) {
+		const float	*xc = xp + c * hp * wp;
+
+		for (int64_t k1 = 0; k1 < w->kern[1]; k1++)
+		for (int64_t k2 = 0; k2 < w->kern[2]; k2++, col += ld) {
+			const float	*src = xc + (r0 * s1 + (size_t)k1 * d1) *
+					    wp + (size_t)k2 * d2;
+
+			if (s1 == 1) {
+				memcpy(col, src, n * sizeof(*col));
+				continue;
+			}
+			for (size_t o = 0; o < r1 - r0; o++)
+				memcpy(col + o * wp, src + o * s1 * wp,
+				    wp * sizeof(*col));
+		}
+	}
+}
+
+/* How many values each row but the last of a copy out may write: n
+ * rounded up to whole vectors of 8 when dense rows of y (ldy == n) let
+ * the excess fall at the start of the next row, which is written after
+ * it, and the values to read lie within xcap of the row's start (the
+ * rows after it in x); n otherwise.  Short rows (a CNN's 14 or 7) then
+ * take no scalar tail. */
+static size_t
+row_wide(size_t n, size_t ldy, size_t xcap)
+{
+	size_t	nw = (n + 7) & ~(size_t)7;
+
+	return ldy == n && nw <= xcap && nw <= 2 * n ? nw : n;
+}
+
+KERNEL_VEC void
+kernel_plane_bias(float *restrict y, size_t ldy, const float *restrict x,
+    size_t ldx, float bias, size_t rows, size_t n, bool relu)
+{
+	size_t	nw = row_wide(n, ldy, 2 * ldx);
+
+	for (size_t r = 0; r < rows; r++, y += ldy, x += ldx) {
+		size_t	len = r + 1 < rows ? nw : n;
+
+		if (relu)
+			for (size_t j = 0; j < len; j++) {
+				float	v = x[j] + bias;
+
+				y[j] = v > 0.0f ? v : 0.0f;
+			}
+		else
+			for (size_t j = 0; j < len; j++)
+				y[j] = x[j] + bias;
+	}
+}
+
+/* One row of kernel_plane_bias_pool(): the windows over x0 and x1. */
+KERNEL_INLINE void
+pool_row(float *restrict y, const float *restrict x0,
+    const float *restrict x1, float bias, size_t half, bool relu)
+{
+	if (relu)
+		for (size_t q = 0; q < half; q++) {
+			float	a = x0[2 * q] + bias, b = x0[2 * q + 1] + bias;
+			float	c = x1[2 * q] + bias, d = x1[2 * q + 1] + bias;
+			float	m;
+
+			a = a > 0.0f ? a : 0.0f;
+			b = b > 0.0f ? b : 0.0f;
+			c = c > 0.0f ? c : 0.0f;
+			d = d > 0.0f ? d : 0.0f;
+			m = b > a ? b : a;
+			m = c > m ? c : m;
+			y[q] = d > m ? d : m;
+		}
+	else
+		for (size_t q = 0; q < half; q++) {
+			float	a = x0[2 * q] + bias, b = x0[2 * q + 1] + bias;
+			float	c = x1[2 * q] + bias, d = x1[2 * q + 1] + bias;
+			float	m;
+
+			m = b > a ? b : a;
+			m = c > m ? c : m;
+			y[q] = d > m ? d : m;
+		}
+}
+
+KERNEL_VEC void
+kernel_plane_bias_pool(float *restrict y, size_t ldy, const float *restrict x,
+    size_t ldx, float bias, size_t rows, size_t n, bool relu)
+{
+	size_t	hw = row_wide(n / 2, ldy, ldx);
+
+	for (size_t r = 0; r + 1 < rows; r += 2, y += ldy, x += 2 * ldx)
+		pool_row(y, x, x + ldx, bias, r + 3 < rows ? hw : n / 2,
+		    relu);
+}
+
 /* The taps k in [*lo, *hi) of a window starting at b that land inside
  * [0, in): 0 <= b + k * dil < in. */
 static void
@@ -707,6 +868,32 @@ maxpool_2x2(float *restrict y, const float *restrict x, size_t planes,
 	}
 }
 
+/* A kernel_maxpool() without indices over the threads, as
+ * maxpool_part() reads it. */
+struct maxpool_job {
+	float			*y;
+	const float		*x;
+	const struct kernel_win	*w;
+	size_t			 planes;
+	size_t			 chunk;		/* planes per part */
+};
+
+/* Planes of a maxpool_job. */
+static void
+maxpool_part(void *arg, size_t c, int thr)
+{
+	const struct maxpool_job	*j = arg;
+	const int64_t			*in = j->w->in, *out = j->w->out;
+	size_t				 from = c * j->chunk, n = j->chunk;
+
+	(void)thr;
+	if (from + n > j->planes)
+		n = j->planes - from;
+	kernel_maxpool(j->y + from * (size_t)(out[0] * out[1] * out[2]),
+	    NULL, j->x + from * (size_t)(in[0] * in[1] * in[2]), n, j->w,
+	    false);
+}
+
 void
 kernel_maxpool(float *y, int64_t *idx, const float *x, size_t planes,
     const struct kernel_win *w, bool colmajor)
@@ -718,6 +905,29 @@ kernel_maxpool(float *y, int64_t *idx, const float *x, size_t planes,
 	int64_t		 st1 = colmajor ? in[0] : in[2];
 	int64_t		 st2 = colmajor ? in[0] * in[1] : 1;
 
+	size_t		 work = planes * (size_t)(out[0] * out[1] * out[2] *
+			    w->kern[0] * w->kern[1] * w->kern[2]);
+	int		 nthr;
+
+	/* Planes are independent: a large pool goes over the threads,
+	 * two parts each (one of them may be descheduled), as long as
+	 * a part has KERNEL_PAR_POOL taps to compare. */
+	if (idx == NULL && planes > 1 && work >= 2 * KERNEL_PAR_POOL &&
+	    (nthr = par_threads()) > 1 && !par_busy) {
+		struct maxpool_job	j = { y, x, w, planes, 0 };
+		size_t			parts = 2 * (size_t)nthr;
+
+		if (parts > work / KERNEL_PAR_POOL)
+			parts = work / KERNEL_PAR_POOL;
+		if (parts > planes)
+			parts = planes;
+		j.chunk = (planes + parts - 1) / parts;
+		par_busy = true;
+		par_run(maxpool_part, &j, (planes + j.chunk - 1) / j.chunk,
+		    nthr);
+		par_busy = false;
+		return;
+	}
 	if (idx == NULL && maxpool_dense(y, x, planes, w))
 		return;
 	for (size_t c = 0; c < planes; c++) {
@@ -1057,7 +1267,8 @@ kernel_matmul_fused(float *y, const int64_t *ys, const float *a,
 
 /* Workers for par_run(), started on first use and kept: a request then
  * starts no thread.  Only the runtime's one serving thread calls
- * par_run().  A job is `nchunks` calls fn(arg, chunk); every thread,
+ * par_run().  A job is `nchunks` calls fn(arg, chunk, thread), thread
+ * 0 the caller's and 1.. the workers' (per-thread scratch); every thread,
  * the caller too, takes the next chunk from `ticket` until none is
  * left, and the caller returns once `done` counts them all.  ticket
  * holds the job's generation in its high half, so a worker that wakes
@@ -1071,7 +1282,7 @@ static struct {
 	_Atomic uint64_t	 ticket;	/* generation << 32 | next */
 	_Atomic uint32_t	 done;		/* chunks finished */
 	_Atomic uint32_t	 nchunks;
-	void			(*_Atomic fn)(void *, size_t);
+	void			(*_Atomic fn)(void *, size_t, int);
 	void			*_Atomic arg;
 } par = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER };
 
@@ -1095,12 +1306,12 @@ par_threads(void)
 }
 
 static void
-par_chunks(void)
+par_chunks(int self)
 {
 	for (;;) {
 		uint64_t	  t = atomic_load(&par.ticket);
 		uint32_t	  n = atomic_load(&par.nchunks);
-		void		(*fn)(void *, size_t) = atomic_load(&par.fn);
+		void		(*fn)(void *, size_t, int) = atomic_load(&par.fn);
 		void		 *arg = atomic_load(&par.arg);
 
 		if ((uint32_t)t >= n)
@@ -1108,7 +1319,7 @@ par_chunks(void)
 		/* Fails if another thread took it or a new job began. */
 		if (!atomic_compare_exchange_weak(&par.ticket, &t, t + 1))
 			continue;
-		fn(arg, (size_t)(uint32_t)t);
+		fn(arg, (size_t)(uint32_t)t, self);
 		atomic_fetch_add(&par.done, 1);
 	}
 }
@@ -1118,8 +1329,8 @@ par_worker(void *arg)
 {
 	unsigned	seen = 0;
 	uint64_t	gen = 0;
+	int		self = (int)(intptr_t)arg;
 
-	(void)arg;
 	for (;;) {
 		/* A model's products come in quick succession: watch for
 		 * the next one a little while before sleeping, as waking
@@ -1135,7 +1346,7 @@ par_worker(void *arg)
 			pthread_mutex_unlock(&par.mu);
 		}
 		gen = atomic_load(&par.ticket) >> 32;
-		par_chunks();
+		par_chunks(self);
 	}
 	return NULL;
 }
@@ -1143,14 +1354,15 @@ par_worker(void *arg)
 /* Runs fn(arg, c) for c in [0, nchunks) on the caller's thread and
  * nthr - 1 workers; returns when all are done. */
 static void
-par_run(void (*fn)(void *, size_t), void *arg, size_t nchunks, int nthr)
+par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
 {
 	pthread_t	t;
 	uint64_t	gen;
 	int		want = nthr - 1;
 
 	while (!par.failed && par.started < want) {
-		if (pthread_create(&t, NULL, par_worker, NULL) != 0) {
+		if (pthread_create(&t, NULL, par_worker,
+		    (void *)(intptr_t)(par.started + 1)) != 0) {
 			par.failed = true;
 			break;
 		}
@@ -1159,7 +1371,7 @@ par_run(void (*fn)(void *, size_t), void *arg, size_t nchunks, int nthr)
 	}
 	if (par.started == 0 || nchunks <= 1 || nchunks > UINT32_MAX) {
 		for (size_t c = 0; c < nchunks; c++)
-			fn(arg, c);
+			fn(arg, c, 0);
 		return;
 	}
 	/* The order matters to a worker still in par_chunks(), which reads
@@ -1177,8 +1389,52 @@ par_run(void (*fn)(void *, size_t), void *arg, size_t nchunks, int nthr)
 	par.wake++;
 	pthread_cond_broadcast(&par.go);
 	pthread_mutex_unlock(&par.mu);
-	par_chunks();
+	par_chunks(0);
 	/* Only chunks already under way remain. */
 	while (atomic_load(&par.done) < (uint32_t)nchunks)
 		sched_yield();
+}
+
+int
+kernel_par_threads(void)
+{
+	return par_threads();
+}
+
+/* kernel_par_run()'s function and argument, for par_call2(). */
+struct par_fn2 {
+	void	(*fn)(void *, size_t);
+	void	*arg;
+};
+
+static void
+par_call2(void *arg, size_t c, int thr)
+{
+	const struct par_fn2	*f = arg;
+
+	(void)thr;
+	f->fn(f->arg, c);
+}
+
+void
+kernel_par_run(void (*fn)(void *, size_t), void *arg, size_t nchunks)
+{
+	struct par_fn2	f = { fn, arg };
+
+	par_run(par_call2, &f, nchunks, par_threads());
+}
+
+void
+kernel_par_tasks(void (*fn)(void *, size_t, int), void *arg, size_t ntasks)
+{
+	int	all = par_threads();
+
+	if (all <= 1 || ntasks <= 1) {
+		for (size_t c = 0; c < ntasks; c++)
+			fn(arg, c, 0);
+		return;
+	}
+	openblas_set_num_threads(1);
+	par_run(fn, arg, ntasks, all);
+	openblas_set_num_threads(all);
 }

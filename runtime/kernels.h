@@ -92,6 +92,32 @@ void	kernel_im2col(float *col, size_t ld, const float *x,
 void	kernel_bias_rows(float *y, size_t ldy, const float *x, size_t ldx,
 	    const float *b, size_t rows, size_t n);
 
+/* The "wide" unfolding of a window whose last dim has stride 1 and
+ * whose first dim is trivial (1-D and 2-D Conv): the planes are first
+ * copied into xp with their padding made real, (channels, hp, wp) with
+ * hp and wp the padded sizes, followed by kernel_wide_slack() zeros.
+ * Row (c, k1, k2) of col (ld floats apart) then holds, for output rows
+ * [r0, r1), wp columns each: xp[c][o1 * stride + k1 * dil][j + k2 *
+ * dil], one contiguous run of xp when the stride of dim 1 is 1.  Its
+ * columns j >= out[2] of each output row are garbage that the caller
+ * drops. */
+size_t	kernel_wide_slack(const struct kernel_win *);
+void	kernel_pad_planes(float *xp, const float *x, size_t channels,
+	    const struct kernel_win *);
+void	kernel_im2col_wide(float *col, size_t ld, const float *xp,
+	    size_t channels, const struct kernel_win *, size_t r0, size_t r1);
+/* y (rows, n) = x (rows, n) + bias, then max(0, .) if relu; rows ldy
+ * and ldx floats apart, y and x disjoint.  Takes a wide Conv product to
+ * its place in NCHW. */
+void	kernel_plane_bias(float *y, size_t ldy, const float *x, size_t ldx,
+	    float bias, size_t rows, size_t n, bool relu);
+/* As kernel_plane_bias(), then a 2x2 max pool with stride 2 of the
+ * result into y (rows / 2, n / 2), compared in the order of
+ * kernel_maxpool(): a Conv, its Relu and the MaxPool after them in one
+ * pass. */
+void	kernel_plane_bias_pool(float *y, size_t ldy, const float *x,
+	    size_t ldx, float bias, size_t rows, size_t n, bool relu);
+
 /* Max over each window of `planes` planes of x into y (planes, out...).
  * If idx is not NULL, it receives the flat index into x of each max
  * (the first one on ties), row-major or, with colmajor, with the
@@ -127,4 +153,20 @@ void	kernel_matmul_fused(float *y, const int64_t *yshape, const float *a,
 
 /* y = x / 2 * (1 + erf(x / sqrt(2))), erf as kernel_erf(). */
 void	kernel_gelu(float *y, const float *x, size_t n);
+
+/* The worker threads the products use, for other kernels (runtime/gemm.c):
+ * kernel_par_run() calls fn(arg, c) for every c in [0, nchunks), spread
+ * over kernel_par_threads() threads (the replica's, as main() gave them
+ * to OpenBLAS), the caller's among them, and returns when all are done.
+ * fn must not call OpenBLAS or kernel_par_run(). */
+int	kernel_par_threads(void);
+void	kernel_par_run(void (*fn)(void *, size_t), void *arg, size_t nchunks);
+/* As kernel_par_run(), for the operators: fn(arg, t, thread) for every
+ * task t in [0, ntasks), where thread, in [0, kernel_par_threads()),
+ * names the thread that runs it, so that fn may use scratch of its own.
+ * fn may call kernel_gemm() and OpenBLAS, which then stay on fn's
+ * thread, but not kernel_par_*().  One task, or one thread, runs fn
+ * inline on the caller's thread with thread 0. */
+void	kernel_par_tasks(void (*fn)(void *, size_t, int), void *arg,
+	    size_t ntasks);
 #endif

@@ -1,6 +1,7 @@
 # runtime/module.mk - maas-runtime.
 RUNTIME_ONNX_SRCS := runtime/onnx/load.c runtime/onnx/weights.c \
-	runtime/onnx/ops.c runtime/onnx/exec.c runtime/kernels.c runtime/arena.c
+	runtime/onnx/ops.c runtime/onnx/exec.c runtime/kernels.c runtime/arena.c \
+	runtime/gemm.c
 RUNTIME_ONNX_SRCS += runtime/onnx/tensor.c runtime/onnx/ops_elem.c \
 	runtime/onnx/ops_shape.c runtime/onnx/ops_nn.c runtime/onnx/ops_rnn.c
 # LLM serving (GGUF): each part appends its sources here.

@@ -5,6 +5,17 @@
  * is a recv(MSG_PEEK | MSG_DONTWAIT) of one byte; frames from maasd are
  * written whole, so once a byte is there the rest follows at once.
  *
+ * Chunked prefill: a new sequence's prompt is computed in chunks of
+ * ENGINE_CHUNK tokens, about ENGINE_CHUNK prompt tokens per turn of the
+ * loop (one chunk of a long prompt, or several short prompts), between
+ * the decode steps of the sequences already generating, oldest prompt
+ * first.  A long prompt therefore delays a running stream by one chunk
+ * per token instead of by the whole prompt, and frames (a CANCEL of that
+ * very prompt, a PING) are read between chunks.  A prompt is cut every
+ * ENGINE_CHUNK tokens whatever the load, so that its bits do not depend
+ * on what else runs.  128 rows keep sgemm near its speed on whole
+ * prompts (64 lose a tenth or more) and take a few decode steps' time.
+ *
  * Per sequence state (KV cache, sampler, held-back text, counts) is kept
  * in its slot and nowhere else, so a seeded sequence yields the same
  * tokens alone or in a batch (llm_decode is batch-independent). */
@@ -29,6 +40,7 @@
 #include "runtime/serve.h"
 
 #define PIECE_MAX	1024		/* bytes of one token's text */
+#define ENGINE_CHUNK	128		/* prompt tokens per prefill call */
 #define PEND_MAX	(IPC_STOP_LEN + 2 * PIECE_MAX)	/* held-back text */
 #define ERR_MAX		512
 /* Template bytes one message may add, at most (chat.c's budget is 64):
@@ -37,6 +49,8 @@
 
 struct seq {
 	bool			 active;
+	bool			 prefilling;	/* prompt not all in kv yet */
+	uint64_t		 order;		/* arrival, for prefill order */
 	uint64_t		 req;		/* IPC request id */
 	struct llm_kv		*kv;		/* owned by the engine */
 	struct sampler		*smp;
@@ -53,7 +67,9 @@ struct seq {
 	size_t			 pend_len;
 	uint64_t		 compute_us;
 	/* Prefix cache: the first n_hist positions of kv hold the prompt
-	 * hist of tenant's last request; reused only for the same tenant. */
+	 * hist of tenant's last request; reused only for the same tenant.
+	 * While prefilling, hist is the whole prompt (n_prompt tokens) and
+	 * n_hist the positions computed so far. */
 	char			 tenant[IPC_NAME_MAX + 1];
 	int32_t			*hist;		/* n_ctx */
 	uint32_t		 n_hist;
@@ -76,7 +92,9 @@ struct engine {
 	int			 n_vocab;
 	int			 max_seqs;
 	struct seq		*seqs;		/* max_seqs slots */
-	int			 n_active;
+	int			 n_active;	/* prefilling ones included */
+	int			 n_prefill;	/* of them, prefilling */
+	uint64_t		 n_arrived;	/* GENERATEs taken, ever */
 	/* Work buffers, allocated at load. */
 	int32_t			*ids;		/* n_ctx prompt tokens */
 	float			*logits;	/* max_seqs x n_vocab */
@@ -103,6 +121,8 @@ static long	gen_tokens(struct engine *, const struct ipc_gen_req *);
 static long	chat_tokens(struct engine *, const struct ipc_gen_req *);
 static long	encode_into(struct engine *, const char *, size_t, size_t);
 static int	step(struct engine *);
+static int	prefill_turn(struct engine *);
+static int	prefill_chunk(struct engine *, struct seq *, uint32_t);
 static int	on_token(struct engine *, struct seq *, int32_t);
 static int	send_token(struct engine *, struct seq *, int32_t,
 		    const char *, size_t);
@@ -336,7 +356,7 @@ engine_serve(struct engine *e, int fd)
 				return ret;
 			}
 		}
-		if ((ret = step(e)) != -1)
+		if ((ret = step(e)) != -1 || (ret = prefill_turn(e)) != -1)
 			return ret;
 	}
 }
@@ -447,7 +467,6 @@ gen_start(struct engine *e, uint64_t req, size_t len)
 	uint64_t		 t0;
 	uint32_t		 want, cached;
 	long			 n;
-	int32_t			 tok;
 	int			 ret = -1;
 
 	rbuf_init(&r, e->buf, len);
@@ -531,26 +550,20 @@ gen_start(struct engine *e, uint64_t req, size_t len)
 	s->pend_len = 0;
 	sampler_free(s->smp);
 	s->smp = sampler_new(&sp, e->n_vocab);
-	/* The slot's KV holds this tenant's cached prefix, if any. */
+	/* The slot's KV holds this tenant's cached prefix, if any; the
+	 * rest of the prompt is computed by prefill_turn(). */
 	llm_kv_truncate(s->kv, (int)cached);
 	s->n_cached = cached;
 	memcpy(s->hist, e->ids, (size_t)n * sizeof(*s->hist));
-	s->n_hist = 0;
-	if (llm_prefill(e->m, s->kv, e->ids + cached, (int)(n - cached),
-	    e->logits) == -1) {
-		snprintf(e->err, sizeof(e->err), "prefill failed");
-		ret = reply_err(e, req, IPC_ERR_INTERNAL);
-		goto out;
-	}
-	s->n_hist = (uint32_t)n;
+	s->n_hist = cached;
 	s->active = true;
+	s->prefilling = true;
+	s->order = e->n_arrived++;
 	e->n_active++;
-	log_debug("req=%llu generate: %ld prompt tokens, up to %u more",
-	    (unsigned long long)req, n, s->max_gen);
-	tok = sampler_sample(s->smp, e->logits, s->logprobs ? &e->chosen :
-	    NULL, s->top_logprobs ? e->top : NULL);
+	e->n_prefill++;
+	log_debug("req=%llu generate: %ld prompt tokens (%u cached), up to "
+	    "%u more", (unsigned long long)req, n, cached, s->max_gen);
 	s->compute_us = now_us() - t0;
-	ret = on_token(e, s, tok);
  out:
 	ipc_gen_req_release(&q);
 	return ret;
@@ -690,7 +703,7 @@ step(struct engine *e)
 	for (int i = 0; i < e->max_seqs; i++) {
 		struct seq	*s = &e->seqs[i];
 
-		if (!s->active)
+		if (!s->active || s->prefilling)
 			continue;
 		e->batch_seq[n] = s;
 		e->batch_kv[n] = s->kv;
@@ -719,6 +732,72 @@ step(struct engine *e)
 			return ret;
 	}
 	return -1;
+}
+
+/* A turn's prefill: chunks of the oldest prompts, up to ENGINE_CHUNK
+ * tokens in all (so that short prompts arriving together all start in
+ * one turn), but always one chunk.  Each prompt is cut every ENGINE_CHUNK
+ * tokens whatever the turn holds.  -1, or a SERVE_* status. */
+static int
+prefill_turn(struct engine *e)
+{
+	struct seq	*s;
+	uint32_t	 k, spent = 0;
+	int		 ret;
+
+	while (e->n_prefill > 0) {
+		s = NULL;
+		for (int i = 0; i < e->max_seqs; i++)
+			if (e->seqs[i].active && e->seqs[i].prefilling &&
+			    (s == NULL || e->seqs[i].order < s->order))
+				s = &e->seqs[i];
+		if (s == NULL)
+			break;		/* cannot be: n_prefill counts them */
+		k = s->n_prompt - s->n_hist;
+		if (k > ENGINE_CHUNK)
+			k = ENGINE_CHUNK;
+		if (spent > 0 && spent + k > ENGINE_CHUNK)
+			break;
+		spent += k;
+		if ((ret = prefill_chunk(e, s, k)) != -1)
+			return ret;
+	}
+	return -1;
+}
+
+/* The next k prompt tokens of s; with its last chunk s samples its first
+ * token and joins the decode steps.  -1, or a SERVE_* status. */
+static int
+prefill_chunk(struct engine *e, struct seq *s, uint32_t k)
+{
+	uint64_t	 t0 = now_us();
+	int32_t		 tok;
+	bool		 last;
+
+	last = s->n_hist + k == s->n_prompt;
+	if (llm_prefill(e->m, s->kv, s->hist + s->n_hist, (int)k,
+	    last ? e->logits : NULL) == -1) {
+		uint64_t	req = s->req;
+
+		/* Our bookkeeping keeps the prompt within the cache and
+		 * the tokenizer's ids within the vocabulary. */
+		llm_kv_truncate(s->kv, 0);
+		s->n_hist = 0;
+		seq_release(e, s);
+		snprintf(e->err, sizeof(e->err), "prefill failed");
+		return reply_err(e, req, IPC_ERR_INTERNAL);
+	}
+	s->n_hist += k;
+	if (!last) {
+		s->compute_us += now_us() - t0;
+		return -1;
+	}
+	s->prefilling = false;
+	e->n_prefill--;
+	tok = sampler_sample(s->smp, e->logits, s->logprobs ? &e->chosen :
+	    NULL, s->top_logprobs ? e->top : NULL);
+	s->compute_us += now_us() - t0;
+	return on_token(e, s, tok);
 }
 
 /* Longest k such that the first k bytes of buf do not end inside a
@@ -882,7 +961,10 @@ seq_release(struct engine *e, struct seq *s)
 {
 	if (s->active)
 		e->n_active--;
+	if (s->active && s->prefilling)
+		e->n_prefill--;
 	s->active = false;
+	s->prefilling = false;
 	s->pend_len = 0;
 	memset(s->stop, 0, sizeof(s->stop));
 	sampler_free(s->smp);

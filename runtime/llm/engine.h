@@ -5,11 +5,14 @@
  * Up to max_seqs sequences are held at once, each with its own KV cache
  * (allocated at load) and its own seeded sampler.  Between two decode
  * steps the engine reads every frame waiting on the socket: a GENERATE
- * is tokenized, prefilled and sampled once, then joins the batch; a CANCEL
- * ends its sequence at once; a PING is answered.  A step decodes every
- * active sequence in one llm_decode call and samples each; a sequence
- * that finishes (end-of-generation token, stop string, max_tokens, full
- * context) sends DONE and leaves before the next step.  The TOKEN/DONE
+ * is tokenized and queued for prefill; a CANCEL ends its sequence at once;
+ * a PING is answered.  Each turn then runs one decode step and about 128
+ * tokens of the oldest queued prompts (so that a long prompt does not
+ * stop the running streams); a prompt's last chunk samples its first
+ * token and the sequence joins the batch.  A step decodes every generating sequence in
+ * one llm_decode call (one pass over the weights) and samples each; a
+ * sequence that finishes (end-of-generation token, stop string,
+ * max_tokens, full context) sends DONE and leaves before the next step.  The TOKEN/DONE
  * rules are those of common/ipc.h.  Prompts and outputs are tenant data
  * and are never logged.
  *

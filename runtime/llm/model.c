@@ -5,11 +5,14 @@
  * runs them through the layers together.  Prefill rows all belong to one
  * sequence (positions len, len + 1, ...); decode rows belong to different
  * sequences (one each).  Matrix products:
- *   prefill  rows x weight^T through cblas_sgemm, on the mapped F32 weight
- *            or on blocks of WB_ROWS dequantized rows;
+ *   prefill  rows x weight^T through cblas_sgemm, on the F32 weight or
+ *            on blocks of WB_ROWS dequantized rows;
  *   decode   per weight row, a dot product with each sequence's vector,
- *            straight from the mapped blocks (quant_dot), so the weights
- *            are read once per step for the whole batch.
+ *            straight from the blocks (quant_dot_n), so the weights are
+ *            read once per step for the whole batch; the rows are handed
+ *            out to the model's threads in small items (struct pool).
+ *            Attention, RoPE and the K/V stores of a step run on the
+ *            threads too, one item per row and KV head.
  * Every decode row is computed by the same calls in the same order
  * whatever else is in the batch, so its bits do not depend on the batch.
  *
@@ -17,8 +20,10 @@
  * pairs are adjacent elements (llama.cpp's "norm" mode); qwen2 rotates the
  * two halves of a head against each other ("neox" mode).
  *
- * Memory: weights stay in the GGUF mapping; the work buffers are sized at
- * load for LLM_ROWS rows, and nothing is allocated per token. */
+ * Memory: the matrices are copied at load into read-only memory on huge
+ * pages (weights_copy(), which says why), the rest stays in the GGUF
+ * mapping; the work buffers are sized at load for LLM_ROWS rows, and
+ * nothing is allocated per token. */
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
@@ -28,6 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "common/xmalloc.h"
 #include "runtime/llm/gguf.h"
@@ -73,40 +81,70 @@ struct layer {
 	struct wmat	 down;		/* (n_embd, n_ff) */
 };
 
-/* Up to three products of one input, posted as one job (Q, K, V; gate
- * and up): y[j] (rows, w[j]->n_out) = x w[j]^T. */
+/* Work for the pool: n items, item i computed by fn(m, job, i, thr) on
+ * thread thr (0 is the caller).  The items of a job are independent.
+ *   mm_item   products of one input x (rows, n_in) with up to three
+ *             weights (Q, K, V; gate and up): y[k] (rows, w[k]->n_out) =
+ *             x w[k]^T, item i of product k being its output rows
+ *             [(i - first[k]) * chunk, + chunk);
+ *   att_item  row r = i / n_head_kv, KV head g = i % n_head_kv of layer
+ *             layer: biases, RoPE, the K/V store and (when attend) the
+ *             attention of g's query heads. */
 struct job {
+	void			(*fn)(struct llm_model *, const struct job *,
+				    int, int);
+	int			 n;
 	const float		*x;
 	int			 rows;
 	int			 nw;
+	int			 chunk;
+	int			 first[4];	/* first[nw] == n */
 	const struct wmat	*w[3];
 	float			*y[3];
+	int			 layer;
+	bool			 attend;
 };
 
-/* Decode's dot products split over threads by output rows: thread i of
- * n computes rows [i * n_out / n, (i + 1) * n_out / n) of each product of
- * the posted job (the caller is thread 0).  Each (row, sequence) is the
- * same quant_dot_n arithmetic whichever thread does it, so the bits do
- * not depend on the thread count.
+/* The pool hands a job out one item at a time: every thread, the caller
+ * included, claims the next unclaimed item until none is left.  So the
+ * threads finish together however the work and the machine's other load
+ * fall on them: a thread the kernel preempts holds up the step by at most
+ * the item it has claimed, not by a fixed share.  An item is the same
+ * arithmetic whichever thread computes it, so the bits depend neither on
+ * the thread count nor on timing.
+ *
+ * ticket packs the job's generation (24 bits), its item count and the
+ * next item to claim (20 bits each), so that one compare-and-swap both
+ * sees that an item is left and claims it.  The job is read only after a
+ * successful claim: a job with an unfinished item cannot be replaced.
+ * done counts finished items.
  *
  * A decode step posts a job every few microseconds, and waking a thread
  * through a condition variable costs about as much as a small product:
- * threads spin on gen (and the caller on pending) for up to POOL_SPIN
+ * workers spin on ticket (and the caller on done) for up to POOL_SPIN
  * pauses before they sleep, so a busy model hands jobs over without the
  * kernel and an idle one costs nothing. */
 #define POOL_SPIN	1024
+#define POOL_MAX_ITEMS	0xfffff
+#define TK_GEN(t)	((uint32_t)((t) >> 40))
+#define TK_N(t)		((uint32_t)((t) >> 20) & POOL_MAX_ITEMS)
+#define TK_NEXT(t)	((uint32_t)(t) & POOL_MAX_ITEMS)
+/* Elements of weight per product item: 64 KiB of F32, enough that a
+ * claim costs nothing next to the item, few enough that each thread gets
+ * many items of every product. */
+#define MM_ITEM_ELEMS	16384
 
 struct pool {
 	pthread_t		 tid[LLM_MAX_THREADS];
 	int			 n;		/* threads, the caller's included */
 	pthread_mutex_t		 mu;
-	pthread_cond_t		 go, done;
-	_Atomic uint64_t	 gen;		/* bumped for each job (mu) */
-	_Atomic int		 pending;	/* workers still on the job */
+	pthread_cond_t		 go, done_cv;
+	_Atomic uint64_t	 ticket;	/* gen, n, next (mu to store) */
+	_Atomic int		 done;		/* items finished */
 	int			 sleepers;	/* workers in cond_wait (mu) */
 	bool			 waiting;	/* caller in cond_wait (mu) */
-	_Atomic bool		 quit;		/* set with gen bumped */
-	struct job		 job;		/* written before gen moves */
+	_Atomic bool		 quit;		/* set with the gen bumped */
+	struct job		 job;		/* written before ticket */
 };
 
 struct worker {
@@ -125,6 +163,8 @@ struct llm_model {
 	struct layer		*layers;	/* (n_layer) */
 	double			*inv_freq;	/* (head_dim / 2) */
 	uint64_t		 weight_bytes;
+	void			*huge;		/* the copy (weights_copy()) */
+	size_t			 huge_len;	/* its mapping's length */
 	uint64_t		 work_bytes;
 	/* Work buffers, LLM_ROWS rows each. */
 	float			*x;		/* residual (rows, n_embd) */
@@ -134,7 +174,8 @@ struct llm_model {
 	float			*ao;		/* attention out (rows, n_embd) */
 	float			*hb, *hb2;	/* (rows, n_ff) */
 	float			*cs, *sn;	/* rope (rows, head_dim / 2) */
-	float			*att;		/* scores (att_cap) */
+	float			*att;		/* scores (att_cap); thread 0's */
+	float			*tatt[LLM_MAX_THREADS];	/* others' (n_ctx) */
 	size_t			 att_cap;	/* >= n_ctx */
 	float			*wbuf;		/* (WB_ROWS, max n_in) */
 	float			*hrow;		/* (n_embd) */
@@ -159,18 +200,25 @@ static int	get_mat(const struct gguf *, const char *, int, int,
 		    struct wmat *, uint64_t *, char *, size_t);
 static int	get_vec(const struct gguf *, const char *, int, bool,
 		    const float **, uint64_t *, char *, size_t);
+static bool	as_room(size_t);
+static struct wmat *weight_at(struct llm_model *, size_t);
+static void	weights_copy(struct llm_model *);
 static void	matmul(struct llm_model *, float *, const float *, int,
 		    const struct wmat *, bool);
+static void	mm_job(struct job *, const float *, int);
+static void	mm_add(struct job *, const struct wmat *, float *);
+static void	mm_item(struct llm_model *, const struct job *, int, int);
 static void	run_job(struct llm_model *, const struct job *);
-static void	job_slice(const struct job *, int, int);
+static int	pool_claim(struct pool *);
+static bool	pool_work(struct llm_model *, int);
 static void	cpu_relax(void);
 static void	*worker_main(void *);
 static void	pool_stop(struct llm_model *);
 static void	rmsnorm(float *, const float *, const float *, int, float);
 static void	rope(const struct llm_model *, float *, int, const float *,
 		    const float *);
-static void	attend(struct llm_model *, int, int, const float *,
-		    float *);
+static void	attend(struct llm_model *, int, int, int, float *);
+static void	att_item(struct llm_model *, const struct job *, int, int);
 static void	attend_chunk(struct llm_model *, int, int);
 static void	forward(struct llm_model *, const int32_t *, int, bool,
 		    float *, float *);
@@ -409,6 +457,7 @@ llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
 		}
 	}
 
+	weights_copy(m);
 	hd2 = (size_t)hp->head_dim / 2;
 	m->inv_freq = xcalloc(hd2, sizeof(*m->inv_freq));
 	for (size_t i = 0; i < hd2; i++)
@@ -447,12 +496,115 @@ llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
 	return ret;
 }
 
+/* May the process map len more bytes and keep as much free under its
+ * address-space limit? */
+static bool
+as_room(size_t len)
+{
+	struct rlimit	 rl;
+	FILE		*f;
+	long		 pages = -1;
+	uint64_t	 used;
+
+	if (getrlimit(RLIMIT_AS, &rl) == -1)
+		return false;
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return true;
+	if ((f = fopen("/proc/self/statm", "re")) == NULL)
+		return false;
+	if (fscanf(f, "%ld", &pages) != 1)
+		pages = -1;
+	fclose(f);
+	if (pages < 0)
+		return false;
+	used = (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+	return used < rl.rlim_cur && 2 * (uint64_t)len <= rl.rlim_cur - used;
+}
+
+/* Matrix i of the products: the output, then each layer's seven. */
+static struct wmat *
+weight_at(struct llm_model *m, size_t i)
+{
+	struct layer	*L;
+
+	if (i == 0)
+		return &m->output;
+	L = &m->layers[(i - 1) / 7];
+	switch ((i - 1) % 7) {
+	case 0:
+		return &L->wq;
+	case 1:
+		return &L->wk;
+	case 2:
+		return &L->wv;
+	case 3:
+		return &L->wo;
+	case 4:
+		return &L->gate;
+	case 5:
+		return &L->up;
+	default:
+		return &L->down;
+	}
+}
+
+/* Decode streams every weight once per step, and from 4 KiB pages that
+ * is a TLB miss every 4 KiB, which under a hypervisor's nested paging
+ * is a two-dimensional page walk: on the 2-core VM this project is
+ * measured on, one thread decoded 15-35% more tokens per CPU second from
+ * 2 MiB pages (bench/llm-kernels/llmspeed --huge).  A file's page cache
+ * gets no huge pages (ext4), so the matrices of the products are copied
+ * into anonymous memory advised for them and made read-only.  Replicas
+ * of a model no longer share these pages; the mapping's pages read by
+ * the copy stay in the page cache, clean and reclaimable.  Under an
+ * address-space limit (RLIMIT_AS, which counts the mapping and the copy
+ * both) the copy is made only if it takes at most half of what the limit
+ * still leaves, so that KV caches still fit; otherwise, or when the
+ * memory cannot be had, the model reads the mapping. */
+static void
+weights_copy(struct llm_model *m)
+{
+	const size_t	 huge = (size_t)2 << 20;
+	size_t		 nw = 1 + 7 * (size_t)m->hp.n_layer;
+	size_t		 total = 0, off = 0, len;
+	uint8_t		*base, *p;
+	bool		 tied = m->output.data == m->tok_embd.data;
+
+	for (size_t i = 0; i < nw; i++)
+		total += ((size_t)weight_at(m, i)->n_out *
+		    weight_at(m, i)->row_bytes + 63) & ~(size_t)63;
+	len = ((total + huge - 1) & ~(huge - 1)) + huge;
+	if (!as_room(len))
+		return;
+	base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return;
+	p = (uint8_t *)(((uintptr_t)base + huge - 1) & ~(uintptr_t)(huge - 1));
+	(void)madvise(p, len - (size_t)(p - base), MADV_HUGEPAGE);
+	for (size_t i = 0; i < nw; i++) {
+		struct wmat	*w = weight_at(m, i);
+		size_t		 n = (size_t)w->n_out * w->row_bytes;
+
+		memcpy(p + off, w->data, n);
+		w->data = p + off;
+		off += (n + 63) & ~(size_t)63;
+	}
+	if (tied)
+		m->tok_embd.data = m->output.data;
+	(void)mprotect(base, len, PROT_READ);
+	m->huge = base;
+	m->huge_len = len;
+}
+
 void
 llm_model_free(struct llm_model *m)
 {
 	if (m == NULL)
 		return;
 	pool_stop(m);
+	if (m->huge != NULL)
+		munmap(m->huge, m->huge_len);
 	free(m->layers);
 	free(m->inv_freq);
 	free(m->x);
@@ -542,9 +694,10 @@ matmul(struct llm_model *m, float *y, const float *x, int rows,
 	size_t	n_in = (size_t)w->n_in, n_out = (size_t)w->n_out;
 
 	if (!gemm || rows == 1) {
-		struct job	j = { .x = x, .rows = rows, .nw = 1,
-				    .w = { w }, .y = { y } };
+		struct job	j;
 
+		mm_job(&j, x, rows);
+		mm_add(&j, w, y);
 		run_job(m, &j);
 		return;
 	}
@@ -567,6 +720,51 @@ matmul(struct llm_model *m, float *y, const float *x, int rows,
 	}
 }
 
+/* An empty product job over x (rows, n_in). */
+static void
+mm_job(struct job *j, const float *x, int rows)
+{
+	memset(j, 0, sizeof(*j));
+	j->fn = mm_item;
+	j->x = x;
+	j->rows = rows;
+}
+
+/* Adds y = x w^T to j (at most three products, all of the same n_in). */
+static void
+mm_add(struct job *j, const struct wmat *w, float *y)
+{
+	if (j->nw == 0)
+		j->chunk = MM_ITEM_ELEMS / w->n_in > 4 ?
+		    MM_ITEM_ELEMS / w->n_in : 4;
+	j->w[j->nw] = w;
+	j->y[j->nw] = y;
+	j->first[j->nw] = j->n;
+	j->n += (w->n_out + j->chunk - 1) / j->chunk;
+	j->first[++j->nw] = j->n;
+}
+
+static void
+mm_item(struct llm_model *m, const struct job *j, int i, int thr)
+{
+	const struct wmat	*w;
+	size_t			 n_in, n_out, o, o1;
+	int			 k = 0;
+
+	(void)m;
+	(void)thr;
+	while (i >= j->first[k + 1])
+		k++;
+	w = j->w[k];
+	n_in = (size_t)w->n_in;
+	n_out = (size_t)w->n_out;
+	o = (size_t)(i - j->first[k]) * (size_t)j->chunk;
+	o1 = o + (size_t)j->chunk < n_out ? o + (size_t)j->chunk : n_out;
+	for (; o < o1; o++)
+		quant_dot_n(w->type, w->data + o * w->row_bytes, j->x, n_in,
+		    j->rows, n_in, j->y[k] + o, n_out);
+}
+
 static inline void
 cpu_relax(void)
 {
@@ -575,56 +773,77 @@ cpu_relax(void)
 #endif
 }
 
-/* Thread idx of n: its rows of each product of j. */
-static void
-job_slice(const struct job *j, int idx, int n)
+/* The index of the next item of the posted job, now claimed by the
+ * caller, or -1 if none is left. */
+static int
+pool_claim(struct pool *p)
 {
-	for (int k = 0; k < j->nw; k++) {
-		const struct wmat	*w = j->w[k];
-		size_t			 n_in = (size_t)w->n_in;
-		size_t			 n_out = (size_t)w->n_out;
-		size_t			 o0 = n_out * (size_t)idx / (size_t)n;
-		size_t			 o1 = n_out * (size_t)(idx + 1) /
-					    (size_t)n;
+	uint64_t	t = atomic_load_explicit(&p->ticket,
+			    memory_order_acquire);
 
-		for (size_t o = o0; o < o1; o++)
-			quant_dot_n(w->type, w->data + o * w->row_bytes, j->x,
-			    n_in, j->rows, n_in, j->y[k] + o, n_out);
+	while (TK_NEXT(t) < TK_N(t)) {
+		if (atomic_compare_exchange_weak_explicit(&p->ticket, &t,
+		    t + 1, memory_order_acq_rel, memory_order_acquire))
+			return (int)TK_NEXT(t);
 	}
+	return -1;
 }
 
-/* Runs j on the pool, the caller taking slice 0; returns when it is
+/* Computes items of the posted job on thread thr until none is left;
+ * true if this thread finished the job's last item. */
+static bool
+pool_work(struct llm_model *m, int thr)
+{
+	struct pool	*p = &m->pool;
+	bool		 last = false;
+	int		 i;
+
+	while ((i = pool_claim(p)) != -1) {
+		const struct job	*j = &p->job;
+		int			 n = j->n;
+
+		j->fn(m, j, i, thr);
+		if (atomic_fetch_add_explicit(&p->done, 1,
+		    memory_order_acq_rel) == n - 1)
+			last = true;
+	}
+	return last;
+}
+
+/* Runs j on the pool (the caller working too); returns when it is
  * done. */
 static void
 run_job(struct llm_model *m, const struct job *j)
 {
 	struct pool	*p = &m->pool;
-	size_t		 work = 0;
+	uint64_t	 t;
 
-	for (int k = 0; k < j->nw; k++)
-		work += (size_t)j->w[k]->n_out;
-	if (p->n <= 1 || work < 64) {
-		job_slice(j, 0, 1);
+	if (p->n <= 1 || j->n <= 1) {
+		for (int i = 0; i < j->n; i++)
+			j->fn(m, j, i, 0);
 		return;
 	}
 	p->job = *j;
-	atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+	atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+	t = atomic_load_explicit(&p->ticket, memory_order_relaxed);
+	t = (uint64_t)((TK_GEN(t) + 1) & 0xffffff) << 40 |
+	    (uint64_t)j->n << 20;
 	pthread_mutex_lock(&p->mu);
-	atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+	atomic_store_explicit(&p->ticket, t, memory_order_release);
 	if (p->sleepers > 0)
 		pthread_cond_broadcast(&p->go);
 	pthread_mutex_unlock(&p->mu);
-	job_slice(j, 0, p->n);
+	(void)pool_work(m, 0);
 	for (int i = 0; i < POOL_SPIN; i++) {
-		if (atomic_load_explicit(&p->pending,
-		    memory_order_acquire) == 0)
+		if (atomic_load_explicit(&p->done, memory_order_acquire) ==
+		    j->n)
 			return;
 		cpu_relax();
 	}
 	pthread_mutex_lock(&p->mu);
 	p->waiting = true;
-	while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0)
-		pthread_cond_wait(&p->done, &p->mu);
+	while (atomic_load_explicit(&p->done, memory_order_acquire) != j->n)
+		pthread_cond_wait(&p->done_cv, &p->mu);
 	p->waiting = false;
 	pthread_mutex_unlock(&p->mu);
 }
@@ -634,35 +853,34 @@ worker_main(void *arg)
 {
 	struct worker	*wk = arg;
 	struct pool	*p = &wk->m->pool;
-	uint64_t	 seen = 0;
+	uint32_t	 seen = 0;
 
 	for (;;) {
 		int	i;
 
 		for (i = 0; i < POOL_SPIN; i++) {
-			if (atomic_load_explicit(&p->gen,
-			    memory_order_acquire) != seen)
+			if (TK_GEN(atomic_load_explicit(&p->ticket,
+			    memory_order_acquire)) != seen)
 				break;
 			cpu_relax();
 		}
 		if (i == POOL_SPIN) {
 			pthread_mutex_lock(&p->mu);
 			p->sleepers++;
-			while (!p->quit && atomic_load_explicit(&p->gen,
-			    memory_order_acquire) == seen)
+			while (!p->quit && TK_GEN(atomic_load_explicit(
+			    &p->ticket, memory_order_acquire)) == seen)
 				pthread_cond_wait(&p->go, &p->mu);
 			p->sleepers--;
 			pthread_mutex_unlock(&p->mu);
 		}
 		if (p->quit)
 			break;
-		seen = atomic_load_explicit(&p->gen, memory_order_acquire);
-		job_slice(&p->job, wk->idx, p->n);
-		if (atomic_fetch_sub_explicit(&p->pending, 1,
-		    memory_order_acq_rel) == 1) {
+		seen = TK_GEN(atomic_load_explicit(&p->ticket,
+		    memory_order_acquire));
+		if (pool_work(wk->m, wk->idx)) {
 			pthread_mutex_lock(&p->mu);
 			if (p->waiting)
-				pthread_cond_signal(&p->done);
+				pthread_cond_signal(&p->done_cv);
 			pthread_mutex_unlock(&p->mu);
 		}
 	}
@@ -673,19 +891,26 @@ static void
 pool_stop(struct llm_model *m)
 {
 	struct pool	*p = &m->pool;
+	uint64_t	 t;
 
 	if (p->n <= 1)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->quit = true;
-	atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+	t = atomic_load_explicit(&p->ticket, memory_order_relaxed);
+	atomic_store_explicit(&p->ticket, (uint64_t)((TK_GEN(t) + 1) &
+	    0xffffff) << 40, memory_order_release);
 	pthread_cond_broadcast(&p->go);
 	pthread_mutex_unlock(&p->mu);
 	for (int i = 1; i < p->n; i++)
 		pthread_join(p->tid[i], NULL);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->go);
-	pthread_cond_destroy(&p->done);
+	pthread_cond_destroy(&p->done_cv);
+	for (int i = 1; i < p->n; i++) {
+		free(m->tatt[i]);
+		m->tatt[i] = NULL;
+	}
 	p->n = 1;
 	p->quit = false;
 }
@@ -702,14 +927,17 @@ llm_model_set_threads(struct llm_model *m, int n)
 		return 0;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->go, NULL);
-	pthread_cond_init(&p->done, NULL);
-	p->gen = 0;
+	pthread_cond_init(&p->done_cv, NULL);
+	atomic_store(&p->ticket, 0);
 	p->n = n;
 	for (int i = 1; i < n; i++) {
+		m->tatt[i] = xcalloc((size_t)m->hp.n_ctx, sizeof(float));
 		m->wk[i].m = m;
 		m->wk[i].idx = i;
 		if (pthread_create(&p->tid[i], NULL, worker_main,
 		    &m->wk[i]) != 0) {
+			free(m->tatt[i]);
+			m->tatt[i] = NULL;
 			p->n = i;	/* stop those started */
 			pool_stop(m);
 			return -1;
@@ -753,44 +981,82 @@ rope(const struct llm_model *m, float *x, int nh, const float *cs,
 	}
 }
 
-/* Attention of row r (its q, rotated) over positions 0..pos of its cache
- * in layer l, into out (n_embd). */
+/* Attention of query head h of row r (rotated) over positions 0..pos of
+ * its cache in layer l, into its part of ao; att: pos + 1 floats of
+ * scratch. */
 static void
-attend(struct llm_model *m, int r, int l, const float *q, float *out)
+attend(struct llm_model *m, int r, int l, int h, float *att)
 {
 	struct llm_kv	*kv = m->rkv[r];
 	int		 pos = m->rpos[r], hd = m->hp.head_dim;
 	int		 grp = m->hp.n_head / m->hp.n_head_kv;
-	size_t		 base = (size_t)l * (size_t)kv->n_ctx * (size_t)m->kvd;
+	size_t		 ne = (size_t)m->hp.n_embd;
+	size_t		 ko = (size_t)l * (size_t)kv->n_ctx * (size_t)m->kvd +
+			    (size_t)(h / grp) * (size_t)hd;
+	const float	*qh = m->q + (size_t)r * ne + (size_t)h * hd;
+	float		*oh = m->ao + (size_t)r * ne + (size_t)h * hd;
 	float		 scale = 1.0f / sqrtf((float)hd);
+	float		 mx = -INFINITY, sum = 0.0f;
 
-	for (int h = 0; h < m->hp.n_head; h++) {
-		const float	*qh = q + (size_t)h * hd;
-		size_t		 ko = base + (size_t)(h / grp) * hd;
-		float		*oh = out + (size_t)h * hd;
-		float		 mx = -INFINITY, sum = 0.0f;
+	for (int t = 0; t <= pos; t++) {
+		const float *kt = kv->k + ko + (size_t)t * m->kvd;
+		float s = quant_dot(GGML_T_F32, kt, qh, (size_t)hd);
 
-		for (int t = 0; t <= pos; t++) {
-			const float *kt = kv->k + ko + (size_t)t * m->kvd;
-			float s = quant_dot(GGML_T_F32, kt, qh, (size_t)hd);
+		att[t] = s * scale;
+		if (att[t] > mx)
+			mx = att[t];
+	}
+	for (int t = 0; t <= pos; t++) {
+		att[t] = expf(att[t] - mx);
+		sum += att[t];
+	}
+	memset(oh, 0, (size_t)hd * sizeof(float));
+	for (int t = 0; t <= pos; t++) {
+		const float *vt = kv->v + ko + (size_t)t * m->kvd;
+		float p = att[t] / sum;
 
-			m->att[t] = s * scale;
-			if (m->att[t] > mx)
-				mx = m->att[t];
-		}
-		for (int t = 0; t <= pos; t++) {
-			m->att[t] = expf(m->att[t] - mx);
-			sum += m->att[t];
-		}
-		memset(oh, 0, (size_t)hd * sizeof(float));
-		for (int t = 0; t <= pos; t++) {
-			const float *vt = kv->v + ko + (size_t)t * m->kvd;
-			float p = m->att[t] / sum;
+		for (int i = 0; i < hd; i++)
+			oh[i] += p * vt[i];
+	}
+}
 
-			for (int i = 0; i < hd; i++)
-				oh[i] += p * vt[i];
+/* Item i of an attention job (struct job): row r, KV head g of the
+ * layer, with its group of query heads. */
+static void
+att_item(struct llm_model *m, const struct job *j, int i, int thr)
+{
+	const struct llm_hparams *hp = &m->hp;
+	const struct layer	*L = &m->layers[j->layer];
+	int			 hd = hp->head_dim;
+	int			 grp = hp->n_head / hp->n_head_kv;
+	int			 r = i / hp->n_head_kv, g = i % hp->n_head_kv;
+	size_t			 ne = (size_t)hp->n_embd, kvd = (size_t)m->kvd;
+	size_t			 hd2 = (size_t)hd / 2, nq = (size_t)grp * hd;
+	struct llm_kv		*kv = m->rkv[r];
+	size_t			 at = ((size_t)j->layer * (size_t)kv->n_ctx +
+				    (size_t)m->rpos[r]) * kvd + (size_t)g * hd;
+	float			*q = m->q + (size_t)r * ne + (size_t)g * nq;
+	float			*k = m->k + (size_t)r * kvd + (size_t)g * hd;
+	float			*v = m->v + (size_t)r * kvd + (size_t)g * hd;
+	const float		*cs = m->cs + (size_t)r * hd2;
+	const float		*sn = m->sn + (size_t)r * hd2;
+
+	if (L->bq != NULL) {
+		for (size_t x = 0; x < nq; x++)
+			q[x] += L->bq[(size_t)g * nq + x];
+		for (int x = 0; x < hd; x++) {
+			k[x] += L->bk[(size_t)g * hd + x];
+			v[x] += L->bv[(size_t)g * hd + x];
 		}
 	}
+	rope(m, q, grp, cs, sn);
+	rope(m, k, 1, cs, sn);
+	memcpy(kv->k + at, k, (size_t)hd * sizeof(float));
+	memcpy(kv->v + at, v, (size_t)hd * sizeof(float));
+	if (!j->attend)
+		return;
+	for (int h = g * grp; h < (g + 1) * grp; h++)
+		attend(m, r, j->layer, h, thr == 0 ? m->att : m->tatt[thr]);
 }
 
 /* Attention of a prefill chunk (rows of one sequence at consecutive
@@ -854,7 +1120,7 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
     float *logits, float *hsum)
 {
 	const struct llm_hparams *hp = &m->hp;
-	size_t	ne = (size_t)hp->n_embd, kvd = (size_t)m->kvd;
+	size_t	ne = (size_t)hp->n_embd;
 	size_t	nff = (size_t)hp->n_ff, hd2 = (size_t)hp->head_dim / 2;
 
 	for (int r = 0; r < rows; r++) {
@@ -869,6 +1135,7 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 	}
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct layer *L = &m->layers[l];
+		struct job	 j;
 
 		for (int r = 0; r < rows; r++)
 			rmsnorm(m->xb + r * ne, m->x + r * ne, L->attn_norm,
@@ -878,39 +1145,22 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 			matmul(m, m->k, m->xb, rows, &L->wk, true);
 			matmul(m, m->v, m->xb, rows, &L->wv, true);
 		} else {
-			struct job	j = { .x = m->xb, .rows = rows, .nw = 3,
-					    .w = { &L->wq, &L->wk, &L->wv },
-					    .y = { m->q, m->k, m->v } };
-
+			mm_job(&j, m->xb, rows);
+			mm_add(&j, &L->wq, m->q);
+			mm_add(&j, &L->wk, m->k);
+			mm_add(&j, &L->wv, m->v);
 			run_job(m, &j);
 		}
-		for (int r = 0; r < rows; r++) {
-			struct llm_kv	*kv = m->rkv[r];
-			size_t		 at = ((size_t)l * (size_t)kv->n_ctx +
-			    (size_t)m->rpos[r]) * kvd;
-			float		*q = m->q + r * ne;
-			float		*k = m->k + r * kvd, *v = m->v + r * kvd;
-
-			if (L->bq != NULL) {
-				for (size_t i = 0; i < ne; i++)
-					q[i] += L->bq[i];
-				for (size_t i = 0; i < kvd; i++) {
-					k[i] += L->bk[i];
-					v[i] += L->bv[i];
-				}
-			}
-			rope(m, q, hp->n_head, m->cs + r * hd2,
-			    m->sn + r * hd2);
-			rope(m, k, hp->n_head_kv, m->cs + r * hd2,
-			    m->sn + r * hd2);
-			memcpy(kv->k + at, k, kvd * sizeof(float));
-			memcpy(kv->v + at, v, kvd * sizeof(float));
-		}
+		/* A prefill chunk's K/V must all be in the cache before its
+		 * attention (attend_chunk); a decode row needs only its own. */
+		memset(&j, 0, sizeof(j));
+		j.fn = att_item;
+		j.n = rows * hp->n_head_kv;
+		j.layer = l;
+		j.attend = !(prefill && rows > 1);
+		run_job(m, &j);
 		if (prefill && rows > 1)
 			attend_chunk(m, rows, l);
-		else
-			for (int r = 0; r < rows; r++)
-				attend(m, r, l, m->q + r * ne, m->ao + r * ne);
 		matmul(m, m->xb, m->ao, rows, &L->wo, prefill);
 		for (size_t i = 0; i < (size_t)rows * ne; i++)
 			m->x[i] += m->xb[i];
@@ -922,10 +1172,9 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 			matmul(m, m->hb, m->xb, rows, &L->gate, true);
 			matmul(m, m->hb2, m->xb, rows, &L->up, true);
 		} else {
-			struct job	j = { .x = m->xb, .rows = rows, .nw = 2,
-					    .w = { &L->gate, &L->up },
-					    .y = { m->hb, m->hb2 } };
-
+			mm_job(&j, m->xb, rows);
+			mm_add(&j, &L->gate, m->hb);
+			mm_add(&j, &L->up, m->hb2);
 			run_job(m, &j);
 		}
 		for (size_t i = 0; i < (size_t)rows * nff; i++) {

@@ -1,9 +1,10 @@
 /* runtime/llm/model.h - a llama-architecture decoder (Llama 2/3,
  * TinyLlama, SmolLM, Mistral, Qwen2 with QKV biases): RMSNorm, RoPE,
- * grouped-query attention over a KV cache, SwiGLU.  Weights stay in the
- * GGUF mapping (F32, F16, Q8_0; Q4_0/Q4_K where supported) and are
- * dequantized per use; prefill runs as matrix products on OpenBLAS sgemm,
- * decode steps a batch of sequences at once.
+ * grouped-query attention over a KV cache, SwiGLU.  Weights (F32, F16,
+ * Q8_0, Q4_0) are dequantized per use, from a read-only copy on huge
+ * pages made at load (or from the GGUF mapping if that memory cannot be
+ * had); prefill runs as matrix products on OpenBLAS sgemm, decode steps a
+ * batch of sequences at once on the model's threads.
  *
  * A model owns its work buffers: calls on one model must not overlap
  * (one thread drives it; OpenBLAS may use its own threads inside).  A
@@ -43,7 +44,8 @@ const struct llm_hparams *llm_model_hparams(const struct llm_model *);
  * before sandboxing; 0, or -1 if n is out of range or a thread cannot be
  * started (then the model runs on 1). */
 int	llm_model_set_threads(struct llm_model *, int n);
-/* Bytes the model needs resident: weights plus work buffers, without KV. */
+/* Bytes the model needs resident: weights plus work buffers, without KV
+ * (the copy of the weights is counted, not the mapping's page cache). */
 uint64_t llm_model_mem_bytes(const struct llm_model *);
 
 /* A KV cache for up to n_ctx positions (n_ctx <= hparams n_ctx). */

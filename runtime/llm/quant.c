@@ -27,6 +27,19 @@
 #define QUANT_X86	1
 #define AVX2		__attribute__((target("avx2,fma,f16c")))
 #endif
+/* Bytes ahead of the loads that the kernels prefetch.  A decode step
+ * streams every weight once, and the hardware prefetchers stop at each
+ * 4 KiB page: asking for the row's next lines this far ahead keeps the
+ * misses overlapped across page (and row) boundaries.  Past the end of
+ * the matrix it fetches a little of whatever follows, or nothing:
+ * prefetches never fault. */
+#ifndef PF_AHEAD
+#define PF_AHEAD	2048
+#endif
+/* The address is computed as an integer: it may lie past the row's
+ * object, where pointer arithmetic would be undefined. */
+#define PREFETCH(p)	_mm_prefetch((const char *)((uintptr_t)(p) + \
+	    PF_AHEAD), _MM_HINT_T0)
 
 #include "runtime/llm/quant.h"
 
@@ -49,9 +62,9 @@ static float	dot_generic(enum ggml_type, const void *, const float *,
 		    size_t);
 #ifdef QUANT_X86
 static void	avx2_dequant_f16(const uint8_t *, float *, size_t);
-static void	avx2_f32(const float *, const float *, size_t, int, size_t,
-		    float *, size_t);
-static void	avx2_f16(const uint8_t *, const float *, size_t, int,
+static void	avx2_f32_nx(const float *, const float *, size_t, int,
+		    size_t, float *, size_t);
+static void	avx2_f16_nx(const uint8_t *, const float *, size_t, int,
 		    size_t, float *, size_t);
 static void	avx2_q8_0(const uint8_t *, const float *, size_t, int,
 		    size_t, float *, size_t);
@@ -314,7 +327,7 @@ avx2_dequant_f16(const uint8_t *p, float *dst, size_t n)
  * unrolled so the accumulators stay in registers.  Each vector has its
  * own two accumulators (even and odd groups of 8), summed the same way
  * for any nx, so one vector's bits do not depend on the others. */
-AVX2 static void
+AVX2 static inline __attribute__((always_inline)) void
 avx2_f32(const float *w, const float *x, size_t ldx, int nx, size_t n,
     float *y, size_t ldy)
 {
@@ -327,6 +340,8 @@ avx2_f32(const float *w, const float *x, size_t ldx, int nx, size_t n,
 	for (; i < nv; i += 16) {
 		__m256	w0 = _mm256_loadu_ps(w + i);
 		__m256	w1 = _mm256_loadu_ps(w + i + 8);
+
+		PREFETCH(w + i);
 
 #pragma GCC unroll 4
 		for (int r = 0; r < 4; r++) {
@@ -348,7 +363,7 @@ avx2_f32(const float *w, const float *x, size_t ldx, int nx, size_t n,
 	}
 }
 
-AVX2 static void
+AVX2 static inline __attribute__((always_inline)) void
 avx2_f16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
     float *y, size_t ldy)
 {
@@ -363,6 +378,9 @@ avx2_f16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 			    (const __m128i *)(const void *)(p + 2 * i)));
 		__m256	w1 = _mm256_cvtph_ps(_mm_loadu_si128(
 			    (const __m128i *)(const void *)(p + 2 * i + 16)));
+
+		if ((i & 31) == 0)
+			PREFETCH(p + 2 * i);
 
 #pragma GCC unroll 4
 		for (int r = 0; r < 4; r++) {
@@ -384,6 +402,49 @@ avx2_f16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 	}
 }
 
+/* The F32 and F16 kernels compiled for each nx, so that the loops over
+ * the vectors have constant bounds: the weight stream's loop then holds
+ * only loads and multiply-adds. */
+AVX2 static void
+avx2_f32_nx(const float *w, const float *x, size_t ldx, int nx, size_t n,
+    float *y, size_t ldy)
+{
+	switch (nx) {
+	case 1:
+		avx2_f32(w, x, ldx, 1, n, y, ldy);
+		break;
+	case 2:
+		avx2_f32(w, x, ldx, 2, n, y, ldy);
+		break;
+	case 3:
+		avx2_f32(w, x, ldx, 3, n, y, ldy);
+		break;
+	default:
+		avx2_f32(w, x, ldx, 4, n, y, ldy);
+		break;
+	}
+}
+
+AVX2 static void
+avx2_f16_nx(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
+    float *y, size_t ldy)
+{
+	switch (nx) {
+	case 1:
+		avx2_f16(p, x, ldx, 1, n, y, ldy);
+		break;
+	case 2:
+		avx2_f16(p, x, ldx, 2, n, y, ldy);
+		break;
+	case 3:
+		avx2_f16(p, x, ldx, 3, n, y, ldy);
+		break;
+	default:
+		avx2_f16(p, x, ldx, 4, n, y, ldy);
+		break;
+	}
+}
+
 /* Eight int8 at p as floats. */
 #define Q8F(p)	_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64( \
 	    (const __m128i *)(const void *)(p))))
@@ -401,6 +462,8 @@ avx2_q8_0(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 		__m256	d = _mm256_set1_ps(f16_table[le16(p)]);
 		__m256	q0 = Q8F(p + 2), q1 = Q8F(p + 10);
 		__m256	q2 = Q8F(p + 18), q3 = Q8F(p + 26);
+
+		PREFETCH(p);
 
 #pragma GCC unroll 4
 		for (int r = 0; r < 4; r++) {
@@ -436,6 +499,9 @@ avx2_q4_0(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 		__m256	d = _mm256_set1_ps(f16_table[le16(p)]);
 		__m128i	raw = _mm_loadu_si128((const __m128i *)(const void *)
 			    (p + 2));
+
+		if ((b & 3) == 0)
+			PREFETCH(p);
 		__m128i	lo = _mm_sub_epi8(_mm_and_si128(raw, lowmask), eight);
 		__m128i	hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4),
 			    lowmask), eight);
@@ -489,10 +555,10 @@ quant_dot_n(enum ggml_type t, const void *w, const float *x, size_t ldx,
 		if (use_avx2) {
 			switch (t) {
 			case GGML_T_F32:
-				avx2_f32(w, xr, ldx, k, n, yr, ldy);
+				avx2_f32_nx(w, xr, ldx, k, n, yr, ldy);
 				continue;
 			case GGML_T_F16:
-				avx2_f16(w, xr, ldx, k, n, yr, ldy);
+				avx2_f16_nx(w, xr, ldx, k, n, yr, ldy);
 				continue;
 			case GGML_T_Q8_0:
 				avx2_q8_0(w, xr, ldx, k, n, yr, ldy);

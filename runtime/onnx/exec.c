@@ -27,6 +27,11 @@ static bool		fuse_bias(struct onnx_model *, struct onnx_node *,
 static void		alias_to(struct onnx_model *, int, int);
 static bool		fuse_scale(struct onnx_model *, struct onnx_node *,
 			    const int *);
+static bool		fuse_relu(struct onnx_model *, struct onnx_node *,
+			    const int *);
+static bool		fuse_pool(struct onnx_model *, struct onnx_node *,
+			    const int *);
+static void		outlive(struct onnx_model *, int, int);
 static bool		fuse_gelu(struct onnx_model *, struct onnx_node *,
 			    const int *);
 static bool		scalar_near(const struct onnx_model *, int, float,
@@ -102,7 +107,7 @@ onnx_shape_check(struct onnx_value *v, const struct onnx_node *n, char *err,
 {
 	char		s[128];
 	uint64_t	count = 1;
-	bool		known = true;
+	bool		known = true, empty = false;
 
 	for (int i = 0; i < v->ndim; i++) {
 		if (v->shape[i] == -1) {
@@ -110,11 +115,17 @@ onnx_shape_check(struct onnx_value *v, const struct onnx_node *n, char *err,
 			continue;
 		}
 		onnx_fmt_shape(s, sizeof(s), v->shape, v->ndim);
-		if (v->shape[i] <= 0) {
-			onnx_node_err(err, errlen, n, "output %s would be "
-			    "empty", s);
+		if (v->shape[i] < 0) {
+			onnx_node_err(err, errlen, n, "output %s has a "
+			    "negative dimension", s);
 			return ONNX_EINPUT;
 		}
+		if (v->shape[i] == 0) {
+			empty = true;
+			continue;
+		}
+		/* The other dims of an empty tensor are bounded too: the
+		 * kernels multiply them (outer and inner sizes). */
 		if (count > (uint64_t)(ONNX_MAX_ELEMS / v->shape[i])) {
 			onnx_node_err(err, errlen, n, "output %s would have "
 			    "more than %d elements", s, ONNX_MAX_ELEMS);
@@ -122,8 +133,43 @@ onnx_shape_check(struct onnx_value *v, const struct onnx_node *n, char *err,
 		}
 		count *= (uint64_t)v->shape[i];
 	}
-	v->count = known ? count : 0;
+	v->count = known && !empty ? count : 0;
 	return ONNX_OK;
+}
+
+/* Whether every output of n is empty (count 0 in a concrete plan): the
+ * node then has nothing to write and does not run. */
+static bool
+outputs_empty(const struct onnx_model *m, const struct onnx_node *n)
+{
+	for (int j = 0; j < n->n_out; j++)
+		if (n->out[j] >= 0 && m->vals[n->out[j]].count > 0)
+			return false;
+	return true;
+}
+
+int
+onnx_empty_check(const struct onnx_model *m, const struct onnx_node *n,
+    char *err, size_t errlen)
+{
+	if (outputs_empty(m, n))
+		return 1;
+	if (n->op->flags & (ONNX_OP_SHAPE_ONLY | ONNX_OP_EMPTY_OK))
+		return 0;
+	for (int j = 0; j < n->n_in; j++) {
+		const struct onnx_value	*x;
+
+		if (n->in[j] < 0)
+			continue;
+		x = &m->vals[n->in[j]];
+		if (x->count == 0 && onnx_dims_prod(x->shape, 0,
+		    x->ndim) == 0) {
+			onnx_node_err(err, errlen, n, "input '%s' is empty, "
+			    "which this operator does not support", x->name);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* --- describing --- */
@@ -258,6 +304,83 @@ fuse_bias(struct onnx_model *m, struct onnx_node *n, const int *nread)
 		return true;
 	}
 	return false;
+}
+
+/* Relu(Conv(...)) where nothing else reads the Conv's output: the Conv
+ * applies the Relu as it writes its output, which the Relu's shares. */
+static bool
+fuse_relu(struct onnx_model *m, struct onnx_node *n, const int *nread)
+{
+	int			 xid = n->in[0];
+	const struct onnx_value	*x = &m->vals[xid];
+	struct onnx_node	*c;
+
+	if (x->def < 0 || x->kind != ONNX_V_ACT || x->alias >= 0 ||
+	    nread[xid] != 1 || x->dtype != DT_FP32)
+		return false;
+	c = &m->nodes[x->def];
+	if (strcmp(c->op->name, "Conv") != 0 || c->when != ONNX_AT_RUN ||
+	    c->fused || c->relu)
+		return false;
+	c->relu = true;
+	n->fused = true;
+	alias_to(m, n->out[0], xid);
+	return true;
+}
+
+/* Value id (or the value whose memory it shares) stays live up to node
+ * idx. */
+static void
+outlive(struct onnx_model *m, int id, int idx)
+{
+	if (id < 0)
+		return;
+	if (m->vals[id].last < idx)
+		m->vals[id].last = idx;
+	if (m->vals[id].alias >= 0 && m->vals[m->vals[id].alias].last < idx)
+		m->vals[m->vals[id].alias].last = idx;
+}
+
+/* MaxPool(Conv(...)), or MaxPool(Relu(Conv(...))) with the Relu done by
+ * the Conv, where nothing else reads the Conv's output and the MaxPool
+ * has no Indices output, and no other node runs between them: the Conv
+ * writes the MaxPool's output itself (pooling as it copies out its
+ * product, ops_nn.c).  Since that output is planned at the MaxPool,
+ * what the Conv reads must live until then. */
+static bool
+fuse_pool(struct onnx_model *m, struct onnx_node *n, const int *nread)
+{
+	int			 vid = n->in[0];
+	const struct onnx_value	*v = &m->vals[vid];
+	struct onnx_node	*c;
+
+	if (ONNX_HAS_OUT(n, 1) || v->def < 0 || nread[vid] != 1 ||
+	    v->kind != ONNX_V_ACT || v->dtype != DT_FP32)
+		return false;
+	c = &m->nodes[v->def];
+	if (strcmp(c->op->name, "Relu") == 0 && c->fused) {
+		/* fuse_relu() did it: its Conv wrote v. */
+		if (c->in[0] < 0 || m->vals[c->in[0]].def < 0)
+			return false;
+		c = &m->nodes[m->vals[c->in[0]].def];
+		if (!c->relu)
+			return false;
+	} else if (v->alias >= 0)
+		return false;
+	if (strcmp(c->op->name, "Conv") != 0 || c->when != ONNX_AT_RUN ||
+	    c->fused || c->pool >= 0)
+		return false;
+	/* No node that runs comes between: the memory of n's output may
+	 * hold values that die before n, and the Conv writes it early. */
+	for (int i = c->idx + 1; i < n->idx; i++)
+		if (m->nodes[i].when == ONNX_AT_RUN && !m->nodes[i].fused)
+			return false;
+	c->pool = n->idx;
+	n->fused = true;
+	for (int i = 0; i < c->n_in; i++)
+		outlive(m, c->in[i], n->idx);
+	outlive(m, c->scratch, n->idx);
+	return true;
 }
 
 /* Whether value id is an FP32 constant with one element (and rank at
@@ -395,7 +518,8 @@ fuse_gelu(struct onnx_model *m, struct onnx_node *e, const int *nread)
 
 /* Once, before the first plan: outputs of Reshape, Flatten, Squeeze,
  * Unsqueeze and Identity share their input's memory instead of copying
- * it; a Relu whose input has no other reader works in place; a bias Add
+ * it; a Relu whose input has no other reader works in place, or is
+ * done by the Conv before it, as is a MaxPool after them; a bias Add
  * folds into the MatMul before it.  Values are written only by the node
  * that defines them, so memory shared by values that hold the same
  * elements is never overwritten while one of them is still read. */
@@ -412,6 +536,8 @@ fuse(struct onnx_model *m)
 		m->nodes[i].scale = 1.0f;
 		m->nodes[i].gelu = -1;
 		m->nodes[i].fused = false;
+		m->nodes[i].relu = false;
+		m->nodes[i].pool = -1;
 		for (int j = 0; j < m->nodes[i].n_in; j++)
 			if (m->nodes[i].in[j] >= 0)
 				nread[m->nodes[i].in[j]]++;
@@ -436,6 +562,8 @@ fuse(struct onnx_model *m)
 			alias_to(m, n->out[0], n->in[0]);
 			n->fused = true;
 		} else if (strcmp(n->op->name, "Relu") == 0) {
+			if (fuse_relu(m, n, nread))
+				continue;
 			if (x->kind != ONNX_V_ACT || x->alias >= 0 ||
 			    nread[n->in[0]] != 1 || x->dtype != DT_FP32)
 				continue;
@@ -448,6 +576,8 @@ fuse(struct onnx_model *m)
 			(void)fuse_scale(m, n, nread);
 		else if (strcmp(n->op->name, "Erf") == 0)
 			(void)fuse_gelu(m, n, nread);
+		else if (strcmp(n->op->name, "MaxPool") == 0)
+			(void)fuse_pool(m, n, nread);
 	}
 	m->fused = true;
 }
@@ -529,7 +659,7 @@ bind_inputs(struct onnx_model *m, const struct ipc_tensor *in, size_t n,
 		}
 		ok = d->ndim == v->ndim;
 		for (int k = 0; ok && k < v->ndim; k++)
-			ok = d->dims[k] > 0 &&
+			ok = d->dims[k] >= 0 &&
 			    (v->dims[k] == -1 || v->dims[k] == d->dims[k]);
 		if (!ok) {
 			onnx_fmt_shape(want, sizeof(want), v->dims, v->ndim);
@@ -540,8 +670,7 @@ bind_inputs(struct onnx_model *m, const struct ipc_tensor *in, size_t n,
 		}
 		if (bind_syms(m, i, d, err, errlen) == -1)
 			return ONNX_EINPUT;
-		if (tensor_count(d->dims, d->ndim, 1, ONNX_MAX_ELEMS,
-		    &count) == -1) {
+		if (onnx_dims_bounded(d->dims, d->ndim, &count) == -1) {
 			snprintf(err, errlen, "input '%s' has more than %d "
 			    "elements", v->name, ONNX_MAX_ELEMS);
 			return ONNX_ETOOBIG;
@@ -587,7 +716,8 @@ plan(struct onnx_model *m, char *err, size_t errlen)
 {
 	enum onnx_status	 st;
 	size_t			 nlive = 0, top = 0;
-	bool			 same = m->planned;
+	bool			 same = m->planned, placed = false;
+	int			 r;
 
 	for (size_t i = 0; same && i < m->n_inputs; i++) {
 		const struct onnx_value	*v = &m->vals[m->inputs[i]];
@@ -595,7 +725,7 @@ plan(struct onnx_model *m, char *err, size_t errlen)
 		same = memcmp(v->shape, m->bound[i]->desc.dims,
 		    m->bound[i]->desc.ndim * sizeof(int64_t)) == 0;
 		/* Values read while planning are part of the plan. */
-		if (same && v->kind == ONNX_V_PLAN)
+		if (same && v->kind == ONNX_V_PLAN && m->bound[i]->nbytes > 0)
 			same = memcmp(v->data, m->bound[i]->data,
 			    (size_t)m->bound[i]->nbytes) == 0;
 	}
@@ -611,12 +741,14 @@ plan(struct onnx_model *m, char *err, size_t errlen)
 		(void)tensor_count(v->shape, v->ndim, 1, ONNX_MAX_ELEMS,
 		    &v->count);
 		if (v->kind == ONNX_V_PLAN) {
-			memcpy(v->data, m->bound[i]->data,
-			    (size_t)m->bound[i]->nbytes);
+			if (m->bound[i]->nbytes > 0)
+				memcpy(v->data, m->bound[i]->data,
+				    (size_t)m->bound[i]->nbytes);
 			v->known = true;
 			continue;
 		}
 		top = place(m, m->inputs[i], &nlive, top);
+		placed = true;
 	}
 	for (size_t i = 0; i < m->n_nodes; i++) {
 		struct onnx_node	*n = &m->nodes[i];
@@ -648,14 +780,22 @@ plan(struct onnx_model *m, char *err, size_t errlen)
 				continue;
 			}
 			top = place(m, id, &nlive, top);
+			placed = true;
 		}
+		if ((r = onnx_empty_check(m, n, err, errlen)) == -1)
+			return ONNX_EINPUT;
 		if (n->when == ONNX_AT_PLAN) {
-			n->op->run(m, n);
+			if (r == 0)
+				n->op->run(m, n);
 			for (int j = 0; j < n->n_out; j++)
 				if (n->out[j] >= 0)
 					m->vals[n->out[j]].known = true;
 		}
 	}
+	/* Empty values still get a pointer into the arena: the kernels
+	 * pass it to memcpy() with a length of 0. */
+	if (placed && top == 0)
+		top = ARENA_ALIGN;
 	if (top > ONNX_MAX_ARENA || arena_reserve(&m->arena, top) == -1) {
 		snprintf(err, errlen, "the request needs %zu MiB of "
 		    "activations, more than this runtime can allocate",
@@ -690,8 +830,8 @@ onnx_run(struct onnx_model *m, const struct ipc_tensor *in, size_t n,
 		const uint8_t		*src = m->bound[i]->data;
 		float			*dst = v->data;
 
-		if (v->kind == ONNX_V_PLAN)
-			continue;	/* copied while planning */
+		if (v->kind == ONNX_V_PLAN || v->count == 0)
+			continue;	/* copied while planning, or empty */
 		if (v->wire != DT_FP16) {
 			memcpy(v->data, src, (size_t)m->bound[i]->nbytes);
 			continue;
@@ -704,7 +844,8 @@ onnx_run(struct onnx_model *m, const struct ipc_tensor *in, size_t n,
 		}
 	}
 	for (size_t i = 0; i < m->n_nodes; i++)
-		if (m->nodes[i].when == ONNX_AT_RUN && !m->nodes[i].fused)
+		if (m->nodes[i].when == ONNX_AT_RUN && !m->nodes[i].fused &&
+		    !outputs_empty(m, &m->nodes[i]))
 			m->nodes[i].op->run(m, &m->nodes[i]);
 	return ONNX_OK;
 }

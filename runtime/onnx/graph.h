@@ -122,10 +122,22 @@ struct onnx_node {
 	float			 scale;
 	int			 gelu;
 	bool			 fused;
+	/* exec.c: a Conv applies the Relu that alone reads its output (that
+	 * Relu is fused), and writes the output of the MaxPool that alone
+	 * reads that, node pool (fused), or -1. */
+	bool			 relu;
+	int			 pool;
+	/* ops.c, at load: the constant B of a Gemm or MatMul that runs per
+	 * request, packed for gemm_run() (owned), or NULL. */
+	float			*pack;
 };
 
 #define ONNX_OP_SHAPE_ONLY	0x1	/* reads input shapes, not data */
 #define ONNX_OP_SCRATCH		0x2	/* infer() sizes a scratch buffer */
+/* run() copes with an empty input (a dim of 0) whose output is not
+ * empty, reading no element of it (Concat, ReduceSum, MatMul with K 0);
+ * other operators refuse such an input while planning. */
+#define ONNX_OP_EMPTY_OK	0x4
 #define ONNX_VARIADIC		64	/* max_in of Concat, Sum, Max... */
 
 struct onnx_op {
@@ -188,6 +200,11 @@ const struct onnx_op	*onnx_op_find(const char *domain, const char *name);
 extern const struct onnx_optab	onnx_ops_core, onnx_ops_elem,
 				onnx_ops_shape, onnx_ops_nn, onnx_ops_rnn;
 
+/* ops.c: packs the constant B of every Gemm and MatMul that runs per
+ * request, when the CPU runs runtime/gemm.c, and counts it in
+ * const_bytes. */
+void	onnx_pack_weights(struct onnx_model *);
+
 /* ops.c: helpers shared by the operator files.  The attr_* return -1
  * with a message if the attribute has another type. */
 int	onnx_attr_int(const Onnx__NodeProto *, const char *, int64_t,
@@ -233,6 +250,10 @@ int	onnx_tensor_read(struct onnx_value *, Onnx__TensorProto *,
  * becomes FP32); the conformance runner reads test data with it. */
 int	onnx_tensor_load(struct onnx_value *, Onnx__TensorProto *,
 	    const char *label, char *err, size_t errlen);
+/* tensor.c: the element count of dims[0..nd) into *count; -1 if a dim
+ * is negative or the dims other than 0 multiply to more than
+ * ONNX_MAX_ELEMS (the kernels multiply them even for an empty tensor). */
+int	onnx_dims_bounded(const int64_t *, int, uint64_t *);
 /* FP16 bits to float and back (round to nearest even). */
 float		onnx_half_to_float(uint16_t);
 uint16_t	onnx_float_to_half(float);
@@ -242,6 +263,11 @@ uint16_t	onnx_float_to_half(float);
  * concrete; ONNX_EINPUT or ONNX_ETOOBIG with a message. */
 enum onnx_status onnx_shape_check(struct onnx_value *,
 		    const struct onnx_node *, char *err, size_t errlen);
+/* exec.c: whether n runs, from its concrete shapes: 1 if every output
+ * is empty (nothing to write, it does not run), 0 if it runs, -1 with a
+ * message if it has an empty input its operator cannot take. */
+int	onnx_empty_check(const struct onnx_model *, const struct onnx_node *,
+	    char *err, size_t errlen);
 /* exec.c: message helpers.  "[-1,784]"; "node 'gemm1' (Gemm)" or
  * "node #3 (Gemm)"; onnx_node_err() prefixes the label and ": ";
  * onnx_err_clean() turns control bytes a hostile name may carry into '?'. */

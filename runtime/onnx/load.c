@@ -67,6 +67,7 @@ static int	lerr(struct loader *, const char *, ...)
 static int	names_find(const struct loader *, const char *);
 static int	value_new(struct loader *, const char *);
 static int	load_opset(struct loader *);
+static int	load_old_opset(struct loader *);
 static void	lappend(struct loader *, size_t *, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 static bool	attr_known(const char *, const char *);
@@ -243,14 +244,13 @@ onnx_tensor_read(struct onnx_value *v, Onnx__TensorProto *t,
 	v->ndim = (int)t->n_dims;
 	for (int i = 0; i < v->ndim; i++) {
 		v->dims[i] = t->dims[i];
-		if (v->dims[i] < 0 ||
-		    (v->dims[i] == 0 && v->dtype == DT_FP32)) {
+		if (v->dims[i] < 0) {
 			snprintf(err, errlen, "%s: dimension %d is %lld", label,
 			    i, (long long)v->dims[i]);
 			return -1;
 		}
 	}
-	if (tensor_count(v->dims, v->ndim, 1, ONNX_MAX_ELEMS, &count) == -1) {
+	if (onnx_dims_bounded(v->dims, v->ndim, &count) == -1) {
 		snprintf(err, errlen, "%s: more than %d elements", label,
 		    ONNX_MAX_ELEMS);
 		return -1;
@@ -283,7 +283,10 @@ onnx_tensor_read(struct onnx_value *v, Onnx__TensorProto *t,
 		v->own = xmalloc(count * esz);
 		memcpy(v->own, src, count * esz);
 		src = v->own;
-	}
+	} else if (count == 0)
+		/* Empty: protobuf-c may leave src NULL, which memcpy() must
+		 * not see even for 0 bytes. */
+		src = v->own = xcalloc(1, sizeof(int64_t));
 	v->data = src;
 	v->count = count;
 	memcpy(v->shape, v->dims, sizeof(v->shape));
@@ -310,10 +313,63 @@ load_opset(struct loader *L)
 	if (opset == -1)
 		return lerr(L, "model does not import the default ONNX "
 		    "opset (other domains are not supported)");
-	if (opset < ONNX_OPSET_MIN || opset > ONNX_OPSET_MAX)
+	/* Below ONNX_OPSET_MIN only some operators: load_old_opset(). */
+	if (opset < 1 || opset > ONNX_OPSET_MAX)
 		return lerr(L, "opset %lld is not supported (only %d to %d)",
 		    (long long)opset, ONNX_OPSET_MIN, ONNX_OPSET_MAX);
 	L->m->opset = opset;
+	return 0;
+}
+
+/* A model of an opset below ONNX_OPSET_MIN is taken when each of its
+ * operators means there what it means in the opsets we implement: the
+ * opset from which each operator's semantics have not changed (attributes
+ * that came or went are checked as for any model).  Others, above all the
+ * binary operators with their old broadcast attribute, refuse it. */
+static int
+load_old_opset(struct loader *L)
+{
+	static const struct {
+		const char	*op;
+		int64_t		 since;
+	} since[] = {
+		{ "Abs", 6 }, { "AveragePool", 1 }, { "Cast", 6 },
+		{ "Ceil", 6 }, { "Clip", 6 }, { "Concat", 4 },
+		{ "Constant", 1 }, { "Conv", 1 }, { "Elu", 6 }, { "Exp", 6 },
+		{ "Flatten", 1 }, { "Floor", 6 }, { "Gather", 1 },
+		{ "GlobalAveragePool", 1 }, { "GlobalMaxPool", 1 },
+		{ "HardSigmoid", 6 }, { "Identity", 1 }, { "LeakyRelu", 6 },
+		{ "Log", 6 }, { "LogSoftmax", 1 }, { "MatMul", 1 },
+		{ "MaxPool", 1 }, { "Neg", 6 }, { "Not", 1 },
+		{ "Reciprocal", 6 }, { "ReduceL1", 1 }, { "ReduceL2", 1 },
+		{ "ReduceLogSum", 1 }, { "ReduceMax", 1 }, { "ReduceMean", 1 },
+		{ "ReduceMin", 1 }, { "ReduceProd", 1 }, { "ReduceSum", 1 },
+		{ "ReduceSumSquare", 1 }, { "Relu", 6 }, { "Reshape", 5 },
+		{ "Selu", 6 }, { "Shape", 1 }, { "Sigmoid", 6 }, { "Size", 1 },
+		{ "Slice", 1 }, { "Softmax", 1 }, { "Softplus", 1 },
+		{ "Softsign", 1 }, { "Split", 2 }, { "Sqrt", 6 },
+		{ "Squeeze", 1 }, { "Tanh", 6 }, { "Transpose", 1 },
+		{ "Unsqueeze", 1 },
+	};
+	struct onnx_model	*m = L->m;
+
+	if (m->opset >= ONNX_OPSET_MIN)
+		return 0;
+	for (size_t i = 0; i < m->n_nodes; i++) {
+		const char	*op = m->nodes[i].op->name;
+		size_t		 k;
+
+		for (k = 0; k < sizeof(since) / sizeof(since[0]); k++)
+			if (strcmp(since[k].op, op) == 0)
+				break;
+		if (k == sizeof(since) / sizeof(since[0]) ||
+		    since[k].since > m->opset)
+			return lerr(L, "opset %lld is not supported (only %d "
+			    "to %d; below %d only for operators unchanged "
+			    "since, and %s is not one)", (long long)m->opset,
+			    ONNX_OPSET_MIN, ONNX_OPSET_MAX, ONNX_OPSET_MIN,
+			    op);
+	}
 	return 0;
 }
 
@@ -508,6 +564,7 @@ load_input_shape(struct loader *L, struct onnx_value *v,
 	const Onnx__TypeProto__Tensor	*tt = NULL;
 	const Onnx__TensorShapeProto	*sh;
 	uint64_t			 known = 1;
+	bool				 empty = false;
 
 	if (vi->type != NULL &&
 	    vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
@@ -533,10 +590,12 @@ load_input_shape(struct loader *L, struct onnx_value *v,
 
 		v->dims[i] = -1;
 		if (d->value_case == DIM_VALUE) {
-			if (d->dim_value == 0)
-				return lerr(L, "graph input '%s': dimension %d "
-				    "is 0 (empty tensors are not supported)",
-				    v->name, i);
+			/* 0 is an empty tensor; known bounds the others. */
+			if (d->dim_value == 0) {
+				v->dims[i] = 0;
+				empty = true;
+				continue;
+			}
 			if (d->dim_value < 0 ||
 			    d->dim_value > ONNX_MAX_ELEMS ||
 			    known > (uint64_t)(ONNX_MAX_ELEMS / d->dim_value))
@@ -562,16 +621,19 @@ load_input_shape(struct loader *L, struct onnx_value *v,
 	/* A small fixed-size integer input may be a shape, axes or
 	 * starts: its values are read while planning, and a request with
 	 * other values is planned anew. */
-	if ((v->dtype == DT_INT64 || v->dtype == DT_INT32) && known > 0 &&
+	if (empty)
+		known = 0;
+	if ((v->dtype == DT_INT64 || v->dtype == DT_INT32) &&
 	    known <= TENSOR_MAX_DIMS) {
 		bool	fixed = true;
 
 		for (int i = 0; i < v->ndim; i++)
-			fixed = fixed && v->dims[i] > 0;
+			fixed = fixed && v->dims[i] >= 0;
 		if (fixed) {
 			v->kind = ONNX_V_PLAN;
 			v->count = v->size = (size_t)known;
-			v->own = xcalloc(known, dtype_size(v->dtype));
+			v->own = xcalloc(known ? known : 1,
+			    dtype_size(v->dtype));
 			v->data = v->own;
 		}
 	}
@@ -785,7 +847,10 @@ load_node(struct loader *L, struct onnx_node *n, Onnx__NodeProto *p)
 	}
 	if (fold && bytes <= ONNX_FOLD_MAX) {
 		void	*scratch = NULL;
+		int	 r;
 
+		if ((r = onnx_empty_check(m, n, L->err, L->errlen)) == -1)
+			return -1;
 		node_own(m, n, ONNX_V_CONST);
 		if (n->scratch >= 0) {
 			struct onnx_value	*s = &m->vals[n->scratch];
@@ -793,7 +858,8 @@ load_node(struct loader *L, struct onnx_node *n, Onnx__NodeProto *p)
 			s->data = scratch = xmalloc(s->count ? s->count *
 			    sizeof(float) : 1);
 		}
-		op->run(m, n);
+		if (r == 0)
+			op->run(m, n);
 		free(scratch);
 		if (n->scratch >= 0)
 			m->vals[n->scratch].data = NULL;
@@ -880,6 +946,7 @@ load_outputs(struct loader *L)
 static void
 load_finish(struct onnx_model *m)
 {
+	onnx_pack_weights(m);
 	for (size_t i = 0; i < m->n_vals; i++)
 		/* Weights in the file's mapping are shared, not ours. */
 		if (m->vals[i].kind == ONNX_V_CONST &&
@@ -930,7 +997,8 @@ onnx_load_source(const struct onnx_source *src, char *err, size_t errlen)
 		lerr(&L, "not a valid ONNX model: no graph");
 		goto fail;
 	}
-	if (load_opset(&L) == -1 || load_ops(&L) == -1)
+	if (load_opset(&L) == -1 || load_ops(&L) == -1 ||
+	    load_old_opset(&L) == -1)
 		goto fail;
 	/* Every value is an initializer, an input, a node's output or its
 	 * scratch buffer. */
@@ -967,6 +1035,8 @@ onnx_free(struct onnx_model *m)
 		return;
 	for (size_t i = 0; i < m->n_vals; i++)
 		free(m->vals[i].own);
+	for (size_t i = 0; i < m->n_nodes; i++)
+		free(m->nodes[i].pack);
 	free(m->vals);
 	free(m->nodes);
 	free(m->ids);

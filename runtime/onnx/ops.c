@@ -8,9 +8,11 @@
  * only ever sees shapes infer() accepted. */
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/tensor.h"
+#include "runtime/gemm.h"
 #include "runtime/kernels.h"
 #include "runtime/onnx/graph.h"
 
@@ -25,6 +27,10 @@ static const Onnx__AttributeProto *attr_find(const Onnx__NodeProto *,
 		    const char *, int, const struct onnx_node *, char *,
 		    size_t, int *);
 static bool	bcast_to(int64_t, int64_t);
+static void	run_gemm(struct onnx_model *, struct onnx_node *);
+static void	gemm_k0(float *, size_t, size_t, const float *, size_t,
+		    size_t, float);
+static void	run_matmul(struct onnx_model *, struct onnx_node *);
 
 /* --- helpers --- */
 
@@ -302,9 +308,35 @@ run_gemm(struct onnx_model *m, struct onnx_node *n)
 		cm = (size_t)c->shape[0];
 	if (c != NULL && c->ndim >= 1)
 		cn = (size_t)c->shape[c->ndim - 1];
+	if (K == 0) {
+		gemm_k0(y->data, (size_t)y->shape[0], (size_t)y->shape[1],
+		    c != NULL && n->beta != 0.0f ? c->data : NULL, cm, cn,
+		    n->beta);
+		return;
+	}
+	if (n->pack != NULL) {
+		/* As kernel_gemm(): with beta 0, C is not read at all. */
+		gemm_run(y->data, a->data, K, n->pack, (size_t)y->shape[0],
+		    (size_t)y->shape[1], K, n->alpha, c != NULL &&
+		    n->beta != 0.0f ? c->data : NULL, cm, cn, n->beta);
+		return;
+	}
 	kernel_gemm(y->data, a->data, b->data, c != NULL ? c->data : NULL,
 	    (size_t)y->shape[0], (size_t)y->shape[1], K, n->flags, n->alpha,
 	    n->beta, cm, cn);
+}
+
+/* An empty inner dimension (K = 0; BLAS refuses its leading dims):
+ * every product is an empty sum, so y (rows, cols) is beta times the
+ * broadcast c (cm, cn), or zeros. */
+static void
+gemm_k0(float *y, size_t rows, size_t cols, const float *c, size_t cm,
+    size_t cn, float beta)
+{
+	for (size_t i = 0; i < rows; i++)
+		for (size_t j = 0; j < cols; j++)
+			y[i * cols + j] = c == NULL ? 0.0f : beta *
+			    c[(cm == 1 ? 0 : i * cn) + (cn == 1 ? 0 : j)];
 }
 
 /* --- MatMul --- */
@@ -384,8 +416,26 @@ run_matmul(struct onnx_model *m, struct onnx_node *n)
 	int64_t			 ys[TENSOR_MAX_DIMS];
 	int			 r;
 
-	/* The kernel wants the un-squeezed output; its layout is the same. */
 	r = matmul_lift(a, b, as, bs);
+	if (as[r - 1] == 0) {
+		/* K = 0: zeros, or the bias exec.c folded in. */
+		gemm_k0(y->data, y->count / (size_t)bs[r - 1],
+		    (size_t)bs[r - 1], m->fused && n->bias >= 0 ?
+		    m->vals[n->bias].data : NULL, 1, (size_t)bs[r - 1], 1.0f);
+		return;
+	}
+	if (n->pack != NULL) {
+		/* b is a constant (k, n): a's rows, whatever its batch dims,
+		 * are the rows of one product.  exec.c has run fuse() (the
+		 * plan comes first), so scale and bias are set. */
+		size_t	K = (size_t)b->shape[0], N = (size_t)b->shape[1];
+
+		gemm_run(y->data, a->data, K, n->pack, y->count / N, N, K,
+		    n->scale, n->bias >= 0 ? m->vals[n->bias].data : NULL, 1,
+		    N, 1.0f);
+		return;
+	}
+	/* The kernel wants the un-squeezed output; its layout is the same. */
 	for (int i = 0; i < r - 2; i++)
 		ys[i] = as[i] > bs[i] ? as[i] : bs[i];
 	ys[r - 2] = as[r - 2];
@@ -397,6 +447,77 @@ run_matmul(struct onnx_model *m, struct onnx_node *n)
 		    n->scale, n->bias >= 0 ? m->vals[n->bias].data : NULL);
 	else
 		kernel_matmul(y->data, ys, a->data, as, b->data, bs, r);
+}
+
+/* --- weights packed at load --- */
+
+/* Products with fewer weights than this keep cblas_sgemm: packing would
+ * gain little and the test models' weights stay in their files. */
+#define ONNX_PACK_MIN	1024
+
+/* Packed copies are private to each runtime, while the weights in the
+ * model file's mapping are shared by every replica of the model (issue 4).
+ * Packing pays most for small models, whose products are short and
+ * dominated by OpenBLAS's per-call packing; a model with more weights
+ * than this keeps them shared and goes through cblas_sgemm, which packs
+ * per call but amortises it over large products. */
+#define ONNX_PACK_MAX_BYTES	((size_t)32 << 20)
+
+/* Whether n is a product with a constant 2-D FP32 weight the packed
+ * kernel can take; its (K, N) and whether it is stored transposed. */
+static bool
+pack_dims(const struct onnx_model *m, const struct onnx_node *n, size_t *K,
+    size_t *N, bool *tb)
+{
+	const struct onnx_value	*b;
+
+	if (n->when != ONNX_AT_RUN || (n->op->run != run_gemm &&
+	    n->op->run != run_matmul) || !ONNX_HAS_IN(n, 1))
+		return false;
+	*tb = false;
+	if (n->op->run == run_gemm) {
+		if (n->flags & KERNEL_TRANS_A)
+			return false;
+		*tb = (n->flags & KERNEL_TRANS_B) != 0;
+	}
+	b = ONNX_IN(m, n, 1);
+	if (b->kind != ONNX_V_CONST || !b->known || b->dtype != DT_FP32 ||
+	    b->ndim != 2)
+		return false;
+	*K = (size_t)b->shape[*tb ? 1 : 0];
+	*N = (size_t)b->shape[*tb ? 0 : 1];
+	/* Narrow products would mostly multiply padding. */
+	return *K * *N >= ONNX_PACK_MIN && gemm_pack_floats(*K, *N) <=
+	    2 * *K * *N;
+}
+
+void
+onnx_pack_weights(struct onnx_model *m)
+{
+	size_t	total = 0, K, N;
+	bool	tb;
+
+	if (!gemm_fast())
+		return;
+	for (size_t i = 0; i < m->n_nodes; i++)
+		if (pack_dims(m, &m->nodes[i], &K, &N, &tb))
+			total += gemm_pack_floats(K, N) * sizeof(float);
+	if (total > ONNX_PACK_MAX_BYTES)
+		return;
+	for (size_t i = 0; i < m->n_nodes; i++) {
+		struct onnx_node	*n = &m->nodes[i];
+		size_t			 floats;
+
+		if (n->pack != NULL || !pack_dims(m, n, &K, &N, &tb))
+			continue;
+		floats = gemm_pack_floats(K, N);
+		/* Not xmalloc: under --mem-limit-mb a model that leaves no
+		 * room for the packed copy still runs, on cblas_sgemm. */
+		if ((n->pack = malloc(floats * sizeof(float))) == NULL)
+			continue;
+		gemm_pack(n->pack, ONNX_IN(m, n, 1)->data, K, N, tb);
+		m->const_bytes += floats * sizeof(float);
+	}
 }
 
 /* --- Softmax --- */
@@ -641,12 +762,13 @@ attrs_constant(struct onnx_model *m, struct onnx_node *n,
 static const struct onnx_op core_ops[] = {
 	{ "Constant", 0, 0, 1, 1, 0, "value value_float value_floats "
 	    "value_int value_ints", attrs_constant, NULL, NULL },
-	{ "Flatten", 1, 1, 1, 1, 0, "axis", attrs_flatten, infer_flatten,
-	    onnx_run_copy },
-	{ "Gemm", 2, 3, 1, 1, 0, "alpha beta transA transB", attrs_gemm,
-	    infer_gemm, run_gemm },
-	{ "MatMul", 2, 2, 1, 1, 0, "", NULL, infer_matmul, run_matmul },
-	{ "Reshape", 2, 2, 1, 1, 0, "allowzero", attrs_reshape,
+	{ "Flatten", 1, 1, 1, 1, ONNX_OP_EMPTY_OK, "axis", attrs_flatten,
+	    infer_flatten, onnx_run_copy },
+	{ "Gemm", 2, 3, 1, 1, ONNX_OP_EMPTY_OK, "alpha beta transA transB",
+	    attrs_gemm, infer_gemm, run_gemm },
+	{ "MatMul", 2, 2, 1, 1, ONNX_OP_EMPTY_OK, "", NULL, infer_matmul,
+	    run_matmul },
+	{ "Reshape", 2, 2, 1, 1, ONNX_OP_EMPTY_OK, "allowzero", attrs_reshape,
 	    infer_reshape, onnx_run_copy },
 	{ "Softmax", 1, 1, 1, 1, 0, "axis", onnx_attrs_softmax,
 	    onnx_infer_softmax, run_softmax },

@@ -900,17 +900,21 @@ run_ln(struct onnx_model *m, struct onnx_node *n)
 
 /* --- the table --- */
 
+/* An empty operand broadcasts to an empty output, and reductions of
+ * nothing start from their identity: both take empty inputs. */
 #define EW(name, lo, hi, known) \
-	{ name, lo, hi, 1, 1, 0, known, attrs_ew, infer_ew, run_ew }
+	{ name, lo, hi, 1, 1, ONNX_OP_EMPTY_OK, known, attrs_ew, infer_ew, \
+	    run_ew }
 #define UN(name, known) \
 	{ name, 1, 1, 1, 1, 0, known, attrs_un, infer_un, run_un }
 #define RED(name) \
-	{ name, 1, 2, 1, 1, 0, "axes keepdims noop_with_empty_axes", \
+	{ name, 1, 2, 1, 1, ONNX_OP_EMPTY_OK, \
+	    "axes keepdims noop_with_empty_axes", \
 	    attrs_red, infer_red, run_red }
 
 static const struct onnx_op elem_ops[] = {
 	UN("Abs", ""), EW("Add", 2, 2, ""), EW("And", 2, 2, ""),
-	{ "Cast", 1, 1, 1, 1, 0, "to saturate", attrs_cast, infer_cast,
+	{ "Cast", 1, 1, 1, 1, ONNX_OP_EMPTY_OK, "to saturate", attrs_cast, infer_cast,
 	    run_cast },
 	UN("Ceil", ""),
 	{ "Clip", 1, 3, 1, 1, 0, "min max", attrs_un, infer_un, run_un },

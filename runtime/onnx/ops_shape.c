@@ -100,11 +100,6 @@ infer_shape(struct onnx_model *m, struct onnx_node *n, char *err,
 	e = clampi(e, 0, x->ndim);
 	y->ndim = 1;
 	y->shape[0] = e > s ? e - s : 0;
-	if (y->shape[0] == 0) {
-		onnx_node_err(err, errlen, n, "an empty shape is not "
-		    "supported");
-		return -1;
-	}
 	n->axis = s;
 	return 0;
 }
@@ -141,6 +136,13 @@ infer_gather(struct onnx_model *m, struct onnx_node *n, char *err,
 	    x->ndim - 1 + ix->ndim > TENSOR_MAX_DIMS) {
 		onnx_node_err(err, errlen, n, "axis %lld is out of range for "
 		    "rank %d", (long long)n->axis, x->ndim);
+		return -1;
+	}
+	/* run_gather() maps bad indices to row 0, which an empty axis
+	 * does not have. */
+	if (x->shape[ax] == 0 && onnx_dims_prod(ix->shape, 0, ix->ndim) > 0) {
+		onnx_node_err(err, errlen, n, "indices are out of range of "
+		    "an empty axis %lld", (long long)ax);
 		return -1;
 	}
 	y->dtype = x->dtype;
@@ -546,12 +548,6 @@ infer_slice(struct onnx_model *m, struct onnx_node *n, char *err,
 	if (r == 1)
 		for (int d = 0; d < y->ndim; d++)
 			y->shape[d] = -1;
-	for (int d = 0; d < y->ndim; d++)
-		if (y->shape[d] == 0) {
-			onnx_node_err(err, errlen, n, "an empty slice is not "
-			    "supported");
-			return -1;
-		}
 	return 0;
 }
 
@@ -626,7 +622,7 @@ split_sizes(struct onnx_model *m, struct onnx_node *n, int64_t *sz,
 		return -1;
 	}
 	for (size_t j = 0; j < ns; j++) {
-		if (sp[j] <= 0 || sp[j] > ONNX_MAX_ELEMS) {
+		if (sp[j] < 0 || sp[j] > ONNX_MAX_ELEMS) {
 			onnx_node_err(err, errlen, n, "split[%zu] is %lld", j,
 			    (long long)sp[j]);
 			return -1;
@@ -662,11 +658,6 @@ infer_split(struct onnx_model *m, struct onnx_node *n, char *err,
 		y->ndim = x->ndim;
 		memcpy(y->shape, x->shape, sizeof(y->shape));
 		y->shape[n->i0] = r == 1 ? -1 : sz[j];
-		if (y->shape[n->i0] == 0) {
-			onnx_node_err(err, errlen, n, "an empty part is not "
-			    "supported");
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -725,7 +716,7 @@ infer_expand(struct onnx_model *m, struct onnx_node *n, char *err,
 		int	i = d - (nd - x->ndim), j = d - (nd - (int)ns);
 		int64_t	a = i < 0 ? 1 : x->shape[i], b = j < 0 ? 1 : sv[j];
 
-		if (b < 1 || onnx_bcast_dim(a, b, &y->shape[d]) == -1) {
+		if (b < 0 || onnx_bcast_dim(a, b, &y->shape[d]) == -1) {
 			onnx_node_err(err, errlen, n, "cannot expand to the "
 			    "shape given");
 			return -1;
@@ -814,10 +805,9 @@ infer_cos(struct onnx_model *m, struct onnx_node *n, char *err,
 	y->ndim = (int)ONNX_IN(m, n, 0)->count;
 	for (int d = 0; d < y->ndim; d++) {
 		y->shape[d] = r == 1 ? -1 : sv[d];
-		if (r == 0 && sv[d] <= 0) {
-			onnx_node_err(err, errlen, n, "dimension %d is %lld "
-			    "(empty tensors are not supported)", d,
-			    (long long)sv[d]);
+		if (r == 0 && sv[d] < 0) {
+			onnx_node_err(err, errlen, n, "dimension %d is %lld",
+			    d, (long long)sv[d]);
 			return -1;
 		}
 	}
@@ -836,27 +826,31 @@ run_cos(struct onnx_model *m, struct onnx_node *n)
 
 /* --- the table --- */
 
+/* Every one reads no element of an empty input (all copy by output
+ * element or by row), so each takes one. */
+#define EOK	ONNX_OP_EMPTY_OK
+
 static const struct onnx_op shape_ops[] = {
-	{ "Concat", 1, ONNX_VARIADIC, 1, 1, 0, "axis", attrs_axes,
+	{ "Concat", 1, ONNX_VARIADIC, 1, 1, EOK, "axis", attrs_axes,
 	    infer_concat, run_concat },
-	{ "ConstantOfShape", 1, 1, 1, 1, 0, "value", attrs_cos, infer_cos,
+	{ "ConstantOfShape", 1, 1, 1, 1, EOK, "value", attrs_cos, infer_cos,
 	    run_cos },
-	{ "Expand", 2, 2, 1, 1, 0, "", NULL, infer_expand, run_expand },
-	{ "Gather", 2, 2, 1, 1, 0, "axis", attrs_axes, infer_gather,
+	{ "Expand", 2, 2, 1, 1, EOK, "", NULL, infer_expand, run_expand },
+	{ "Gather", 2, 2, 1, 1, EOK, "axis", attrs_axes, infer_gather,
 	    run_gather },
 	{ "Shape", 1, 1, 1, 1, ONNX_OP_SHAPE_ONLY, "start end", attrs_axes,
 	    infer_shape, run_shape },
 	{ "Size", 1, 1, 1, 1, ONNX_OP_SHAPE_ONLY, "", NULL, infer_shape,
 	    run_shape },
-	{ "Slice", 1, 5, 1, 1, 0, "starts ends axes", attrs_slice,
+	{ "Slice", 1, 5, 1, 1, EOK, "starts ends axes", attrs_slice,
 	    infer_slice, run_slice },
-	{ "Split", 1, 2, 1, ONNX_VARIADIC, 0, "axis split num_outputs",
+	{ "Split", 1, 2, 1, ONNX_VARIADIC, EOK, "axis split num_outputs",
 	    attrs_axes, infer_split, run_split },
-	{ "Squeeze", 1, 2, 1, 1, 0, "axes", attrs_axes, infer_squeeze,
+	{ "Squeeze", 1, 2, 1, 1, EOK, "axes", attrs_axes, infer_squeeze,
 	    onnx_run_copy },
-	{ "Transpose", 1, 1, 1, 1, 0, "perm", attrs_axes, infer_transpose,
+	{ "Transpose", 1, 1, 1, 1, EOK, "perm", attrs_axes, infer_transpose,
 	    run_transpose },
-	{ "Unsqueeze", 1, 2, 1, 1, 0, "axes", attrs_axes, infer_squeeze,
+	{ "Unsqueeze", 1, 2, 1, 1, EOK, "axes", attrs_axes, infer_squeeze,
 	    onnx_run_copy },
 };
 const struct onnx_optab onnx_ops_shape = {

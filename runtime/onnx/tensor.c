@@ -17,6 +17,27 @@
 static int	tensor_other(struct onnx_value *, Onnx__TensorProto *,
 		    enum dtype, const char *, char *, size_t);
 
+int
+onnx_dims_bounded(const int64_t *dims, int nd, uint64_t *count)
+{
+	uint64_t	n = 1;
+	bool		empty = false;
+
+	for (int i = 0; i < nd; i++) {
+		if (dims[i] < 0)
+			return -1;
+		if (dims[i] == 0) {
+			empty = true;
+			continue;
+		}
+		if (n > (uint64_t)(ONNX_MAX_ELEMS / dims[i]))
+			return -1;
+		n *= (uint64_t)dims[i];
+	}
+	*count = empty ? 0 : n;
+	return 0;
+}
+
 float
 onnx_half_to_float(uint16_t h)
 {
@@ -102,7 +123,7 @@ tensor_other(struct onnx_value *v, Onnx__TensorProto *t, enum dtype dt,
 			    label, i, (long long)v->dims[i]);
 			return -1;
 		}
-	if (tensor_count(v->dims, v->ndim, 1, ONNX_MAX_ELEMS, &count) == -1) {
+	if (onnx_dims_bounded(v->dims, v->ndim, &count) == -1) {
 		snprintf(err, errlen, "%s: more than %d elements", label,
 		    ONNX_MAX_ELEMS);
 		return -1;

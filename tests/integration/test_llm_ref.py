@@ -90,8 +90,8 @@ def test_logits_match_numpy(tmp_path, name, args, typ):
     ref = llm_ref.Model(model)
     nv = ref.w["token_embd.weight"].shape[0]
     rng = np.random.default_rng(len(name))
-    # Prompts: short; decoded on 2 threads; one that spans two prefill
-    # chunks (64 rows); each followed by decode steps.
+    # Prompts: short; decoded on 2 threads; a longer one; each followed
+    # by decode steps.  (Prompts longer than a prefill chunk: below.)
     for n, npre, th in ((6, 3, 1), (12, 1, 2), (80, 70, 1)):
         toks = [int(t) for t in rng.integers(0, nv, n)]
         got, _ = run_c(model, toks, prefill=npre, threads=th)
@@ -100,6 +100,30 @@ def test_logits_match_numpy(tmp_path, name, args, typ):
         for pos, row in got.items():
             diff = np.max(np.abs(row - want[pos]))
             assert diff <= TOL[typ], (name, n, pos, diff)
+
+
+@pytest.mark.parametrize("args,typ", [
+    (["--arch", "llama", "--type", "f32", "--seed", "21"], "f32"),
+    (["--arch", "qwen2", "--tokenizer", "bpe", "--type", "q8_0",
+      "--seed", "22", "--n-head", "8", "--n-head-kv", "2"], "q8_0"),
+], ids=["llama-f32", "qwen2-q8_0"])
+def test_long_prompt_crosses_prefill_chunks(tmp_path, args, typ):
+    """A 560-token prompt is prefilled in three chunks of at most 256 rows
+    (LLM_ROWS in model.c), on 2 threads: each chunk's attention reads the
+    K/V the chunks before it stored.  The last prompt position and the
+    decode steps after it match numpy."""
+    model = gen(tmp_path, "long.gguf", *args, "--n-ctx", "600")
+    ref = llm_ref.Model(model)
+    nv = ref.w["token_embd.weight"].shape[0]
+    rng = np.random.default_rng(560)
+    n, npre = 566, 560
+    toks = [int(t) for t in rng.integers(0, nv, n)]
+    got, _ = run_c(model, toks, prefill=npre, threads=2)
+    want, _ = ref.forward(toks)
+    assert sorted(got) == list(range(npre - 1, n))
+    for pos, row in got.items():
+        diff = np.max(np.abs(row - want[pos]))
+        assert diff <= TOL[typ], (pos, diff)
 
 
 def test_prefill_equals_decode(tmp_path):

@@ -263,6 +263,7 @@ test_no_alloc(void **state)
 	} steps[] = {
 		{ 3, true }, { 3, false }, { 1, false }, { 3, false },
 		{ 9, true }, { 9, false }, { 2, false }, { 9, false },
+		{ 0, false }, { 0, false }, { 9, false },
 	};
 	float			*wt[MLP_LAYERS], *bs[MLP_LAYERS];
 	struct onnx_model	*m;
@@ -326,9 +327,22 @@ test_validation(void **state)
 	input_tensor(&t[0], "input", 3, (int64_t[]){ 2, 20, 1 }, x);
 	run_err(m, t, 1, ONNX_EINPUT,
 	    "input 'input': expected shape [-1,20], got [2,20,1]");
-	input_tensor(&t[0], "input", 2, (int64_t[]){ 0, 20 }, x);
+	input_tensor(&t[0], "input", 2, (int64_t[]){ -3, 20 }, x);
 	run_err(m, t, 1, ONNX_EINPUT,
-	    "input 'input': expected shape [-1,20], got [0,20]");
+	    "input 'input': expected shape [-1,20], got [-3,20]");
+	/* An empty batch is a batch: nothing in, nothing out. */
+	input_tensor(&t[0], "input", 2, (int64_t[]){ 0, 20 }, x);
+	t[0].data = NULL;
+	run_err(m, t, 1, ONNX_OK, "");
+	{
+		struct ipc_tensor_desc	od;
+		uint64_t		nb;
+
+		(void)onnx_output(m, 0, &od, &nb);
+		assert_int_equal(nb, 0);
+		assert_int_equal(od.dims[0], 0);
+		assert_int_equal(od.dims[1], 5);
+	}
 	input_tensor(&t[0], "input", 2, (int64_t[]){ 2, 20 }, x);
 	t[0].desc.dtype = DT_INT32;
 	run_err(m, t, 1, ONNX_EINPUT,
@@ -616,8 +630,7 @@ test_graph_io(void **state)
 	load_err(p, "graph input 'u' has no shape");
 	p = base(13);
 	onnxb_input(p, "u", FLOAT, 2, d, NULL);
-	load_err(p, "graph input 'u': dimension 0 is 0 (empty tensors are "
-	    "not supported)");
+	onnx_free(onnxt_load_ok(p));	/* empty tensors are tensors */
 	p = base(13);
 	onnxb_input(p, "u", FLOAT, 9, d9, NULL);
 	load_err(p, "graph input 'u' has rank 9, above 8");
@@ -640,7 +653,16 @@ test_opset(void **state)
 	Onnx__ModelProto	*p;
 
 	(void)state;
-	load_err(base(6), "opset 6 is not supported (only 7 to 21)");
+	/* Below 7 only operators whose semantics have not changed since:
+	 * Relu's since 6, Add's (its broadcast attribute went at 7) not. */
+	onnx_free(onnxt_load_ok(base(6)));
+	load_err(base(5), "opset 5 is not supported (only 7 to 21; below 7 "
+	    "only for operators unchanged since, and Relu is not one)");
+	p = base(6);
+	onnxb_node(p, "Add", "a", (const char *[]){ "x", "x", NULL }, "z");
+	load_err(p, "opset 6 is not supported (only 7 to 21; below 7 only "
+	    "for operators unchanged since, and Add is not one)");
+	load_err(base(0), "opset 0 is not supported (only 7 to 21)");
 	load_err(base(22), "opset 22 is not supported (only 7 to 21)");
 	p = base(13);
 	free(p->opset_import[0]->domain);

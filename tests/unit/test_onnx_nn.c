@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
 #include <cmocka.h>
 
 #include "common/xmalloc.h"
@@ -232,10 +233,10 @@ test_conv_general(void **state)
 	onnx_free(m);
 }
 
-/* A batch whose unfolded images do not all fit one chunk of the batched
- * path: 9 * 112 * 112 floats an image takes two per chunk, so three
- * images run as a chunk of two and a short one.  Checked against a
- * direct convolution, then at batch 1 (image by image). */
+/* Images too large for one task of the wide path: an image takes 11 *
+ * 112 * 114 floats of unfolding and product, so it goes in blocks of 52
+ * output rows, the last one short.  Checked against a direct
+ * convolution, then at batch 1. */
 static void
 test_conv_chunks(void **state)
 {
@@ -281,13 +282,188 @@ test_conv_chunks(void **state)
 	y = onnxt_run_x(m, x, 4, xd, &od);
 	onnxt_assert_shape(&od, 4, (int64_t[]){ N, M, S, S });
 	assert_close(y, ref, (size_t)N * M * S * S);
-	/* Two images per chunk, as the comment above says. */
-	assert_int_equal(m->vals[m->nodes[0].scratch].ndim, 3);
-	assert_int_equal(m->vals[m->nodes[0].scratch].shape[1], 2);
+	/* The wide path: (threads, 1, 1, floats per thread). */
+	assert_int_equal(m->vals[m->nodes[0].scratch].ndim, 4);
 	xd[0] = 1;
 	y = onnxt_run_x(m, x + S * S, 4, xd, &od);
 	onnxt_assert_shape(&od, 4, (int64_t[]){ 1, M, S, S });
 	assert_close(y, ref + M * S * S, (size_t)M * S * S);
+	onnx_free(m);
+}
+
+/* Conv (3x3, pads 1) then Relu (if relu), which the Conv does, then a
+ * MaxPool of kp x kp with stride sp (none if kp is 0), which the Conv
+ * also does:
+ * while copying out its product for 2x2 windows of stride 2, from its
+ * full output for others.  N images of S x S over 2 threads, against a
+ * direct convolution. */
+static void
+conv_relu_case(int N, int S, int kp, int sp, bool relu)
+{
+	enum { C = 3, M = 8 };
+	int64_t			 xd[4] = { ONNXB_DYN, C, S, S };
+	int64_t			 wd[4] = { M, C, 3, 3 }, bd[1] = { M };
+	int64_t			 pd[4] = { 1, 1, 1, 1 };
+	int64_t			 kd[2] = { kp, kp }, sd[2] = { sp, sp };
+	int			 P = kp ? (S - kp) / sp + 1 : S;
+	size_t			 nx = (size_t)N * C * S * S;
+	size_t			 ny = (size_t)N * M * S * S;
+	float			*x = xcalloc(nx, sizeof(*x));
+	double			*ref = xcalloc(ny, sizeof(*ref));
+	double			*pool = xcalloc((size_t)N * M * P * P,
+				    sizeof(*pool));
+	float			 w[M * C * 9], b[M];
+	Onnx__NodeProto		*node;
+	Onnx__ModelProto	*p;
+	struct onnx_model	*m;
+	struct ipc_tensor_desc	 od;
+	const float		*y;
+
+	fill(x, nx, 7);
+	fill(w, M * C * 9, 8);
+	fill(b, M, 9);
+	for (int n = 0; n < N; n++)
+	for (int o = 0; o < M; o++)
+	for (int i = 0; i < S; i++)
+	for (int j = 0; j < S; j++) {
+		double	v = b[o];
+
+		for (int c = 0; c < C; c++)
+		for (int ki = 0; ki < 3; ki++)
+		for (int kj = 0; kj < 3; kj++) {
+			int	r = i - 1 + ki, q = j - 1 + kj;
+
+			if (r >= 0 && r < S && q >= 0 && q < S)
+				v += (double)w[((o * C + c) * 3 + ki) * 3 +
+				    kj] * x[((n * C + c) * S + r) * S + q];
+		}
+		ref[((n * M + o) * S + i) * S + j] = v > 0 || !relu ? v : 0;
+	}
+	for (int n = 0; kp && n < N * M; n++)
+	for (int i = 0; i < P; i++)
+	for (int j = 0; j < P; j++) {
+		double	v = -INFINITY;
+
+		for (int ki = 0; ki < kp; ki++)
+		for (int kj = 0; kj < kp; kj++)
+			v = fmax(v, ref[(n * S + i * sp + ki) * S + j * sp +
+			    kj]);
+		pool[(n * P + i) * P + j] = v;
+	}
+	p = onnxb_model(8, 13, "t");
+	onnxb_input(p, "x", FLOAT, 4, xd, "N");
+	node = onnxb_node(p, "Conv", "conv", (const char *[]){ "x", "w", "b",
+	    NULL }, "c");
+	onnxb_attr_ints(node, "pads", 4, pd);
+	if (relu)
+		onnxb_node(p, "Relu", "relu", (const char *[]){ "c", NULL },
+		    kp ? "r" : "y");
+	if (kp) {
+		node = onnxb_node(p, "MaxPool", "pool", (const char *[]){
+		    relu ? "r" : "c", NULL }, "y");
+		onnxb_attr_ints(node, "kernel_shape", 2, kd);
+		onnxb_attr_ints(node, "strides", 2, sd);
+	}
+	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
+	onnxb_init_f32(p, "w", 4, wd, w);
+	onnxb_init_f32(p, "b", 1, bd, b);
+	m = onnxt_load_ok(p);
+	xd[0] = N;
+	y = onnxt_run_x(m, x, 4, xd, &od);
+	onnxt_assert_shape(&od, 4, (int64_t[]){ N, M, P, P });
+	assert_true(m->nodes[0].relu == relu);
+	if (relu)
+		assert_true(m->nodes[1].fused);
+	if (kp) {
+		assert_int_equal(m->nodes[0].pool, relu ? 2 : 1);
+		assert_true(m->nodes[relu ? 2 : 1].fused);
+	}
+	assert_int_equal(m->vals[m->nodes[0].scratch].ndim, 4);
+	assert_int_equal(m->vals[m->nodes[0].scratch].shape[0], 2);
+	assert_close(y, kp ? pool : ref, (size_t)N * M * P * P);
+	onnx_free(m);
+	free(x);
+	free(ref);
+	free(pool);
+}
+
+/* Batches of several images per task, one image cut into row blocks for
+ * the two threads (an odd number of rows in a block for the Conv alone,
+ * even with a 2x2 pool), odd sizes whose last row no window takes, rows
+ * copied out wider than the output. */
+static void
+test_conv_relu_threads(void **state)
+{
+	int	saved = openblas_get_num_threads();
+
+	(void)state;
+	openblas_set_num_threads(2);
+	conv_relu_case(16, 12, 0, 0, true);
+	conv_relu_case(7, 5, 0, 0, true);
+	conv_relu_case(1, 56, 0, 0, true);
+	conv_relu_case(1, 57, 0, 0, true);
+	conv_relu_case(16, 12, 2, 2, true);
+	conv_relu_case(5, 13, 2, 2, true);
+	conv_relu_case(1, 57, 2, 2, true);
+	conv_relu_case(3, 9, 3, 1, true);
+	conv_relu_case(4, 10, 2, 2, false);
+	/* Rows of 14 (7 pooled), 16 wide: whole vectors into the next. */
+	conv_relu_case(9, 14, 0, 0, true);
+	conv_relu_case(9, 14, 2, 2, true);
+	conv_relu_case(1, 14, 2, 2, false);
+	conv_relu_case(2, 7, 3, 2, false);
+	openblas_set_num_threads(saved);
+}
+
+/* A node that runs between the Conv and its MaxPool keeps them apart:
+ * the MaxPool's output may take memory that node still reads. */
+static void
+test_conv_pool_apart(void **state)
+{
+	int64_t			 xd[4] = { 1, 1, 4, 4 }, wd[4] = { 1, 1, 1, 1 };
+	int64_t			 kd[2] = { 2, 2 }, pd[4] = { 1, 1, 1, 1 };
+	float			 x[16], w[1] = { 2 };
+	double			 want[9];
+	Onnx__NodeProto		*node;
+	Onnx__ModelProto	*p;
+	struct onnx_model	*m;
+	struct ipc_tensor_desc	 od;
+	const float		*y;
+
+	(void)state;
+	fill(x, 16, 12);
+	p = onnxb_model(8, 13, "t");
+	onnxb_input(p, "x", FLOAT, 4, xd, "N");
+	node = onnxb_node(p, "Conv", "conv", (const char *[]){ "x", "w",
+	    NULL }, "c");
+	onnxb_attr_ints(node, "pads", 4, pd);
+	onnxb_node(p, "Relu", "relu", (const char *[]){ "c", NULL }, "r");
+	onnxb_node(p, "Neg", "neg", (const char *[]){ "x", NULL }, "s");
+	node = onnxb_node(p, "MaxPool", "pool", (const char *[]){ "r",
+	    NULL }, "y");
+	onnxb_attr_ints(node, "kernel_shape", 2, kd);
+	onnxb_attr_ints(node, "strides", 2, kd);
+	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
+	onnxb_output(p, "s", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
+	onnxb_init_f32(p, "w", 4, wd, w);
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, x, 4, xd, &od);
+	onnxt_assert_shape(&od, 4, (int64_t[]){ 1, 1, 3, 3 });
+	/* The Conv's output is 2 x with a ring of zeros, 6 x 6. */
+	for (int i = 0; i < 3; i++)
+	for (int j = 0; j < 3; j++) {
+		double	v = 0;
+
+		for (int r = 2 * i; r < 2 * i + 2; r++)
+		for (int q = 2 * j; q < 2 * j + 2; q++)
+			if (r >= 1 && r <= 4 && q >= 1 && q <= 4)
+				v = fmax(v, 2.0 * x[(r - 1) * 4 + q - 1]);
+		want[i * 3 + j] = v;
+	}
+	assert_close(y, want, 9);
+	assert_true(m->nodes[0].relu);
+	assert_int_equal(m->nodes[0].pool, -1);
+	assert_false(m->nodes[3].fused);
 	onnx_free(m);
 }
 
@@ -403,6 +579,42 @@ test_maxpool(void **state)
 	onnxt_load_err(p, "kernel_shape is required");
 }
 
+/* A MaxPool large enough to be cut into parts for 2 threads: each part
+ * pools its planes, padded windows included. */
+static void
+test_maxpool_threads(void **state)
+{
+	enum { N = 2, C = 8, S = 64 };
+	static float		 x[N * C * S * S];
+	static double		 want[N * C * S * S];
+	int64_t			 xd[4] = { N, C, S, S }, kd[2] = { 3, 3 };
+	int64_t			 pd[4] = { 1, 1, 1, 1 };
+	int			 saved = openblas_get_num_threads();
+	struct onnx_model	*m;
+	struct ipc_tensor_desc	 od;
+	const float		*y;
+
+	(void)state;
+	fill(x, sizeof(x) / sizeof(x[0]), 11);
+	for (int c = 0; c < N * C; c++)
+	for (int i = 0; i < S; i++)
+	for (int j = 0; j < S; j++) {
+		double	v = -INFINITY;
+
+		for (int r = i - 1; r <= i + 1; r++)
+		for (int q = j - 1; q <= j + 1; q++)
+			if (r >= 0 && r < S && q >= 0 && q < S)
+				v = fmax(v, x[(c * S + r) * S + q]);
+		want[(c * S + i) * S + j] = v;
+	}
+	openblas_set_num_threads(2);
+	y = win_run("MaxPool", 4, xd, x, kd, NULL, pd, NULL, &od, &m);
+	onnxt_assert_shape(&od, 4, xd);
+	assert_close(y, want, (size_t)N * C * S * S);
+	onnx_free(m);
+	openblas_set_num_threads(saved);
+}
+
 static void
 test_avgpool(void **state)
 {
@@ -459,6 +671,19 @@ test_global_pools(void **state)
 
 /* --- BatchNormalization, LogSoftmax --- */
 
+/* Gives node the training outputs running_mean and running_var, as graph
+ * outputs. */
+static void
+bn_train_outputs(Onnx__ModelProto *p, Onnx__NodeProto *node)
+{
+	node->output = xreallocarray(node->output, 3, sizeof(char *));
+	node->output[1] = xstrdup("rm");
+	node->output[2] = xstrdup("rv");
+	node->n_output = 3;
+	onnxb_output(p, "rm", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
+	onnxb_output(p, "rv", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
+}
+
 static void
 test_batchnorm(void **state)
 {
@@ -468,6 +693,12 @@ test_batchnorm(void **state)
 	float			 mean[2] = { 1, 2 }, var[2] = { 4, 1 };
 	/* (x - mean) / sqrt(var) * scale + B, epsilon 0. */
 	const double		 want[4] = { 0, 1, 2, 3 };
+	/* Training: the batch's statistics, channel 0 {1, 2} (mean 1.5,
+	 * variance 0.25) and channel 1 {3, 4} (3.5, 0.25); the running ones
+	 * input * 0.9 + batch * 0.1. */
+	const double		 want_tr[4] = { -2, 2, 0, 2 };
+	const double		 rmean[2] = { 1.05, 2.15 };
+	const double		 rvar[2] = { 3.625, 0.925 };
 	const char		*in[6] = { "x", "s", "b", "m", "v", NULL };
 	Onnx__ModelProto	*p;
 	Onnx__NodeProto		*node;
@@ -488,7 +719,18 @@ test_batchnorm(void **state)
 		onnxb_init_f32(p, "m", 1, cd, mean);
 		onnxb_init_f32(p, "v", 1, cd, var);
 		if (train) {
-			onnxt_load_err(p, "training_mode is not supported");
+			bn_train_outputs(p, node);
+			m = onnxt_load_ok(p);
+			assert_close(onnxt_run_x(m, x, 4, xd, &od), want_tr,
+			    4);
+			for (int o = 1; o < 3; o++) {
+				uint64_t	nb;
+
+				assert_close(onnx_output(m, (size_t)o, &od,
+				    &nb), o == 1 ? rmean : rvar, 2);
+				onnxt_assert_shape(&od, 1, cd);
+			}
+			onnx_free(m);
 			continue;
 		}
 		m = onnxt_load_ok(p);
@@ -787,9 +1029,12 @@ main(void)
 		cmocka_unit_test(test_conv_1d),
 		cmocka_unit_test(test_conv_general),
 		cmocka_unit_test(test_conv_chunks),
+		cmocka_unit_test(test_conv_relu_threads),
+		cmocka_unit_test(test_conv_pool_apart),
 		cmocka_unit_test(test_conv_pointwise),
 		cmocka_unit_test(test_conv_bad),
 		cmocka_unit_test(test_maxpool),
+		cmocka_unit_test(test_maxpool_threads),
 		cmocka_unit_test(test_avgpool),
 		cmocka_unit_test(test_global_pools),
 		cmocka_unit_test(test_batchnorm),

@@ -591,6 +591,147 @@ test_folding(void **state)
 	onnx_free(m);
 }
 
+/* --- empty tensors --- */
+
+/* Runs m on an empty "x" of dims xd; the run must fail with want. */
+static void
+run_empty_err(struct onnx_model *m, int nd, const int64_t *xd,
+    const char *want)
+{
+	struct ipc_tensor	t;
+	char			err[256] = "";
+
+	memset(&t, 0, sizeof(t));
+	snprintf(t.desc.name, sizeof(t.desc.name), "x");
+	t.desc.dtype = DT_FP32;
+	t.desc.ndim = nd;
+	memcpy(t.desc.dims, xd, (size_t)nd * sizeof(*xd));
+	assert_int_equal(onnx_run(m, &t, 1, err, sizeof(err)), ONNX_EINPUT);
+	if (strstr(err, want) == NULL)
+		fail_msg("want an error containing \"%s\", got \"%s\"", want,
+		    err);
+}
+
+/* A graph input x (dims xd, dynamic ones "N") and output y. */
+static Onnx__ModelProto *
+model_xy(int nd, const int64_t *xd)
+{
+	Onnx__ModelProto	*p = onnxb_model(8, 13, "t");
+
+	onnxb_input(p, "x", FLOAT, nd, xd, "N");
+	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
+	return p;
+}
+
+/* A dimension of 0 goes through: ops with an empty output do not run,
+ * the few with an empty input and a non-empty output compute it from
+ * nothing (Concat, ReduceSum, MatMul and Gemm with K = 0), the others
+ * refuse the request. */
+static void
+test_empty(void **state)
+{
+	int64_t			 xd[2] = { ONNXB_DYN, 3 }, e03[2] = { 0, 3 };
+	int64_t			 cd[2] = { 2, 3 }, kd[2] = { 2, ONNXB_DYN };
+	int64_t			 e20[2] = { 2, 0 }, wd[2] = { 0, 3 };
+	int64_t			 bd[1] = { 3 }, one[1] = { 1 }, zero = 0;
+	double			 want[9];
+	Onnx__ModelProto	*p;
+	Onnx__NodeProto		*node;
+	struct onnx_model	*m;
+	struct ipc_tensor_desc	 od;
+	const float		*y;
+
+	(void)state;
+	/* Concat of an empty part and c [2,3] is c; Relu of the empty x
+	 * does not run. */
+	p = model_xy(2, xd);
+	onnxb_init_f32(p, "c", 2, cd, seq24);
+	onnxb_node(p, "Relu", "r", (const char *[]){ "x", NULL }, "r");
+	node = onnxb_node(p, "Concat", "cat", (const char *[]){ "r", "c",
+	    NULL }, "y");
+	onnxb_attr_int(node, "axis", 0);
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, seq24, 2, e03, &od);
+	onnxt_assert_shape(&od, 2, cd);
+	for (int i = 0; i < 6; i++)
+		want[i] = seq24[i];
+	assert_close(y, want, 6);
+	/* And a batch again after the empty one. */
+	y = onnxt_run_x(m, seq24, 2, (int64_t[]){ 1, 3 }, &od);
+	onnxt_assert_shape(&od, 2, (int64_t[]){ 3, 3 });
+	for (int i = 0; i < 9; i++)
+		want[i] = i < 3 ? fmax(seq24[i], 0) : seq24[i - 3];
+	assert_close(y, want, 9);
+	onnx_free(m);
+
+	/* The sum over an empty axis is 0. */
+	p = model_xy(2, xd);
+	node = onnxb_node(p, "ReduceSum", "s", (const char *[]){ "x",
+	    NULL }, "y");
+	onnxb_attr_ints(node, "axes", 1, &zero);
+	onnxb_attr_int(node, "keepdims", 0);
+	p->opset_import[0]->version = 11;	/* axes as an attribute */
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, seq24, 2, e03, &od);
+	onnxt_assert_shape(&od, 1, bd);
+	memset(want, 0, sizeof(want));
+	assert_close(y, want, 3);
+	onnx_free(m);
+
+	/* MatMul with K = 0 and a bias Add folded in: the bias. */
+	p = model_xy(2, kd);
+	onnxb_init_f32(p, "w", 2, wd, seq24);
+	onnxb_init_f32(p, "b", 1, bd, seq24);
+	onnxb_node(p, "MatMul", "mm", (const char *[]){ "x", "w", NULL },
+	    "xw");
+	onnxb_node(p, "Add", "add", (const char *[]){ "xw", "b", NULL }, "y");
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, seq24, 2, e20, &od);
+	onnxt_assert_shape(&od, 2, cd);
+	for (int i = 0; i < 6; i++)
+		want[i] = seq24[i % 3];
+	assert_close(y, want, 6);
+	onnx_free(m);
+
+	/* Gemm with K = 0: beta * C. */
+	p = model_xy(2, kd);
+	onnxb_init_f32(p, "w", 2, wd, seq24);
+	onnxb_init_f32(p, "b", 1, bd, seq24);
+	node = onnxb_node(p, "Gemm", "g", (const char *[]){ "x", "w", "b",
+	    NULL }, "y");
+	onnxb_attr_float(node, "beta", 0.5f);
+	m = onnxt_load_ok(p);
+	y = onnxt_run_x(m, seq24, 2, e20, &od);
+	onnxt_assert_shape(&od, 2, cd);
+	for (int i = 0; i < 6; i++)
+		want[i] = 0.5 * seq24[i % 3];
+	assert_close(y, want, 6);
+	onnx_free(m);
+
+	/* A pool has no window to average over an empty plane. */
+	p = onnxb_model(8, 13, "t");
+	onnxb_input(p, "x", FLOAT, 4, (int64_t[]){ 1, 2, ONNXB_UNSET,
+	    ONNXB_UNSET }, NULL);
+	onnxb_output(p, "y", FLOAT, ONNXB_NOSHAPE, NULL, NULL);
+	onnxb_node(p, "GlobalAveragePool", "gap", (const char *[]){ "x",
+	    NULL }, "y");
+	m = onnxt_load_ok(p);
+	run_empty_err(m, 4, (int64_t[]){ 1, 2, 0, 2 }, "node 'gap' "
+	    "(GlobalAveragePool): input 'x' is empty, which this operator "
+	    "does not support");
+	onnx_free(m);
+
+	/* Gather from an empty axis has no row to give. */
+	p = model_xy(2, xd);
+	onnxb_init_i64(p, "i", 1, one, &zero);
+	onnxb_node(p, "Gather", "ga", (const char *[]){ "x", "i", NULL },
+	    "y");
+	m = onnxt_load_ok(p);
+	run_empty_err(m, 2, e03, "indices are out of range of an empty "
+	    "axis 0");
+	onnx_free(m);
+}
+
 static int
 setup(void **state)
 {
@@ -615,6 +756,7 @@ main(void)
 		cmocka_unit_test(test_binary),
 		cmocka_unit_test(test_unary),
 		cmocka_unit_test(test_folding),
+		cmocka_unit_test(test_empty),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

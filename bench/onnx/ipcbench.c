@@ -1,0 +1,287 @@
+/* bench/onnx/ipcbench.c - times INFER round trips to maas-runtime from C.
+ *
+ *   ipcbench RUNTIME MODEL THREADS SECONDS FRAME...
+ *
+ * Spawns RUNTIME (maas-runtime) on one end of a unix socketpair with
+ * --fd, --model MODEL and --threads THREADS, the way maasd and
+ * bench/onnx/run do, and waits for its HELLO.  Then, for each FRAME (a
+ * file holding one complete INFER frame, header and payload, built by
+ * bench/onnx/run), it sends the frame 3 times to warm up and then again
+ * and again for SECONDS (at least 5 times), timing each round trip from
+ * the first byte written to the last byte of the INFER_OK read, and
+ * prints one JSON line per frame:
+ *   {"runs", "seconds", "median_us", "compute_median_us", "p10_us",
+ *    "compute_p10_us"}
+ * compute_* are the runtime's own compute times, which INFER_OK reports;
+ * the tenth percentiles say what a quiet machine would show when others
+ * share it.  A FRAME may also be a PING, whose PONG round trip is the
+ * floor under any INFER's (compute 0).  This is what maasd does per request, minus
+ * its event loop: a C client with a prebuilt frame, so that the
+ * measurement holds the runtime's cost and the socket, not a scripting
+ * language's packing and reads.
+ *
+ * A bench tool, not part of the product: it trusts the runtime it
+ * starts, but still bounds every length it reads. */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IB_MAGIC	0x5341414dU
+#define IB_VERSION	1
+#define IB_HDR		20
+#define IB_MAX_PAYLOAD	(256U << 20)
+#define IB_MAX_RUNS	(1U << 22)
+#define IB_HELLO	1
+#define IB_ERROR	2
+#define IB_INFER_OK	4
+#define IB_PONG		11
+
+struct reply {
+	uint16_t	 type;
+	uint32_t	 len;
+	uint8_t		*buf;		/* payload, grown */
+	size_t		 cap;
+};
+
+static void	die(const char *, ...)
+		    __attribute__((format(printf, 1, 2), noreturn));
+static uint32_t	le32(const uint8_t *);
+static uint64_t	le64(const uint8_t *);
+static void	read_full(int, void *, size_t);
+static void	write_full(int, const void *, size_t);
+static void	read_reply(int, struct reply *);
+static double	now_us(void);
+static int	cmp_double(const void *, const void *);
+static double	median(double *, size_t);
+static void	*load_frame(const char *, size_t *);
+static void	bench(int, const char *, double);
+
+static void
+die(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	fputs("ipcbench: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
+}
+
+static uint32_t
+le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static uint64_t
+le64(const uint8_t *p)
+{
+	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static void
+read_full(int fd, void *p, size_t n)
+{
+	uint8_t	*b = p;
+	ssize_t	 r;
+
+	while (n > 0) {
+		if ((r = read(fd, b, n)) == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			die("read: %s", strerror(errno));
+		if (r == 0)
+			die("maas-runtime closed the socket");
+		b += r;
+		n -= (size_t)r;
+	}
+}
+
+static void
+write_full(int fd, const void *p, size_t n)
+{
+	const uint8_t	*b = p;
+	ssize_t		 r;
+
+	while (n > 0) {
+		if ((r = write(fd, b, n)) == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			die("write: %s", strerror(errno));
+		b += r;
+		n -= (size_t)r;
+	}
+}
+
+/* One frame into r; its length is checked before the buffer grows. */
+static void
+read_reply(int fd, struct reply *r)
+{
+	uint8_t	h[IB_HDR];
+
+	read_full(fd, h, sizeof(h));
+	if (le32(h) != IB_MAGIC || (h[4] | h[5] << 8) != IB_VERSION)
+		die("bad frame header from maas-runtime");
+	r->type = (uint16_t)(h[6] | h[7] << 8);
+	r->len = le32(h + 16);
+	if (r->len > IB_MAX_PAYLOAD)
+		die("frame of %u bytes from maas-runtime", r->len);
+	if (r->len > r->cap) {
+		free(r->buf);
+		if ((r->buf = malloc(r->len)) == NULL)
+			die("out of memory");
+		r->cap = r->len;
+	}
+	read_full(fd, r->buf, r->len);
+}
+
+static double
+now_us(void)
+{
+	struct timespec	t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double	x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median(double *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void *
+load_frame(const char *path, size_t *len)
+{
+	struct stat	 st;
+	uint8_t		*p;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY)) == -1 || fstat(fd, &st) == -1)
+		die("%s: %s", path, strerror(errno));
+	if (st.st_size < IB_HDR || (uint64_t)st.st_size > IB_HDR +
+	    (uint64_t)IB_MAX_PAYLOAD)
+		die("%s: not one frame", path);
+	*len = (size_t)st.st_size;
+	if ((p = malloc(*len)) == NULL)
+		die("out of memory");
+	read_full(fd, p, *len);
+	close(fd);
+	if (le32(p) != IB_MAGIC || le32(p + 16) != *len - IB_HDR)
+		die("%s: not one frame", path);
+	return p;
+}
+
+/* Times one frame and prints its JSON line. */
+static void
+bench(int fd, const char *path, double seconds)
+{
+	struct reply	 r = { 0 };
+	double		*lat, *comp, t0, a, b, limit;
+	size_t		 len, n = 0;
+	uint8_t		*f = load_frame(path, &len);
+
+	lat = calloc(IB_MAX_RUNS, sizeof(*lat));
+	comp = calloc(IB_MAX_RUNS, sizeof(*comp));
+	if (lat == NULL || comp == NULL)
+		die("out of memory");
+	for (int i = 0; i < 3; i++) {
+		write_full(fd, f, len);
+		read_reply(fd, &r);
+		if (r.type != IB_INFER_OK && r.type != IB_PONG)
+			die("maas-runtime answered frame type %u", r.type);
+	}
+	t0 = now_us();
+	limit = t0 + seconds * 1e6;
+	b = t0;
+	while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
+		a = now_us();
+		write_full(fd, f, len);
+		read_reply(fd, &r);
+		b = now_us();
+		if (r.type == IB_PONG)
+			comp[n] = 0;	/* a PING: the IPC floor */
+		else if (r.type == IB_INFER_OK && r.len >= 8)
+			comp[n] = (double)le64(r.buf);
+		else
+			die("maas-runtime answered frame type %u", r.type);
+		lat[n] = b - a;
+		n++;
+	}
+	/* median() sorts: the tenth percentile is read after it. */
+	printf("{\"runs\": %zu, \"seconds\": %.6f, \"median_us\": %.3f, "
+	    "\"compute_median_us\": %.1f, ", n, (b - t0) / 1e6,
+	    median(lat, n), median(comp, n));
+	printf("\"p10_us\": %.3f, \"compute_p10_us\": %.1f}\n", lat[n / 10],
+	    comp[n / 10]);
+	fflush(stdout);
+	free(lat);
+	free(comp);
+	free(r.buf);
+	free(f);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct reply	 r = { 0 };
+	char		 fdarg[16];
+	double		 seconds;
+	pid_t		 pid;
+	int		 sv[2], status;
+
+	if (argc < 6)
+		die("usage: ipcbench RUNTIME MODEL THREADS SECONDS FRAME...");
+	seconds = strtod(argv[4], NULL);
+	if (!(seconds >= 0 && seconds <= 3600))
+		die("bad SECONDS '%s'", argv[4]);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+		die("socketpair: %s", strerror(errno));
+	if ((pid = fork()) == -1)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* The runtime's end stays open across exec; ours does not. */
+		if (fcntl(sv[1], F_SETFD, 0) == -1)
+			_exit(127);
+		snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
+		execl(argv[1], argv[1], "--fd", fdarg, "--model", argv[2],
+		    "--threads", argv[3], (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	read_reply(sv[0], &r);
+	if (r.type == IB_ERROR)
+		die("maas-runtime refused the model");
+	if (r.type != IB_HELLO)
+		die("maas-runtime sent frame type %u first", r.type);
+	for (int i = 5; i < argc; i++)
+		bench(sv[0], argv[i], seconds);
+	close(sv[0]);
+	free(r.buf);
+	if (waitpid(pid, &status, 0) == -1)
+		die("waitpid: %s", strerror(errno));
+	return 0;
+}

@@ -1,0 +1,397 @@
+/* runtime/gemm.c - see gemm.h.
+ *
+ * y is cut into chunks of up to GEMM_MC rows and a few panels; the
+ * runtime's threads take chunks as they come (kernel_par_run()).  A chunk
+ * goes over k in blocks of at most GEMM_KC; in each, every block of up
+ * to GEMM_MR rows of a runs against the chunk's panels: a tile keeps its
+ * rows' sums in ymm registers, reading one panel row (two ymm of b) and
+ * broadcasting one float of each row of a per step.  The block's rows of
+ * a (6 x GEMM_KC floats) stay in L1 and the chunk's panels in L2, however
+ * large k is.  Between k blocks the sums wait in y, as the floats they
+ * are, so blocking changes no bit of the result; after the last one the
+ * tile writes alpha * sum + beta * c.  Fewer rows leave registers free,
+ * so such a block runs against several panels at once: batch-1 products
+ * (one row, a GEMV) keep eight sums going instead of waiting on one FMA
+ * chain.
+ *
+ * The AVX2 code is compiled for that target alone (function attributes)
+ * and reached only when the CPU has it; the build as a whole stays plain
+ * x86-64. */
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+/* -DGEMM_PORTABLE builds without the AVX2 kernel, as for a CPU without
+ * it: nothing is packed and the products stay on cblas_sgemm. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(GEMM_PORTABLE)
+#include <immintrin.h>
+#define GEMM_X86	1
+#endif
+
+#include "runtime/gemm.h"
+#include "runtime/kernels.h"
+
+#define GEMM_MR		6	/* rows of a tile: 12 ymm sums */
+#define GEMM_MC		96	/* rows of a chunk, a multiple of GEMM_MR */
+#define GEMM_KC		1024	/* largest k block: 24 KiB of a per tile */
+#define GEMM_L2_FLOATS	(64u << 10)	/* a chunk's k block of b: 256 KiB */
+/* Products smaller than this (a batch-1 MLP layer) stay on one thread:
+ * the workers' wake-up and their spinning afterwards cost a loaded
+ * machine more than the split saves. */
+#define GEMM_PAR_MIN	(1u << 21)	/* m * n * k */
+#define GEMM_PAR_CHUNKS	4	/* chunks per thread, for balance */
+
+/* One product, as gemm_chunk() reads it. */
+struct gemm_job {
+	float		*y;		/* (m, n) */
+	const float	*a;		/* (m, k), rows lda apart */
+	size_t		 lda;
+	const float	*bp;		/* np panels of (k, GEMM_NR) */
+	size_t		 m, n, k, np;
+	float		 alpha, beta;
+	const float	*c;		/* (cm, cn) broadcast, or NULL */
+	size_t		 cm, cn;
+	size_t		 pc;		/* panels per chunk */
+	size_t		 ngroups;	/* chunks across the panels */
+	size_t		 kc;		/* k block, >= 1 */
+	bool		 fast;		/* gemm_fast(), read by the caller */
+};
+
+static void	gemm_chunk(void *, size_t);
+#ifdef GEMM_X86
+static void	chunk_avx2(const struct gemm_job *, size_t, size_t, size_t,
+		    size_t);
+#endif
+static void	chunk_plain(const struct gemm_job *, size_t, size_t, size_t,
+		    size_t);
+
+bool
+gemm_fast(void)
+{
+#ifdef GEMM_X86
+	static int	have = -1;
+
+	if (have == -1)
+		have = __builtin_cpu_supports("avx2") &&
+		    __builtin_cpu_supports("fma");
+	return have == 1;
+#else
+	return false;
+#endif
+}
+
+size_t
+gemm_pack_floats(size_t k, size_t n)
+{
+	return (n + GEMM_NR - 1) / GEMM_NR * GEMM_NR * k;
+}
+
+void
+gemm_pack(float *dst, const float *b, size_t k, size_t n, bool trans)
+{
+	size_t	np = (n + GEMM_NR - 1) / GEMM_NR;
+
+	for (size_t p = 0; p < np; p++) {
+		size_t	j0 = p * GEMM_NR;
+		size_t	nr = n - j0 < GEMM_NR ? n - j0 : GEMM_NR;
+
+		for (size_t kk = 0; kk < k; kk++, dst += GEMM_NR) {
+			size_t	jj;
+
+			for (jj = 0; jj < nr; jj++)
+				dst[jj] = trans ? b[(j0 + jj) * k + kk] :
+				    b[kk * n + j0 + jj];
+			for (; jj < GEMM_NR; jj++)
+				dst[jj] = 0.0f;
+		}
+	}
+}
+
+void
+gemm_run(float *y, const float *a, size_t lda, const float *bp, size_t m,
+    size_t n, size_t k, float alpha, const float *c, size_t cm, size_t cn,
+    float beta)
+{
+	struct gemm_job	j = { y, a, lda, bp, m, n, k, 0, alpha, beta, c, cm,
+			    cn, 0, 0, 1, gemm_fast() };
+	size_t		nrc = (m + GEMM_MC - 1) / GEMM_MC, want, per, nkb;
+	int		nthr = 1;
+
+	if (m == 0 || n == 0)
+		return;
+	j.np = (n + GEMM_NR - 1) / GEMM_NR;
+	/* Blocks of equal size: 1500 is two of 750, not 1024 and 476. */
+	nkb = (k + GEMM_KC - 1) / GEMM_KC;
+	if (nkb > 0)
+		j.kc = (k + nkb - 1) / nkb;
+	/* As many panels as keep a chunk's share of b in L2. */
+	j.pc = GEMM_L2_FLOATS / (j.kc * GEMM_NR);
+	if (j.pc == 0)
+		j.pc = 1;
+	if (m * n * k >= GEMM_PAR_MIN)
+		nthr = kernel_par_threads();
+	if (nthr > 1 && nrc * ((j.np + j.pc - 1) / j.pc) <
+	    (size_t)nthr * GEMM_PAR_CHUNKS) {
+		/* Few rows: cut across the panels instead. */
+		want = (size_t)nthr * GEMM_PAR_CHUNKS;
+		per = (want + nrc - 1) / nrc;
+		j.pc = j.np / per;
+		if (j.pc == 0)
+			j.pc = 1;
+	}
+	if (j.pc > j.np)
+		j.pc = j.np;
+	j.ngroups = (j.np + j.pc - 1) / j.pc;
+	if (nthr > 1 && nrc * j.ngroups > 1)
+		kernel_par_run(gemm_chunk, &j, nrc * j.ngroups);
+	else
+		for (size_t t = 0; t < nrc * j.ngroups; t++)
+			gemm_chunk(&j, t);
+}
+
+/* Chunk t: row chunk t / ngroups, panel group t % ngroups (neighbouring
+ * chunks share rows of a). */
+static void
+gemm_chunk(void *arg, size_t t)
+{
+	const struct gemm_job	*j = arg;
+	size_t			 i0 = t / j->ngroups * GEMM_MC;
+	size_t			 p0 = t % j->ngroups * j->pc;
+	size_t			 i1 = i0 + GEMM_MC, p1 = p0 + j->pc;
+
+	if (i1 > j->m)
+		i1 = j->m;
+	if (p1 > j->np)
+		p1 = j->np;
+#ifdef GEMM_X86
+	if (j->fast) {
+		chunk_avx2(j, i0, i1, p0, p1);
+		return;
+	}
+#endif
+	chunk_plain(j, i0, i1, p0, p1);
+}
+
+/* --- portable --- */
+
+/* The same sums in the same order without vectors: fmaf keeps one
+ * rounding per step as the FMA does, so results match the AVX2 path. */
+static void
+chunk_plain(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
+    size_t p1)
+{
+	for (size_t i = i0; i < i1; i++) {
+		const float	*ar = j->a + i * j->lda;
+		const float	*cr = j->c == NULL ? NULL :
+				    j->c + (j->cm == 1 ? 0 : i * j->cn);
+
+		for (size_t p = p0; p < p1; p++) {
+			const float	*b = j->bp + p * j->k * GEMM_NR;
+			size_t		 j0 = p * GEMM_NR;
+			size_t		 nr = j->n - j0 < GEMM_NR ? j->n - j0 :
+					    GEMM_NR;
+
+			for (size_t jj = 0; jj < nr; jj++) {
+				float	s = 0.0f;
+
+				for (size_t kk = 0; kk < j->k; kk++)
+					s = fmaf(ar[kk], b[kk * GEMM_NR + jj],
+					    s);
+				s *= j->alpha;
+				if (cr != NULL)
+					s = fmaf(j->beta,
+					    cr[j->cn == 1 ? 0 : j0 + jj], s);
+				j->y[i * j->n + j0 + jj] = s;
+			}
+		}
+	}
+}
+
+/* --- AVX2 + FMA --- */
+
+#ifdef GEMM_X86
+#define GEMM_AVX2	__attribute__((target("avx2,fma")))
+#define GEMM_TILE	static inline __attribute__((always_inline, \
+			    target("avx2,fma")))
+
+/* The sums of row i of y from column col on (up to GEMM_NR of them),
+ * as an earlier k block left them. */
+GEMM_TILE void
+load_row(const struct gemm_job *j, size_t i, size_t col, __m256 *v0,
+    __m256 *v1)
+{
+	const float	*yr = j->y + i * j->n + col;
+	size_t		 nr = j->n - col < GEMM_NR ? j->n - col : GEMM_NR;
+	float		 t[GEMM_NR];
+
+	if (nr == GEMM_NR) {
+		*v0 = _mm256_loadu_ps(yr);
+		*v1 = _mm256_loadu_ps(yr + 8);
+		return;
+	}
+	memset(t, 0, sizeof(t));
+	memcpy(t, yr, nr * sizeof(*t));
+	*v0 = _mm256_loadu_ps(t);
+	*v1 = _mm256_loadu_ps(t + 8);
+}
+
+/* Stores v0, v1 into row i of y from column col on: the sums as they
+ * are, or, after the last k block (done), alpha * sum + beta * c. */
+GEMM_TILE void
+store_row(const struct gemm_job *j, size_t i, size_t col, __m256 v0,
+    __m256 v1, bool done)
+{
+	float		*yr = j->y + i * j->n + col;
+	size_t		 nr = j->n - col < GEMM_NR ? j->n - col : GEMM_NR;
+	float		 t[GEMM_NR];
+
+	if (done) {
+		const __m256	al = _mm256_set1_ps(j->alpha);
+
+		v0 = _mm256_mul_ps(v0, al);
+		v1 = _mm256_mul_ps(v1, al);
+	}
+	if (done && j->c != NULL) {
+		const float	*cr = j->c + (j->cm == 1 ? 0 : i * j->cn);
+		const __m256	 be = _mm256_set1_ps(j->beta);
+		__m256		 c0, c1;
+
+		if (j->cn == 1)
+			c0 = c1 = _mm256_set1_ps(cr[0]);
+		else if (nr == GEMM_NR) {
+			c0 = _mm256_loadu_ps(cr + col);
+			c1 = _mm256_loadu_ps(cr + col + 8);
+		} else {
+			memset(t, 0, sizeof(t));
+			memcpy(t, cr + col, nr * sizeof(*t));
+			c0 = _mm256_loadu_ps(t);
+			c1 = _mm256_loadu_ps(t + 8);
+		}
+		v0 = _mm256_fmadd_ps(be, c0, v0);
+		v1 = _mm256_fmadd_ps(be, c1, v1);
+	}
+	if (nr == GEMM_NR) {
+		_mm256_storeu_ps(yr, v0);
+		_mm256_storeu_ps(yr + 8, v1);
+	} else {
+		_mm256_storeu_ps(t, v0);
+		_mm256_storeu_ps(t + 8, v1);
+		memcpy(yr, t, nr * sizeof(*t));
+	}
+}
+
+/* Rows i0..i0+MR of y against panels p..p+NP over k in [k0, k1): MR * NP
+ * * 2 sums.  MR and NP are constants at every call, so the arrays live in
+ * registers. */
+GEMM_TILE void
+tile(const struct gemm_job *j, size_t i0, size_t p, size_t k0, size_t k1,
+    const int MR, const int NP)
+{
+	const size_t	 lda = j->lda, ps = j->k * GEMM_NR;
+	const float	*a = j->a + i0 * lda + k0;
+	const float	*b = j->bp + p * ps + k0 * GEMM_NR;
+	const size_t	 kn = k1 - k0;
+	const bool	 done = k1 == j->k;
+	__m256		 s[GEMM_MR][4][2];
+
+#pragma GCC unroll 6
+	for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+		for (int q = 0; q < NP; q++) {
+			if (k0 == 0)
+				s[r][q][0] = s[r][q][1] = _mm256_setzero_ps();
+			else
+				load_row(j, i0 + r, (p + q) * GEMM_NR,
+				    &s[r][q][0], &s[r][q][1]);
+		}
+	for (size_t kk = 0; kk < kn; kk++, b += GEMM_NR) {
+		__m256	b0[4], b1[4];
+
+#pragma GCC unroll 4
+		for (int q = 0; q < NP; q++) {
+			b0[q] = _mm256_loadu_ps(b + q * ps);
+			b1[q] = _mm256_loadu_ps(b + q * ps + 8);
+		}
+#pragma GCC unroll 6
+		for (int r = 0; r < MR; r++) {
+			const __m256	av = _mm256_broadcast_ss(a + r * lda +
+					    kk);
+
+#pragma GCC unroll 4
+			for (int q = 0; q < NP; q++) {
+				s[r][q][0] = _mm256_fmadd_ps(av, b0[q],
+				    s[r][q][0]);
+				s[r][q][1] = _mm256_fmadd_ps(av, b1[q],
+				    s[r][q][1]);
+			}
+		}
+	}
+#pragma GCC unroll 6
+	for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+		for (int q = 0; q < NP; q++)
+			store_row(j, i0 + r, (p + q) * GEMM_NR, s[r][q][0],
+			    s[r][q][1], done);
+}
+
+/* Each tile shape its own function, so that the compiler allocates
+ * registers for one shape at a time. */
+#define GEMM_TILE_FN(mr, np)						\
+GEMM_AVX2 static void							\
+tile_##mr##x##np(const struct gemm_job *j, size_t i0, size_t p,	\
+    size_t k0, size_t k1)						\
+{									\
+	tile(j, i0, p, k0, k1, mr, np);					\
+}
+GEMM_TILE_FN(6, 1)
+GEMM_TILE_FN(5, 1)
+GEMM_TILE_FN(4, 1)
+GEMM_TILE_FN(3, 2)
+GEMM_TILE_FN(3, 1)
+GEMM_TILE_FN(2, 3)
+GEMM_TILE_FN(2, 1)
+GEMM_TILE_FN(1, 4)
+GEMM_TILE_FN(1, 1)
+
+/* Per block height: the tile over one panel and, for short blocks, the
+ * wider one with its panel count. */
+static const struct {
+	void	(*one)(const struct gemm_job *, size_t, size_t, size_t,
+		    size_t);
+	void	(*wide)(const struct gemm_job *, size_t, size_t, size_t,
+		    size_t);
+	size_t	 np;
+} tiles[GEMM_MR + 1] = {
+	{ NULL, NULL, 1 },
+	{ tile_1x1, tile_1x4, 4 },
+	{ tile_2x1, tile_2x3, 3 },
+	{ tile_3x1, tile_3x2, 2 },
+	{ tile_4x1, tile_4x1, 1 },
+	{ tile_5x1, tile_5x1, 1 },
+	{ tile_6x1, tile_6x1, 1 },
+};
+
+GEMM_AVX2 static void
+chunk_avx2(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
+    size_t p1)
+{
+	size_t	k0 = 0, k1;
+
+	/* At least one block, so that k = 0 writes beta * c. */
+	do {
+		k1 = j->k - k0 < j->kc ? j->k : k0 + j->kc;
+		for (size_t i = i0; i < i1; i += GEMM_MR) {
+			size_t	mr = i1 - i < GEMM_MR ? i1 - i : GEMM_MR;
+			size_t	p = p0, w = tiles[mr].np;
+
+			for (; w > 1 && p + w <= p1; p += w)
+				tiles[mr].wide(j, i, p, k0, k1);
+			for (; p < p1; p++)
+				tiles[mr].one(j, i, p, k0, k1);
+		}
+		k0 = k1;
+	} while (k0 < j->k);
+}
+#endif
