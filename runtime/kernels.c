@@ -94,6 +94,7 @@ static void	matmul_ab(float *, const int64_t *, const float *,
 static void	fill(float *, float, size_t);
 static int	par_threads(void);
 static void	par_run(void (*)(void *, size_t, int), void *, size_t, int);
+static void	par_start(int);
 static void	par_chunks(int);
 static void	par_call2(void *, size_t, int);
 static void	maxpool_part(void *, size_t, int);
@@ -542,6 +543,10 @@ kernel_warmup(void)
 	    (blasint)n, (blasint)n, 1.0f, m, (blasint)n, m + n * n,
 	    (blasint)n, 0.0f, m + 2 * n * n, (blasint)n);
 	free(m);
+	/* The product pool's workers too, while threads may be created:
+	 * the sandbox sets RLIMIT_NPROC to 0, where pthread_create() fails
+	 * (EAGAIN) and every product would stay on one thread. */
+	par_start(par_threads() - 1);
 	return 0;
 }
 
@@ -1351,14 +1356,11 @@ par_worker(void *arg)
 	return NULL;
 }
 
-/* Runs fn(arg, c) for c in [0, nchunks) on the caller's thread and
- * nthr - 1 workers; returns when all are done. */
+/* Starts workers up to want of them, unless starting one failed. */
 static void
-par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
+par_start(int want)
 {
 	pthread_t	t;
-	uint64_t	gen;
-	int		want = nthr - 1;
 
 	while (!par.failed && par.started < want) {
 		if (pthread_create(&t, NULL, par_worker,
@@ -1366,9 +1368,23 @@ par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
 			par.failed = true;
 			break;
 		}
+		/* A name for ps and the tests, which count the pool's
+		 * threads; set from here, as the worker itself may first run
+		 * in the sandbox, which has no prctl(). */
+		(void)pthread_setname_np(t, "maas-par");
 		pthread_detach(t);
 		par.started++;
 	}
+}
+
+/* Runs fn(arg, c) for c in [0, nchunks) on the caller's thread and
+ * nthr - 1 workers; returns when all are done. */
+static void
+par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
+{
+	uint64_t	gen;
+
+	par_start(nthr - 1);
 	if (par.started == 0 || nchunks <= 1 || nchunks > UINT32_MAX) {
 		for (size_t c = 0; c < nchunks; c++)
 			fn(arg, c, 0);
@@ -1390,9 +1406,15 @@ par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
 	pthread_cond_broadcast(&par.go);
 	pthread_mutex_unlock(&par.mu);
 	par_chunks(0);
-	/* Only chunks already under way remain. */
-	while (atomic_load(&par.done) < (uint32_t)nchunks)
-		sched_yield();
+	/* Only chunks already under way remain, ending within a chunk's
+	 * time: spin that long first, as sched_yield() on a busy machine
+	 * may hand the CPU to another process for a whole time slice. */
+	for (int i = 0; atomic_load(&par.done) < (uint32_t)nchunks; i++) {
+		if (i < KERNEL_PAR_SPIN)
+			par_pause();
+		else
+			sched_yield();
+	}
 }
 
 int

@@ -55,7 +55,9 @@ void	kernel_tanh(float *y, const float *x, size_t n);
 
 /* Makes OpenBLAS allocate its work buffer now, with a product too big for
  * its small-matrix path: later, under RLIMIT_AS, that allocation could
- * fail, and OpenBLAS retries it forever.  Returns -1 if memory is short. */
+ * fail, and OpenBLAS retries it forever.  Also starts the workers of
+ * kernel_par_run(), which the sandbox would not let start later.  Returns
+ * -1 if memory is short. */
 int	kernel_warmup(void);
 
 /* Softmax over the middle index of x viewed as (outer, n, inner); y may

@@ -40,6 +40,7 @@
 #define RUNTIME_FD		3
 #define STDERR_LINE_MAX		2048	/* longer runtime lines are cut */
 #define REPLICA_MAX_SEQS	1024	/* a HELLO's max_seqs is cut to this */
+#define REPLICA_SOCKBUF		(1 << 20)	/* SO_SNDBUF, SO_RCVBUF */
 
 static void	replica_read_cb(struct bufferevent *, void *);
 static void	replica_event_cb(struct bufferevent *, short, void *);
@@ -62,6 +63,7 @@ static int	replica_stream_frame(struct replica *, const struct ipc_hdr *,
 		    const uint8_t *);
 static void	replica_arm_hang(struct replica *);
 static const char *replica_name(const struct replica *);
+static void	sock_bufs(int);
 static void	replica_stderr_cb(struct bufferevent *, void *);
 static void	replica_stderr_event_cb(struct bufferevent *, short, void *);
 
@@ -146,6 +148,20 @@ replica_free(struct replica *r)
 	free(r);
 }
 
+/* Socket buffers that hold a batch-64 frame (a 784-float MNIST batch
+ * is 200 KB) whole: with the default ones the writer stops midway and
+ * the two processes take turns waking each other for the rest.  The
+ * kernel caps the size at net.core.wmem_max / rmem_max; smaller ones
+ * only cost speed, so a failure is not an error. */
+static void
+sock_bufs(int fd)
+{
+	int	sz = REPLICA_SOCKBUF;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+}
+
 int
 replica_start(struct replica *r, const char *path, int threads)
 {
@@ -163,6 +179,8 @@ replica_start(struct replica *r, const char *path, int threads)
 		log_warn("socketpair for runtime of '%s'", replica_name(r));
 		goto fail;
 	}
+	sock_bufs(sv[0]);
+	sock_bufs(sv[1]);
 	snprintf(fdarg, sizeof(fdarg), "%d", RUNTIME_FD);
 	snprintf(thr, sizeof(thr), "%d", threads > 0 ? threads : 1);
 	snprintf(envthr, sizeof(envthr), "OPENBLAS_NUM_THREADS=%s", thr);

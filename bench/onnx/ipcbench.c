@@ -46,6 +46,11 @@
 #define IB_ERROR	2
 #define IB_INFER_OK	4
 #define IB_PONG		11
+/* Socket buffers as maasd sets them (scheduler/replica.c): a batch-64
+ * frame fits whole.  -DIB_SOCKBUF=0 keeps the kernel's defaults. */
+#ifndef IB_SOCKBUF
+#define IB_SOCKBUF	(1 << 20)
+#endif
 
 struct reply {
 	uint16_t	 type;
@@ -260,6 +265,14 @@ main(int argc, char *argv[])
 		die("bad SECONDS '%s'", argv[4]);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
 		die("socketpair: %s", strerror(errno));
+	for (int i = 0; i < 2 && IB_SOCKBUF > 0; i++) {
+		int	sz = IB_SOCKBUF;
+
+		(void)setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz,
+		    sizeof(sz));
+		(void)setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &sz,
+		    sizeof(sz));
+	}
 	if ((pid = fork()) == -1)
 		die("fork: %s", strerror(errno));
 	if (pid == 0) {
@@ -267,6 +280,10 @@ main(int argc, char *argv[])
 		if (fcntl(sv[1], F_SETFD, 0) == -1)
 			_exit(127);
 		snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
+		/* As maasd starts it: OpenBLAS sized to the replica from its
+		 * first thread on. */
+		if (setenv("OPENBLAS_NUM_THREADS", argv[3], 1) == -1)
+			_exit(127);
 		execl(argv[1], argv[1], "--fd", fdarg, "--model", argv[2],
 		    "--threads", argv[3], (char *)NULL);
 		_exit(127);

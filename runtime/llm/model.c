@@ -5,8 +5,11 @@
  * runs them through the layers together.  Prefill rows all belong to one
  * sequence (positions len, len + 1, ...); decode rows belong to different
  * sequences (one each).  Matrix products:
- *   prefill  rows x weight^T through cblas_sgemm, on the F32 weight or
- *            on blocks of WB_ROWS dequantized rows;
+ *   prefill  rows x weight^T through single-threaded cblas_sgemm calls,
+ *            each on GM_ROWS rows of the F32 weight or of WB_ROWS
+ *            dequantized rows at a time, handed out on the pool like
+ *            the heads of attention and the element-wise passes, with
+ *            OpenBLAS kept to one thread meanwhile (prefill());
  *   decode   per weight row, a dot product with each sequence's vector,
  *            straight from the blocks (quant_dot_n), so the weights are
  *            read once per step for the whole batch; the rows are handed
@@ -50,7 +53,13 @@
 /* Prefill attention scores (query rows x keys) for a chunk, at most this
  * many floats (and at least n_ctx): longer contexts take fewer query rows
  * per sgemm. */
-#define LLM_ATT_FLOATS	(1 << 20)
+#define LLM_ATT_FLOATS	(1 << 21)
+/* Rows per item of a prefill element-wise job (struct job, ew_item). */
+#define EW_ROWS		8
+/* Weight rows per item of a prefill product (gm_item): a multiple of
+ * WB_ROWS, large enough that packing the chunk's input for each item
+ * costs little next to the item's product. */
+#define GM_ROWS		128
 #define WB_ROWS		64		/* weight rows dequantized per sgemm */
 #define LLM_MAX_LAYER	1024
 #define LLM_MAX_EMBD	65536
@@ -103,6 +112,17 @@ struct job {
 	float			*y[3];
 	int			 layer;
 	bool			 attend;
+	int			 op;		/* ew_item: EW_* */
+	const float		*normw;		/* ew_item: norm weights */
+	int			 qb, nk, r0, h0; /* ah_item: block, heads */
+};
+
+/* Element-wise passes of a prefill chunk, row by row (ew_item). */
+enum {
+	EW_NORM,	/* xb = rmsnorm(x) */
+	EW_ADDNORM,	/* x += xb, then xb = rmsnorm(x) */
+	EW_ADD,		/* x += xb */
+	EW_SWIGLU	/* hb = silu(hb) * hb2 */
 };
 
 /* The pool hands a job out one item at a time: every thread, the caller
@@ -176,6 +196,8 @@ struct llm_model {
 	float			*cs, *sn;	/* rope (rows, head_dim / 2) */
 	float			*att;		/* scores (att_cap); thread 0's */
 	float			*tatt[LLM_MAX_THREADS];	/* others' (n_ctx) */
+	float			*twbuf[LLM_MAX_THREADS]; /* others' wbuf */
+	size_t			 wbuf_len;	/* floats of each wbuf */
 	size_t			 att_cap;	/* >= n_ctx */
 	float			*wbuf;		/* (WB_ROWS, max n_in) */
 	float			*hrow;		/* (n_embd) */
@@ -204,7 +226,7 @@ static bool	as_room(size_t);
 static struct wmat *weight_at(struct llm_model *, size_t);
 static void	weights_copy(struct llm_model *);
 static void	matmul(struct llm_model *, float *, const float *, int,
-		    const struct wmat *, bool);
+		    const struct wmat *);
 static void	mm_job(struct job *, const float *, int);
 static void	mm_add(struct job *, const struct wmat *, float *);
 static void	mm_item(struct llm_model *, const struct job *, int, int);
@@ -220,6 +242,13 @@ static void	rope(const struct llm_model *, float *, int, const float *,
 static void	attend(struct llm_model *, int, int, int, float *);
 static void	att_item(struct llm_model *, const struct job *, int, int);
 static void	attend_chunk(struct llm_model *, int, int);
+static void	ew_item(struct llm_model *, const struct job *, int, int);
+static void	ew_run(struct llm_model *, int, int, const float *);
+static void	ah_item(struct llm_model *, const struct job *, int, int);
+static void	gm_add(struct job *, const struct wmat *, float *);
+static void	gm_item(struct llm_model *, const struct job *, int, int);
+static void	gm_run(struct llm_model *, const float *, int,
+		    const struct wmat *, float *, const struct wmat *, float *);
 static void	forward(struct llm_model *, const int32_t *, int, bool,
 		    float *, float *);
 
@@ -475,13 +504,16 @@ llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
 	m->hb2 = xcalloc(rows * (size_t)hp->n_ff, sizeof(float));
 	m->cs = xcalloc(rows * hd2, sizeof(float));
 	m->sn = xcalloc(rows * hd2, sizeof(float));
-	m->att_cap = rows * (size_t)hp->n_ctx;
+	/* All heads' scores of a block of query rows at once (attend_chunk),
+	 * at least one row of one head's. */
+	m->att_cap = rows * (size_t)hp->n_ctx * (size_t)hp->n_head;
 	if (m->att_cap > LLM_ATT_FLOATS)
 		m->att_cap = LLM_ATT_FLOATS;
 	if (m->att_cap < (size_t)hp->n_ctx)
 		m->att_cap = (size_t)hp->n_ctx;
 	m->att = xcalloc(m->att_cap, sizeof(float));
-	m->wbuf = xcalloc((size_t)WB_ROWS * (size_t)maxin, sizeof(float));
+	m->wbuf_len = (size_t)WB_ROWS * (size_t)maxin;
+	m->wbuf = xcalloc(m->wbuf_len, sizeof(float));
 	m->hrow = xcalloc((size_t)hp->n_embd, sizeof(float));
 	m->work_bytes = sizeof(float) * (rows * (4 * (size_t)hp->n_embd +
 	    2 * (size_t)m->kvd + 2 * (size_t)hp->n_ff + 2 * hd2) +
@@ -685,39 +717,17 @@ llm_kv_truncate(struct llm_kv *kv, int n)
 
 /* --- forward pass --- */
 
-/* y (rows, w->n_out) = x (rows, w->n_in) w^T: sgemm when gemm (prefill),
- * else dot products over the pool (decode). */
+/* y (rows, w->n_out) = x (rows, w->n_in) w^T by dot products over the
+ * pool (decode; prefill's products are gm_run()'s). */
 static void
 matmul(struct llm_model *m, float *y, const float *x, int rows,
-    const struct wmat *w, bool gemm)
+    const struct wmat *w)
 {
-	size_t	n_in = (size_t)w->n_in, n_out = (size_t)w->n_out;
+	struct job	j;
 
-	if (!gemm || rows == 1) {
-		struct job	j;
-
-		mm_job(&j, x, rows);
-		mm_add(&j, w, y);
-		run_job(m, &j);
-		return;
-	}
-	if (w->type == GGML_T_F32) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows,
-		    (blasint)n_out, (blasint)n_in, 1.0f, x, (blasint)n_in,
-		    (const float *)(const void *)w->data, (blasint)n_in, 0.0f,
-		    y, (blasint)n_out);
-		return;
-	}
-	for (size_t o0 = 0; o0 < n_out; o0 += WB_ROWS) {
-		size_t	nb = n_out - o0 < WB_ROWS ? n_out - o0 : WB_ROWS;
-
-		for (size_t j = 0; j < nb; j++)
-			quant_dequant(w->type, w->data + (o0 + j) *
-			    w->row_bytes, m->wbuf + j * n_in, n_in);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows,
-		    (blasint)nb, (blasint)n_in, 1.0f, x, (blasint)n_in,
-		    m->wbuf, (blasint)n_in, 0.0f, y + o0, (blasint)n_out);
-	}
+	mm_job(&j, x, rows);
+	mm_add(&j, w, y);
+	run_job(m, &j);
 }
 
 /* An empty product job over x (rows, n_in). */
@@ -910,6 +920,8 @@ pool_stop(struct llm_model *m)
 	for (int i = 1; i < p->n; i++) {
 		free(m->tatt[i]);
 		m->tatt[i] = NULL;
+		free(m->twbuf[i]);
+		m->twbuf[i] = NULL;
 	}
 	p->n = 1;
 	p->quit = false;
@@ -932,12 +944,15 @@ llm_model_set_threads(struct llm_model *m, int n)
 	p->n = n;
 	for (int i = 1; i < n; i++) {
 		m->tatt[i] = xcalloc((size_t)m->hp.n_ctx, sizeof(float));
+		m->twbuf[i] = xcalloc(m->wbuf_len, sizeof(float));
 		m->wk[i].m = m;
 		m->wk[i].idx = i;
 		if (pthread_create(&p->tid[i], NULL, worker_main,
 		    &m->wk[i]) != 0) {
 			free(m->tatt[i]);
 			m->tatt[i] = NULL;
+			free(m->twbuf[i]);
+			m->twbuf[i] = NULL;
 			p->n = i;	/* stop those started */
 			pool_stop(m);
 			return -1;
@@ -1059,56 +1074,196 @@ att_item(struct llm_model *m, const struct job *j, int i, int thr)
 		attend(m, r, j->layer, h, thr == 0 ? m->att : m->tatt[thr]);
 }
 
+/* Item i of an attention job (attend_chunk): query head h0 + i of the
+ * block of qb query rows from r0, over nk keys: scores = Q K^T, softmax,
+ * out = scores V, all on the calling thread; scores at att + i * qb * nk. */
+static void
+ah_item(struct llm_model *m, const struct job *j, int i, int thr)
+{
+	int		 h = j->h0 + i;
+	struct llm_kv	*kv = m->rkv[0];
+	int		 hd = m->hp.head_dim, ne = m->hp.n_embd, kvd = m->kvd;
+	int		 grp = m->hp.n_head / m->hp.n_head_kv;
+	int		 qb = j->qb, nk = j->nk;
+	size_t		 kvo = (size_t)j->layer * (size_t)kv->n_ctx *
+			    (size_t)kvd + (size_t)(h / grp) * (size_t)hd;
+	size_t		 qo = (size_t)j->r0 * (size_t)ne + (size_t)h * hd;
+	float		*att = m->att + (size_t)i * (size_t)qb * (size_t)nk;
+	float		 scale = 1.0f / sqrtf((float)hd);
+
+	(void)thr;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, nk, hd,
+	    scale, m->q + qo, ne, kv->k + kvo, kvd, 0.0f, att, nk);
+	for (int r = 0; r < qb; r++) {
+		float	*s = att + (size_t)r * (size_t)nk;
+		int	 n = m->rpos[0] + j->r0 + r + 1;	/* causal */
+		float	 mx = -INFINITY, sum = 0.0f, inv;
+
+		for (int t = 0; t < n; t++)
+			mx = s[t] > mx ? s[t] : mx;
+		for (int t = 0; t < n; t++) {
+			s[t] = expf(s[t] - mx);
+			sum += s[t];
+		}
+		inv = 1.0f / sum;
+		for (int t = 0; t < n; t++)
+			s[t] *= inv;
+		for (int t = n; t < nk; t++)
+			s[t] = 0.0f;
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, nk,
+	    1.0f, att, nk, kv->v + kvo, kvd, 0.0f, m->ao + qo, ne);
+}
+
 /* Attention of a prefill chunk (rows of one sequence at consecutive
  * positions, q rotated and the chunk's K/V already in the cache) in layer
  * l, into ao: per head, scores = Q K^T and out = softmax(scores) V as two
- * sgemms, over blocks of query rows whose causal scores fit in att. */
+ * single-threaded sgemms, one head per item on the pool, over blocks of
+ * query rows whose causal scores for all heads fit in att (for few heads
+ * at a time if a single row's do not: many heads, a long context). */
 static void
 attend_chunk(struct llm_model *m, int rows, int l)
 {
-	struct llm_kv	*kv = m->rkv[0];
-	int		 p0 = m->rpos[0], hd = m->hp.head_dim;
-	int		 grp = m->hp.n_head / m->hp.n_head_kv;
-	int		 ne = m->hp.n_embd, kvd = m->kvd;
-	size_t		 base = (size_t)l * (size_t)kv->n_ctx * (size_t)kvd;
-	float		 scale = 1.0f / sqrtf((float)hd);
+	int	p0 = m->rpos[0], nh = m->hp.n_head;
 
 	for (int r0 = 0, qb; r0 < rows; r0 += qb) {
-		int	nk = p0 + rows;	/* keys the block's last row sees */
+		int		nk = p0 + rows;	/* keys the last row sees */
+		size_t		ng;		/* heads per job */
+		struct job	j;
 
 		qb = rows - r0;
-		if ((size_t)qb * (size_t)nk > m->att_cap)
-			qb = (int)(m->att_cap / (size_t)nk);
-		nk = p0 + r0 + qb;
-		for (int h = 0; h < m->hp.n_head; h++) {
-			const float	*kh = kv->k + base + (size_t)(h / grp) * hd;
-			const float	*vh = kv->v + base + (size_t)(h / grp) * hd;
-
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb,
-			    nk, hd, scale, m->q + (size_t)r0 * ne +
-			    (size_t)h * hd, ne, kh, kvd, 0.0f, m->att, nk);
-			for (int i = 0; i < qb; i++) {
-				float	*s = m->att + (size_t)i * nk;
-				int	 n = p0 + r0 + i + 1;	/* causal */
-				float	 mx = -INFINITY, sum = 0.0f, inv;
-
-				for (int t = 0; t < n; t++)
-					mx = s[t] > mx ? s[t] : mx;
-				for (int t = 0; t < n; t++) {
-					s[t] = expf(s[t] - mx);
-					sum += s[t];
-				}
-				inv = 1.0f / sum;
-				for (int t = 0; t < n; t++)
-					s[t] *= inv;
-				for (int t = n; t < nk; t++)
-					s[t] = 0.0f;
-			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-			    qb, hd, nk, 1.0f, m->att, nk, vh, kvd, 0.0f,
-			    m->ao + (size_t)r0 * ne + (size_t)h * hd, ne);
+		if ((size_t)qb * (size_t)nk * (size_t)nh > m->att_cap)
+			qb = (int)(m->att_cap / ((size_t)nk * (size_t)nh));
+		if (qb < 1)	/* att_cap >= n_ctx >= nk */
+			qb = 1;
+		ng = m->att_cap / ((size_t)qb * (size_t)nk);
+		memset(&j, 0, sizeof(j));
+		j.fn = ah_item;
+		j.layer = l;
+		j.qb = qb;
+		j.nk = p0 + r0 + qb;
+		j.r0 = r0;
+		for (j.h0 = 0; j.h0 < nh; j.h0 += j.n) {
+			j.n = (size_t)(nh - j.h0) < ng ? nh - j.h0 : (int)ng;
+			run_job(m, &j);
 		}
 	}
+}
+
+/* Adds y = x w^T to a prefill product job j (at most three products, all
+ * of the same n_in), GM_ROWS weight rows an item. */
+static void
+gm_add(struct job *j, const struct wmat *w, float *y)
+{
+	j->chunk = GM_ROWS;
+	j->w[j->nw] = w;
+	j->y[j->nw] = y;
+	j->first[j->nw] = j->n;
+	j->n += (w->n_out + GM_ROWS - 1) / GM_ROWS;
+	j->first[++j->nw] = j->n;
+}
+
+/* Item i of a prefill product: a single-threaded sgemm of the chunk with
+ * GM_ROWS rows of the weight, F32 in place, others dequantized WB_ROWS
+ * rows at a time into the thread's wbuf.  The calls are fixed by the
+ * shapes alone, so the bits do not depend on the thread count. */
+static void
+gm_item(struct llm_model *m, const struct job *j, int i, int thr)
+{
+	const struct wmat	*w;
+	float			*buf = thr == 0 ? m->wbuf : m->twbuf[thr];
+	size_t			 n_in, n_out, o, o1;
+	int			 k = 0;
+
+	while (i >= j->first[k + 1])
+		k++;
+	w = j->w[k];
+	n_in = (size_t)w->n_in;
+	n_out = (size_t)w->n_out;
+	o = (size_t)(i - j->first[k]) * GM_ROWS;
+	o1 = o + GM_ROWS < n_out ? o + GM_ROWS : n_out;
+	if (w->type == GGML_T_F32) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->rows,
+		    (blasint)(o1 - o), (blasint)n_in, 1.0f, j->x,
+		    (blasint)n_in, (const float *)(const void *)w->data + o *
+		    n_in, (blasint)n_in, 0.0f, j->y[k] + o, (blasint)n_out);
+		return;
+	}
+	for (; o < o1; o += WB_ROWS) {
+		size_t	nb = o1 - o < WB_ROWS ? o1 - o : WB_ROWS;
+
+		for (size_t r = 0; r < nb; r++)
+			quant_dequant(w->type, w->data + (o + r) *
+			    w->row_bytes, buf + r * n_in, n_in);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->rows,
+		    (blasint)nb, (blasint)n_in, 1.0f, j->x, (blasint)n_in,
+		    buf, (blasint)n_in, 0.0f, j->y[k] + o, (blasint)n_out);
+	}
+}
+
+/* Prefill products y1 = x w1^T and, if w2, y2 = x w2^T, on the pool. */
+static void
+gm_run(struct llm_model *m, const float *x, int rows, const struct wmat *w1,
+    float *y1, const struct wmat *w2, float *y2)
+{
+	struct job	j;
+
+	memset(&j, 0, sizeof(j));
+	j.fn = gm_item;
+	j.x = x;
+	j.rows = rows;
+	gm_add(&j, w1, y1);
+	if (w2 != NULL)
+		gm_add(&j, w2, y2);
+	run_job(m, &j);
+}
+
+/* Item i of an element-wise job: rows [i * EW_ROWS, + EW_ROWS) of the
+ * chunk, each the same arithmetic as the one-row passes of decode. */
+static void
+ew_item(struct llm_model *m, const struct job *j, int i, int thr)
+{
+	const struct llm_hparams *hp = &m->hp;
+	size_t	ne = (size_t)hp->n_embd, nff = (size_t)hp->n_ff;
+	int	r1 = (i + 1) * EW_ROWS < j->rows ? (i + 1) * EW_ROWS : j->rows;
+
+	(void)thr;
+	for (int r = i * EW_ROWS; r < r1; r++) {
+		float	*x = m->x + (size_t)r * ne, *xb = m->xb + (size_t)r * ne;
+
+		if (j->op == EW_SWIGLU) {
+			float		*hb = m->hb + (size_t)r * nff;
+			const float	*hb2 = m->hb2 + (size_t)r * nff;
+
+			for (size_t k = 0; k < nff; k++) {
+				float	g = hb[k];
+
+				hb[k] = g / (1.0f + expf(-g)) * hb2[k];
+			}
+			continue;
+		}
+		if (j->op != EW_NORM) {
+			for (size_t k = 0; k < ne; k++)
+				x[k] += xb[k];
+		}
+		if (j->op != EW_ADD)
+			rmsnorm(xb, x, j->normw, hp->n_embd, hp->rms_eps);
+	}
+}
+
+/* Runs element-wise pass op over the chunk's rows on the pool. */
+static void
+ew_run(struct llm_model *m, int op, int rows, const float *nw)
+{
+	struct job	j;
+
+	memset(&j, 0, sizeof(j));
+	j.fn = ew_item;
+	j.n = (rows + EW_ROWS - 1) / EW_ROWS;
+	j.rows = rows;
+	j.op = op;
+	j.normw = nw;
+	run_job(m, &j);
 }
 
 /* Runs rows tokens (rkv[] and rpos[] set, at most LLM_ROWS) through the
@@ -1137,13 +1292,26 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 		const struct layer *L = &m->layers[l];
 		struct job	 j;
 
-		for (int r = 0; r < rows; r++)
-			rmsnorm(m->xb + r * ne, m->x + r * ne, L->attn_norm,
-			    hp->n_embd, hp->rms_eps);
+		/* Prefill: the element-wise passes run on the pool, the
+		 * residual add of the previous layer's FFN joined to this
+		 * layer's norm. */
+		if (prefill)
+			ew_run(m, l == 0 ? EW_NORM : EW_ADDNORM, rows,
+			    L->attn_norm);
+		else {
+			for (int r = 0; r < rows; r++)
+				rmsnorm(m->xb + r * ne, m->x + r * ne,
+				    L->attn_norm, hp->n_embd, hp->rms_eps);
+		}
 		if (prefill) {
-			matmul(m, m->q, m->xb, rows, &L->wq, true);
-			matmul(m, m->k, m->xb, rows, &L->wk, true);
-			matmul(m, m->v, m->xb, rows, &L->wv, true);
+			memset(&j, 0, sizeof(j));
+			j.fn = gm_item;
+			j.x = m->xb;
+			j.rows = rows;
+			gm_add(&j, &L->wq, m->q);
+			gm_add(&j, &L->wk, m->k);
+			gm_add(&j, &L->wv, m->v);
+			run_job(m, &j);
 		} else {
 			mm_job(&j, m->xb, rows);
 			mm_add(&j, &L->wq, m->q);
@@ -1161,31 +1329,37 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 		run_job(m, &j);
 		if (prefill && rows > 1)
 			attend_chunk(m, rows, l);
-		matmul(m, m->xb, m->ao, rows, &L->wo, prefill);
+		if (prefill) {
+			gm_run(m, m->ao, rows, &L->wo, m->xb, NULL, NULL);
+			ew_run(m, EW_ADDNORM, rows, L->ffn_norm);
+			gm_run(m, m->xb, rows, &L->gate, m->hb, &L->up,
+			    m->hb2);
+			ew_run(m, EW_SWIGLU, rows, NULL);
+			gm_run(m, m->hb, rows, &L->down, m->xb, NULL, NULL);
+			continue;
+		}
+		matmul(m, m->xb, m->ao, rows, &L->wo);
 		for (size_t i = 0; i < (size_t)rows * ne; i++)
 			m->x[i] += m->xb[i];
 
 		for (int r = 0; r < rows; r++)
 			rmsnorm(m->xb + r * ne, m->x + r * ne, L->ffn_norm,
 			    hp->n_embd, hp->rms_eps);
-		if (prefill) {
-			matmul(m, m->hb, m->xb, rows, &L->gate, true);
-			matmul(m, m->hb2, m->xb, rows, &L->up, true);
-		} else {
-			mm_job(&j, m->xb, rows);
-			mm_add(&j, &L->gate, m->hb);
-			mm_add(&j, &L->up, m->hb2);
-			run_job(m, &j);
-		}
+		mm_job(&j, m->xb, rows);
+		mm_add(&j, &L->gate, m->hb);
+		mm_add(&j, &L->up, m->hb2);
+		run_job(m, &j);
 		for (size_t i = 0; i < (size_t)rows * nff; i++) {
 			float	g = m->hb[i];
 
 			m->hb[i] = g / (1.0f + expf(-g)) * m->hb2[i];
 		}
-		matmul(m, m->xb, m->hb, rows, &L->down, prefill);
+		matmul(m, m->xb, m->hb, rows, &L->down);
 		for (size_t i = 0; i < (size_t)rows * ne; i++)
 			m->x[i] += m->xb[i];
 	}
+	if (prefill)
+		ew_run(m, EW_ADD, rows, NULL);
 	if (hsum != NULL) {
 		for (int r = 0; r < rows; r++) {
 			rmsnorm(m->hrow, m->x + r * ne, m->out_norm,
@@ -1199,12 +1373,12 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 	if (prefill) {
 		rmsnorm(m->xb, m->x + (size_t)(rows - 1) * ne, m->out_norm,
 		    hp->n_embd, hp->rms_eps);
-		matmul(m, logits, m->xb, 1, &m->output, false);
+		matmul(m, logits, m->xb, 1, &m->output);
 	} else {
 		for (int r = 0; r < rows; r++)
 			rmsnorm(m->xb + r * ne, m->x + r * ne, m->out_norm,
 			    hp->n_embd, hp->rms_eps);
-		matmul(m, logits, m->xb, rows, &m->output, false);
+		matmul(m, logits, m->xb, rows, &m->output);
 	}
 }
 
@@ -1213,12 +1387,20 @@ static int
 prefill(struct llm_model *m, struct llm_kv *kv, const int32_t *tok, int n,
     float *logits, float *hsum)
 {
+	int	nt;
+
 	if (n <= 0 || n > kv->n_ctx - kv->len)
 		return -1;
 	for (int i = 0; i < n; i++) {
 		if (tok[i] < 0 || tok[i] >= m->hp.n_vocab)
 			return -1;
 	}
+	/* The pool splits the products and the heads of attention into
+	 * single-threaded sgemms: OpenBLAS's own threads would only spin
+	 * through the rest of the pass, on the cores the pool needs. */
+	nt = openblas_get_num_threads();
+	if (nt != 1)
+		openblas_set_num_threads(1);
 	for (int i = 0; i < n; i += LLM_ROWS) {
 		int	rows = n - i < LLM_ROWS ? n - i : LLM_ROWS;
 
@@ -1230,6 +1412,8 @@ prefill(struct llm_model *m, struct llm_kv *kv, const int32_t *tok, int n,
 		    hsum);
 		kv->len += rows;
 	}
+	if (nt != 1)
+		openblas_set_num_threads(nt);
 	return 0;
 }
 

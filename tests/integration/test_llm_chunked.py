@@ -1,7 +1,7 @@
 """Chunked prefill in the LLM engine of maas-runtime (runtime/llm/engine.c),
 driven over its IPC socket by a real maas-runtime serving a tiny seeded
 GGUF model: a long prompt arriving while a stream runs is computed in
-chunks of 128 tokens with a decode step of the running stream between
+chunks of 256 tokens with a decode step of the running stream between
 them, both produce exactly what they produce alone, and a prompt
 cancelled in the middle of its prefill leaves a prefix cache that serves
 the next request right."""
@@ -10,7 +10,7 @@ import pytest
 from conftest import BIN, RUNTIME
 import llm_ipc as ipc
 
-CHUNK = 128                 # ENGINE_CHUNK in runtime/llm/engine.c
+CHUNK = 256                 # ENGINE_CHUNK in runtime/llm/engine.c
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def model(tmp_path_factory):
     import subprocess
     path = tmp_path_factory.mktemp("llm") / "long.gguf"
     subprocess.run([str(BIN / "maas-gengguf"), "--seed", "5", "--template",
-                    "chatml", "--n-ctx", "512", "-o", str(path)],
+                    "chatml", "--n-ctx", "1024", "-o", str(path)],
                    check=True, timeout=120)
     return path
 
@@ -39,7 +39,7 @@ def running(seed, tenant="ten_a"):
 
 def long_prompt(seed, tenant="ten_b"):
     return ipc.gen_req(prompt=b"the harbour at dawn, grey stones and gulls. "
-                       * 14, max_tokens=12, temperature=0.8, seed=seed,
+                       * 30, max_tokens=12, temperature=0.8, seed=seed,
                        tenant=tenant)
 
 

@@ -81,6 +81,12 @@ CONFIGS = [
                         "--n-head-kv", "2"], "q8_0"),
     ("llama-spm-q4_0", ["--arch", "llama", "--tokenizer", "spm",
                         "--type", "q4_0", "--seed", "12"], "q4_0"),
+    # FFN wider than one prefill product item (GM_ROWS in model.c), the
+    # last item partial (and, for q8_0, its last dequantized block).
+    ("llama-wide-f32", ["--arch", "llama", "--type", "f32", "--seed", "13",
+                        "--n-ff", "352"], "f32"),
+    ("llama-wide-q8_0", ["--arch", "llama", "--type", "q8_0",
+                         "--seed", "14", "--n-ff", "352"], "q8_0"),
 ]
 
 

@@ -14,3 +14,7 @@ unit: $(BUILD)/tests/llm_logits
 UNIT_TESTS += test_llm_gguf
 test_llm_gguf_SRCS := tests/unit/test_llm_gguf.c $(LLMCORE_SRCS)
 test_llm_gguf_PKGS := openblas
+
+UNIT_TESTS += test_llm_quant
+test_llm_quant_SRCS := tests/unit/test_llm_quant.c runtime/llm/quant.c
+test_llm_quant_PKGS :=

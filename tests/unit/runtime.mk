@@ -15,7 +15,7 @@ ONNX_TESTUTIL_SRCS := tests/unit/onnx_testutil.c
 test_onnx_ops_SRCS := tests/unit/test_onnx_ops.c $(ONNX_TESTUTIL_SRCS) \
 	$(RT_TEST_SRCS)
 test_onnx_ops_PKGS := libprotobuf-c openblas
-test_onnx_load_SRCS := tests/unit/test_onnx_load.c $(ONNX_TESTUTIL_SRCS) \
+test_onnx_load_SRCS := tests/unit/test_onnx_load.c tests/unit/alloccount.c $(ONNX_TESTUTIL_SRCS) \
 	$(RT_TEST_SRCS)
 test_onnx_load_PKGS := libprotobuf-c openblas
 # Conv, pools, BatchNormalization, LogSoftmax, RNN/GRU/LSTM.

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <cblas.h>
 
 #include "runtime/llm/gguf.h"
 #include "runtime/llm/model.h"
@@ -686,6 +687,47 @@ test_batch_invariance(void **state)
 	batch_invariance(GGML_T_Q8_0, false, 70);
 }
 
+/* A prefill gives the same bits on any number of the model's threads
+ * and whatever OpenBLAS's own thread count, which it leaves as it was. */
+static void
+prefill_threads(uint32_t wt, bool qwen)
+{
+	struct loaded	 l;
+	struct llm_kv	*kv;
+	float		 a[M_VOCAB], b[M_VOCAB];
+	int32_t		 p[40], t = 7;
+
+	load(&l, wt, qwen);
+	for (int i = 0; i < 40; i++)
+		p[i] = (int32_t)((i * 11 + 3) % M_VOCAB);
+	assert_non_null(kv = llm_kv_new(l.m, M_CTX));
+	for (int n = 1; n <= 3; n++) {
+		float	*y = n == 1 ? a : b;
+
+		openblas_set_num_threads(n == 2 ? 1 : 2);
+		assert_int_equal(llm_model_set_threads(l.m, n), 0);
+		llm_kv_truncate(kv, 0);
+		assert_int_equal(llm_prefill(l.m, kv, p, 40, y), 0);
+		assert_int_equal(openblas_get_num_threads(), n == 2 ? 1 : 2);
+		/* The cache it left: a decode step over it. */
+		assert_int_equal(llm_decode(l.m, &kv, &t, 1, y), 0);
+		if (n > 1)
+			assert_memory_equal(a, b, sizeof(a));
+	}
+	assert_int_equal(llm_model_set_threads(l.m, 1), 0);
+	llm_kv_free(kv);
+	unload(&l);
+}
+
+static void
+test_prefill_threads(void **state)
+{
+	(void)state;
+	prefill_threads(GGML_T_F32, false);
+	prefill_threads(GGML_T_F16, true);
+	prefill_threads(GGML_T_Q8_0, false);
+}
+
 static void
 test_truncate_and_limits(void **state)
 {
@@ -760,6 +802,7 @@ main(void)
 		cmocka_unit_test(test_tensor_refusals),
 		cmocka_unit_test(test_model_refusals),
 		cmocka_unit_test(test_batch_invariance),
+		cmocka_unit_test(test_prefill_threads),
 		cmocka_unit_test(test_truncate_and_limits),
 	};
 

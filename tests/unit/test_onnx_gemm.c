@@ -23,47 +23,9 @@
 #include "runtime/gemm.h"
 #include "runtime/onnx/graph.h"
 #include "runtime/onnx/onnx.h"
+#include "tests/unit/alloccount.h"
 #include "tests/unit/onnx_testutil.h"
 #include "tools/onnxb.h"
-
-#if !defined(__SANITIZE_ADDRESS__)
-/* Counts allocations (glibc's own entry points do the work), as
- * test_onnx_load does.  ASan has its own. */
-#define COUNT_ALLOCS	1
-extern void	*__libc_malloc(size_t);
-extern void	*__libc_calloc(size_t, size_t);
-extern void	*__libc_realloc(void *, size_t);
-extern void	*__libc_memalign(size_t, size_t);
-static unsigned long	n_allocs;
-
-void *
-malloc(size_t n)
-{
-	n_allocs++;
-	return __libc_malloc(n);
-}
-
-void *
-calloc(size_t n, size_t m)
-{
-	n_allocs++;
-	return __libc_calloc(n, m);
-}
-
-void *
-realloc(void *p, size_t n)
-{
-	n_allocs++;
-	return __libc_realloc(p, n);
-}
-
-int
-posix_memalign(void **p, size_t align, size_t n)
-{
-	n_allocs++;
-	return (*p = __libc_memalign(align, n)) != NULL ? 0 : ENOMEM;
-}
-#endif
 
 #define FLOAT	ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
 #define TOL	1e-4

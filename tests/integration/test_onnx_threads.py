@@ -1,0 +1,65 @@
+"""The product pool of a sandboxed maas-runtime deployed with threads=2:
+its worker thread ("maas-par") must exist once the runtime serves, since
+inside the seccomp sandbox and under the memory limit a thread may not be
+creatable any more, and a batch-64 request split over the pool must give
+the same answer as the model computed elsewhere."""
+import json
+import os
+
+import numpy as np
+import requests
+
+from conftest import (HTTP_TIMEOUT, assert_close, deploy_file, onnx_forward,
+                      output_by_name, tenant_with_key, tensor)
+
+BIG = (784, 512, 512, 10)       # products above the split threshold
+
+
+def _comms(pid):
+    names = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return names
+
+
+def _serving(maasd_factory, models, threads):
+    d = maasd_factory()
+    path = models.get(BIG, seed=7)
+    deploy_file(d, "m", path, threads=threads)
+    _, k = tenant_with_key(d)
+    pids = d.runtime_pids(path)
+    assert len(pids) == 1, (pids, d.log_tail())
+    return d, path, k["key"], pids[0]
+
+
+def _infer(d, key, x):
+    return requests.post(
+        d.url("/v2/models/m/infer"),
+        data=json.dumps({"inputs": [tensor("input", x)]}),
+        headers={"Authorization": f"Bearer {key}",
+                 "Content-Type": "application/json"},
+        verify=d.cert, timeout=HTTP_TIMEOUT)
+
+
+def test_two_threads_start_a_pool_worker(maasd_factory, models):
+    d, path, key, pid = _serving(maasd_factory, models, 2)
+    x = np.random.default_rng(3).standard_normal((64, 784)).astype(
+        np.float32)
+    for _ in range(3):
+        r = _infer(d, key, x)
+        assert r.status_code == 200, r.text
+    assert _comms(pid).count("maas-par") == 1, _comms(pid)
+    want = onnx_forward(path, {"input": x})["output"]
+    out = output_by_name(r.json(), "output")
+    assert_close(np.array(out["data"]).reshape(out["shape"]), want)
+
+
+def test_one_thread_starts_no_worker(maasd_factory, models):
+    d, path, key, pid = _serving(maasd_factory, models, 1)
+    x = np.zeros((64, 784), dtype=np.float32)
+    assert _infer(d, key, x).status_code == 200
+    assert "maas-par" not in _comms(pid), _comms(pid)

@@ -1,0 +1,194 @@
+/* tests/unit/test_llm_quant.c - the weight-row kernels of
+ * runtime/llm/quant.c: quant_dot_n, which a decode step's matrices use
+ * for its whole batch, must give quant_dot's bits for every row and
+ * vector whatever the number of vectors (cut in fours), the strides, a
+ * tail of columns past the last 16 or unaligned rows, since the model's
+ * batch invariance rests on it; and both must agree with a
+ * double-precision sum of the dequantized row. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "runtime/llm/quant.h"
+
+static uint32_t	rng = 12345;
+
+static uint32_t
+next(void)
+{
+	rng = rng * 1664525u + 1013904223u;
+	return rng >> 8;
+}
+
+/* Uniform in [-1, 1). */
+static float
+frand(void)
+{
+	return (float)next() / (float)(1u << 23) - 1.0f;
+}
+
+static size_t
+row_bytes(enum ggml_type t, size_t n)
+{
+	switch (t) {
+	case GGML_T_F32:
+		return 4 * n;
+	case GGML_T_F16:
+		return 2 * n;
+	case GGML_T_Q8_0:
+		return n / 32 * 34;
+	default:
+		return n / 32 * 18;
+	}
+}
+
+/* Random rows of type t; F16 values and block scales kept small and
+ * finite. */
+static void
+fill(enum ggml_type t, uint8_t *p, size_t bytes)
+{
+	for (size_t i = 0; i < bytes; i++)
+		p[i] = (uint8_t)next();
+	if (t == GGML_T_F32) {
+		for (size_t i = 0; i + 4 <= bytes; i += 4) {
+			float	f = frand();
+
+			memcpy(p + i, &f, 4);
+		}
+	} else if (t == GGML_T_F16) {
+		for (size_t i = 0; i + 2 <= bytes; i += 2) {
+			/* Exponent below 15: |h| < 2. */
+			uint16_t	h = (uint16_t)((next() & 0x83ff) |
+					    (next() % 15) << 10);
+
+			memcpy(p + i, &h, 2);
+		}
+	} else {
+		size_t	bb = t == GGML_T_Q8_0 ? 34 : 18;
+
+		for (size_t i = 0; i + bb <= bytes; i += bb) {
+			uint16_t	d = (uint16_t)(0x2000 |
+					    (next() & 0x3ff));
+
+			memcpy(p + i, &d, 2);
+		}
+	}
+}
+
+static void
+check_shape(enum ggml_type t, size_t n, int nrows, int nx, size_t woff)
+{
+	size_t	 rb = row_bytes(t, n), ldx = n + 3, ldy = (size_t)nrows + 2;
+	uint8_t	*wbuf = malloc(rb * (size_t)nrows + woff), *w = wbuf + woff;
+	/* Vectors start one float off any 64-byte boundary. */
+	float	*xbuf = malloc((ldx * (size_t)nx + 1) * sizeof(float));
+	float	*x = xbuf + 1, *y = malloc(ldy * (size_t)nx * sizeof(float));
+	float	*deq = malloc(n * sizeof(float));
+
+	assert_non_null(wbuf);
+	assert_non_null(xbuf);
+	assert_non_null(y);
+	assert_non_null(deq);
+	fill(t, w, rb * (size_t)nrows);
+	for (size_t i = 0; i < ldx * (size_t)nx; i++)
+		x[i] = frand();
+	for (size_t i = 0; i < ldy * (size_t)nx; i++)
+		y[i] = -12345.0f;
+	for (int o = 0; o < nrows; o++)
+		quant_dot_n(t, w + (size_t)o * rb, x, ldx, nx, n, y + o, ldy);
+	for (int r = 0; r < nx; r++) {
+		const float	*xr = x + (size_t)r * ldx;
+
+		for (int o = 0; o < nrows; o++) {
+			const uint8_t	*wo = w + (size_t)o * rb;
+			float		 want = quant_dot(t, wo, xr, n);
+			float		 got = y[(size_t)r * ldy + (size_t)o];
+			double		 ref = 0.0, mag = 0.0;
+
+			if (memcmp(&want, &got, sizeof(got)) != 0)
+				fail_msg("type %d n %zu rows %d nx %d: row %d "
+				    "vector %d: %a, quant_dot %a", (int)t, n,
+				    nrows, nx, o, r, (double)got,
+				    (double)want);
+			quant_dequant(t, wo, deq, n);
+			for (size_t i = 0; i < n; i++) {
+				ref += (double)deq[i] * xr[i];
+				mag += fabs((double)deq[i] * xr[i]);
+			}
+			if (fabs(got - ref) > 1e-5 * (mag + 1.0))
+				fail_msg("type %d n %zu: %g, reference %g",
+				    (int)t, n, (double)got, ref);
+		}
+		/* Nothing written past the rows. */
+		assert_true(y[(size_t)r * ldy + (size_t)nrows] == -12345.0f);
+		assert_true(y[(size_t)r * ldy + (size_t)nrows + 1] ==
+		    -12345.0f);
+	}
+	free(deq);
+	free(y);
+	free(xbuf);
+	free(wbuf);
+}
+
+/* Every batch shape the kernels have (1 to 4 vectors and more, cut in
+ * fours), with column counts on and off the 16-column step. */
+static void
+test_rows_bit_identical(void **state)
+{
+	static const enum ggml_type	types[] = { GGML_T_F32, GGML_T_F16,
+					    GGML_T_Q8_0, GGML_T_Q4_0 };
+	static const size_t		ns[] = { 16, 32, 40, 64, 100, 768 };
+	static const int		rows[] = { 1, 2, 3, 4, 5, 7, 9 };
+
+	(void)state;
+	quant_init();
+	for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+		enum ggml_type	t = types[ti];
+
+		for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++) {
+			size_t	n = ns[ni];
+
+			if (t != GGML_T_F32 && t != GGML_T_F16 && n % 32)
+				continue;
+			for (size_t ri = 0; ri < sizeof(rows) /
+			    sizeof(rows[0]); ri++)
+				for (int nx = 1; nx <= 11; nx++)
+					check_shape(t, n, rows[ri], nx, 0);
+			check_shape(t, n, 6, 17, 0);
+		}
+	}
+}
+
+/* Rows at unaligned addresses (the block types are stored unaligned in
+ * GGUF; F32 and F16 rows by any 4 or 2 bytes). */
+static void
+test_rows_unaligned(void **state)
+{
+	(void)state;
+	quant_init();
+	for (int nx = 1; nx <= 9; nx++) {
+		check_shape(GGML_T_F32, 96, 5, nx, 4);
+		check_shape(GGML_T_F16, 96, 5, nx, 2);
+		check_shape(GGML_T_Q8_0, 96, 5, nx, 1);
+		check_shape(GGML_T_Q4_0, 96, 5, nx, 3);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest	tests[] = {
+		cmocka_unit_test(test_rows_bit_identical),
+		cmocka_unit_test(test_rows_unaligned),
+	};
+
+	printf("kernels: %s\n", quant_kernels());
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
