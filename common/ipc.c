@@ -2,10 +2,12 @@
  * may be compromised, so every length is checked before use. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/ipc.h"
@@ -112,7 +114,43 @@ write_iov(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
-/* 1: filled, 0: EOF before any byte, -1: error or EOF mid-way. */
+/* How long read_all() polls for the rest of a frame that arrived in part
+ * before it sleeps in read().  A large frame (a batch-64 tensor) crosses
+ * the socket in pieces while the writer is still copying; sleeping between
+ * them costs a wake-up each time (tens of microseconds on a VM whose idle
+ * vCPU halts), polling costs at most this much CPU per frame. */
+#define IPC_SPIN_NS	100000
+
+/* Reads what is there without blocking, for up to IPC_SPIN_NS: the byte
+ * count, 0 at EOF, or -1 with errno EAGAIN when nothing came in time (or
+ * fd is no socket) and another error otherwise. */
+static ssize_t
+read_spin(int fd, void *p, size_t n)
+{
+	struct timespec	t0, t;
+	ssize_t		r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if ((r = recv(fd, p, n, MSG_DONTWAIT)) != -1)
+			return r;
+		if (errno == ENOTSOCK) {
+			errno = EAGAIN;
+			return -1;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((int64_t)(t.tv_sec - t0.tv_sec) * 1000000000 +
+		    (t.tv_nsec - t0.tv_nsec) >= IPC_SPIN_NS) {
+			errno = EAGAIN;
+			return -1;
+		}
+	}
+}
+
+/* 1: filled, 0: EOF before any byte, -1: error or EOF mid-way.  Once part
+ * of n has come, the rest is polled for before read() may sleep. */
 static int
 read_all(int fd, void *buf, size_t n)
 {
@@ -120,8 +158,13 @@ read_all(int fd, void *buf, size_t n)
 	size_t	 got = 0;
 
 	while (got < n) {
-		ssize_t	r = read(fd, p + got, n - got);
+		ssize_t	r = -1;
 
+		if (got > 0 && (r = read_spin(fd, p + got, n - got)) == -1 &&
+		    errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+		if (r == -1)
+			r = read(fd, p + got, n - got);
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r == -1)
