@@ -449,6 +449,27 @@ avx2_f16_nx(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 #define Q8F(p)	_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64( \
 	    (const __m128i *)(const void *)(p))))
 
+/* One block of 32 quantized weights, as floats q0..q3 with scale d,
+ * against each vector's 32 values at x (vectors ldx apart) into acc. */
+AVX2 static inline __attribute__((always_inline)) void
+avx2_block32(__m256 *acc, __m256 q0, __m256 q1, __m256 q2, __m256 q3,
+    __m256 d, const float *x, size_t ldx, int nx)
+{
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++) {
+		const float	*xb = x + r * ldx;
+		__m256		 blk;
+
+		if (r >= nx)
+			break;
+		blk = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+		blk = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), blk);
+		blk = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), blk);
+		blk = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), blk);
+		acc[r] = _mm256_fmadd_ps(blk, d, acc[r]);
+	}
+}
+
 AVX2 static void
 avx2_q8_0(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
     float *y, size_t ldy)
@@ -465,21 +486,7 @@ avx2_q8_0(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 
 		PREFETCH(p);
 
-#pragma GCC unroll 4
-		for (int r = 0; r < 4; r++) {
-			const float	*xb = x + r * ldx + b * 32;
-			__m256		 blk;
-
-			if (r >= nx)
-				break;
-			blk = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
-			blk = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), blk);
-			blk = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16),
-			    blk);
-			blk = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24),
-			    blk);
-			acc[r] = _mm256_fmadd_ps(blk, d, acc[r]);
-		}
+		avx2_block32(acc, q0, q1, q2, q3, d, x + b * 32, ldx, nx);
 	}
 	for (int r = 0; r < nx; r++)
 		y[r * ldy] = avx2_hsum(acc[r], 0.0f);
@@ -499,9 +506,6 @@ avx2_q4_0(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 		__m256	d = _mm256_set1_ps(f16_table[le16(p)]);
 		__m128i	raw = _mm_loadu_si128((const __m128i *)(const void *)
 			    (p + 2));
-
-		if ((b & 3) == 0)
-			PREFETCH(p);
 		__m128i	lo = _mm_sub_epi8(_mm_and_si128(raw, lowmask), eight);
 		__m128i	hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4),
 			    lowmask), eight);
@@ -512,21 +516,9 @@ avx2_q4_0(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 		__m256	q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
 			    _mm_srli_si128(hi, 8)));
 
-#pragma GCC unroll 4
-		for (int r = 0; r < 4; r++) {
-			const float	*xb = x + r * ldx + b * 32;
-			__m256		 blk;
-
-			if (r >= nx)
-				break;
-			blk = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
-			blk = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), blk);
-			blk = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16),
-			    blk);
-			blk = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24),
-			    blk);
-			acc[r] = _mm256_fmadd_ps(blk, d, acc[r]);
-		}
+		if ((b & 3) == 0)
+			PREFETCH(p);
+		avx2_block32(acc, q0, q1, q2, q3, d, x + b * 32, ldx, nx);
 	}
 	for (int r = 0; r < nx; r++)
 		y[r * ldy] = avx2_hsum(acc[r], 0.0f);

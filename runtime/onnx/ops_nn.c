@@ -436,6 +436,32 @@ infer_conv(struct onnx_model *m, struct onnx_node *n, char *err,
 	return 0;
 }
 
+/* The sizes a Conv's loops run over: N images of C channels in G groups
+ * (cg in, mg out each), M output channels, kk weights per channel and
+ * window, pin input and p output pixels per channel. */
+struct conv_dims {
+	size_t	N, C, M, G, cg, mg, kk, pin, p;
+};
+
+static struct conv_dims
+conv_dims(const struct onnx_model *m, const struct onnx_node *n)
+{
+	const struct onnx_value	*x = ONNX_IN(m, n, 0), *w = ONNX_IN(m, n, 1);
+	const struct onnx_value	*y = ONNX_OUT(m, n);
+	struct conv_dims	 d;
+
+	d.N = (size_t)x->shape[0];
+	d.C = (size_t)x->shape[1];
+	d.M = (size_t)y->shape[1];
+	d.G = (size_t)n->i3;
+	d.cg = d.C / d.G;
+	d.mg = d.M / d.G;
+	d.kk = (size_t)onnx_dims_prod(w->shape, 2, w->ndim);
+	d.pin = (size_t)onnx_dims_prod(x->shape, 2, x->ndim);
+	d.p = (size_t)onnx_dims_prod(y->shape, 2, y->ndim);
+	return d;
+}
+
 /* A batch whose scratch infer_conv() sized (rows + mg, NB, p): per chunk
  * of NB images and group, the images unfolded side by side into the
  * first rows (rows NB * p floats apart), one sgemm into the last mg,
@@ -450,16 +476,10 @@ conv_batch(struct onnx_model *m, struct onnx_node *n,
 				    NULL;
 	struct onnx_value	*y = ONNX_OUT(m, n);
 	float			*col = m->vals[n->scratch].data;
-	size_t			 N = (size_t)x->shape[0];
-	size_t			 C = (size_t)x->shape[1];
-	size_t			 M = (size_t)y->shape[1], G = (size_t)n->i3;
-	size_t			 cg = C / G, mg = M / G;
-	size_t			 kk = (size_t)onnx_dims_prod(w->shape, 2,
-				    w->ndim);
-	size_t			 pin = (size_t)onnx_dims_prod(x->shape, 2,
-				    x->ndim);
-	size_t			 p = (size_t)onnx_dims_prod(y->shape, 2,
-				    y->ndim);
+	struct conv_dims	 d = conv_dims(m, n);
+	size_t			 N = d.N, C = d.C, M = d.M, G = d.G;
+	size_t			 cg = d.cg, mg = d.mg, kk = d.kk, pin = d.pin;
+	size_t			 p = d.p;
 	size_t			 nb = (size_t)m->vals[n->scratch].shape[1];
 	float			*prod = col + cg * kk * nb * p;
 
@@ -719,16 +739,10 @@ conv_each(struct onnx_model *m, struct onnx_node *n,
 				    NULL;
 	struct onnx_value	*y = ONNX_OUT(m, n);
 	struct onnx_value	*col = &m->vals[n->scratch];
-	size_t			 N = (size_t)x->shape[0];
-	size_t			 C = (size_t)x->shape[1];
-	size_t			 M = (size_t)y->shape[1], G = (size_t)n->i3;
-	size_t			 cg = C / G, mg = M / G;
-	size_t			 kk = (size_t)onnx_dims_prod(w->shape, 2,
-				    w->ndim);
-	size_t			 pin = (size_t)onnx_dims_prod(x->shape, 2,
-				    x->ndim);
-	size_t			 p = (size_t)onnx_dims_prod(y->shape, 2,
-				    y->ndim);
+	struct conv_dims	 d = conv_dims(m, n);
+	size_t			 N = d.N, C = d.C, M = d.M, G = d.G;
+	size_t			 cg = d.cg, mg = d.mg, kk = d.kk, pin = d.pin;
+	size_t			 p = d.p;
 
 	for (size_t i = 0; i < N; i++) {
 		for (size_t g = 0; g < G; g++) {
