@@ -94,7 +94,6 @@ struct engine {
 	int			 max_seqs;
 	struct seq		*seqs;		/* max_seqs slots */
 	int			 n_active;	/* prefilling ones included */
-	int			 n_prefill;	/* of them, prefilling */
 	uint64_t		 n_arrived;	/* GENERATEs taken, ever */
 	/* Work buffers, allocated at load. */
 	int32_t			*ids;		/* n_ctx prompt tokens */
@@ -561,7 +560,6 @@ gen_start(struct engine *e, uint64_t req, size_t len)
 	s->prefilling = true;
 	s->order = e->n_arrived++;
 	e->n_active++;
-	e->n_prefill++;
 	log_debug("req=%llu generate: %ld prompt tokens (%u cached), up to "
 	    "%u more", (unsigned long long)req, n, cached, s->max_gen);
 	s->compute_us = now_us() - t0;
@@ -746,14 +744,14 @@ prefill_turn(struct engine *e)
 	uint32_t	 k, spent = 0;
 	int		 ret;
 
-	while (e->n_prefill > 0) {
+	for (;;) {
 		s = NULL;
 		for (int i = 0; i < e->max_seqs; i++)
 			if (e->seqs[i].active && e->seqs[i].prefilling &&
 			    (s == NULL || e->seqs[i].order < s->order))
 				s = &e->seqs[i];
 		if (s == NULL)
-			break;		/* cannot be: n_prefill counts them */
+			break;
 		k = s->n_prompt - s->n_hist;
 		if (k > ENGINE_CHUNK)
 			k = ENGINE_CHUNK;
@@ -794,7 +792,6 @@ prefill_chunk(struct engine *e, struct seq *s, uint32_t k)
 		return -1;
 	}
 	s->prefilling = false;
-	e->n_prefill--;
 	tok = sampler_sample(s->smp, e->logits, s->logprobs ? &e->chosen :
 	    NULL, s->top_logprobs ? e->top : NULL);
 	s->compute_us += now_us() - t0;
@@ -962,8 +959,6 @@ seq_release(struct engine *e, struct seq *s)
 {
 	if (s->active)
 		e->n_active--;
-	if (s->active && s->prefilling)
-		e->n_prefill--;
 	s->active = false;
 	s->prefilling = false;
 	s->pend_len = 0;
