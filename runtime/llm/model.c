@@ -149,10 +149,13 @@ enum {
 #define TK_GEN(t)	((uint32_t)((t) >> 40))
 #define TK_N(t)		((uint32_t)((t) >> 20) & POOL_MAX_ITEMS)
 #define TK_NEXT(t)	((uint32_t)(t) & POOL_MAX_ITEMS)
-/* Elements of weight per product item: 64 KiB of F32, enough that a
- * claim costs nothing next to the item, few enough that each thread gets
- * many items of every product. */
-#define MM_ITEM_ELEMS	16384
+/* Elements of weight per product item: 256 KiB of F32.  A thread reads
+ * its item as one stream, prefetching up to 8 KiB ahead (PF_FAR in
+ * quant.c); smaller items cut that stream short more often, and each cut
+ * costs a burst of misses (measured with bench/llm-kernels: 4 sequences
+ * decoded 10-25% faster than with 64 KiB items).  A 768-wide product
+ * still has ten items for the threads to share. */
+#define MM_ITEM_ELEMS	65536
 
 struct pool {
 	pthread_t		 tid[LLM_MAX_THREADS];
