@@ -1006,36 +1006,16 @@ static void
 attend(struct llm_model *m, int r, int l, int h, float *att)
 {
 	struct llm_kv	*kv = m->rkv[r];
-	int		 pos = m->rpos[r], hd = m->hp.head_dim;
+	int		 hd = m->hp.head_dim;
 	int		 grp = m->hp.n_head / m->hp.n_head_kv;
 	size_t		 ne = (size_t)m->hp.n_embd;
 	size_t		 ko = (size_t)l * (size_t)kv->n_ctx * (size_t)m->kvd +
 			    (size_t)(h / grp) * (size_t)hd;
-	const float	*qh = m->q + (size_t)r * ne + (size_t)h * hd;
-	float		*oh = m->ao + (size_t)r * ne + (size_t)h * hd;
-	float		 scale = 1.0f / sqrtf((float)hd);
-	float		 mx = -INFINITY, sum = 0.0f;
 
-	for (int t = 0; t <= pos; t++) {
-		const float *kt = kv->k + ko + (size_t)t * m->kvd;
-		float s = quant_dot(GGML_T_F32, kt, qh, (size_t)hd);
-
-		att[t] = s * scale;
-		if (att[t] > mx)
-			mx = att[t];
-	}
-	for (int t = 0; t <= pos; t++) {
-		att[t] = expf(att[t] - mx);
-		sum += att[t];
-	}
-	memset(oh, 0, (size_t)hd * sizeof(float));
-	for (int t = 0; t <= pos; t++) {
-		const float *vt = kv->v + ko + (size_t)t * m->kvd;
-		float p = att[t] / sum;
-
-		for (int i = 0; i < hd; i++)
-			oh[i] += p * vt[i];
-	}
+	quant_attend(m->q + (size_t)r * ne + (size_t)h * hd, kv->k + ko,
+	    kv->v + ko, (size_t)m->kvd, m->rpos[r] + 1, hd,
+	    1.0f / sqrtf((float)hd), att, m->ao + (size_t)r * ne +
+	    (size_t)h * hd);
 }
 
 /* Item i of an attention job (struct job): row r, KV head g of the

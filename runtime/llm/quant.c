@@ -17,6 +17,7 @@
  * weight row is read from memory once per step for up to four sequences,
  * and the point of the avx2 set is to keep up with the memory at all on
  * one core (F16 by table lookups cannot). */
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
@@ -584,4 +585,149 @@ quant_dot_n(enum ggml_type t, const void *w, const float *x, size_t ldx,
 			yr[(size_t)r * ldy] = dot_generic(t, w, xr +
 			    (size_t)r * ldx, n);
 	}
+}
+
+/* --- decode attention --- */
+
+#ifdef QUANT_X86
+/* att[t] = scale * (q . key t) for the nk (1..4) keys at k, ld apart:
+ * each key has its own two sums (even and odd groups of 8), so a key's
+ * score does not depend on the keys beside it. */
+AVX2 static inline __attribute__((always_inline)) void
+avx2_scores(const float *q, const float *k, size_t ld, int nk, int hd,
+    float scale, float *att)
+{
+	__m256	a0[4], a1[4];
+	int	i = 0, nv = hd & ~15;
+
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++)
+		a0[r] = a1[r] = _mm256_setzero_ps();
+	for (; i < nv; i += 16) {
+		__m256	q0 = _mm256_loadu_ps(q + i);
+		__m256	q1 = _mm256_loadu_ps(q + i + 8);
+
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++) {
+			if (r >= nk)
+				break;
+			a0[r] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k +
+			    (size_t)r * ld + i), a0[r]);
+			a1[r] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(k +
+			    (size_t)r * ld + i + 8), a1[r]);
+		}
+	}
+	for (int r = 0; r < nk; r++) {
+		const float	*kr = k + (size_t)r * ld;
+		float		 s = 0.0f;
+
+		for (int j = nv; j < hd; j++)
+			s += q[j] * kr[j];
+		att[r] = avx2_hsum(_mm256_add_ps(a0[r], a1[r]), s) * scale;
+	}
+}
+
+/* out[0..nc*8) = inv * sum over t of att[t] * v[t * ld + ...], nc <= 8
+ * groups of 8 columns kept in registers over all the keys. */
+AVX2 static inline __attribute__((always_inline)) void
+avx2_mix(const float *att, const float *v, size_t ld, int nk, int nc,
+    float inv, float *out)
+{
+	__m256	acc[8];
+
+#pragma GCC unroll 8
+	for (int j = 0; j < 8; j++)
+		acc[j] = _mm256_setzero_ps();
+	for (int t = 0; t < nk; t++) {
+		__m256		 p = _mm256_set1_ps(att[t]);
+		const float	*vt = v + (size_t)t * ld;
+
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++) {
+			if (j >= nc)
+				break;
+			acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j),
+			    acc[j]);
+		}
+	}
+	for (int j = 0; j < nc; j++)
+		_mm256_storeu_ps(out + 8 * j, _mm256_mul_ps(acc[j],
+		    _mm256_set1_ps(inv)));
+}
+
+AVX2 static void
+avx2_attend(const float *q, const float *k, const float *v, size_t ld,
+    int nk, int hd, float scale, float *att, float *out)
+{
+	float	mx = -INFINITY, sum = 0.0f, inv;
+	int	t = 0, c = 0, hv = hd & ~7;
+
+	for (; t + 4 <= nk; t += 4)
+		avx2_scores(q, k + (size_t)t * ld, ld, 4, hd, scale, att + t);
+	switch (nk - t) {
+	case 3:
+		avx2_scores(q, k + (size_t)t * ld, ld, 3, hd, scale, att + t);
+		break;
+	case 2:
+		avx2_scores(q, k + (size_t)t * ld, ld, 2, hd, scale, att + t);
+		break;
+	case 1:
+		avx2_scores(q, k + (size_t)t * ld, ld, 1, hd, scale, att + t);
+		break;
+	default:
+		break;
+	}
+	for (t = 0; t < nk; t++)
+		if (att[t] > mx)
+			mx = att[t];
+	for (t = 0; t < nk; t++) {
+		att[t] = expf(att[t] - mx);
+		sum += att[t];
+	}
+	inv = 1.0f / sum;
+	for (; c + 64 <= hv; c += 64)
+		avx2_mix(att, v + c, ld, nk, 8, inv, out + c);
+	if (c < hv)
+		avx2_mix(att, v + c, ld, nk, (hv - c) / 8, inv, out + c);
+	for (c = hv; c < hd; c++) {
+		float	s = 0.0f;
+
+		for (t = 0; t < nk; t++)
+			s += att[t] * v[(size_t)t * ld + (size_t)c];
+		out[c] = s * inv;
+	}
+}
+#endif
+
+void
+quant_attend(const float *q, const float *k, const float *v, size_t ld,
+    int nk, int hd, float scale, float *att, float *out)
+{
+	float	mx = -INFINITY, sum = 0.0f, inv;
+
+#ifdef QUANT_X86
+	if (use_avx2) {
+		avx2_attend(q, k, v, ld, nk, hd, scale, att, out);
+		return;
+	}
+#endif
+	for (int t = 0; t < nk; t++) {
+		att[t] = dot_f32(k + (size_t)t * ld, q, (size_t)hd) * scale;
+		if (att[t] > mx)
+			mx = att[t];
+	}
+	for (int t = 0; t < nk; t++) {
+		att[t] = expf(att[t] - mx);
+		sum += att[t];
+	}
+	inv = 1.0f / sum;
+	memset(out, 0, (size_t)hd * sizeof(float));
+	for (int t = 0; t < nk; t++) {
+		const float	*vt = v + (size_t)t * ld;
+
+		for (int c = 0; c < hd; c++)
+			out[c] += att[t] * vt[c];
+	}
+	for (int c = 0; c < hd; c++)
+		out[c] *= inv;
 }

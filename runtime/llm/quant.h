@@ -29,6 +29,11 @@ float	quant_dot(enum ggml_type t, const void *w, const float *x, size_t n);
  * batch shares each weight row this way). */
 void	quant_dot_n(enum ggml_type t, const void *w, const float *x,
 	    size_t ldx, int nx, size_t n, float *y, size_t ldy);
+/* One query's attention over nk cached positions (F32, head size hd):
+ * att[t] = softmax over t of scale * (q . k_t), out = sum of att[t] v_t,
+ * key and value t at k + t * ld and v + t * ld; att holds nk floats. */
+void	quant_attend(const float *q, const float *k, const float *v,
+	    size_t ld, int nk, int hd, float scale, float *att, float *out);
 /* The name of the kernels in use ("avx2+fma+f16c" or "generic"). */
 const char *quant_kernels(void);
 #endif

@@ -4,7 +4,10 @@
  * vector whatever the number of vectors (cut in fours), the strides, a
  * tail of columns past the last 16 or unaligned rows, since the model's
  * batch invariance rests on it; and both must agree with a
- * double-precision sum of the dequantized row. */
+ * double-precision sum of the dequantized row.  quant_attend, a decode
+ * row's attention, must agree with a double-precision softmax and sum
+ * for every number of keys (in fours and the rest) and head sizes on and
+ * off the 8- and 64-column steps. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -181,12 +184,86 @@ test_rows_unaligned(void **state)
 	}
 }
 
+/* Attention against a double-precision reference, keys ld apart. */
+static void
+check_attend(int nk, int hd, size_t ld)
+{
+	float	*q = malloc((size_t)hd * sizeof(float));
+	float	*k = malloc((size_t)nk * ld * sizeof(float));
+	float	*v = malloc((size_t)nk * ld * sizeof(float));
+	float	*att = malloc((size_t)nk * sizeof(float));
+	float	*att1 = malloc((size_t)nk * sizeof(float));
+	float	*out = malloc((size_t)hd * sizeof(float));
+	double	*ref = calloc((size_t)nk, sizeof(double));
+	double	 mx = -INFINITY, sum = 0.0, scale = 1.0 / sqrt((double)hd);
+
+	assert_non_null(q);
+	assert_non_null(k);
+	assert_non_null(v);
+	assert_non_null(att);
+	assert_non_null(att1);
+	assert_non_null(out);
+	assert_non_null(ref);
+	for (int i = 0; i < hd; i++)
+		q[i] = 2.0f * frand();
+	for (size_t i = 0; i < (size_t)nk * ld; i++) {
+		k[i] = 2.0f * frand();
+		v[i] = frand();
+	}
+	quant_attend(q, k, v, ld, nk, hd, (float)scale, att, out);
+	for (int t = 0; t < nk; t++) {
+		for (int i = 0; i < hd; i++)
+			ref[t] += (double)q[i] * k[(size_t)t * ld + (size_t)i];
+		ref[t] *= scale;
+		if (ref[t] > mx)
+			mx = ref[t];
+	}
+	for (int t = 0; t < nk; t++) {
+		ref[t] = exp(ref[t] - mx);
+		sum += ref[t];
+	}
+	for (int i = 0; i < hd; i++) {
+		double	o = 0.0;
+
+		for (int t = 0; t < nk; t++)
+			o += ref[t] / sum * v[(size_t)t * ld + (size_t)i];
+		if (fabs(o - out[i]) > 1e-5 + 1e-4 * fabs(o))
+			fail_msg("attend nk %d hd %d: out[%d] %g, want %g",
+			    nk, hd, i, (double)out[i], o);
+	}
+	/* One key: its weight is exactly 1, so out is its value. */
+	quant_attend(q, k, v, ld, 1, hd, (float)scale, att1, out);
+	for (int i = 0; i < hd; i++)
+		assert_true(out[i] == v[i]);
+	free(q);
+	free(k);
+	free(v);
+	free(att);
+	free(att1);
+	free(out);
+	free(ref);
+}
+
+static void
+test_attend(void **state)
+{
+	static const int	hds[] = { 3, 8, 16, 40, 64, 72, 128, 200 };
+
+	(void)state;
+	quant_init();
+	for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
+		for (int nk = 1; nk <= 13; nk++)
+			check_attend(nk, hds[hi], (size_t)hds[hi] + 5);
+	check_attend(300, 64, 64 * 12);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest	tests[] = {
 		cmocka_unit_test(test_rows_bit_identical),
 		cmocka_unit_test(test_rows_unaligned),
+		cmocka_unit_test(test_attend),
 	};
 
 	printf("kernels: %s\n", quant_kernels());
