@@ -373,6 +373,26 @@ static const struct {
 	{ tile_6x1, tile_6x1, 1 },
 };
 
+/* Asks for rows i..i+GEMM_MR (below i1) of a, columns [k0, k1), to be
+ * brought into L2 while the tiles of the rows before them run.  A large
+ * a (a transformer's 8192 tokens) comes from memory, and the first tile
+ * of each block of rows would wait on six streams of it; the others
+ * find it in cache. */
+GEMM_TILE void
+prefetch_rows(const struct gemm_job *j, size_t i, size_t i1, size_t k0,
+    size_t k1)
+{
+	size_t	end = i + GEMM_MR < i1 ? i + GEMM_MR : i1;
+
+	for (; i < end; i++) {
+		const char	*r = (const char *)(j->a + i * j->lda + k0);
+		const char	*e = (const char *)(j->a + i * j->lda + k1);
+
+		for (; r < e; r += 64)
+			_mm_prefetch(r, _MM_HINT_T1);
+	}
+}
+
 GEMM_AVX2 static void
 chunk_avx2(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
     size_t p1)
@@ -385,6 +405,8 @@ chunk_avx2(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
 		for (size_t i = i0; i < i1; i += GEMM_MR) {
 			size_t	mr = i1 - i < GEMM_MR ? i1 - i : GEMM_MR;
 			size_t	p = p0, w = tiles[mr].np;
+
+			prefetch_rows(j, i + GEMM_MR, i1, k0, k1);
 
 			for (; w > 1 && p + w <= p1; p += w)
 				tiles[mr].wide(j, i, p, k0, k1);
