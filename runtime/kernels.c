@@ -1417,6 +1417,21 @@ par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
 	}
 }
 
+/* A wake-up with no job: the workers find no chunk, spin for one a
+ * while (KERNEL_PAR_SPIN), then sleep again.  On a VM a sleeping worker
+ * takes tens to hundreds of microseconds to wake, a good part of a
+ * batch-64 MLP layer's share, all of it done by the caller alone. */
+void
+kernel_par_wake(void)
+{
+	if (par.started == 0)
+		return;
+	pthread_mutex_lock(&par.mu);
+	par.wake++;
+	pthread_cond_broadcast(&par.go);
+	pthread_mutex_unlock(&par.mu);
+}
+
 int
 kernel_par_threads(void)
 {

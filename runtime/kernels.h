@@ -171,4 +171,9 @@ void	kernel_par_run(void (*fn)(void *, size_t), void *arg, size_t nchunks);
  * inline on the caller's thread with thread 0. */
 void	kernel_par_tasks(void (*fn)(void *, size_t, int), void *arg,
 	    size_t ntasks);
+/* A hint from the serving loop, which knows when products will come: a
+ * request large enough to be split has begun to arrive.  Workers asleep
+ * wake and spin a while for its first product, so that their wake-up
+ * overlaps the request's read instead of that product. */
+void	kernel_par_wake(void);
 #endif

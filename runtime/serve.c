@@ -8,7 +8,11 @@
  * before it blocks: a client at batch 1 sends its next request within
  * microseconds, and a CPU gone idle in a blocking read() takes longer
  * than that to wake.  The spin is bounded and only follows an answer, so
- * an idle runtime sleeps. */
+ * an idle runtime sleeps.
+ *
+ * The product workers (kernels.h) get the same care: a large request
+ * wakes them as its header arrives, so that their wake-up overlaps the
+ * payload's read instead of its first product. */
 #include <sys/socket.h>
 
 #include <errno.h>
@@ -22,11 +26,16 @@
 #include "common/ipc.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "runtime/kernels.h"
 #include "runtime/onnx/onnx.h"
 #include "runtime/serve.h"
 
 #define SERVE_ERRLEN	512
 #define SERVE_SPIN_NS	80000	/* 80 us */
+/* An INFER payload this large holds a batch or a long sequence, whose
+ * products the workers will share; a single row of the models served
+ * stays on one thread and leaves them asleep. */
+#define SERVE_WAKE_BYTES	(64u << 10)
 
 struct server {
 	int			 fd;
@@ -42,6 +51,7 @@ struct server {
 static int	serve_infer(struct server *, uint64_t, size_t);
 static int	reply_err(struct server *, uint64_t, enum ipc_err);
 static void	spin_wait(int);
+static void	wake_workers(int);
 
 static int
 reply_err(struct server *s, uint64_t req, enum ipc_err code)
@@ -171,6 +181,22 @@ spin_wait(int fd)
 	}
 }
 
+/* Wakes the product workers if the frame that fd holds, or is about to,
+ * is a large INFER.  Peeks at its header, blocking until some of it is
+ * there; anything unusual (EOF, an error, a header in pieces) is left to
+ * ipc_read_frame(). */
+static void
+wake_workers(int fd)
+{
+	uint8_t		hdr[IPC_HDR_LEN];
+	struct ipc_hdr	h;
+
+	if (recv(fd, hdr, sizeof(hdr), MSG_PEEK) == (ssize_t)sizeof(hdr) &&
+	    ipc_hdr_decode(hdr, &h, IPC_MAX_PAYLOAD) == 0 &&
+	    h.type == IPC_INFER && h.len >= SERVE_WAKE_BYTES)
+		kernel_par_wake();
+}
+
 int
 serve_loop(int fd, struct onnx_model *m)
 {
@@ -186,6 +212,7 @@ serve_loop(int fd, struct onnx_model *m)
 		if (answered)
 			spin_wait(fd);
 		answered = false;
+		wake_workers(fd);
 		errno = 0;
 		r = ipc_read_frame(fd, &h, &s.buf, &s.cap, IPC_MAX_PAYLOAD);
 		if (r == 0) {
