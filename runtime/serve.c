@@ -50,8 +50,8 @@ struct server {
 
 static int	serve_infer(struct server *, uint64_t, size_t);
 static int	reply_err(struct server *, uint64_t, enum ipc_err);
-static void	spin_wait(int);
-static void	wake_workers(int);
+static ssize_t	spin_wait(int, uint8_t [IPC_HDR_LEN]);
+static void	wake_workers(int, uint8_t [IPC_HDR_LEN], ssize_t);
 
 static int
 reply_err(struct server *s, uint64_t req, enum ipc_err code)
@@ -158,40 +158,44 @@ serve_infer(struct server *s, uint64_t req, size_t len)
 	return -1;
 }
 
-/* Returns once fd has data or EOF to read, or after SERVE_SPIN_NS.
- * recv() with MSG_PEEK leaves the byte to ipc_read_frame(); an error
- * other than EAGAIN is left to it too. */
-static void
-spin_wait(int fd)
+/* Returns once fd has data or EOF to read, or after SERVE_SPIN_NS, with
+ * the next frame's header peeked into hdr as far as it has come: the
+ * byte count (0 at EOF), or -1.  recv() with MSG_PEEK leaves the bytes to
+ * ipc_read_frame(); an error other than EAGAIN is left to it too. */
+static ssize_t
+spin_wait(int fd, uint8_t hdr[IPC_HDR_LEN])
 {
 	struct timespec	t0, t;
-	char		c;
+	ssize_t		r;
 	int64_t		ns;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != -1 ||
-		    (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-			return;
+		if ((r = recv(fd, hdr, IPC_HDR_LEN, MSG_PEEK |
+		    MSG_DONTWAIT)) != -1 || (errno != EAGAIN &&
+		    errno != EWOULDBLOCK && errno != EINTR))
+			return r;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		ns = (int64_t)(t.tv_sec - t0.tv_sec) * 1000000000 +
 		    (t.tv_nsec - t0.tv_nsec);
 		if (ns >= SERVE_SPIN_NS)
-			return;
+			return -1;
 	}
 }
 
-/* Wakes the product workers if the frame that fd holds, or is about to,
- * is a large INFER.  Peeks at its header, blocking until some of it is
- * there; anything unusual (EOF, an error, a header in pieces) is left to
+/* Wakes the product workers if the next frame, whose header spin_wait()
+ * peeked (got bytes of it), is a large INFER.  Without the whole header
+ * it peeks again, blocking until some of the frame is there; anything
+ * unusual (EOF, an error, a header in pieces) is left to
  * ipc_read_frame(). */
 static void
-wake_workers(int fd)
+wake_workers(int fd, uint8_t hdr[IPC_HDR_LEN], ssize_t got)
 {
-	uint8_t		hdr[IPC_HDR_LEN];
 	struct ipc_hdr	h;
 
-	if (recv(fd, hdr, sizeof(hdr), MSG_PEEK) == (ssize_t)sizeof(hdr) &&
+	if (got != IPC_HDR_LEN)
+		got = recv(fd, hdr, IPC_HDR_LEN, MSG_PEEK);
+	if (got == IPC_HDR_LEN &&
 	    ipc_hdr_decode(hdr, &h, IPC_MAX_PAYLOAD) == 0 &&
 	    h.type == IPC_INFER && h.len >= SERVE_WAKE_BYTES)
 		kernel_par_wake();
@@ -202,6 +206,8 @@ serve_loop(int fd, struct onnx_model *m)
 {
 	struct server	s = { .fd = fd, .m = m };
 	struct ipc_hdr	h;
+	uint8_t		hdr[IPC_HDR_LEN];
+	ssize_t		got;
 	int		ret, r;
 	bool		answered = false;
 
@@ -209,10 +215,9 @@ serve_loop(int fd, struct onnx_model *m)
 	s.in = xcalloc(IPC_MAX_TENSORS, sizeof(*s.in));
 	s.want = xcalloc(IPC_MAX_TENSORS, sizeof(*s.want));
 	for (;;) {
-		if (answered)
-			spin_wait(fd);
+		got = answered ? spin_wait(fd, hdr) : -1;
 		answered = false;
-		wake_workers(fd);
+		wake_workers(fd, hdr, got);
 		errno = 0;
 		r = ipc_read_frame(fd, &h, &s.buf, &s.cap, IPC_MAX_PAYLOAD);
 		if (r == 0) {
