@@ -43,6 +43,7 @@
 #include "common/xmalloc.h"
 #include "runtime/llm/gguf.h"
 #include "runtime/llm/model.h"
+#include "runtime/llm/pgemm.h"
 #include "runtime/llm/quant.h"
 
 /* Rows per pass: a prefill chunk of LLM_ROWS tokens (large, so that
@@ -203,6 +204,8 @@ struct llm_model {
 	size_t			 wbuf_len;	/* floats of each wbuf */
 	size_t			 att_cap;	/* >= n_ctx */
 	float			*wbuf;		/* (WB_ROWS, max n_in) */
+	bool			 pg;		/* prefill on pgemm, not cblas */
+	float			*xp;		/* a product's packed input */
 	float			*hrow;		/* (n_embd) */
 	struct llm_kv		*rkv[LLM_ROWS];	/* each row's cache */
 	int			 rpos[LLM_ROWS];	/* and position */
@@ -250,6 +253,8 @@ static void	ew_run(struct llm_model *, int, int, const float *);
 static void	ah_item(struct llm_model *, const struct job *, int, int);
 static void	gm_add(struct job *, const struct wmat *, float *);
 static void	gm_item(struct llm_model *, const struct job *, int, int);
+static void	pk_item(struct llm_model *, const struct job *, int, int);
+static void	gm_exec(struct llm_model *, const struct job *);
 static void	gm_run(struct llm_model *, const float *, int,
 		    const struct wmat *, float *, const struct wmat *, float *);
 static void	forward(struct llm_model *, const int32_t *, int, bool,
@@ -517,10 +522,13 @@ llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
 	m->att = xcalloc(m->att_cap, sizeof(float));
 	m->wbuf_len = (size_t)WB_ROWS * (size_t)maxin;
 	m->wbuf = xcalloc(m->wbuf_len, sizeof(float));
+	if ((m->pg = pgemm_fast()))
+		m->xp = xcalloc(pgemm_packed_len(rows, maxin), sizeof(float));
 	m->hrow = xcalloc((size_t)hp->n_embd, sizeof(float));
 	m->work_bytes = sizeof(float) * (rows * (4 * (size_t)hp->n_embd +
 	    2 * (size_t)m->kvd + 2 * (size_t)hp->n_ff + 2 * hd2) +
 	    m->att_cap + (size_t)WB_ROWS * (size_t)maxin +
+	    (m->pg ? pgemm_packed_len(rows, maxin) : 0) +
 	    (size_t)hp->n_embd) + hd2 * sizeof(double) + sizeof(*m) +
 	    (size_t)hp->n_layer * sizeof(*m->layers);
 	*out = m;
@@ -654,6 +662,7 @@ llm_model_free(struct llm_model *m)
 	free(m->sn);
 	free(m->att);
 	free(m->wbuf);
+	free(m->xp);
 	free(m->hrow);
 	free(m);
 }
@@ -1165,6 +1174,26 @@ gm_item(struct llm_model *m, const struct job *j, int i, int thr)
 	n_out = (size_t)w->n_out;
 	o = (size_t)(i - j->first[k]) * GM_ROWS;
 	o1 = o + GM_ROWS < n_out ? o + GM_ROWS : n_out;
+	if (m->pg) {
+		for (; o < o1; o += PGEMM_NR) {
+			size_t		 nb = o1 - o < PGEMM_NR ? o1 - o :
+					    PGEMM_NR;
+			const float	*wr = buf;
+
+			if (w->type == GGML_T_F32)
+				wr = (const float *)(const void *)w->data +
+				    o * n_in;
+			else {
+				for (size_t r = 0; r < nb; r++)
+					quant_dequant(w->type, w->data +
+					    (o + r) * w->row_bytes,
+					    buf + r * n_in, n_in);
+			}
+			pgemm_rows(j->y[k] + o, n_out, m->xp,
+			    (size_t)j->rows, n_in, wr, n_in, nb);
+		}
+		return;
+	}
 	if (w->type == GGML_T_F32) {
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->rows,
 		    (blasint)(o1 - o), (blasint)n_in, 1.0f, j->x,
@@ -1198,7 +1227,32 @@ gm_run(struct llm_model *m, const float *x, int rows, const struct wmat *w1,
 	gm_add(&j, w1, y1);
 	if (w2 != NULL)
 		gm_add(&j, w2, y2);
-	run_job(m, &j);
+	gm_exec(m, &j);
+}
+
+/* Item i of a packing job: panel i of the product job's input. */
+static void
+pk_item(struct llm_model *m, const struct job *j, int i, int thr)
+{
+	size_t	n_in = (size_t)j->w[0]->n_in;
+
+	(void)thr;
+	pgemm_pack(m->xp, j->x, n_in, (size_t)j->rows, n_in, (size_t)i);
+}
+
+/* Runs product job j (gm_add()), first packing its input on the pool
+ * when the products run on pgemm. */
+static void
+gm_exec(struct llm_model *m, const struct job *j)
+{
+	if (m->pg) {
+		struct job	pk = *j;
+
+		pk.fn = pk_item;
+		pk.n = (j->rows + PGEMM_PANEL - 1) / PGEMM_PANEL;
+		run_job(m, &pk);
+	}
+	run_job(m, j);
 }
 
 /* Item i of an element-wise job: rows [i * EW_ROWS, + EW_ROWS) of the
@@ -1294,7 +1348,7 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 			gm_add(&j, &L->wq, m->q);
 			gm_add(&j, &L->wk, m->k);
 			gm_add(&j, &L->wv, m->v);
-			run_job(m, &j);
+			gm_exec(m, &j);
 		} else {
 			mm_job(&j, m->xb, rows);
 			mm_add(&j, &L->wq, m->q);

@@ -5,5 +5,5 @@
 # (and --n-embd 32 --n-ff 32 for q8_0 and q4_0).
 FUZZ_TARGETS += fuzz_gguf
 fuzz_gguf_SRCS := tests/fuzz/fuzz_gguf.c runtime/llm/gguf.c \
-	runtime/llm/quant.c runtime/llm/model.c common/xmalloc.c common/log.c
+	runtime/llm/quant.c runtime/llm/model.c runtime/llm/pgemm.c common/xmalloc.c common/log.c
 fuzz_gguf_PKGS := openblas

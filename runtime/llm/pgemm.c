@@ -1,0 +1,225 @@
+/* runtime/llm/pgemm.c - see pgemm.h.
+ *
+ * A tile is up to PG_TP panels (48 rows of x) against PGEMM_NR weight
+ * rows: 24 zmm sums, each 16 rows of x for one weight row.  A step of k
+ * loads one zmm of each panel and broadcasts one float of each weight
+ * row, 24 FMAs for 11 loads, so the FMA units set the pace.  The sums
+ * stay in registers over all of k (no k blocks): the panels of a tile
+ * (48 x n_in floats) come from L2 and the weight rows (8 x n_in) from L1
+ * and L2 as sequential streams the hardware prefetches, and a tile's
+ * result is written once.  Fewer than PGEMM_NR weight rows take the
+ * one-row kernel per row.
+ *
+ * The kernels are compiled for AVX-512F alone (function attributes) and
+ * reached only when the CPU has it; the build as a whole stays plain
+ * x86-64. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(PGEMM_PORTABLE)
+#include <immintrin.h>
+#define PG_X86		1
+#define PG_AVX512	__attribute__((target("avx512f")))
+#define PG_INLINE	static inline __attribute__((always_inline, \
+			    target("avx512f")))
+#endif
+
+#include "runtime/llm/pgemm.h"
+
+#define PG_TP		3	/* panels per tile */
+
+#ifdef PG_X86
+PG_AVX512 static void	tile(float *, size_t, const float *, size_t, size_t,
+			    int, const float *, size_t, int);
+#endif
+
+bool
+pgemm_fast(void)
+{
+#ifdef PG_X86
+	static int	have = -1;
+
+	if (have == -1) {
+		__builtin_cpu_init();
+		have = __builtin_cpu_supports("avx512f") != 0;
+	}
+	return have == 1;
+#else
+	return false;
+#endif
+}
+
+size_t
+pgemm_packed_len(size_t rows, size_t n_in)
+{
+	return (rows + PGEMM_PANEL - 1) / PGEMM_PANEL * PGEMM_PANEL * n_in;
+}
+
+void
+pgemm_pack(float *xp, const float *x, size_t ldx, size_t rows, size_t n_in,
+    size_t p)
+{
+	size_t	r0 = p * PGEMM_PANEL;
+	size_t	nr = rows - r0 < PGEMM_PANEL ? rows - r0 : PGEMM_PANEL;
+
+	xp += p * n_in * PGEMM_PANEL;
+	for (size_t r = 0; r < nr; r++) {
+		const float	*xr = x + (r0 + r) * ldx;
+
+		for (size_t k = 0; k < n_in; k++)
+			xp[k * PGEMM_PANEL + r] = xr[k];
+	}
+	for (size_t r = nr; r < PGEMM_PANEL; r++) {
+		for (size_t k = 0; k < n_in; k++)
+			xp[k * PGEMM_PANEL + r] = 0.0f;
+	}
+}
+
+#ifdef PG_X86
+/* Writes the sums of one panel against PGEMM_NR weight rows (a[j]: the
+ * panel's 16 rows for weight row j) to its first n rows of y, eight
+ * floats a row.  4x4 transposes within each 128-bit lane of a[0..3] and
+ * of a[4..7] leave row 4i + c of the panel in lane i of u[c] and v[c]. */
+PG_INLINE void
+store8(float *y, size_t ldy, const __m512 *a, size_t n)
+{
+	__m512	u[4], v[4];
+
+	for (int h = 0; h < 2; h++) {
+		const __m512	*s = a + 4 * h;
+		__m512		*d = h == 0 ? u : v;
+		__m512		 t0 = _mm512_unpacklo_ps(s[0], s[1]);
+		__m512		 t1 = _mm512_unpacklo_ps(s[2], s[3]);
+		__m512		 t2 = _mm512_unpackhi_ps(s[0], s[1]);
+		__m512		 t3 = _mm512_unpackhi_ps(s[2], s[3]);
+
+		d[0] = _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0));
+		d[1] = _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2));
+		d[2] = _mm512_shuffle_ps(t2, t3, _MM_SHUFFLE(1, 0, 1, 0));
+		d[3] = _mm512_shuffle_ps(t2, t3, _MM_SHUFFLE(3, 2, 3, 2));
+	}
+#define PG_ST(i)							\
+	for (int c = 0; c < 4 && (size_t)(4 * (i) + c) < n; c++) {	\
+		float	*yr = y + (size_t)(4 * (i) + c) * ldy;		\
+									\
+		_mm_storeu_ps(yr, _mm512_extractf32x4_ps(u[c], (i)));	\
+		_mm_storeu_ps(yr + 4, _mm512_extractf32x4_ps(v[c], (i))); \
+	}
+	PG_ST(0)
+	PG_ST(1)
+	PG_ST(2)
+	PG_ST(3)
+#undef PG_ST
+}
+
+/* The sums of np panels (np <= PG_TP, constant after inlining) against
+ * nr weight rows (1 or PGEMM_NR), then written to the rows of y that
+ * exist (nrows from the tile's first). */
+PG_INLINE void
+tile_k(float *y, size_t ldy, const float *xp, size_t n_in, size_t nrows,
+    const int np, const float *w, size_t ldw, const int nr)
+{
+	__m512		acc[PG_TP][PGEMM_NR];
+	const size_t	ps = n_in * PGEMM_PANEL;
+
+#pragma GCC unroll 4
+	for (int p = 0; p < np; p++) {
+#pragma GCC unroll 8
+		for (int j = 0; j < nr; j++)
+			acc[p][j] = _mm512_setzero_ps();
+	}
+	for (size_t k = 0; k < n_in; k++) {
+		__m512	a[PG_TP];
+
+#pragma GCC unroll 4
+		for (int p = 0; p < np; p++)
+			a[p] = _mm512_loadu_ps(xp + p * ps + k * PGEMM_PANEL);
+#pragma GCC unroll 8
+		for (int j = 0; j < nr; j++) {
+			__m512	b = _mm512_set1_ps(w[j * ldw + k]);
+
+#pragma GCC unroll 4
+			for (int p = 0; p < np; p++)
+				acc[p][j] = _mm512_fmadd_ps(a[p], b,
+				    acc[p][j]);
+		}
+	}
+	for (int p = 0; p < np; p++) {
+		float	*yp = y + (size_t)p * PGEMM_PANEL * ldy;
+		size_t	 n = nrows - (size_t)p * PGEMM_PANEL;
+
+		if (n > PGEMM_PANEL)
+			n = PGEMM_PANEL;
+		if (nr == PGEMM_NR)
+			store8(yp, ldy, acc[p], n);
+		else {
+			float	t[PGEMM_PANEL];
+
+			_mm512_storeu_ps(t, acc[p][0]);
+			for (size_t r = 0; r < n; r++)
+				yp[r * ldy] = t[r];
+		}
+	}
+}
+
+/* One tile: np panels from xp, nr weight rows (1 or PGEMM_NR). */
+PG_AVX512 static void
+tile(float *y, size_t ldy, const float *xp, size_t n_in, size_t nrows,
+    int np, const float *w, size_t ldw, int nr)
+{
+	if (nr == PGEMM_NR) {
+		switch (np) {
+		case 3:
+			tile_k(y, ldy, xp, n_in, nrows, 3, w, ldw, PGEMM_NR);
+			break;
+		case 2:
+			tile_k(y, ldy, xp, n_in, nrows, 2, w, ldw, PGEMM_NR);
+			break;
+		default:
+			tile_k(y, ldy, xp, n_in, nrows, 1, w, ldw, PGEMM_NR);
+			break;
+		}
+		return;
+	}
+	switch (np) {
+	case 3:
+		tile_k(y, ldy, xp, n_in, nrows, 3, w, ldw, 1);
+		break;
+	case 2:
+		tile_k(y, ldy, xp, n_in, nrows, 2, w, ldw, 1);
+		break;
+	default:
+		tile_k(y, ldy, xp, n_in, nrows, 1, w, ldw, 1);
+		break;
+	}
+}
+#endif
+
+void
+pgemm_rows(float *y, size_t ldy, const float *xp, size_t rows, size_t n_in,
+    const float *w, size_t ldw, size_t nr)
+{
+#ifdef PG_X86
+	size_t	npan = (rows + PGEMM_PANEL - 1) / PGEMM_PANEL;
+
+	for (size_t p = 0; p < npan; p += PG_TP) {
+		int	np = npan - p < PG_TP ? (int)(npan - p) : PG_TP;
+		size_t	r0 = p * PGEMM_PANEL;
+
+		if (nr == PGEMM_NR) {
+			tile(y + r0 * ldy, ldy, xp + p * n_in * PGEMM_PANEL,
+			    n_in, rows - r0, np, w, ldw, PGEMM_NR);
+			continue;
+		}
+		for (size_t o = 0; o < nr; o++)
+			tile(y + r0 * ldy + o, ldy, xp + p * n_in *
+			    PGEMM_PANEL, n_in, rows - r0, np, w + o * ldw,
+			    ldw, 1);
+	}
+#else
+	(void)y, (void)ldy, (void)xp, (void)rows, (void)n_in, (void)w;
+	(void)ldw, (void)nr;
+#endif
+}

@@ -1,0 +1,108 @@
+/* tests/unit/test_llm_pgemm.c - the prefill products of
+ * runtime/llm/pgemm.c against a double-precision triple loop, over row
+ * counts that end mid-panel and mid-tile and fewer weight rows than a
+ * kernel takes; and the bits of every element must not depend on how
+ * the weight rows are cut into calls (the model's thread invariance
+ * rests on it).  Skipped on a CPU without AVX-512F. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "runtime/llm/pgemm.h"
+
+static uint32_t	rng = 777;
+
+static float
+frand(void)
+{
+	rng = rng * 1664525u + 1013904223u;
+	return (float)(rng >> 8) / (float)(1u << 23) - 1.0f;
+}
+
+static void
+check_shape(size_t rows, size_t n_in, size_t n_out)
+{
+	size_t	 ldx = n_in + 3, ldy = n_out + 5;
+	size_t	 np = (rows + PGEMM_PANEL - 1) / PGEMM_PANEL;
+	float	*x = calloc(rows * ldx, sizeof(float));
+	float	*w = calloc(n_out * n_in, sizeof(float));
+	float	*xp = calloc(pgemm_packed_len(rows, n_in), sizeof(float));
+	float	*y = calloc(rows * ldy, sizeof(float));
+	float	*y1 = calloc(rows * ldy, sizeof(float));
+
+	assert_non_null(x);
+	assert_non_null(w);
+	assert_non_null(xp);
+	assert_non_null(y);
+	assert_non_null(y1);
+	for (size_t i = 0; i < rows * ldx; i++)
+		x[i] = frand();
+	for (size_t i = 0; i < n_out * n_in; i++)
+		w[i] = frand();
+	for (size_t i = 0; i < rows * ldy; i++)
+		y[i] = y1[i] = 12345.0f;	/* past n_out: untouched */
+	for (size_t p = 0; p < np; p++)
+		pgemm_pack(xp, x, ldx, rows, n_in, p);
+	for (size_t o = 0; o < n_out; o += PGEMM_NR) {
+		size_t	nr = n_out - o < PGEMM_NR ? n_out - o : PGEMM_NR;
+
+		pgemm_rows(y + o, ldy, xp, rows, n_in, w + o * n_in, n_in, nr);
+	}
+	/* The same products one weight row a call. */
+	for (size_t o = 0; o < n_out; o++)
+		pgemm_rows(y1 + o, ldy, xp, rows, n_in, w + o * n_in, n_in, 1);
+	for (size_t r = 0; r < rows; r++) {
+		for (size_t o = 0; o < n_out; o++) {
+			double	s = 0.0, a = 0.0;
+
+			for (size_t k = 0; k < n_in; k++) {
+				s += (double)x[r * ldx + k] * w[o * n_in + k];
+				a += fabs((double)x[r * ldx + k] *
+				    w[o * n_in + k]);
+			}
+			assert_true(fabs(y[r * ldy + o] - s) <=
+			    1e-6 * a + 1e-30);
+			assert_memory_equal(&y[r * ldy + o], &y1[r * ldy + o],
+			    sizeof(float));
+		}
+		for (size_t o = n_out; o < ldy; o++)
+			assert_true(y[r * ldy + o] == 12345.0f);
+	}
+	free(x);
+	free(w);
+	free(xp);
+	free(y);
+	free(y1);
+}
+
+static void
+test_shapes(void **state)
+{
+	static const size_t	shapes[][3] = {
+		{ 1, 32, 8 }, { 5, 48, 3 }, { 16, 64, 16 }, { 17, 40, 13 },
+		{ 33, 96, 8 }, { 48, 32, 24 }, { 49, 72, 9 }, { 100, 288, 21 },
+		{ 256, 64, 40 },
+	};
+
+	(void)state;
+	if (!pgemm_fast())
+		skip();
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+		check_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest	tests[] = {
+		cmocka_unit_test(test_shapes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
