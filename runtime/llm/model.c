@@ -1091,6 +1091,10 @@ ah_item(struct llm_model *m, const struct job *j, int i, int thr)
 		int	 n = m->rpos[0] + j->r0 + r + 1;	/* causal */
 		float	 mx = -INFINITY, sum = 0.0f, inv;
 
+		if (m->pg) {
+			pgemm_softmax(s, (size_t)n, (size_t)nk);
+			continue;
+		}
 		for (int t = 0; t < n; t++)
 			mx = s[t] > mx ? s[t] : mx;
 		for (int t = 0; t < n; t++) {
@@ -1272,6 +1276,10 @@ ew_item(struct llm_model *m, const struct job *j, int i, int thr)
 			float		*hb = m->hb + (size_t)r * nff;
 			const float	*hb2 = m->hb2 + (size_t)r * nff;
 
+			if (m->pg) {
+				pgemm_swiglu(hb, hb2, nff);
+				continue;
+			}
 			for (size_t k = 0; k < nff; k++) {
 				float	g = hb[k];
 

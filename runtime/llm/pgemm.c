@@ -13,6 +13,7 @@
  * The kernels are compiled for AVX-512F alone (function attributes) and
  * reached only when the CPU has it; the build as a whole stays plain
  * x86-64. */
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #define PG_TP		3	/* panels per tile */
 
 #ifdef PG_X86
+PG_AVX512 static __m512	exp16(__m512);
 PG_AVX512 static void	tile(float *, size_t, const float *, size_t, size_t,
 			    int, const float *, size_t, int);
 #endif
@@ -221,5 +223,102 @@ pgemm_rows(float *y, size_t ldy, const float *xp, size_t rows, size_t n_in,
 #else
 	(void)y, (void)ldy, (void)xp, (void)rows, (void)n_in, (void)w;
 	(void)ldw, (void)nr;
+#endif
+}
+
+/* --- element-wise --- */
+
+#ifdef PG_X86
+/* e^x: x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts, so r is
+ * exact), e^r by its Taylor series to r^6 (relative error under 2e-7 on
+ * that range), then scaled by 2^n; below -104 it is 0, above 88.7 inf. */
+PG_AVX512 static __m512
+exp16(__m512 x)
+{
+	__m512	n, r, p;
+
+	x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)),
+	    _mm512_set1_ps(88.8f));
+	n = _mm512_roundscale_ps(_mm512_mul_ps(x,
+	    _mm512_set1_ps(1.44269504089f)),
+	    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+	p = _mm512_set1_ps(1.0f / 720.0f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+/* Lanes [0, n) of a block of 16. */
+#define PG_MASK(n)	((__mmask16)((n) >= 16 ? 0xffff : (1u << (n)) - 1))
+
+PG_AVX512 static void
+softmax16(float *s, size_t n, size_t nz)
+{
+	__m512	vm = _mm512_set1_ps(-INFINITY), vs = _mm512_setzero_ps();
+	__m512	mx, inv;
+
+	for (size_t i = 0; i < n; i += 16)
+		vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(vm,
+		    PG_MASK(n - i), s + i));
+	mx = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
+	for (size_t i = 0; i < n; i += 16) {
+		__mmask16	k = PG_MASK(n - i);
+		__m512		e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k,
+				    s + i), mx));
+
+		_mm512_mask_storeu_ps(s + i, k, e);
+		vs = _mm512_mask_add_ps(vs, k, vs, e);
+	}
+	inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vs));
+	for (size_t i = 0; i < n; i += 16) {
+		__mmask16	k = PG_MASK(n - i);
+
+		_mm512_mask_storeu_ps(s + i, k, _mm512_mul_ps(
+		    _mm512_maskz_loadu_ps(k, s + i), inv));
+	}
+	if (nz > n)
+		memset(s + n, 0, (nz - n) * sizeof(float));
+}
+
+PG_AVX512 static void
+swiglu16(float *g, const float *u, size_t n)
+{
+	const __m512	one = _mm512_set1_ps(1.0f);
+
+	for (size_t i = 0; i < n; i += 16) {
+		__mmask16	k = PG_MASK(n - i);
+		__m512		x = _mm512_maskz_loadu_ps(k, g + i);
+		__m512		d = _mm512_add_ps(one, exp16(
+				    _mm512_sub_ps(_mm512_setzero_ps(), x)));
+
+		_mm512_mask_storeu_ps(g + i, k, _mm512_mul_ps(_mm512_div_ps(x,
+		    d), _mm512_maskz_loadu_ps(k, u + i)));
+	}
+}
+#endif
+
+void
+pgemm_softmax(float *s, size_t n, size_t nz)
+{
+#ifdef PG_X86
+	softmax16(s, n, nz);
+#else
+	(void)s, (void)n, (void)nz;
+#endif
+}
+
+void
+pgemm_swiglu(float *g, const float *u, size_t n)
+{
+#ifdef PG_X86
+	swiglu16(g, u, n);
+#else
+	(void)g, (void)u, (void)n;
 #endif
 }

@@ -34,4 +34,9 @@ void	pgemm_pack(float *xp, const float *x, size_t ldx, size_t rows,
  * o < nr (nr <= PGEMM_NR), from xp packed by pgemm_pack(). */
 void	pgemm_rows(float *y, size_t ldy, const float *xp, size_t rows,
 	    size_t n_in, const float *w, size_t ldw, size_t nr);
+/* The element-wise passes of a prefill chunk, with an exp of a few ulp.
+ * s[0..n) = softmax(s[0..n)), then s[n..nz) = 0 (n >= 1). */
+void	pgemm_softmax(float *s, size_t n, size_t nz);
+/* g[i] = silu(g[i]) * u[i] for i < n. */
+void	pgemm_swiglu(float *g, const float *u, size_t n);
 #endif

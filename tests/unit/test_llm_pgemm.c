@@ -3,7 +3,9 @@
  * counts that end mid-panel and mid-tile and fewer weight rows than a
  * kernel takes; and the bits of every element must not depend on how
  * the weight rows are cut into calls (the model's thread invariance
- * rests on it).  Skipped on a CPU without AVX-512F. */
+ * rests on it); softmax and SwiGLU against double precision, with
+ * tails past the last 16 and arguments where exp underflows and
+ * overflows.  Skipped on a CPU without AVX-512F. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -97,11 +99,56 @@ test_shapes(void **state)
 		check_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
 }
 
+static void
+test_elementwise(void **state)
+{
+	static const size_t	lens[] = { 1, 7, 16, 17, 40, 300 };
+	float			s[320], g[320], u[320], s2[320], g2[320];
+
+	(void)state;
+	if (!pgemm_fast())
+		skip();
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		size_t	n = lens[li], nz = n + 5;
+		double	mx = -INFINITY, sum = 0.0;
+
+		for (size_t i = 0; i < nz; i++) {
+			s[i] = 30.0f * frand();
+			g[i] = i % 7 == 3 ? 120.0f * frand() : 8.0f * frand();
+			u[i] = frand();
+		}
+		for (size_t i = 0; i < n; i++)
+			mx = s[i] > mx ? s[i] : mx;
+		for (size_t i = 0; i < n; i++)
+			sum += exp(s[i] - mx);
+		memcpy(s2, s, sizeof(s));
+		memcpy(g2, g, sizeof(g));
+		pgemm_softmax(s2, n, nz);
+		pgemm_swiglu(g2, u, n);
+		for (size_t i = 0; i < n; i++) {
+			double	want = exp(s[i] - mx) / sum;
+			double	gw = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+
+			/* s - max is rounded to float first: an error of up
+			 * to |s - max| ulp. */
+			assert_true(fabs(s2[i] - want) <= want * (1e-6 +
+			    1.2e-7 * fabs(s[i] - mx)) + 1e-30);
+			assert_true(fabs(g2[i] - gw) <= 1e-6 * fabs(gw) +
+			    1e-30);
+		}
+		for (size_t i = n; i < nz; i++) {
+			assert_true(s2[i] == 0.0f);
+			assert_true(g2[i] == g[i]);
+		}
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest	tests[] = {
 		cmocka_unit_test(test_shapes),
+		cmocka_unit_test(test_elementwise),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
