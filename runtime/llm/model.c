@@ -57,6 +57,11 @@
 #define LLM_ATT_FLOATS	(1 << 21)
 /* Rows per item of a prefill element-wise job (struct job, ew_item). */
 #define EW_ROWS		8
+/* Query rows per pair of attention sgemms (ah_item): each block's
+ * products stop at the keys its last row sees, so a causal chunk does
+ * not compute the scores it masks, only those of a triangle of
+ * AH_ROWS rows. */
+#define AH_ROWS		32
 /* Weight rows per item of a prefill product (gm_item): a multiple of
  * WB_ROWS, large enough that packing the chunk's input for each item
  * costs little next to the item's product. */
@@ -251,6 +256,7 @@ static void	attend_chunk(struct llm_model *, int, int);
 static void	ew_item(struct llm_model *, const struct job *, int, int);
 static void	ew_run(struct llm_model *, int, int, const float *);
 static void	ah_item(struct llm_model *, const struct job *, int, int);
+static void	softmax_row(const struct llm_model *, float *, int, int);
 static void	gm_add(struct job *, const struct wmat *, float *);
 static void	gm_item(struct llm_model *, const struct job *, int, int);
 static void	pk_item(struct llm_model *, const struct job *, int, int);
@@ -1084,31 +1090,45 @@ ah_item(struct llm_model *m, const struct job *j, int i, int thr)
 	float		 scale = 1.0f / sqrtf((float)hd);
 
 	(void)thr;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, nk, hd,
-	    scale, m->q + qo, ne, kv->k + kvo, kvd, 0.0f, att, nk);
-	for (int r = 0; r < qb; r++) {
-		float	*s = att + (size_t)r * (size_t)nk;
-		int	 n = m->rpos[0] + j->r0 + r + 1;	/* causal */
-		float	 mx = -INFINITY, sum = 0.0f, inv;
+	for (int s0 = 0, nq; s0 < qb; s0 += nq) {
+		int	 nks;		/* keys the sub-block's last row sees */
+		float	*a = att + (size_t)s0 * (size_t)nk;
+		size_t	 qs = qo + (size_t)s0 * (size_t)ne;
 
-		if (m->pg) {
-			pgemm_softmax(s, (size_t)n, (size_t)nk);
-			continue;
-		}
-		for (int t = 0; t < n; t++)
-			mx = s[t] > mx ? s[t] : mx;
-		for (int t = 0; t < n; t++) {
-			s[t] = expf(s[t] - mx);
-			sum += s[t];
-		}
-		inv = 1.0f / sum;
-		for (int t = 0; t < n; t++)
-			s[t] *= inv;
-		for (int t = n; t < nk; t++)
-			s[t] = 0.0f;
+		nq = qb - s0 < AH_ROWS ? qb - s0 : AH_ROWS;
+		nks = nk - qb + s0 + nq;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nks,
+		    hd, scale, m->q + qs, ne, kv->k + kvo, kvd, 0.0f, a, nks);
+		for (int r = 0; r < nq; r++)
+			softmax_row(m, a + (size_t)r * (size_t)nks,
+			    nk - qb + s0 + r + 1, nks);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd,
+		    nks, 1.0f, a, nks, kv->v + kvo, kvd, 0.0f, m->ao + qs,
+		    ne);
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, nk,
-	    1.0f, att, nk, kv->v + kvo, kvd, 0.0f, m->ao + qo, ne);
+}
+
+/* s[0..n) = softmax(s[0..n)), s[n..nz) = 0. */
+static void
+softmax_row(const struct llm_model *m, float *s, int n, int nz)
+{
+	float	mx = -INFINITY, sum = 0.0f, inv;
+
+	if (m->pg) {
+		pgemm_softmax(s, (size_t)n, (size_t)nz);
+		return;
+	}
+	for (int t = 0; t < n; t++)
+		mx = s[t] > mx ? s[t] : mx;
+	for (int t = 0; t < n; t++) {
+		s[t] = expf(s[t] - mx);
+		sum += s[t];
+	}
+	inv = 1.0f / sum;
+	for (int t = 0; t < n; t++)
+		s[t] *= inv;
+	for (int t = n; t < nz; t++)
+		s[t] = 0.0f;
 }
 
 /* Attention of a prefill chunk (rows of one sequence at consecutive
