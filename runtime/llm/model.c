@@ -67,6 +67,9 @@
  * costs little next to the item's product. */
 #define GM_ROWS		128
 #define WB_ROWS		64		/* weight rows dequantized per sgemm */
+/* Weight rows per item on pgemm, which packs nothing per item: small
+ * items share a narrow product (288 rows) evenly between threads. */
+#define PG_ROWS		32
 #define LLM_MAX_LAYER	1024
 #define LLM_MAX_EMBD	65536
 #define LLM_MAX_FF	(1 << 18)
@@ -257,6 +260,8 @@ static void	ew_item(struct llm_model *, const struct job *, int, int);
 static void	ew_run(struct llm_model *, int, int, const float *);
 static void	ah_item(struct llm_model *, const struct job *, int, int);
 static void	softmax_row(const struct llm_model *, float *, int, int);
+static void	gm_job(const struct llm_model *, struct job *, const float *,
+		    int);
 static void	gm_add(struct job *, const struct wmat *, float *);
 static void	gm_item(struct llm_model *, const struct job *, int, int);
 static void	pk_item(struct llm_model *, const struct job *, int, int);
@@ -1166,16 +1171,27 @@ attend_chunk(struct llm_model *m, int rows, int l)
 	}
 }
 
+/* Starts a prefill product job j on the chunk x of rows rows. */
+static void
+gm_job(const struct llm_model *m, struct job *j, const float *x, int rows)
+{
+	memset(j, 0, sizeof(*j));
+	j->fn = gm_item;
+	j->x = x;
+	j->rows = rows;
+	j->chunk = m->pg ? PG_ROWS : GM_ROWS;
+}
+
 /* Adds y = x w^T to a prefill product job j (at most three products, all
- * of the same n_in), GM_ROWS weight rows an item. */
+ * of the same n_in), j->chunk weight rows an item: GM_ROWS, or PG_ROWS
+ * on pgemm (gm_job()). */
 static void
 gm_add(struct job *j, const struct wmat *w, float *y)
 {
-	j->chunk = GM_ROWS;
 	j->w[j->nw] = w;
 	j->y[j->nw] = y;
 	j->first[j->nw] = j->n;
-	j->n += (w->n_out + GM_ROWS - 1) / GM_ROWS;
+	j->n += (w->n_out + j->chunk - 1) / j->chunk;
 	j->first[++j->nw] = j->n;
 }
 
@@ -1196,8 +1212,8 @@ gm_item(struct llm_model *m, const struct job *j, int i, int thr)
 	w = j->w[k];
 	n_in = (size_t)w->n_in;
 	n_out = (size_t)w->n_out;
-	o = (size_t)(i - j->first[k]) * GM_ROWS;
-	o1 = o + GM_ROWS < n_out ? o + GM_ROWS : n_out;
+	o = (size_t)(i - j->first[k]) * (size_t)j->chunk;
+	o1 = o + (size_t)j->chunk < n_out ? o + (size_t)j->chunk : n_out;
 	if (m->pg) {
 		for (; o < o1; o += PGEMM_NR) {
 			size_t		 nb = o1 - o < PGEMM_NR ? o1 - o :
@@ -1244,10 +1260,7 @@ gm_run(struct llm_model *m, const float *x, int rows, const struct wmat *w1,
 {
 	struct job	j;
 
-	memset(&j, 0, sizeof(j));
-	j.fn = gm_item;
-	j.x = x;
-	j.rows = rows;
+	gm_job(m, &j, x, rows);
 	gm_add(&j, w1, y1);
 	if (w2 != NULL)
 		gm_add(&j, w2, y2);
@@ -1369,10 +1382,7 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 				    L->attn_norm, hp->n_embd, hp->rms_eps);
 		}
 		if (prefill) {
-			memset(&j, 0, sizeof(j));
-			j.fn = gm_item;
-			j.x = m->xb;
-			j.rows = rows;
+			gm_job(m, &j, m->xb, rows);
 			gm_add(&j, &L->wq, m->q);
 			gm_add(&j, &L->wk, m->k);
 			gm_add(&j, &L->wv, m->v);
