@@ -212,7 +212,7 @@ struct llm_model {
 	size_t			 wbuf_len;	/* floats of each wbuf */
 	size_t			 att_cap;	/* >= n_ctx */
 	float			*wbuf;		/* (WB_ROWS, max n_in) */
-	bool			 pg;		/* prefill on pgemm, not cblas */
+	bool			 pg;		/* prefill on pgemm (AVX-512) */
 	float			*xp;		/* a product's packed input */
 	float			*hrow;		/* (n_embd) */
 	struct llm_kv		*rkv[LLM_ROWS];	/* each row's cache */
@@ -1230,7 +1230,9 @@ gm_item(struct llm_model *m, const struct job *j, int i, int thr)
 					    buf + r * n_in, n_in);
 			}
 			pgemm_rows(j->y[k] + o, n_out, m->xp,
-			    (size_t)j->rows, n_in, wr, n_in, nb);
+			    (size_t)j->rows, n_in, wr, n_in, nb, o + nb +
+			    PGEMM_NR <= n_out ? w->data + (o + nb) *
+			    w->row_bytes : NULL, w->row_bytes, w->row_bytes);
 		}
 		return;
 	}

@@ -31,9 +31,13 @@ size_t	pgemm_packed_len(size_t rows, size_t n_in);
 void	pgemm_pack(float *xp, const float *x, size_t ldx, size_t rows,
 	    size_t n_in, size_t p);
 /* y[r * ldy + o] = sum over k of x[r][k] w[o * ldw + k], for r < rows and
- * o < nr (nr <= PGEMM_NR), from xp packed by pgemm_pack(). */
+ * o < nr (nr <= PGEMM_NR), from xp packed by pgemm_pack().  next, if not
+ * NULL: PGEMM_NR rows of next_len bytes, next_ld bytes apart, that the
+ * caller reads next (the next weight rows), fetched into L2 meanwhile so
+ * that the weight stream from memory overlaps the products. */
 void	pgemm_rows(float *y, size_t ldy, const float *xp, size_t rows,
-	    size_t n_in, const float *w, size_t ldw, size_t nr);
+	    size_t n_in, const float *w, size_t ldw, size_t nr,
+	    const void *next, size_t next_ld, size_t next_len);
 /* The element-wise passes of a prefill chunk, with an exp of a few ulp.
  * s[0..n) = softmax(s[0..n)), then s[n..nz) = 0 (n >= 1). */
 void	pgemm_softmax(float *s, size_t n, size_t nz);

@@ -52,13 +52,18 @@ check_shape(size_t rows, size_t n_in, size_t n_out)
 	for (size_t p = 0; p < np; p++)
 		pgemm_pack(xp, x, ldx, rows, n_in, p);
 	for (size_t o = 0; o < n_out; o += PGEMM_NR) {
-		size_t	nr = n_out - o < PGEMM_NR ? n_out - o : PGEMM_NR;
+		size_t		 nr = n_out - o < PGEMM_NR ? n_out - o :
+				    PGEMM_NR;
+		const float	*next = o + 2 * PGEMM_NR <= n_out ?
+				    w + (o + PGEMM_NR) * n_in : NULL;
 
-		pgemm_rows(y + o, ldy, xp, rows, n_in, w + o * n_in, n_in, nr);
+		pgemm_rows(y + o, ldy, xp, rows, n_in, w + o * n_in, n_in, nr,
+		    next, n_in * sizeof(float), n_in * sizeof(float));
 	}
 	/* The same products one weight row a call. */
 	for (size_t o = 0; o < n_out; o++)
-		pgemm_rows(y1 + o, ldy, xp, rows, n_in, w + o * n_in, n_in, 1);
+		pgemm_rows(y1 + o, ldy, xp, rows, n_in, w + o * n_in, n_in, 1,
+		    NULL, 0, 0);
 	for (size_t r = 0; r < rows; r++) {
 		for (size_t o = 0; o < n_out; o++) {
 			double	s = 0.0, a = 0.0;
