@@ -5,11 +5,14 @@
  * runs them through the layers together.  Prefill rows all belong to one
  * sequence (positions len, len + 1, ...); decode rows belong to different
  * sequences (one each).  Matrix products:
- *   prefill  rows x weight^T through single-threaded cblas_sgemm calls,
- *            each on GM_ROWS rows of the F32 weight or of WB_ROWS
- *            dequantized rows at a time, handed out on the pool like
- *            the heads of attention and the element-wise passes, with
- *            OpenBLAS kept to one thread meanwhile (prefill());
+ *   prefill  rows x weight^T in items of weight rows handed out on the
+ *            pool, like the heads of attention and the element-wise
+ *            passes: with AVX-512, PG_ROWS rows an item on pgemm's
+ *            kernels, with the chunk packed once per product (F32 rows
+ *            read in place, others 8 dequantized rows at a time);
+ *            otherwise single-threaded cblas_sgemm calls on GM_ROWS rows
+ *            of the F32 weight or WB_ROWS dequantized rows at a time.
+ *            OpenBLAS is kept to one thread meanwhile (prefill());
  *   decode   per weight row, a dot product with each sequence's vector,
  *            straight from the blocks (quant_dot_n), so the weights are
  *            read once per step for the whole batch; the rows are handed
@@ -1195,10 +1198,12 @@ gm_add(struct job *j, const struct wmat *w, float *y)
 	j->first[++j->nw] = j->n;
 }
 
-/* Item i of a prefill product: a single-threaded sgemm of the chunk with
- * GM_ROWS rows of the weight, F32 in place, others dequantized WB_ROWS
- * rows at a time into the thread's wbuf.  The calls are fixed by the
- * shapes alone, so the bits do not depend on the thread count. */
+/* Item i of a prefill product: j->chunk rows of the weight against the
+ * chunk, F32 in place, others dequantized into the thread's wbuf: on
+ * pgemm 8 rows at a time, from the input gm_exec() packed; else a
+ * single-threaded sgemm per GM_ROWS F32 rows or WB_ROWS dequantized
+ * ones.  The calls are fixed by the shapes alone, so the bits do not
+ * depend on the thread count. */
 static void
 gm_item(struct llm_model *m, const struct job *j, int i, int thr)
 {
