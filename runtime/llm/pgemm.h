@@ -10,7 +10,8 @@
  *
  * Every element of y is one chain of fused multiply-adds over k in order,
  * whatever the shapes of the calls, so the bits depend on neither the
- * number of threads nor how the work is cut.  Nothing allocates. */
+ * number of threads nor how the work is cut.  The chunk's softmax and
+ * SwiGLU passes are here too, for their vector exp.  Nothing allocates. */
 #ifndef RUNTIME_LLM_PGEMM_H
 #define RUNTIME_LLM_PGEMM_H
 #include <stdbool.h>
