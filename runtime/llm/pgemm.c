@@ -32,6 +32,8 @@
 #define PG_TP		3	/* panels per tile */
 
 #ifdef PG_X86
+PG_AVX512 static size_t	pack16(float *, const float *, size_t, size_t,
+			    size_t);
 PG_AVX512 static __m512	exp16(__m512);
 PG_AVX512 static void	tile(float *, size_t, const float *, size_t, size_t,
 			    int, const float *, size_t, int, const char *,
@@ -64,23 +66,77 @@ void
 pgemm_pack(float *xp, const float *x, size_t ldx, size_t rows, size_t n_in,
     size_t p)
 {
-	size_t	r0 = p * PGEMM_PANEL;
+	size_t	r0 = p * PGEMM_PANEL, k0 = 0;
 	size_t	nr = rows - r0 < PGEMM_PANEL ? rows - r0 : PGEMM_PANEL;
 
 	xp += p * n_in * PGEMM_PANEL;
+	x += r0 * ldx;
+#ifdef PG_X86
+	k0 = pack16(xp, x, ldx, nr, n_in);
+#endif
 	for (size_t r = 0; r < nr; r++) {
-		const float	*xr = x + (r0 + r) * ldx;
+		const float	*xr = x + r * ldx;
 
-		for (size_t k = 0; k < n_in; k++)
+		for (size_t k = k0; k < n_in; k++)
 			xp[k * PGEMM_PANEL + r] = xr[k];
 	}
 	for (size_t r = nr; r < PGEMM_PANEL; r++) {
-		for (size_t k = 0; k < n_in; k++)
+		for (size_t k = k0; k < n_in; k++)
 			xp[k * PGEMM_PANEL + r] = 0.0f;
 	}
 }
 
 #ifdef PG_X86
+/* Packs the columns of the panel's nr rows of x in whole blocks of 16
+ * (16 x 16 transposes in registers; missing rows read as zero), so that
+ * each line of xp is written whole, once; returns the columns done. */
+PG_AVX512 static size_t
+pack16(float *xp, const float *x, size_t ldx, size_t nr, size_t n_in)
+{
+	size_t	k;
+
+	for (k = 0; k + 16 <= n_in; k += 16) {
+		__m512	r[16], t[16], u[16];
+
+		for (size_t i = 0; i < 16; i++)
+			r[i] = i < nr ? _mm512_loadu_ps(x + i * ldx + k) :
+			    _mm512_setzero_ps();
+		/* Rows 4g..4g+3: u[4g + j] holds, in 128-bit lane l,
+		 * column 4l + j of the four rows. */
+		for (int i = 0; i < 16; i += 2) {
+			t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+			t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+		}
+		for (int g = 0; g < 16; g += 4) {
+			u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+			u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xee);
+			u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+			u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xee);
+		}
+		/* Then lane l of u[j], u[4 + j], u[8 + j], u[12 + j] is
+		 * column 4l + j of all 16 rows. */
+		for (int j = 0; j < 4; j++) {
+			__m512	v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+			__m512	v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
+			__m512	v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j],
+				    0x88);
+			__m512	v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j],
+				    0xdd);
+			float	*c = xp + (k + (size_t)j) * PGEMM_PANEL;
+
+			_mm512_storeu_ps(c, _mm512_shuffle_f32x4(v0, v2,
+			    0x88));
+			_mm512_storeu_ps(c + 4 * PGEMM_PANEL,
+			    _mm512_shuffle_f32x4(v1, v3, 0x88));
+			_mm512_storeu_ps(c + 8 * PGEMM_PANEL,
+			    _mm512_shuffle_f32x4(v0, v2, 0xdd));
+			_mm512_storeu_ps(c + 12 * PGEMM_PANEL,
+			    _mm512_shuffle_f32x4(v1, v3, 0xdd));
+		}
+	}
+	return k;
+}
+
 /* Writes the sums of one panel against PGEMM_NR weight rows (a[j]: the
  * panel's 16 rows for weight row j) to its first n rows of y, eight
  * floats a row.  4x4 transposes within each 128-bit lane of a[0..3] and
