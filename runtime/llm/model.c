@@ -58,8 +58,9 @@
  * many floats (and at least n_ctx): longer contexts take fewer query rows
  * per sgemm. */
 #define LLM_ATT_FLOATS	(1 << 21)
-/* Rows per item of a prefill element-wise job (struct job, ew_item). */
-#define EW_ROWS		8
+/* Rows per item of a prefill element-wise job (struct job, ew_item): a
+ * panel, which the item packs for the product after it on pgemm. */
+#define EW_ROWS		PGEMM_PANEL
 /* Query rows per pair of attention sgemms (ah_item): each block's
  * products stop at the keys its last row sees, so a causal chunk does
  * not compute the scores it masks, only those of a triangle of
@@ -127,6 +128,13 @@ struct job {
 	int			 op;		/* ew_item: EW_* */
 	const float		*normw;		/* ew_item: norm weights */
 	int			 qb, nk, r0, h0; /* ah_item: block, heads */
+};
+
+/* The input of a prefill product (gm_exec()): to pack first, or packed
+ * already by the element-wise pass that wrote it (ew_item()). */
+enum {
+	GM_PACK,
+	GM_PACKED
 };
 
 /* Element-wise passes of a prefill chunk, row by row (ew_item). */
@@ -268,9 +276,10 @@ static void	gm_job(const struct llm_model *, struct job *, const float *,
 static void	gm_add(struct job *, const struct wmat *, float *);
 static void	gm_item(struct llm_model *, const struct job *, int, int);
 static void	pk_item(struct llm_model *, const struct job *, int, int);
-static void	gm_exec(struct llm_model *, const struct job *);
+static void	gm_exec(struct llm_model *, const struct job *, int);
 static void	gm_run(struct llm_model *, const float *, int,
-		    const struct wmat *, float *, const struct wmat *, float *);
+		    const struct wmat *, float *, const struct wmat *, float *,
+		    int);
 static void	forward(struct llm_model *, const int32_t *, int, bool,
 		    float *, float *);
 
@@ -1260,10 +1269,11 @@ gm_item(struct llm_model *m, const struct job *j, int i, int thr)
 	}
 }
 
-/* Prefill products y1 = x w1^T and, if w2, y2 = x w2^T, on the pool. */
+/* Prefill products y1 = x w1^T and, if w2, y2 = x w2^T, on the pool;
+ * input GM_PACK or GM_PACKED. */
 static void
 gm_run(struct llm_model *m, const float *x, int rows, const struct wmat *w1,
-    float *y1, const struct wmat *w2, float *y2)
+    float *y1, const struct wmat *w2, float *y2, int input)
 {
 	struct job	j;
 
@@ -1271,7 +1281,7 @@ gm_run(struct llm_model *m, const float *x, int rows, const struct wmat *w1,
 	gm_add(&j, w1, y1);
 	if (w2 != NULL)
 		gm_add(&j, w2, y2);
-	gm_exec(m, &j);
+	gm_exec(m, &j, input);
 }
 
 /* Item i of a packing job: panel i of the product job's input. */
@@ -1285,11 +1295,11 @@ pk_item(struct llm_model *m, const struct job *j, int i, int thr)
 }
 
 /* Runs product job j (gm_add()), first packing its input on the pool
- * when the products run on pgemm. */
+ * when the products run on pgemm and input is GM_PACK. */
 static void
-gm_exec(struct llm_model *m, const struct job *j)
+gm_exec(struct llm_model *m, const struct job *j, int input)
 {
-	if (m->pg) {
+	if (m->pg && input == GM_PACK) {
 		struct job	pk = *j;
 
 		pk.fn = pk_item;
@@ -1334,6 +1344,13 @@ ew_item(struct llm_model *m, const struct job *j, int i, int thr)
 		if (j->op != EW_ADD)
 			rmsnorm(xb, x, j->normw, hp->n_embd, hp->rms_eps);
 	}
+	/* The rows are still in cache, and the product after this pass
+	 * needs them packed: hb for down, xb for the others. */
+	if (m->pg && j->op == EW_SWIGLU)
+		pgemm_pack(m->xp, m->hb, nff, (size_t)j->rows, nff,
+		    (size_t)i);
+	else if (m->pg && j->op != EW_ADD)
+		pgemm_pack(m->xp, m->xb, ne, (size_t)j->rows, ne, (size_t)i);
 }
 
 /* Runs element-wise pass op over the chunk's rows on the pool. */
@@ -1393,7 +1410,7 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 			gm_add(&j, &L->wq, m->q);
 			gm_add(&j, &L->wk, m->k);
 			gm_add(&j, &L->wv, m->v);
-			gm_exec(m, &j);
+			gm_exec(m, &j, GM_PACKED);
 		} else {
 			mm_job(&j, m->xb, rows);
 			mm_add(&j, &L->wq, m->q);
@@ -1412,12 +1429,14 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 		if (prefill && rows > 1)
 			attend_chunk(m, rows, l);
 		if (prefill) {
-			gm_run(m, m->ao, rows, &L->wo, m->xb, NULL, NULL);
+			gm_run(m, m->ao, rows, &L->wo, m->xb, NULL, NULL,
+			    GM_PACK);
 			ew_run(m, EW_ADDNORM, rows, L->ffn_norm);
 			gm_run(m, m->xb, rows, &L->gate, m->hb, &L->up,
-			    m->hb2);
+			    m->hb2, GM_PACKED);
 			ew_run(m, EW_SWIGLU, rows, NULL);
-			gm_run(m, m->hb, rows, &L->down, m->xb, NULL, NULL);
+			gm_run(m, m->hb, rows, &L->down, m->xb, NULL, NULL,
+			    GM_PACKED);
 			continue;
 		}
 		matmul(m, m->xb, m->ao, rows, &L->wo);
