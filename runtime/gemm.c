@@ -30,6 +30,7 @@
 #define GEMM_X86	1
 #endif
 
+#include "common/cpu.h"
 #include "runtime/gemm.h"
 #include "runtime/kernels.h"
 
@@ -74,7 +75,7 @@ gemm_fast(void)
 	static int	have = -1;
 
 	if (have == -1)
-		have = __builtin_cpu_supports("avx2") &&
+		have = !cpu_portable() && __builtin_cpu_supports("avx2") &&
 		    __builtin_cpu_supports("fma");
 	return have == 1;
 #else

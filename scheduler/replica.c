@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "common/cpu.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "scheduler/batch.h"
@@ -169,7 +170,7 @@ replica_start(struct replica *r, const char *path, int threads)
 	char		 fdarg[16], thr[16], mem[32], uid[16], gid[16];
 	char		 envthr[48];
 	char		*argv[20];
-	char		*envp[4];
+	char		*envp[5];
 	int		 sv[2] = { -1, -1 }, ep[2] = { -1, -1 };
 	int		 argc = 0, envc = 0;
 	pid_t		 pid;
@@ -208,6 +209,8 @@ replica_start(struct replica *r, const char *path, int threads)
 	envp[envc++] = envthr;
 	if (getenv("MAAS_DEBUG") != NULL)
 		envp[envc++] = "MAAS_DEBUG=1";
+	if (cpu_portable())
+		envp[envc++] = "MAAS_KERNELS=portable";
 	envp[envc] = NULL;
 
 	if ((pid = fork()) == -1) {

@@ -134,6 +134,22 @@ echo "== ONNX conformance (libonnx-testdata node tests)"
 run_conformance conformance build/tests/onnx_conformance
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
     run_conformance conformance-asan build/asan/tests/onnx_conformance
+# The portable kernels, as a CPU without AVX2 or AVX-512 runs them
+# (common/cpu.h): the products on OpenBLAS, the LLM rows and attention in
+# plain C, checked by the kernel tests, the conformance runner and the
+# numpy reference.
+echo "== portable kernels (MAAS_KERNELS=portable)"
+MAAS_KERNELS=portable run_unit unit-portable build/tests/test_llm_quant \
+    build/tests/test_gemm build/tests/test_onnx_gemm \
+    build/tests/test_llm_gguf build/tests/test_kernels \
+    build/tests/test_onnx_ops build/tests/test_onnx_nn \
+    build/tests/test_onnx_fuse
+MAAS_KERNELS=portable run_conformance conformance-portable \
+    build/tests/onnx_conformance
+MAAS_KERNELS=portable run_pytest integration-portable bin \
+    tests/integration/test_llm_ref.py tests/integration/test_llm_runtime.py \
+    tests/integration/test_llm_chunked.py
+unset MAAS_KERNELS
 echo "== integration tests (plain)"
 run_pytest integration bin tests/integration
 echo "== integration tests (ASan+UBSan)"

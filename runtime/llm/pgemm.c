@@ -27,6 +27,7 @@
 			    target("avx512f")))
 #endif
 
+#include "common/cpu.h"
 #include "runtime/llm/pgemm.h"
 
 #define PG_TP		3	/* panels per tile */
@@ -48,7 +49,8 @@ pgemm_fast(void)
 
 	if (have == -1) {
 		__builtin_cpu_init();
-		have = __builtin_cpu_supports("avx512f") != 0;
+		have = !cpu_portable() &&
+		    __builtin_cpu_supports("avx512f") != 0;
 	}
 	return have == 1;
 #else

@@ -52,6 +52,7 @@
 #define PREFETCH_FAR(p)	_mm_prefetch((const char *)((uintptr_t)(p) + \
 	    PF_FAR), _MM_HINT_T1)
 
+#include "common/cpu.h"
 #include "runtime/llm/quant.h"
 
 
@@ -115,7 +116,8 @@ f16_fill(void)
 		/* F16C by cpuid (leaf 1, ecx bit 29): clang's
 		 * __builtin_cpu_supports does not know it. */
 		__builtin_cpu_init();
-		use_avx2 = __builtin_cpu_supports("avx2") &&
+		use_avx2 = !cpu_portable() &&
+		    __builtin_cpu_supports("avx2") &&
 		    __builtin_cpu_supports("fma") &&
 		    __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
 	}

@@ -63,3 +63,36 @@ def test_one_thread_starts_no_worker(maasd_factory, models):
     x = np.zeros((64, 784), dtype=np.float32)
     assert _infer(d, key, x).status_code == 200
     assert "maas-par" not in _comms(pid), _comms(pid)
+
+
+def _environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return [v.decode() for v in f.read().split(b"\0") if v]
+
+
+def test_portable_kernels_reach_the_runtime(maasd_factory, models,
+                                            monkeypatch):
+    """MAAS_KERNELS=portable in maasd's environment is passed to its
+    runtimes (whose environment is otherwise built from nothing), and the
+    portable products (OpenBLAS instead of the packed kernel) give the
+    same answer as the model computed elsewhere."""
+    monkeypatch.setenv("MAAS_KERNELS", "portable")
+    d, path, key, pid = _serving(maasd_factory, models, 2)
+    assert "MAAS_KERNELS=portable" in _environ(pid), _environ(pid)
+    x = np.random.default_rng(4).standard_normal((64, 784)).astype(
+        np.float32)
+    r = _infer(d, key, x)
+    assert r.status_code == 200, r.text
+    want = onnx_forward(path, {"input": x})["output"]
+    out = output_by_name(r.json(), "output")
+    assert_close(np.array(out["data"]).reshape(out["shape"]), want)
+
+
+def test_runtime_environment_is_built_from_nothing(maasd_factory, models,
+                                                   monkeypatch):
+    monkeypatch.setenv("MAAS_KERNELS", "avx2")
+    monkeypatch.setenv("MAAS_TEST_SECRET", "not for the runtime")
+    d, path, key, pid = _serving(maasd_factory, models, 1)
+    env = _environ(pid)
+    assert not any(v.startswith(("MAAS_KERNELS=", "MAAS_TEST_SECRET="))
+                   for v in env), env
