@@ -379,6 +379,30 @@ avx2_f32(const float *w, const float *x, size_t ldx, int nx, size_t n,
 	}
 }
 
+/* Sixteen F16 weights at p + 2 * i against each vector's x + i: the
+ * even group of 8 into a0, the odd into a1. */
+AVX2 static inline __attribute__((always_inline)) void
+avx2_f16_16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t i,
+    __m256 *a0, __m256 *a1)
+{
+	__m256	w0 = _mm256_cvtph_ps(_mm_loadu_si128(
+		    (const __m128i *)(const void *)(p + 2 * i)));
+	__m256	w1 = _mm256_cvtph_ps(_mm_loadu_si128(
+		    (const __m128i *)(const void *)(p + 2 * i + 16)));
+
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++) {
+		if (r >= nx)
+			break;
+		a0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + r * ldx + i),
+		    a0[r]);
+		a1[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + r * ldx + i +
+		    8), a1[r]);
+	}
+}
+
+/* A line of F16 weights (32) a step, one prefetch each, then the last
+ * 16 if any: the same sums in the same order as 16 at a time. */
 AVX2 static inline __attribute__((always_inline)) void
 avx2_f16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
     float *y, size_t ldy)
@@ -389,28 +413,17 @@ avx2_f16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 #pragma GCC unroll 4
 	for (int r = 0; r < 4; r++)
 		a0[r] = a1[r] = _mm256_setzero_ps();
-	for (; i < nv; i += 16) {
-		__m256	w0 = _mm256_cvtph_ps(_mm_loadu_si128(
-			    (const __m128i *)(const void *)(p + 2 * i)));
-		__m256	w1 = _mm256_cvtph_ps(_mm_loadu_si128(
-			    (const __m128i *)(const void *)(p + 2 * i + 16)));
-
-		if ((i & 31) == 0) {
-			if (nx >= 3)
-				PREFETCH_FAR(p + 2 * i);
-			else
-				PREFETCH(p + 2 * i);
-		}
-
-#pragma GCC unroll 4
-		for (int r = 0; r < 4; r++) {
-			if (r >= nx)
-				break;
-			a0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x +
-			    r * ldx + i), a0[r]);
-			a1[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x +
-			    r * ldx + i + 8), a1[r]);
-		}
+	for (; i + 32 <= nv; i += 32) {
+		if (nx >= 3)
+			PREFETCH_FAR(p + 2 * i);
+		else
+			PREFETCH(p + 2 * i);
+		avx2_f16_16(p, x, ldx, nx, i, a0, a1);
+		avx2_f16_16(p, x, ldx, nx, i + 16, a0, a1);
+	}
+	if (i < nv) {
+		avx2_f16_16(p, x, ldx, nx, i, a0, a1);
+		i += 16;
 	}
 	for (int r = 0; r < nx; r++) {
 		const float	*xr = x + r * ldx;
