@@ -642,6 +642,22 @@ avx2_scores(const float *q, const float *k, size_t ld, int nk, int hd,
 	}
 }
 
+/* Keys ahead that attention prefetches: a head's keys (and values) lie
+ * a cache row apart (ld floats, all heads of a position between them),
+ * a stride the hardware prefetchers follow late, if at all. */
+#define ATT_AHEAD	16
+
+/* Prefetches the first hd floats of rows t..t+n of p (ld apart), the
+ * left of them that exist. */
+AVX2 static inline __attribute__((always_inline)) void
+att_prefetch(const float *p, size_t t, size_t ld, int n, int hd, int left)
+{
+	for (int r = 0; r < n && r < left; r++)
+		for (int i = 0; i < hd; i += 16)
+			_mm_prefetch((const char *)(const void *)(p +
+			    (t + (size_t)r) * ld + (size_t)i), _MM_HINT_T0);
+}
+
 /* out[0..nc*8) = inv * sum over t of att[t] * v[t * ld + ...], nc <= 8
  * groups of 8 columns kept in registers over all the keys. */
 AVX2 static inline __attribute__((always_inline)) void
@@ -656,6 +672,9 @@ avx2_mix(const float *att, const float *v, size_t ld, int nk, int nc,
 	for (int t = 0; t < nk; t++) {
 		__m256		 p = _mm256_set1_ps(att[t]);
 		const float	*vt = v + (size_t)t * ld;
+
+		att_prefetch(v, (size_t)t + ATT_AHEAD, ld, 1, 8 * nc,
+		    nk - t - ATT_AHEAD);
 
 #pragma GCC unroll 8
 		for (int j = 0; j < 8; j++) {
@@ -677,8 +696,11 @@ avx2_attend(const float *q, const float *k, const float *v, size_t ld,
 	float	mx = -INFINITY, sum = 0.0f, inv;
 	int	t = 0, c = 0, hv = hd & ~7;
 
-	for (; t + 4 <= nk; t += 4)
+	for (; t + 4 <= nk; t += 4) {
+		att_prefetch(k, (size_t)t + ATT_AHEAD, ld, 4, hd,
+		    nk - t - ATT_AHEAD);
 		avx2_scores(q, k + (size_t)t * ld, ld, 4, hd, scale, att + t);
+	}
 	switch (nk - t) {
 	case 3:
 		avx2_scores(q, k + (size_t)t * ld, ld, 3, hd, scale, att + t);
