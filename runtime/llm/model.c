@@ -254,6 +254,7 @@ static void	matmul(struct llm_model *, float *, const float *, int,
 		    const struct wmat *);
 static void	mm_job(struct job *, const float *, int);
 static void	mm_add(struct job *, const struct wmat *, float *);
+static void	job_add(struct job *, const struct wmat *, float *);
 static void	mm_item(struct llm_model *, const struct job *, int, int);
 static void	run_job(struct llm_model *, const struct job *);
 static int	pool_claim(struct pool *);
@@ -273,7 +274,6 @@ static void	ah_item(struct llm_model *, const struct job *, int, int);
 static void	softmax_row(const struct llm_model *, float *, int, int);
 static void	gm_job(const struct llm_model *, struct job *, const float *,
 		    int);
-static void	gm_add(struct job *, const struct wmat *, float *);
 static void	gm_item(struct llm_model *, const struct job *, int, int);
 static void	pk_item(struct llm_model *, const struct job *, int, int);
 static void	gm_exec(struct llm_model *, const struct job *, int);
@@ -775,13 +775,22 @@ mm_job(struct job *j, const float *x, int rows)
 	j->rows = rows;
 }
 
-/* Adds y = x w^T to j (at most three products, all of the same n_in). */
+/* Adds y = x w^T to a decode product job j, MM_ITEM_ELEMS of weight an
+ * item. */
 static void
 mm_add(struct job *j, const struct wmat *w, float *y)
 {
 	if (j->nw == 0)
 		j->chunk = MM_ITEM_ELEMS / w->n_in > 4 ?
 		    MM_ITEM_ELEMS / w->n_in : 4;
+	job_add(j, w, y);
+}
+
+/* Adds y = x w^T to product job j (at most three products, all of the
+ * same n_in), j->chunk weight rows an item. */
+static void
+job_add(struct job *j, const struct wmat *w, float *y)
+{
 	j->w[j->nw] = w;
 	j->y[j->nw] = y;
 	j->first[j->nw] = j->n;
@@ -1183,7 +1192,9 @@ attend_chunk(struct llm_model *m, int rows, int l)
 	}
 }
 
-/* Starts a prefill product job j on the chunk x of rows rows. */
+/* Starts a prefill product job j on the chunk x of rows rows, GM_ROWS
+ * weight rows an item, or PG_ROWS on pgemm (products added by
+ * job_add()). */
 static void
 gm_job(const struct llm_model *m, struct job *j, const float *x, int rows)
 {
@@ -1192,19 +1203,6 @@ gm_job(const struct llm_model *m, struct job *j, const float *x, int rows)
 	j->x = x;
 	j->rows = rows;
 	j->chunk = m->pg ? PG_ROWS : GM_ROWS;
-}
-
-/* Adds y = x w^T to a prefill product job j (at most three products, all
- * of the same n_in), j->chunk weight rows an item: GM_ROWS, or PG_ROWS
- * on pgemm (gm_job()). */
-static void
-gm_add(struct job *j, const struct wmat *w, float *y)
-{
-	j->w[j->nw] = w;
-	j->y[j->nw] = y;
-	j->first[j->nw] = j->n;
-	j->n += (w->n_out + j->chunk - 1) / j->chunk;
-	j->first[++j->nw] = j->n;
 }
 
 /* Item i of a prefill product: j->chunk rows of the weight against the
@@ -1278,9 +1276,9 @@ gm_run(struct llm_model *m, const float *x, int rows, const struct wmat *w1,
 	struct job	j;
 
 	gm_job(m, &j, x, rows);
-	gm_add(&j, w1, y1);
+	job_add(&j, w1, y1);
 	if (w2 != NULL)
-		gm_add(&j, w2, y2);
+		job_add(&j, w2, y2);
 	gm_exec(m, &j, input);
 }
 
@@ -1294,7 +1292,7 @@ pk_item(struct llm_model *m, const struct job *j, int i, int thr)
 	pgemm_pack(m->xp, j->x, n_in, (size_t)j->rows, n_in, (size_t)i);
 }
 
-/* Runs product job j (gm_add()), first packing its input on the pool
+/* Runs product job j (job_add()), first packing its input on the pool
  * when the products run on pgemm and input is GM_PACK. */
 static void
 gm_exec(struct llm_model *m, const struct job *j, int input)
@@ -1407,9 +1405,9 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 		}
 		if (prefill) {
 			gm_job(m, &j, m->xb, rows);
-			gm_add(&j, &L->wq, m->q);
-			gm_add(&j, &L->wk, m->k);
-			gm_add(&j, &L->wv, m->v);
+			job_add(&j, &L->wq, m->q);
+			job_add(&j, &L->wk, m->k);
+			job_add(&j, &L->wv, m->v);
 			gm_exec(m, &j, GM_PACKED);
 		} else {
 			mm_job(&j, m->xb, rows);
