@@ -4,6 +4,7 @@ asked for, and the runtime goes on serving."""
 import json
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -110,10 +111,13 @@ def test_disconnect_before_answer_cancels(d, path, body):
                  b"Content-Type: application/json\r\n"
                  b"Content-Length: " + str(len(data)).encode() + b"\r\n"
                  b"\r\n" + data)
-    # Once the runtime has the job it has sampled a first token.
+    # Running means the runtime was sent the job, not that it has sampled
+    # yet (a loaded sanitized runtime may still be reading it). A pause
+    # lets it produce some tokens: far fewer than 4000 at this model size.
     wait_for(lambda: metric(metrics(d), "maas_requests_running",
                             deployment="slow") >= 1, 30 * SCALE,
              interval=0.02, what="the job running")
+    time.sleep(0.5 * SCALE)
     conn.close()
     u = wait_for(lambda: (_tenant_rows(d, t["id"]) or [None])[0],
                  60 * SCALE, interval=0.1, what="the usage row")
