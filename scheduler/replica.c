@@ -63,6 +63,8 @@ static void	replica_drained(struct replica *);
 static int	replica_stream_frame(struct replica *, const struct ipc_hdr *,
 		    const uint8_t *);
 static void	replica_arm_hang(struct replica *);
+static void	replica_arm_infer(struct replica *);
+static void	replica_take_infer(struct replica *, struct job_queue *);
 static const char *replica_name(const struct replica *);
 static void	sock_bufs(int);
 static void	replica_stderr_cb(struct bufferevent *, void *);
@@ -137,6 +139,7 @@ replica_free(struct replica *r)
 		fairq_finished(&job->dep->q, job->flow);
 		sched_job_finish(job, &res);
 	}
+	r->n_infers = 0;
 	if (r->errbev != NULL)
 		bufferevent_free(r->errbev);
 	event_free(r->restart_ev);
@@ -318,50 +321,107 @@ replica_idle(const struct replica *r)
 	    r->n_jobs == 0 && !r->draining && !r->retiring;
 }
 
+bool
+replica_pipe(const struct replica *r)
+{
+	return r->state == REPLICA_LIVE && r->bev != NULL && r->max_seqs == 0 &&
+	    r->dep != NULL && r->n_infers > 0 &&
+	    r->n_infers < REPLICA_PIPELINE && !r->draining && !r->retiring;
+}
+
+size_t
+replica_waiting(const struct replica *r)
+{
+	return r->n_infers > 1 ? r->n_jobs - r->infers[0].n_jobs : 0;
+}
+
 void
-replica_infer(struct replica *r)
+replica_infer(struct replica *r, struct job_queue *batch, uint32_t n,
+    uint32_t rows)
 {
 	const struct wbuf	*parts[BATCH_MAX_JOBS];
 	const struct wbuf	*body;
+	struct replica_infer	*inf;
 	struct sched_job	*job;
-	struct deployment	*dep = r->dep;
-	int64_t			 now = sched_now_us(), hang_us, expect;
-	struct timeval		 tv;
-	size_t			 n = 0;
+	int64_t			 now = sched_now_us();
+	size_t			 k = 0;
 
-	TAILQ_FOREACH(job, &r->jobs, entry) {
-		job->on = r;
-		job->started_us = now;
-		parts[n++] = &job->payload;
-	}
-	if (n == 1)
-		body = parts[0];
-	else if (batch_concat(&r->sendbuf, parts, n, r->rows,
-	    IPC_MAX_PAYLOAD) == 0)
-		body = &r->sendbuf;
-	else {
+	TAILQ_FOREACH(job, batch, entry)
+		if (k < BATCH_MAX_JOBS)
+			parts[k++] = &job->payload;
+	if (k != n || r->n_infers >= REPLICA_PIPELINE ||
+	    (n > 1 && batch_concat(&r->sendbuf, parts, n, rows,
+	    IPC_MAX_PAYLOAD) == -1)) {
 		/* Cannot happen with jobs sched.c found compatible; run
 		 * them one by one rather than fail them. */
-		log_warnx("'%s': cannot build a batch of %zu requests",
-		    dep->name, n);
-		replica_unbatch(r);
+		log_warnx("'%s': cannot build a batch of %u requests",
+		    r->dep->name, n);
+		while ((job = TAILQ_FIRST(batch)) != NULL) {
+			TAILQ_REMOVE(batch, job, entry);
+			job->solo = true;
+			fairq_finished(&job->dep->q, job->flow);
+			sched_job_requeue(job);
+		}
+		sched_dispatch(r->dep);
 		return;
 	}
-	r->infer_id = ++r->s->next_req_id;
-	/* A runtime is hung when it computes far longer than this
-	 * deployment's recent requests say it should, and never before the
-	 * configured deadline. */
+	body = n == 1 ? parts[0] : &r->sendbuf;
+	TAILQ_FOREACH(job, batch, entry) {
+		job->on = r;
+		job->started_us = now;
+	}
+	TAILQ_CONCAT(&r->jobs, batch, entry);
+	r->n_jobs += n;
+	inf = &r->infers[r->n_infers++];
+	inf->id = ++r->s->next_req_id;
+	inf->rows = rows;
+	inf->n_jobs = n;
+	if (r->n_infers == 1)
+		replica_arm_infer(r);
+	if (replica_send(r, IPC_INFER, inf->id, body->data, body->len) == -1)
+		replica_fail(r, "cannot send request", REPLICA_KILL_PROTOCOL);
+}
+
+/* The oldest INFER starts computing: a runtime is hung when it computes
+ * far longer than this deployment's recent requests say it should, and
+ * never before the configured deadline. */
+static void
+replica_arm_infer(struct replica *r)
+{
+	struct replica_infer	*inf = &r->infers[0];
+	int64_t			 hang_us, expect;
+	struct timeval		 tv;
+
+	inf->start_us = sched_now_us();
 	hang_us = (int64_t)r->s->cfg.compute_timeout_ms * 1000;
-	expect = dep->us_per_row * (int64_t)r->rows;
+	expect = r->dep->us_per_row * (int64_t)inf->rows;
 	if (expect > 0 && expect < INT64_MAX / HANG_SLACK &&
 	    expect * HANG_SLACK > hang_us)
 		hang_us = expect * HANG_SLACK;
 	tv.tv_sec = hang_us / 1000000;
 	tv.tv_usec = hang_us % 1000000;
 	evtimer_add(r->hang_ev, &tv);
-	if (replica_send(r, IPC_INFER, r->infer_id, body->data,
-	    body->len) == -1)
-		replica_fail(r, "cannot send request", REPLICA_KILL_PROTOCOL);
+}
+
+/* Moves the oldest INFER's jobs from r->jobs to the tail of out; the
+ * next INFER, if any, starts computing. */
+static void
+replica_take_infer(struct replica *r, struct job_queue *out)
+{
+	struct sched_job	*job;
+
+	evtimer_del(r->hang_ev);
+	for (uint32_t i = 0; i < r->infers[0].n_jobs; i++) {
+		job = TAILQ_FIRST(&r->jobs);
+		TAILQ_REMOVE(&r->jobs, job, entry);
+		TAILQ_INSERT_TAIL(out, job, entry);
+		r->n_jobs--;
+	}
+	r->n_infers--;
+	memmove(&r->infers[0], &r->infers[1],
+	    (size_t)r->n_infers * sizeof(r->infers[0]));
+	if (r->n_infers > 0)
+		replica_arm_infer(r);
 }
 
 bool
@@ -482,11 +542,12 @@ static void
 replica_unbatch(struct replica *r)
 {
 	struct sched_job	*job;
+	struct job_queue	 jobs;
 
-	evtimer_del(r->hang_ev);
-	while ((job = TAILQ_FIRST(&r->jobs)) != NULL) {
-		TAILQ_REMOVE(&r->jobs, job, entry);
-		r->n_jobs--;
+	TAILQ_INIT(&jobs);
+	replica_take_infer(r, &jobs);
+	while ((job = TAILQ_FIRST(&jobs)) != NULL) {
+		TAILQ_REMOVE(&jobs, job, entry);
 		job->on = NULL;
 		job->solo = true;
 		if (job->cancelled) {
@@ -497,19 +558,17 @@ replica_unbatch(struct replica *r)
 		fairq_finished(&job->dep->q, job->flow);
 		sched_job_requeue(job);
 	}
-	r->rows = 0;
-	r->infer_id = 0;
 	replica_drained(r);
 }
 
-/* The replica finished its INFER: stop it if it drains, else give it
- * the next job. */
+/* The replica finished an INFER or a stream: stop it if it drains and
+ * has no other, else give it the next job. */
 static void
 replica_drained(struct replica *r)
 {
 	struct deployment	*dep = r->dep;
 
-	if (r->draining)
+	if (r->draining && r->n_jobs == 0)
 		sched_replica_gone(r);	/* r is freed once reaped */
 	sched_dispatch(dep);
 }
@@ -616,7 +675,7 @@ replica_frame(struct replica *r, const struct ipc_hdr *h,
 		if (r->max_seqs > 0 && r->dep != NULL &&
 		    h->type == IPC_INFER_ERR)
 			return replica_stream_frame(r, h, payload);
-		if (r->n_jobs == 0 || h->req_id != r->infer_id) {
+		if (r->n_infers == 0 || h->req_id != r->infers[0].id) {
 			replica_fail(r, "reply for a request it was not given",
 			    REPLICA_KILL_PROTOCOL);
 			return -1;
@@ -641,7 +700,8 @@ replica_reply(struct replica *r, const struct ipc_hdr *h,
 	struct rbuf		 rb;
 	char			 msg[512];
 	uint64_t		 cus = 0;
-	uint32_t		 total = r->rows, first = 0;
+	uint32_t		 total = r->infers[0].rows, first = 0;
+	uint32_t		 n = r->infers[0].n_jobs;
 	uint16_t		 code = 0;
 
 	rbuf_init(&rb, payload, h->len);
@@ -651,11 +711,11 @@ replica_reply(struct replica *r, const struct ipc_hdr *h,
 		replica_fail(r, "short reply", REPLICA_KILL_PROTOCOL);
 		return -1;
 	}
-	if (h->type == IPC_INFER_ERR && r->n_jobs > 1) {
+	if (h->type == IPC_INFER_ERR && n > 1) {
 		replica_unbatch(r);
 		return r->bev != NULL ? 0 : -1;
 	}
-	if (h->type == IPC_INFER_OK && r->n_jobs > 1 &&
+	if (h->type == IPC_INFER_OK && n > 1 &&
 	    batch_split(&s->split, payload + rb.off, h->len - rb.off, total,
 	    0, TAILQ_FIRST(&r->jobs)->rows) == -1) {
 		log_warnx("'%s': the model's outputs do not have the batch's "
@@ -664,15 +724,11 @@ replica_reply(struct replica *r, const struct ipc_hdr *h,
 		replica_unbatch(r);
 		return r->bev != NULL ? 0 : -1;
 	}
-	evtimer_del(r->hang_ev);
 	if (h->type == IPC_INFER_OK)
 		sched_observe_compute(dep, (int64_t)cus, total);
 	/* Detach the jobs first: a done callback may cancel others. */
 	TAILQ_INIT(&done);
-	TAILQ_CONCAT(&done, &r->jobs, entry);
-	r->n_jobs = 0;
-	r->rows = 0;
-	r->infer_id = 0;
+	replica_take_infer(r, &done);
 	while ((job = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, job, entry);
 		job->on = NULL;
@@ -841,19 +897,34 @@ replica_settle(struct replica *r, bool crashed)
 	struct deployment	*dep = r->dep;
 	struct sched_job	*job;
 	struct job_queue	 lost;
-	bool			 batch = r->n_jobs > 1;
+	/* Streams all run at once; of the INFERs only the oldest was
+	 * computing, the next one waited in the socket. */
+	size_t			 running = r->n_infers > 0 ?
+				    r->infers[0].n_jobs : r->n_jobs;
+	bool			 batch = running > 1;
 
 	TAILQ_INIT(&lost);
 	TAILQ_CONCAT(&lost, &r->jobs, entry);
 	r->n_jobs = 0;
-	r->rows = 0;
-	r->infer_id = 0;
-	while ((job = TAILQ_FIRST(&lost)) != NULL) {
+	r->n_infers = 0;
+	for (size_t i = 0; (job = TAILQ_FIRST(&lost)) != NULL; i++) {
 		struct sched_result	res;
 
 		TAILQ_REMOVE(&lost, job, entry);
 		job->on = NULL;
 		fairq_finished(&dep->q, job->flow);
+		if (i >= running) {
+			if (job->cancelled)
+				sched_job_finish(job, NULL);
+			else if (r->s->stopping) {
+				memset(&res, 0, sizeof(res));
+				res.status = SCHED_SHUTDOWN;
+				res.message = "the server is shutting down";
+				sched_job_finish(job, &res);
+			} else
+				sched_job_requeue(job);
+			continue;
+		}
 		job->attempts++;
 		if (crashed)
 			job->crashes++;
@@ -1001,7 +1072,8 @@ replica_hang_cb(evutil_socket_t fd, short what, void *arg)
 	if (r->n_jobs == 0)
 		return;
 	snprintf(why, sizeof(why), "hung: computing for more than %lld ms",
-	    (long long)((sched_now_us() - TAILQ_FIRST(&r->jobs)->started_us) /
+	    (long long)((sched_now_us() - (r->n_infers > 0 ?
+	    r->infers[0].start_us : TAILQ_FIRST(&r->jobs)->started_us)) /
 	    1000));
 	r->dep->stats.hangs++;
 	replica_fail(r, why, REPLICA_KILL_HANG);

@@ -3,7 +3,11 @@
  * scheduler/.
  *
  * A replica computes one INFER at a time: a single job or a batch of
- * them, kept on r->jobs until the reply comes.  When the runtime dies
+ * them, kept on r->jobs until the reply comes.  Under load a second,
+ * full INFER may follow the one computing (REPLICA_PIPELINE): it waits
+ * in the socket, so that the runtime starts it as soon as it answers the
+ * first instead of after a round trip through maasd.  The runtime
+ * answers INFERs in order.  When the runtime dies
  * those jobs stay with the replica until the process is reaped, because
  * how it died decides their fate: a death the input may have caused (a
  * signal other than an outside SIGKILL, an exit, a hang or a protocol
@@ -26,6 +30,8 @@ struct event;
 struct sched;
 struct sched_job;
 struct deployment;
+
+#define REPLICA_PIPELINE	2	/* INFERs sent to one runtime at most */
 
 enum replica_state {
 	REPLICA_STARTING,	/* spawned, waiting for HELLO */
@@ -51,10 +57,17 @@ struct replica {
 	pid_t			 pid;		/* 0: reaped or never spawned */
 	struct bufferevent	*bev;		/* IPC socket; NULL when dead */
 	struct bufferevent	*errbev;	/* the runtime's stderr pipe */
-	struct job_queue	 jobs;		/* the INFER in flight */
+	struct job_queue	 jobs;		/* of the INFERs in flight */
 	size_t			 n_jobs;
-	uint32_t		 rows;		/* of the INFER in flight */
-	uint64_t		 infer_id;	/* its IPC request id */
+	/* ONNX runtimes: the INFERs sent and not answered, oldest (the one
+	 * computing) first; their jobs lie on r->jobs in the same order. */
+	struct replica_infer {
+		uint64_t	 id;		/* IPC request id */
+		uint32_t	 rows;
+		uint32_t	 n_jobs;
+		int64_t		 start_us;	/* began computing (about) */
+	}			 infers[REPLICA_PIPELINE];
+	int			 n_infers;
 	struct wbuf		 sendbuf;	/* a batch's payload, reused */
 	struct event		*restart_ev;	/* pending restart */
 	struct event		*ping_ev;	/* liveness tick */
@@ -93,16 +106,22 @@ int		 replica_send(struct replica *, enum ipc_type, uint64_t req_id,
 		    const void *payload, size_t len);
 /* True when it can take an INFER now. */
 bool		 replica_idle(const struct replica *);
+/* True when an ONNX runtime computing an INFER can be sent the next one
+ * to start right after it (sched.c sends only full ones there). */
+bool		 replica_pipe(const struct replica *);
+/* Jobs sent that wait behind the INFER computing. */
+size_t		 replica_waiting(const struct replica *);
 /* True when a GGUF runtime can take one more GENERATE now. */
 bool		 replica_room(const struct replica *);
 /* Sends a stream job's GENERATE (the job joins r->jobs) and watches the
  * runtime: it must send a TOKEN, DONE or PONG within the compute timeout
  * while it generates.  Fails the replica if it cannot send. */
 void		 replica_generate(struct replica *, struct sched_job *);
-/* Sends the jobs on r->jobs (n_jobs, rows set by the caller) as one
- * INFER and starts the compute deadline; fails the replica (which
- * retries the jobs) if it cannot. */
-void		 replica_infer(struct replica *);
+/* Sends the n jobs on batch (rows in all; the list is emptied) as one
+ * INFER after those in flight; the compute deadline runs for the oldest.
+ * Fails the replica (which retries the jobs) if it cannot send. */
+void		 replica_infer(struct replica *, struct job_queue *batch,
+		    uint32_t n, uint32_t rows);
 /* Kills the process.  Its jobs are settled and a restart scheduled once
  * it is reaped, unless the replica is retiring or maasd stops. */
 void		 replica_fail(struct replica *, const char *why,

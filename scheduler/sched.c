@@ -34,6 +34,7 @@
 #define RESTART_SOON_US		(2 * 1000000LL)	/* worth queuing for */
 #define AUTOSCALE_TICK_MS	250
 #define AUTOSCALE_UP_QUEUE	2	/* queued per replica: add one */
+#define PIPE_MIN_BYTES		(64u << 10)	/* INFER sent behind another */
 #define DEFAULT_SCALE_UP_MS	1000
 #define DEFAULT_SCALE_IDLE_MS	30000
 
@@ -84,7 +85,9 @@ static bool	job_batchable(const struct deployment *,
 static int	retry_after(const struct deployment *);
 static int64_t	deployment_wait_us(const struct deployment *);
 static void	hist_time(struct sched_time_hist *, int64_t us);
-static bool	dispatch_one(struct deployment *, struct replica *);
+static bool	pipe_worth(const struct deployment *,
+		    const struct sched_job *);
+static bool	dispatch_one(struct deployment *, struct replica *, bool);
 static void	dispatch_streams(struct deployment *);
 static void	job_refuse(struct deployment *, struct sched_job *,
 		    const char *);
@@ -569,7 +572,7 @@ sched_autoscale_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	TAILQ_FOREACH(dep, &s->deployments, entry) {
-		size_t	running = 0;
+		size_t	running = 0, waiting = dep->q.queued;
 		int	serving = 0;
 		bool	busy, idle;
 
@@ -595,8 +598,10 @@ sched_autoscale_cb(evutil_socket_t fd, short what, void *arg)
 				continue;
 			serving++;
 			running += dep->replicas[i]->n_jobs;
+			waiting += replica_waiting(dep->replicas[i]);
 		}
-		busy = dep->q.queued >= (size_t)(AUTOSCALE_UP_QUEUE *
+		/* Jobs sent behind a computing INFER wait all the same. */
+		busy = waiting >= (size_t)(AUTOSCALE_UP_QUEUE *
 		    (serving ? serving : 1));
 		idle = dep->q.queued == 0 && running < (size_t)serving;
 		if (!busy) {
@@ -619,7 +624,7 @@ sched_autoscale_cb(evutil_socket_t fd, short what, void *arg)
 				log_warnx("'%s': %zu queued for %d replica(s), "
 				    "but another replica does not fit the "
 				    "memory budget: not scaling up", dep->name,
-				    dep->q.queued, serving);
+				    waiting, serving);
 			dep->at_budget = true;
 		} else if (busy && dep->wanted < dep->max_replicas &&
 		    now - dep->busy_since_us >=
@@ -628,7 +633,7 @@ sched_autoscale_cb(evutil_socket_t fd, short what, void *arg)
 		    1000) {
 			dep->at_budget = false;
 			log_info("'%s': %zu queued for %d replica(s): scaling "
-			    "up", dep->name, dep->q.queued, serving);
+			    "up", dep->name, waiting, serving);
 			dep->scaled_us = now;
 			dep->busy_since_us = 0;
 			dep->stats.scale_ups++;
@@ -1148,13 +1153,33 @@ sched_batch_cb(evutil_socket_t fd, short what, void *arg)
 	sched_dispatch(dep);
 }
 
-/* Gives idle replica r its next INFER; false if r should wait (for a
- * fuller batch) or nothing is queued. */
+/* Is the INFER that would start with first worth sending behind one
+ * still computing?  Only a full one (a partial batch gathers more rows
+ * in the queue until the replica is idle) of PIPE_MIN_BYTES or more:
+ * there the runtime's wait for it (maasd waking, building and writing
+ * hundreds of KB) is worth hiding, while a small request keeps its exact
+ * place in the fair queue until a replica is free. */
 static bool
-dispatch_one(struct deployment *dep, struct replica *r)
+pipe_worth(const struct deployment *dep, const struct sched_job *first)
+{
+	size_t	bytes = first->payload.len;
+
+	if (job_batchable(dep, first)) {
+		if (dep->queued_rows < (size_t)dep->max_batch)
+			return false;
+		bytes = bytes / first->rows * (size_t)dep->max_batch;
+	}
+	return bytes >= PIPE_MIN_BYTES;
+}
+
+/* Gives replica r its next INFER; false if r should wait (for a fuller
+ * batch) or nothing is queued.  behind: r computes one already. */
+static bool
+dispatch_one(struct deployment *dep, struct replica *r, bool behind)
 {
 	struct sched_job	*first, *next;
-	uint32_t		 rows;
+	struct job_queue	 batch;
+	uint32_t		 rows, n;
 	int64_t			 now;
 
 	/* A stream sent before the model was known to be ONNX. */
@@ -1163,6 +1188,8 @@ dispatch_one(struct deployment *dep, struct replica *r)
 		job_refuse(dep, job_take(dep), "this model does not generate "
 		    "text");
 	if (first == NULL)
+		return false;
+	if (behind && !pipe_worth(dep, first))
 		return false;
 	/* Waiting for company pays only under concurrent load, which the
 	 * last INFER shows: one that carried a single job says requests
@@ -1185,26 +1212,26 @@ dispatch_one(struct deployment *dep, struct replica *r)
 	}
 	evtimer_del(dep->batch_ev);
 	job_take(dep);
-	TAILQ_INSERT_TAIL(&r->jobs, first, entry);
-	r->n_jobs = 1;
+	TAILQ_INIT(&batch);
+	TAILQ_INSERT_TAIL(&batch, first, entry);
+	n = 1;
 	rows = first->rows;
 	if (job_batchable(dep, first)) {
-		while (r->n_jobs < BATCH_MAX_JOBS &&
+		while (n < BATCH_MAX_JOBS &&
 		    (next = fairq_peek(&dep->q)) != NULL &&
 		    job_batchable(dep, next) && next->sig == first->sig &&
 		    rows + next->rows <= (uint32_t)dep->max_batch &&
 		    batch_compatible(first->payload.data, first->payload.len,
 		    next->payload.data, next->payload.len)) {
 			job_take(dep);
-			TAILQ_INSERT_TAIL(&r->jobs, next, entry);
-			r->n_jobs++;
+			TAILQ_INSERT_TAIL(&batch, next, entry);
+			n++;
 			rows += next->rows;
 		}
 	}
-	r->rows = rows;
-	dep->last_jobs = r->n_jobs;
+	dep->last_jobs = n;
 	sched_hist_rows(&dep->stats.batch, rows ? rows : 1);
-	replica_infer(r);
+	replica_infer(r, &batch, n, rows);
 	return true;
 }
 
@@ -1259,14 +1286,17 @@ sched_dispatch(struct deployment *dep)
 		dispatch_streams(dep);
 		return;
 	}
-	for (int i = 0; i < dep->n_replicas && dep->q.queued > 0; i++) {
-		struct replica	*r = dep->replicas[i];
+	/* Idle replicas first, then a second INFER behind a busy one. */
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < dep->n_replicas && dep->q.queued > 0;
+		    i++) {
+			struct replica	*r = dep->replicas[i];
 
-		if (!replica_idle(r))
-			continue;
-		if (!dispatch_one(dep, r))
-			return;
-	}
+			if (pass == 0 ? !replica_idle(r) : !replica_pipe(r))
+				continue;
+			if (!dispatch_one(dep, r, pass == 1))
+				return;
+		}
 }
 
 void

@@ -1,6 +1,6 @@
 /* bench/onnx/ipcbench.c - times INFER round trips to maas-runtime from C.
  *
- *   ipcbench RUNTIME MODEL THREADS SECONDS FRAME...
+ *   ipcbench RUNTIME MODEL THREADS SECONDS FRAME[@DEPTH]...
  *
  * Spawns RUNTIME (maas-runtime) on one end of a unix socketpair with
  * --fd, --model MODEL and --threads THREADS, the way maasd and
@@ -15,10 +15,16 @@
  * compute_* are the runtime's own compute times, which INFER_OK reports;
  * the tenth percentiles say what a quiet machine would show when others
  * share it.  A FRAME may also be a PING, whose PONG round trip is the
- * floor under any INFER's (compute 0).  This is what maasd does per request, minus
- * its event loop: a C client with a prebuilt frame, so that the
- * measurement holds the runtime's cost and the socket, not a scripting
- * language's packing and reads.
+ * floor under any INFER's (compute 0).  This is what maasd does per
+ * request, minus its event loop: a C client with a prebuilt frame, so that
+ * the measurement holds the runtime's cost and the socket, not a
+ * scripting language's packing and reads.
+ *
+ * FRAME@DEPTH keeps DEPTH copies of the frame in flight, as maasd does
+ * under load with a large INFER (REPLICA_PIPELINE in
+ * scheduler/replica.h): a new one is written as each answer is read, and
+ * the times are those between answers, what the runtime's throughput
+ * is made of. */
  *
  * A bench tool, not part of the product: it trusts the runtime it
  * starts, but still bounds every length it reads. */
@@ -81,7 +87,7 @@ static double	now_us(void);
 static int	cmp_double(const void *, const void *);
 static double	median(double *, size_t);
 static void	*load_frame(const char *, size_t *);
-static void	bench(int, const char *, double);
+static void	bench(int, const char *, int, double);
 
 static void
 die(const char *fmt, ...)
@@ -237,9 +243,9 @@ load_frame(const char *path, size_t *len)
 	return p;
 }
 
-/* Times one frame and prints its JSON line. */
+/* Times one frame, depth of them in flight, and prints its JSON line. */
 static void
-bench(int fd, const char *path, double seconds)
+bench(int fd, const char *path, int depth, double seconds)
 {
 	struct reply	 r = { 0 };
 	double		*lat, *comp, t0, a, b, limit;
@@ -259,7 +265,24 @@ bench(int fd, const char *path, double seconds)
 	t0 = now_us();
 	limit = t0 + seconds * 1e6;
 	b = t0;
-	while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
+	if (depth > 1) {
+		for (int i = 0; i < depth; i++)
+			write_full(fd, f, len);
+		while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
+			a = b;
+			read_reply(fd, &r);
+			write_full(fd, f, len);
+			b = now_us();
+			if (r.type != IB_INFER_OK || r.len < 8)
+				die("maas-runtime answered frame type %u",
+				    r.type);
+			comp[n] = (double)le64(r.buf);
+			lat[n] = b - a;
+			n++;
+		}
+		for (int i = 0; i < depth; i++)
+			read_reply(fd, &r);
+	} else while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
 		a = now_us();
 		write_full(fd, f, len);
 		read_reply(fd, &r);
@@ -296,7 +319,8 @@ main(int argc, char *argv[])
 	int		 sv[2], status;
 
 	if (argc < 6)
-		die("usage: ipcbench RUNTIME MODEL THREADS SECONDS FRAME...");
+		die("usage: ipcbench RUNTIME MODEL THREADS SECONDS "
+		    "FRAME[@DEPTH]...");
 	seconds = strtod(argv[4], NULL);
 	if (!(seconds >= 0 && seconds <= 3600))
 		die("bad SECONDS '%s'", argv[4]);
@@ -331,8 +355,18 @@ main(int argc, char *argv[])
 		die("maas-runtime refused the model");
 	if (r.type != IB_HELLO)
 		die("maas-runtime sent frame type %u first", r.type);
-	for (int i = 5; i < argc; i++)
-		bench(sv[0], argv[i], seconds);
+	for (int i = 5; i < argc; i++) {
+		char	*at = strrchr(argv[i], '@');
+		long	 depth = 1;
+
+		if (at != NULL) {
+			*at = '\0';
+			depth = strtol(at + 1, NULL, 10);
+			if (depth < 1 || depth > 16)
+				die("bad depth '%s'", at + 1);
+		}
+		bench(sv[0], argv[i], (int)depth, seconds);
+	}
 	close(sv[0]);
 	free(r.buf);
 	if (waitpid(pid, &status, 0) == -1)
