@@ -22,9 +22,10 @@
  *
  * FRAME@DEPTH keeps DEPTH copies of the frame in flight, as maasd does
  * under load with a large INFER (REPLICA_PIPELINE in
- * scheduler/replica.h): a new one is written as each answer is read, and
- * the times are those between answers, what the runtime's throughput
- * is made of. */
+ * scheduler/replica.h): a new one is written as each answer is read
+ * (then waited for in a blocking read, as maasd waits in its event
+ * loop), and the times are those between answers, what the runtime's
+ * throughput is made of.
  *
  * A bench tool, not part of the product: it trusts the runtime it
  * starts, but still bounds every length it reads. */
@@ -81,7 +82,7 @@ static uint32_t	le32(const uint8_t *);
 static uint64_t	le64(const uint8_t *);
 static void	read_full(int, void *, size_t);
 static void	write_full(int, const void *, size_t);
-static void	read_reply(int, struct reply *);
+static void	read_reply(int, struct reply *, int);
 static void	spin_reply(int);
 static double	now_us(void);
 static int	cmp_double(const void *, const void *);
@@ -174,13 +175,15 @@ spin_reply(int fd)
 	}
 }
 
-/* One frame into r; its length is checked before the buffer grows. */
+/* One frame into r; its length is checked before the buffer grows.  With
+ * spin false it blocks at once, as maasd's event loop does. */
 static void
-read_reply(int fd, struct reply *r)
+read_reply(int fd, struct reply *r, int spin)
 {
 	uint8_t	h[IB_HDR];
 
-	spin_reply(fd);
+	if (spin)
+		spin_reply(fd);
 	read_full(fd, h, sizeof(h));
 	if (le32(h) != IB_MAGIC || (h[4] | h[5] << 8) != IB_VERSION)
 		die("bad frame header from maas-runtime");
@@ -258,7 +261,7 @@ bench(int fd, const char *path, int depth, double seconds)
 		die("out of memory");
 	for (int i = 0; i < 3; i++) {
 		write_full(fd, f, len);
-		read_reply(fd, &r);
+		read_reply(fd, &r, depth == 1);
 		if (r.type != IB_INFER_OK && r.type != IB_PONG)
 			die("maas-runtime answered frame type %u", r.type);
 	}
@@ -270,7 +273,7 @@ bench(int fd, const char *path, int depth, double seconds)
 			write_full(fd, f, len);
 		while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
 			a = b;
-			read_reply(fd, &r);
+			read_reply(fd, &r, depth == 1);
 			write_full(fd, f, len);
 			b = now_us();
 			if (r.type != IB_INFER_OK || r.len < 8)
@@ -281,11 +284,11 @@ bench(int fd, const char *path, int depth, double seconds)
 			n++;
 		}
 		for (int i = 0; i < depth; i++)
-			read_reply(fd, &r);
+			read_reply(fd, &r, depth == 1);
 	} else while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
 		a = now_us();
 		write_full(fd, f, len);
-		read_reply(fd, &r);
+		read_reply(fd, &r, depth == 1);
 		b = now_us();
 		if (r.type == IB_PONG)
 			comp[n] = 0;	/* a PING: the IPC floor */
@@ -350,7 +353,7 @@ main(int argc, char *argv[])
 		_exit(127);
 	}
 	close(sv[1]);
-	read_reply(sv[0], &r);
+	read_reply(sv[0], &r, 1);
 	if (r.type == IB_ERROR)
 		die("maas-runtime refused the model");
 	if (r.type != IB_HELLO)
