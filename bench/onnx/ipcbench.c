@@ -36,6 +36,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -69,6 +70,23 @@
 #define IB_SOCKBUF	(1 << 20)
 #endif
 
+/* Writes a frame each time the reader grants a credit (an answer read),
+ * on its own thread: a runtime's answer can be as large as a request,
+ * and one thread that wrote a second request before reading the first
+ * answer would wait on a full socket while the runtime waits on its
+ * answer, as maasd, which reads and writes as the socket allows, never
+ * does. */
+struct writer {
+	int			 fd;
+	const uint8_t		*f;
+	size_t			 len;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	int			 credits;
+	int			 stop;
+	size_t			 sent;
+};
+
 struct reply {
 	uint16_t	 type;
 	uint32_t	 len;
@@ -89,6 +107,7 @@ static int	cmp_double(const void *, const void *);
 static double	median(double *, size_t);
 static void	*load_frame(const char *, size_t *);
 static void	bench(int, const char *, int, double);
+static void	*writer_main(void *);
 
 static void
 die(const char *fmt, ...)
@@ -269,12 +288,23 @@ bench(int fd, const char *path, int depth, double seconds)
 	limit = t0 + seconds * 1e6;
 	b = t0;
 	if (depth > 1) {
-		for (int i = 0; i < depth; i++)
-			write_full(fd, f, len);
+		struct writer	w = { .fd = fd, .f = f, .len = len,
+				    .credits = depth };
+		pthread_t	th;
+		size_t		got = 0;
+
+		pthread_mutex_init(&w.mu, NULL);
+		pthread_cond_init(&w.cv, NULL);
+		if (pthread_create(&th, NULL, writer_main, &w) != 0)
+			die("pthread_create failed");
 		while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
 			a = b;
-			read_reply(fd, &r, depth == 1);
-			write_full(fd, f, len);
+			read_reply(fd, &r, 0);
+			got++;
+			pthread_mutex_lock(&w.mu);
+			w.credits++;
+			pthread_cond_signal(&w.cv);
+			pthread_mutex_unlock(&w.mu);
 			b = now_us();
 			if (r.type != IB_INFER_OK || r.len < 8)
 				die("maas-runtime answered frame type %u",
@@ -283,8 +313,29 @@ bench(int fd, const char *path, int depth, double seconds)
 			lat[n] = b - a;
 			n++;
 		}
-		for (int i = 0; i < depth; i++)
-			read_reply(fd, &r, depth == 1);
+		pthread_mutex_lock(&w.mu);
+		w.stop = 1;
+		pthread_cond_signal(&w.cv);
+		pthread_mutex_unlock(&w.mu);
+		/* Answers keep coming while the writer finishes a frame. */
+		for (;;) {
+			size_t	sent;
+
+			pthread_mutex_lock(&w.mu);
+			sent = w.sent;
+			pthread_mutex_unlock(&w.mu);
+			if (got >= sent)
+				break;
+			read_reply(fd, &r, 0);
+			got++;
+		}
+		pthread_join(th, NULL);
+		while (got < w.sent) {
+			read_reply(fd, &r, 0);
+			got++;
+		}
+		pthread_mutex_destroy(&w.mu);
+		pthread_cond_destroy(&w.cv);
 	} else while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
 		a = now_us();
 		write_full(fd, f, len);
@@ -310,6 +361,27 @@ bench(int fd, const char *path, int depth, double seconds)
 	free(comp);
 	free(r.buf);
 	free(f);
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct writer	*w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (w->credits == 0 && !w->stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->stop)
+			break;
+		w->credits--;
+		pthread_mutex_unlock(&w->mu);
+		write_full(w->fd, w->f, w->len);
+		pthread_mutex_lock(&w->mu);
+		w->sent++;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
 }
 
 int
