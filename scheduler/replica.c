@@ -909,29 +909,23 @@ replica_settle(struct replica *r, bool crashed)
 	r->n_infers = 0;
 	for (size_t i = 0; (job = TAILQ_FIRST(&lost)) != NULL; i++) {
 		struct sched_result	res;
+		/* The INFER waiting behind never ran: no attempt, no
+		 * crash, and it goes back to the queue as it was. */
+		bool			ran = i < running;
 
 		TAILQ_REMOVE(&lost, job, entry);
 		job->on = NULL;
 		fairq_finished(&dep->q, job->flow);
-		if (i >= running) {
-			if (job->cancelled)
-				sched_job_finish(job, NULL);
-			else if (r->s->stopping) {
-				memset(&res, 0, sizeof(res));
-				res.status = SCHED_SHUTDOWN;
-				res.message = "the server is shutting down";
-				sched_job_finish(job, &res);
-			} else
-				sched_job_requeue(job);
-			continue;
+		if (ran) {
+			job->attempts++;
+			if (crashed)
+				job->crashes++;
+			/* Whoever crashed a batch runs alone from now on, so
+			 * that a second crash points at the job that caused
+			 * it. */
+			if (crashed || batch)
+				job->solo = true;
 		}
-		job->attempts++;
-		if (crashed)
-			job->crashes++;
-		/* Whoever crashed a batch runs alone from now on, so that a
-		 * second crash points at the job that caused it. */
-		if (crashed || batch)
-			job->solo = true;
 		memset(&res, 0, sizeof(res));
 		res.version = dep->version;
 		res.attempts = job->attempts;
@@ -941,6 +935,8 @@ replica_settle(struct replica *r, bool crashed)
 			res.status = SCHED_SHUTDOWN;
 			res.message = "the server is shutting down";
 			sched_job_finish(job, &res);
+		} else if (!ran) {
+			sched_job_requeue(job);
 		} else if (job->on_token != NULL && job->stopping) {
 			res.status = SCHED_CANCELLED;
 			res.message = "cancelled";
