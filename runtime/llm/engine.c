@@ -67,6 +67,12 @@ struct seq {
 	char			 pend[PEND_MAX];	/* text held back */
 	size_t			 pend_len;
 	uint64_t		 compute_us;
+	/* The step's sampled token, its sampling time and its logprobs,
+	 * written by whichever thread sampled it (step()). */
+	int32_t			 drawn;
+	uint64_t		 draw_us;
+	struct sampler_logprob	 chosen;
+	struct sampler_logprob	 top[SAMPLER_MAX_TOP];
 	/* Prefix cache: the first n_hist positions of kv hold the prompt
 	 * hist of tenant's last request; reused only for the same tenant.
 	 * While prefilling, hist is the whole prompt (n_prompt tokens) and
@@ -102,8 +108,6 @@ struct engine {
 	struct llm_kv		**batch_kv;	/* max_seqs */
 	int32_t			*batch_tok;	/* max_seqs */
 	struct seq		**batch_seq;	/* max_seqs */
-	struct sampler_logprob	 chosen;
-	struct sampler_logprob	 top[SAMPLER_MAX_TOP];
 	/* I/O */
 	int			 fd;
 	uint8_t			*buf;		/* frame payload, grown */
@@ -121,6 +125,7 @@ static long	gen_tokens(struct engine *, const struct ipc_gen_req *);
 static long	chat_tokens(struct engine *, const struct ipc_gen_req *);
 static long	encode_into(struct engine *, const char *, size_t, size_t);
 static int	step(struct engine *);
+static void	draw(void *, int);
 static int	prefill_turn(struct engine *);
 static int	prefill_chunk(struct engine *, struct seq *, uint32_t);
 static int	on_token(struct engine *, struct seq *, int32_t);
@@ -718,19 +723,32 @@ step(struct engine *e)
 		return SERVE_EPROTO;
 	}
 	share = (now_us() - t0) / (uint64_t)n;
+	/* The sequences' samplers are independent (each its own logits
+	 * row, state and random stream), so they run on the model's
+	 * threads; the tokens then go out in slot order. */
+	llm_model_par(e->m, draw, e, n);
 	for (int i = 0; i < n; i++) {
 		struct seq	*s = e->batch_seq[i];
-		int32_t		 tok;
 
-		t0 = now_us();
-		tok = sampler_sample(s->smp, e->logits + (size_t)i *
-		    (size_t)e->n_vocab, s->logprobs ? &e->chosen : NULL,
-		    s->top_logprobs ? e->top : NULL);
-		s->compute_us += share + (now_us() - t0);
-		if ((ret = on_token(e, s, tok)) != -1)
+		s->compute_us += share + s->draw_us;
+		if ((ret = on_token(e, s, s->drawn)) != -1)
 			return ret;
 	}
 	return -1;
+}
+
+/* Samples the token of the step's sequence i (llm_model_par()). */
+static void
+draw(void *arg, int i)
+{
+	struct engine	*e = arg;
+	struct seq	*s = e->batch_seq[i];
+	uint64_t	 t0 = now_us();
+
+	s->drawn = sampler_sample(s->smp, e->logits + (size_t)i *
+	    (size_t)e->n_vocab, s->logprobs ? &s->chosen : NULL,
+	    s->top_logprobs ? s->top : NULL);
+	s->draw_us = now_us() - t0;
 }
 
 /* A turn's prefill: chunks of the oldest prompts, up to ENGINE_CHUNK
@@ -792,8 +810,8 @@ prefill_chunk(struct engine *e, struct seq *s, uint32_t k)
 		return -1;
 	}
 	s->prefilling = false;
-	tok = sampler_sample(s->smp, e->logits, s->logprobs ? &e->chosen :
-	    NULL, s->top_logprobs ? e->top : NULL);
+	tok = sampler_sample(s->smp, e->logits, s->logprobs ? &s->chosen :
+	    NULL, s->top_logprobs ? s->top : NULL);
 	s->compute_us += now_us() - t0;
 	return on_token(e, s, tok);
 }
@@ -898,19 +916,19 @@ send_token(struct engine *e, struct seq *s, int32_t tok, const char *text,
 	t.id = tok;
 	t.text = (struct ipc_str){ text, (uint32_t)len };
 	if (tok >= 0 && s->logprobs) {
-		n = tok_piece(e->tok, e->chosen.tok, true, lp[0],
+		n = tok_piece(e->tok, s->chosen.tok, true, lp[0],
 		    sizeof(lp[0]));
 		t.lp.token = (struct ipc_str){ lp[0], (uint32_t)(n <
 		    sizeof(lp[0]) ? n : sizeof(lp[0])) };
-		t.lp.logprob = e->chosen.logprob;
+		t.lp.logprob = s->chosen.logprob;
 		t.n_top = (uint32_t)s->top_logprobs;
 		for (int i = 0; i < s->top_logprobs; i++) {
-			n = tok_piece(e->tok, e->top[i].tok, true, lp[i + 1],
+			n = tok_piece(e->tok, s->top[i].tok, true, lp[i + 1],
 			    sizeof(lp[i + 1]));
 			t.top[i].token = (struct ipc_str){ lp[i + 1],
 			    (uint32_t)(n < sizeof(lp[0]) ? n :
 			    sizeof(lp[0])) };
-			t.top[i].logprob = e->top[i].logprob;
+			t.top[i].logprob = s->top[i].logprob;
 		}
 	}
 	wbuf_reset(&e->out);

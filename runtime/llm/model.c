@@ -128,6 +128,8 @@ struct job {
 	int			 op;		/* ew_item: EW_* */
 	const float		*normw;		/* ew_item: norm weights */
 	int			 qb, nk, r0, h0; /* ah_item: block, heads */
+	void			(*ufn)(void *, int);	/* llm_model_par() */
+	void			*uarg;
 };
 
 /* The input of a prefill product (gm_exec()): to pack first, or packed
@@ -257,6 +259,7 @@ static void	mm_add(struct job *, const struct wmat *, float *);
 static void	job_add(struct job *, const struct wmat *, float *);
 static void	mm_item(struct llm_model *, const struct job *, int, int);
 static void	run_job(struct llm_model *, const struct job *);
+static void	par_item(struct llm_model *, const struct job *, int, int);
 static int	pool_claim(struct pool *);
 static bool	pool_work(struct llm_model *, int);
 static void	cpu_relax(void);
@@ -900,6 +903,27 @@ run_job(struct llm_model *m, const struct job *j)
 		pthread_cond_wait(&p->done_cv, &p->mu);
 	p->waiting = false;
 	pthread_mutex_unlock(&p->mu);
+}
+
+static void
+par_item(struct llm_model *m, const struct job *j, int i, int thr)
+{
+	(void)m;
+	(void)thr;
+	j->ufn(j->uarg, i);
+}
+
+void
+llm_model_par(struct llm_model *m, void (*fn)(void *, int), void *arg, int n)
+{
+	struct job	j;
+
+	memset(&j, 0, sizeof(j));
+	j.fn = par_item;
+	j.n = n;
+	j.ufn = fn;
+	j.uarg = arg;
+	run_job(m, &j);
 }
 
 static void *

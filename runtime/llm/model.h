@@ -44,6 +44,12 @@ const struct llm_hparams *llm_model_hparams(const struct llm_model *);
  * before sandboxing; 0, or -1 if n is out of range or a thread cannot be
  * started (then the model runs on 1). */
 int	llm_model_set_threads(struct llm_model *, int n);
+/* Runs fn(arg, i) for every i in [0, n) on the model's threads, the
+ * caller's among them, and returns when all are done: work of a decode
+ * step that is not the model's (sampling each sequence's token).  The
+ * calls must not touch each other's data. */
+void	llm_model_par(struct llm_model *, void (*fn)(void *, int), void *arg,
+	    int n);
 /* Bytes the model needs resident: weights plus work buffers, without KV
  * (the copy of the weights is counted, not the mapping's page cache). */
 uint64_t llm_model_mem_bytes(const struct llm_model *);

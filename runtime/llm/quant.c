@@ -724,8 +724,33 @@ avx2_attend(const float *q, const float *k, const float *v, size_t ld,
 	inv = 1.0f / sum;
 	for (; c + 64 <= hv; c += 64)
 		avx2_mix(att, v + c, ld, nk, 8, inv, out + c);
-	if (c < hv)
-		avx2_mix(att, v + c, ld, nk, (hv - c) / 8, inv, out + c);
+	/* The rest with its group count a constant, so that the loop over
+	 * the keys holds only loads and multiply-adds (hd 48: six). */
+	switch ((hv - c) / 8) {
+	case 7:
+		avx2_mix(att, v + c, ld, nk, 7, inv, out + c);
+		break;
+	case 6:
+		avx2_mix(att, v + c, ld, nk, 6, inv, out + c);
+		break;
+	case 5:
+		avx2_mix(att, v + c, ld, nk, 5, inv, out + c);
+		break;
+	case 4:
+		avx2_mix(att, v + c, ld, nk, 4, inv, out + c);
+		break;
+	case 3:
+		avx2_mix(att, v + c, ld, nk, 3, inv, out + c);
+		break;
+	case 2:
+		avx2_mix(att, v + c, ld, nk, 2, inv, out + c);
+		break;
+	case 1:
+		avx2_mix(att, v + c, ld, nk, 1, inv, out + c);
+		break;
+	default:
+		break;
+	}
 	for (c = hv; c < hd; c++) {
 		float	s = 0.0f;
 

@@ -244,7 +244,7 @@ sampler_sample(struct sampler *s, float *lg, struct sampler_logprob *chosen,
 {
 	const struct sampler_params *p = &s->p;
 	int		 n = s->n_vocab, i;
-	size_t		 m, k, j, keep;
+	size_t		 m, k, j, keep, mz;
 	double		 lse = 0.0, z, cum, u;
 	float		 mx, inv_t;
 	int32_t		 tok, *idx = s->idx;
@@ -295,6 +295,7 @@ sampler_sample(struct sampler *s, float *lg, struct sampler_logprob *chosen,
 		s->prob[idx[j]] = expf((lg[idx[j]] - mx) * inv_t);
 		z += s->prob[idx[j]];
 	}
+	mz = m;
 	/* min_p keeps p >= min_p * p_max, a prefix of the candidate order
 	 * like top_p's, so filtering it first changes nothing but the work
 	 * top_p has left (whose mass still counts the whole top_k set) */
@@ -323,8 +324,11 @@ sampler_sample(struct sampler *s, float *lg, struct sampler_logprob *chosen,
 				break;
 		}
 	}
-	for (j = 0, z = 0.0; j < keep; j++)
-		z += s->prob[idx[j]];
+	/* Unless min_p dropped candidates or top_p sorted them, z is
+	 * already this sum: the same terms, added in the same order. */
+	if (keep != mz || p->top_p < 1.0f)
+		for (j = 0, z = 0.0; j < keep; j++)
+			z += s->prob[idx[j]];
 	u = rng_double(s) * z;
 	tok = idx[keep - 1];
 	for (j = 0, cum = 0.0; j < keep; j++) {
