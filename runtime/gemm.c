@@ -57,6 +57,7 @@ struct gemm_job {
 	size_t		 pc;		/* panels per chunk */
 	size_t		 ngroups;	/* chunks across the panels */
 	size_t		 kc;		/* k block, >= 1 */
+	size_t		 mc;		/* rows of a chunk, GEMM_MR * n */
 	bool		 fast;		/* gemm_fast(), read by the caller */
 };
 
@@ -116,7 +117,7 @@ gemm_run(float *y, const float *a, size_t lda, const float *bp, size_t m,
     float beta)
 {
 	struct gemm_job	j = { y, a, lda, bp, m, n, k, 0, alpha, beta, c, cm,
-			    cn, 0, 0, 1, gemm_fast() };
+			    cn, 0, 0, 1, GEMM_MC, gemm_fast() };
 	size_t		nrc = (m + GEMM_MC - 1) / GEMM_MC, want, per, nkb;
 	int		nthr = 1;
 
@@ -145,6 +146,15 @@ gemm_run(float *y, const float *a, size_t lda, const float *bp, size_t m,
 	if (j.pc > j.np)
 		j.pc = j.np;
 	j.ngroups = (j.np + j.pc - 1) / j.pc;
+	if (nthr > 1 && nrc * j.ngroups < (size_t)nthr * GEMM_PAR_CHUNKS) {
+		/* Few panels too (an MLP's last layer, ten wide): cut the
+		 * rows finer, down to one tile's. */
+		per = ((size_t)nthr * GEMM_PAR_CHUNKS + j.ngroups - 1) /
+		    j.ngroups;
+		j.mc = (m + per - 1) / per;
+		j.mc = (j.mc + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
+		nrc = (m + j.mc - 1) / j.mc;
+	}
 	if (nthr > 1 && nrc * j.ngroups > 1)
 		kernel_par_run(gemm_chunk, &j, nrc * j.ngroups);
 	else
@@ -158,9 +168,9 @@ static void
 gemm_chunk(void *arg, size_t t)
 {
 	const struct gemm_job	*j = arg;
-	size_t			 i0 = t / j->ngroups * GEMM_MC;
+	size_t			 i0 = t / j->ngroups * j->mc;
 	size_t			 p0 = t % j->ngroups * j->pc;
-	size_t			 i1 = i0 + GEMM_MC, p1 = p0 + j->pc;
+	size_t			 i1 = i0 + j->mc, p1 = p0 + j->pc;
 
 	if (i1 > j->m)
 		i1 = j->m;
