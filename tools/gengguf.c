@@ -3,7 +3,8 @@
  *
  *   maas-gengguf [--arch llama|qwen2] [--tokenizer spm|bpe]
  *	[--template chatml|llama2|llama3|none|'<jinja text>']
- *	[--type f32|f16|q8_0|q4_0] [--seed N] [--n-embd 64] [--n-layer 2]
+ *	[--type f32|f16|q8_0|q4_0|q4_k|q4_k_m|q6_k] [--seed N] [--n-embd 64]
+ *	[--n-layer 2]
  *	[--n-head 4] [--n-head-kv 2] [--n-ff 128] [--n-ctx 256]
  *	[--vocab 512] -o FILE
  *
@@ -14,7 +15,11 @@
  * of pairs before the vocabulary is full, the rest are unused reserved
  * tokens.  Weights come from one splitmix64 stream seeded by --seed, so
  * the same arguments always give the same bytes.  2-D weights take --type;
- * norms and biases stay F32.  llama writes a separate output matrix,
+ * norms and biases stay F32.  q4_k_m mixes as llama.cpp's Q4_K_M files
+ * do: Q6_K for the output matrix and for attn_v and ffn_down of every
+ * other layer, Q4_K for the rest (the quantizers here are plain min/max
+ * ones, not llama.cpp's search for the best scales: the blocks are valid
+ * and exercise every bit of the format).  llama writes a separate output matrix,
  * qwen2 ties it to the token embeddings (as Qwen2's small models do) and
  * has Q/K/V biases. */
 #include <errno.h>
@@ -42,6 +47,8 @@
 #define T_F16		1
 #define T_Q4_0		2
 #define T_Q8_0		8
+#define T_Q4_K		12
+#define T_Q6_K		14
 #define V_U32		4
 #define V_I32		5
 #define V_F32		6
@@ -89,7 +96,8 @@ struct opts {
 	bool		 bpe;
 	const char	*tmpl_name;	/* chatml, llama2, llama3, none, raw */
 	const char	*tmpl;		/* Jinja text, NULL for none */
-	int		 type;		/* T_F32, T_F16, T_Q8_0 */
+	int		 type;		/* T_F32, T_F16, T_Q8_0, ... */
+	bool		 kmix;		/* q4_k_m: some matrices Q6_K */
 	uint64_t	 seed;
 	int		 n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
 	int		 n_vocab;
@@ -135,6 +143,11 @@ struct buf {
 
 static void	usage(void) __attribute__((noreturn));
 static uint16_t	f32_to_f16(float);
+static float	f16_to_f32(uint16_t);
+static void	put_f16(uint8_t *, float);
+static int	clampi(long, int, int);
+static void	quant_q4k(const float *, uint8_t *);
+static void	quant_q6k(const float *, uint8_t *);
 static uint64_t	fnv(const char *);
 static int32_t	voc_find(const struct vocab *, const char *);
 static int32_t	voc_add(struct vocab *, const char *, float, int32_t);
@@ -166,7 +179,7 @@ usage(void)
 	fprintf(stderr, "usage: maas-gengguf [--arch llama|qwen2] "
 	    "[--tokenizer spm|bpe]\n"
 	    "\t[--template chatml|llama2|llama3|none|JINJA] "
-	    "[--type f32|f16|q8_0|q4_0] [--seed N]\n"
+	    "[--type f32|f16|q8_0|q4_0|q4_k|q4_k_m|q6_k] [--seed N]\n"
 	    "\t[--n-embd N] [--n-layer N] [--n-head N] [--n-head-kv N] "
 	    "[--n-ff N]\n\t[--n-ctx N] [--vocab N] -o FILE\n");
 	exit(1);
@@ -639,6 +652,135 @@ add_tensor(struct tensor *t, int *n, const char *name, int ndim,
 	x->scale = scale;
 }
 
+static float
+f16_to_f32(uint16_t h)
+{
+	uint32_t	sign = (uint32_t)(h & 0x8000) << 16, e = h >> 10 & 31;
+	uint32_t	m = h & 0x3ff, x;
+	float		f;
+
+	if (e == 0) {
+		f = ldexpf((float)m, -24);
+		return sign ? -f : f;
+	}
+	if (e == 31)
+		x = sign | 0x7f800000 | m << 13;
+	else
+		x = sign | (e + 112) << 23 | m << 13;
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+/* Stores f as F16 at p (little-endian). */
+static void
+put_f16(uint8_t *p, float f)
+{
+	uint16_t	h = f32_to_f16(f);
+
+	p[0] = (uint8_t)h;
+	p[1] = (uint8_t)(h >> 8);
+}
+
+static int
+clampi(long v, int lo, int hi)
+{
+	return v < lo ? lo : v > hi ? hi : (int)v;
+}
+
+/* One Q4_K block of x[0..256): each 32-element sub-block s gets scale
+ * (max - min) / 15 and min offset -min (min taken at most 0), both as
+ * 6-bit multiples of the block's F16 d and dmin; q = round((x + m) /
+ * scale) in 0..15. */
+static void
+quant_q4k(const float *x, uint8_t *b)
+{
+	float		sc[8], mn[8], msc = 0.0f, mmn = 0.0f, d, dmin;
+	int		ls[8], lm[8];
+	uint8_t		*scales = b + 4, *qs = b + 16;
+
+	for (int s = 0; s < 8; s++) {
+		float	lo = x[32 * s], hi = x[32 * s];
+
+		for (int i = 1; i < 32; i++) {
+			lo = fminf(lo, x[32 * s + i]);
+			hi = fmaxf(hi, x[32 * s + i]);
+		}
+		if (lo > 0.0f)
+			lo = 0.0f;
+		sc[s] = (hi - lo) / 15.0f;
+		mn[s] = -lo;
+		msc = fmaxf(msc, sc[s]);
+		mmn = fmaxf(mmn, mn[s]);
+	}
+	put_f16(b, msc / 63.0f);
+	put_f16(b + 2, mmn / 63.0f);
+	d = f16_to_f32((uint16_t)(b[0] | b[1] << 8));
+	dmin = f16_to_f32((uint16_t)(b[2] | b[3] << 8));
+	for (int s = 0; s < 8; s++) {
+		ls[s] = d > 0.0f ? clampi(lroundf(sc[s] / d), 0, 63) : 0;
+		lm[s] = dmin > 0.0f ? clampi(lroundf(mn[s] / dmin), 0, 63) :
+		    0;
+	}
+	/* Sub-blocks 0..3 in the low 6 bits of bytes 0..3 (scales) and
+	 * 4..7 (mins); 4..7 in the nibbles of bytes 8..11 and the top two
+	 * bits of bytes 0..7. */
+	for (int j = 0; j < 4; j++) {
+		scales[j] = (uint8_t)(ls[j] | (ls[j + 4] >> 4) << 6);
+		scales[j + 4] = (uint8_t)(lm[j] | (lm[j + 4] >> 4) << 6);
+		scales[j + 8] = (uint8_t)((ls[j + 4] & 15) |
+		    (lm[j + 4] & 15) << 4);
+	}
+	memset(qs, 0, 128);
+	for (int s = 0; s < 8; s++) {
+		float	dl = d * (float)ls[s], ml = dmin * (float)lm[s];
+
+		for (int i = 0; i < 32; i++) {
+			int	q = dl > 0.0f ? clampi(lroundf((x[32 * s + i] +
+				    ml) / dl), 0, 15) : 0;
+
+			qs[32 * (s / 2) + i] |= (uint8_t)(s % 2 ? q << 4 : q);
+		}
+	}
+}
+
+/* One Q6_K block of x[0..256): each 16-element sub-block gets scale
+ * max|x| / 31 as an int8 multiple of the block's F16 d; q = round(x /
+ * scale) in -32..31, stored as q + 32 in 6 bits: for element e, half h
+ * = e / 128, quarter k = e % 128 / 32, l = e % 32, the low nibble in
+ * byte h * 64 + l + 32 * (k % 2) (its high nibble for k >= 2) and the
+ * top two bits at bit 2k of byte 128 + h * 32 + l. */
+static void
+quant_q6k(const float *x, uint8_t *b)
+{
+	float		sc[16], msc = 0.0f, d;
+	int8_t		*scales = (int8_t *)(void *)(b + 192);
+
+	memset(b, 0, 208);
+	for (int s = 0; s < 16; s++) {
+		float	amax = 0.0f;
+
+		for (int i = 0; i < 16; i++)
+			amax = fmaxf(amax, fabsf(x[16 * s + i]));
+		sc[s] = amax / 31.0f;
+		msc = fmaxf(msc, sc[s]);
+	}
+	put_f16(b + 208, msc / 127.0f);
+	d = f16_to_f32((uint16_t)(b[208] | b[209] << 8));
+	for (int s = 0; s < 16; s++)
+		scales[s] = (int8_t)(d > 0.0f ? clampi(lroundf(sc[s] / d),
+		    -128, 127) : 0);
+	for (int e = 0; e < 256; e++) {
+		int	h = e / 128, k = e % 128 / 32, l = e % 32;
+		float	dl = d * (float)scales[e / 16];
+		int	q = (dl != 0.0f ? clampi(lroundf(x[e] / dl), -32, 31) :
+			    0) + 32;
+		uint8_t	*lo = b + h * 64 + l + 32 * (k % 2);
+
+		*lo |= (uint8_t)(k >= 2 ? (q & 15) << 4 : q & 15);
+		b[128 + h * 32 + l] |= (uint8_t)((q >> 4) << (2 * k));
+	}
+}
+
 static uint64_t
 tensor_bytes(const struct tensor *t)
 {
@@ -651,6 +793,10 @@ tensor_bytes(const struct tensor *t)
 		return n / 32 * 34;
 	case T_Q4_0:
 		return n / 32 * 18;
+	case T_Q4_K:
+		return n / 256 * 144;
+	case T_Q6_K:
+		return n / 256 * 210;
 	default:
 		return n * 4;
 	}
@@ -734,6 +880,16 @@ write_tensor(FILE *f, const struct tensor *t, uint64_t *rng, float *row,
 			}
 			n = ne0 / 32 * 18;
 			break;
+		case T_Q4_K:
+			for (uint64_t bk = 0; bk < ne0 / 256; bk++)
+				quant_q4k(row + bk * 256, out + bk * 144);
+			n = ne0 / 256 * 144;
+			break;
+		case T_Q6_K:
+			for (uint64_t bk = 0; bk < ne0 / 256; bk++)
+				quant_q6k(row + bk * 256, out + bk * 210);
+			n = ne0 / 256 * 210;
+			break;
 		default:
 			for (uint64_t i = 0; i < ne0; i++)
 				memcpy(out + 4 * i, &row[i], 4);
@@ -780,8 +936,10 @@ build(const struct opts *o)
 	kv_str(&kv, &nkv, "general.name", qwen ? "maas tiny qwen2" :
 	    "maas tiny llama");
 	kv_u32(&kv, &nkv, "general.alignment", GG_ALIGN);
+	/* llama.cpp's file types: MOSTLY_Q4_K_S 14, _Q4_K_M 15, _Q6_K 18 */
 	kv_u32(&kv, &nkv, "general.file_type", o->type == T_F32 ? 0 :
-	    o->type == T_F16 ? 1 : o->type == T_Q4_0 ? 2 : 7);
+	    o->type == T_F16 ? 1 : o->type == T_Q4_0 ? 2 : o->type ==
+	    T_Q8_0 ? 7 : o->type == T_Q6_K ? 18 : o->kmix ? 15 : 14);
 #define AK(s)	(snprintf(k, sizeof(k), "%s." s, o->arch), k)
 	kv_u32(&kv, &nkv, AK("context_length"), (uint32_t)o->n_ctx);
 	kv_u32(&kv, &nkv, AK("embedding_length"), (uint32_t)o->n_embd);
@@ -867,7 +1025,8 @@ build(const struct opts *o)
 		add_tensor(t, &nt, TN("attn_k.weight"), 2, (uint64_t)o->n_embd,
 		    (uint64_t)kvd, o->type, INIT_UNIFORM, se);
 		add_tensor(t, &nt, TN("attn_v.weight"), 2, (uint64_t)o->n_embd,
-		    (uint64_t)kvd, o->type, INIT_UNIFORM, se);
+		    (uint64_t)kvd, o->kmix && l % 2 == 0 ? T_Q6_K : o->type,
+		    INIT_UNIFORM, se);
 		if (qwen) {
 			add_tensor(t, &nt, TN("attn_q.bias"), 1,
 			    (uint64_t)o->n_embd, 1, T_F32, INIT_UNIFORM, 0.1f);
@@ -887,14 +1046,16 @@ build(const struct opts *o)
 		add_tensor(t, &nt, TN("ffn_up.weight"), 2, (uint64_t)o->n_embd,
 		    (uint64_t)o->n_ff, o->type, INIT_UNIFORM, se);
 		add_tensor(t, &nt, TN("ffn_down.weight"), 2, (uint64_t)o->n_ff,
-		    (uint64_t)o->n_embd, o->type, INIT_UNIFORM, sf);
+		    (uint64_t)o->n_embd, o->kmix && l % 2 == 0 ? T_Q6_K :
+		    o->type, INIT_UNIFORM, sf);
 #undef TN
 	}
 	add_tensor(t, &nt, "output_norm.weight", 1, (uint64_t)o->n_embd, 1,
 	    T_F32, INIT_NORM, 0.1f);
 	if (!qwen)
 		add_tensor(t, &nt, "output.weight", 2, (uint64_t)o->n_embd,
-		    (uint64_t)o->n_vocab, o->type, INIT_UNIFORM,
+		    (uint64_t)o->n_vocab, o->kmix ? T_Q6_K : o->type,
+		    INIT_UNIFORM,
 		    2.0f / sqrtf((float)o->n_embd));
 
 	/* Header, metadata, tensor infos, padding. */
@@ -1006,8 +1167,15 @@ main(int argc, char *argv[])
 				o.type = T_Q8_0;
 			else if (strcmp(optarg, "q4_0") == 0)
 				o.type = T_Q4_0;
+			else if (strcmp(optarg, "q4_k") == 0 ||
+			    strcmp(optarg, "q4_k_m") == 0) {
+				o.type = T_Q4_K;
+				o.kmix = strcmp(optarg, "q4_k_m") == 0;
+			} else if (strcmp(optarg, "q6_k") == 0)
+				o.type = T_Q6_K;
 			else
-				fatalx("--type: f32, f16, q8_0 or q4_0");
+				fatalx("--type: f32, f16, q8_0, q4_0, q4_k, "
+				    "q4_k_m or q6_k");
 			break;
 		case 's':
 			o.seed = (uint64_t)gen_num_arg("--seed", optarg, 0,
@@ -1070,6 +1238,10 @@ main(int argc, char *argv[])
 	if ((o.type == T_Q8_0 || o.type == T_Q4_0) && (o.n_embd % 32 != 0 ||
 	    o.n_ff % 32 != 0))
 		fatalx("q8_0 and q4_0 need --n-embd and --n-ff multiples of 32");
+	if ((o.type == T_Q4_K || o.type == T_Q6_K) && (o.n_embd % 256 != 0 ||
+	    o.n_ff % 256 != 0))
+		fatalx("q4_k, q4_k_m and q6_k need --n-embd and --n-ff "
+		    "multiples of 256");
 	params = (long long)o.n_vocab * o.n_embd * 2 + (long long)o.n_layer *
 	    ((long long)o.n_embd * o.n_embd * 4 + 3LL * o.n_embd * o.n_ff);
 	if (params > GG_MAX_PARAMS)

@@ -4,6 +4,16 @@
  *   Q8_0: 32 elements in 34 bytes, F16 scale d then int8 q[32]; x = d * q.
  *   Q4_0: 32 elements in 18 bytes, F16 scale d then 16 bytes of nibbles;
  *         x[j] = d * ((b[j] & 15) - 8), x[j + 16] = d * ((b[j] >> 4) - 8).
+ *   Q4_K: 256 elements in 144 bytes: F16 d and dmin, 12 bytes of eight
+ *         6-bit scales and mins, 128 bytes of nibbles; sub-block s (32
+ *         elements) is x = d * sc[s] * q - dmin * m[s], q the low nibbles
+ *         of bytes 32 * (s / 2) .. for even s, the high ones for odd s.
+ *   Q6_K: 256 elements in 210 bytes: 128 bytes of low nibbles, 64 of
+ *         high bit pairs, sixteen int8 scales (one per 16 elements), F16
+ *         d; x = d * sc * (q - 32), q 6 bits.
+ * The K types are computed by dequantizing a block at a time: they are
+ * here so that the files most often shared (Q4_K_M mixes Q4_K and Q6_K)
+ * load and run exactly, not yet fast.
  *
  * Two sets of kernels, chosen once in quant_init() by what the CPU has:
  *   avx2     x86-64 with AVX2, FMA and F16C: intrinsics, fused
@@ -70,6 +80,10 @@ static float	dot_f32(const float *, const float *, size_t);
 static float	dot_f16(const uint8_t *, const float *, size_t);
 static float	dot_q8_0(const uint8_t *, const float *, size_t);
 static float	dot_q4_0(const uint8_t *, const float *, size_t);
+static void	dequant_q4k(const uint8_t *, float *);
+static void	dequant_q6k(const uint8_t *, float *);
+static float	dot_kblocks(enum ggml_type, const uint8_t *, const float *,
+		    size_t);
 static float	dot_generic(enum ggml_type, const void *, const float *,
 		    size_t);
 #ifdef QUANT_X86
@@ -141,7 +155,7 @@ bool
 quant_supported(enum ggml_type t)
 {
 	return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_Q8_0 ||
-	    t == GGML_T_Q4_0;
+	    t == GGML_T_Q4_0 || t == GGML_T_Q4_K || t == GGML_T_Q6_K;
 }
 
 float
@@ -154,6 +168,72 @@ static inline uint16_t
 le16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+/* Scale and min of Q4_K sub-block j (0..7) from the block's 12 bytes:
+ * 0..3 in the low 6 bits of bytes j and j + 4, 4..7 in the nibbles of
+ * byte j + 4 and the top 2 bits of bytes j - 4 and j. */
+static inline void
+q4k_scale_min(int j, const uint8_t *q, int *sc, int *m)
+{
+	if (j < 4) {
+		*sc = q[j] & 63;
+		*m = q[j + 4] & 63;
+	} else {
+		*sc = (q[j + 4] & 15) | (q[j - 4] >> 6) << 4;
+		*m = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
+	}
+}
+
+/* The 256 elements of the Q4_K block at p. */
+static void
+dequant_q4k(const uint8_t *p, float *y)
+{
+	float		 d = f16_table[le16(p)], dmin = f16_table[le16(p + 2)];
+	const uint8_t	*sc = p + 4, *q = p + 16;
+	int		 s, m;
+
+	for (int j = 0; j < 8; j += 2, q += 32, y += 64) {
+		float	d1, m1, d2, m2;
+
+		q4k_scale_min(j, sc, &s, &m);
+		d1 = d * (float)s;
+		m1 = dmin * (float)m;
+		q4k_scale_min(j + 1, sc, &s, &m);
+		d2 = d * (float)s;
+		m2 = dmin * (float)m;
+		for (int l = 0; l < 32; l++) {
+			y[l] = d1 * (float)(q[l] & 15) - m1;
+			y[32 + l] = d2 * (float)(q[l] >> 4) - m2;
+		}
+	}
+}
+
+/* The 256 elements of the Q6_K block at p: each half of 128 takes 64
+ * bytes of low nibbles, 32 of high bit pairs and 8 scales. */
+static void
+dequant_q6k(const uint8_t *p, float *y)
+{
+	const uint8_t	*ql = p, *qh = p + 128;
+	const int8_t	*sc = (const int8_t *)(const void *)(p + 192);
+	float		 d = f16_table[le16(p + 208)];
+
+	for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, y += 128)
+		for (int l = 0; l < 32; l++) {
+			int	is = l / 16;
+			int	q1 = ((ql[l] & 15) | (qh[l] & 3) << 4) - 32;
+			int	q2 = ((ql[l + 32] & 15) | (qh[l] >> 2 & 3) <<
+				    4) - 32;
+			int	q3 = ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) -
+				    32;
+			int	q4 = ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) <<
+				    4) - 32;
+
+			y[l] = d * (float)sc[is] * (float)q1;
+			y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+			y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+			y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+		}
 }
 
 void
@@ -194,6 +274,14 @@ quant_dequant(enum ggml_type t, const void *w, float *dst, size_t n)
 				    4) - 8);
 			}
 		}
+		break;
+	case GGML_T_Q4_K:
+		for (size_t b = 0; b < n / 256; b++)
+			dequant_q4k(p + b * 144, dst + b * 256);
+		break;
+	case GGML_T_Q6_K:
+		for (size_t b = 0; b < n / 256; b++)
+			dequant_q6k(p + b * 210, dst + b * 256);
 		break;
 	default:
 		memset(dst, 0, n * sizeof(float));
@@ -292,10 +380,36 @@ dot_q4_0(const uint8_t *p, const float *x, size_t n)
 	return HSUM(acc);
 }
 
+/* A K-type row against x: each block dequantized, then its products
+ * added into eight lanes as dot_f32's are. */
+static float
+dot_kblocks(enum ggml_type t, const uint8_t *p, const float *x, size_t n)
+{
+	float	blk[256];
+	v8f	acc = { 0 }, va, vx;
+	size_t	bsz = t == GGML_T_Q4_K ? 144 : 210;
+
+	for (size_t b = 0; b < n / 256; b++, p += bsz) {
+		if (t == GGML_T_Q4_K)
+			dequant_q4k(p, blk);
+		else
+			dequant_q6k(p, blk);
+		for (int j = 0; j < 256; j += 8) {
+			memcpy(&va, blk + j, sizeof(va));
+			memcpy(&vx, x + b * 256 + (size_t)j, sizeof(vx));
+			acc += va * vx;
+		}
+	}
+	return HSUM(acc);
+}
+
 static float
 dot_generic(enum ggml_type t, const void *w, const float *x, size_t n)
 {
 	switch (t) {
+	case GGML_T_Q4_K:
+	case GGML_T_Q6_K:
+		return dot_kblocks(t, w, x, n);
 	case GGML_T_F32:
 		return dot_f32(w, x, n);
 	case GGML_T_F16:

@@ -1,7 +1,8 @@
 """A numpy reference for maas's llama forward pass (runtime/llm/model.c).
 
 Reads a GGUF file with its own small parser (independent of the C one),
-dequantizes F16, Q8_0 and Q4_0 weights exactly as ggml defines them, and runs the
+dequantizes F16, Q8_0, Q4_0, Q4_K and Q6_K weights exactly as ggml defines
+them, and runs the
 decoder in float64: RMSNorm, RoPE (adjacent pairs for llama, halves for
 qwen2, as llama.cpp applies them to GGUF files), grouped-query causal
 attention, SwiGLU, tied or separate output matrix, qwen2's Q/K/V biases.
@@ -13,6 +14,55 @@ import numpy as np
 GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i",
                 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0 = 0, 1, 2, 8
+GGML_Q4_K, GGML_Q6_K = 12, 14
+
+
+def dequant_q4_k(blk):
+    """(nb, 144) Q4_K blocks -> (nb, 256): F16 d and dmin, twelve bytes of
+    6-bit sub-block scales and mins, 128 bytes of nibbles (sub-blocks 2i
+    and 2i+1 in the low and high nibbles of bytes 32i..32i+31)."""
+    d = blk[:, 0:2].copy().view("<f2").astype(np.float32)
+    dmin = blk[:, 2:4].copy().view("<f2").astype(np.float32)
+    sc = blk[:, 4:16].astype(np.int32)
+    qs = blk[:, 16:].astype(np.int32)
+    scale = np.empty((len(blk), 8), np.int32)
+    mins = np.empty((len(blk), 8), np.int32)
+    for j in range(8):
+        if j < 4:
+            scale[:, j] = sc[:, j] & 63
+            mins[:, j] = sc[:, j + 4] & 63
+        else:
+            scale[:, j] = (sc[:, j + 4] & 15) | ((sc[:, j - 4] >> 6) << 4)
+            mins[:, j] = (sc[:, j + 4] >> 4) | ((sc[:, j] >> 6) << 4)
+    out = np.empty((len(blk), 256), np.float32)
+    for j in range(8):
+        q = qs[:, 32 * (j // 2):32 * (j // 2) + 32]
+        q = (q >> 4) if j % 2 else (q & 15)
+        d1 = d * scale[:, j:j + 1].astype(np.float32)
+        m1 = dmin * mins[:, j:j + 1].astype(np.float32)
+        out[:, 32 * j:32 * j + 32] = d1 * q.astype(np.float32) - m1
+    return out
+
+
+def dequant_q6_k(blk):
+    """(nb, 210) Q6_K blocks -> (nb, 256): 128 bytes of low nibbles, 64 of
+    high bit pairs, sixteen int8 scales, F16 d; value d * scale * (q - 32)
+    with q's 6 bits spread as ggml lays them out."""
+    ql = blk[:, :128].astype(np.int32)
+    qh = blk[:, 128:192].astype(np.int32)
+    sc = blk[:, 192:208].copy().view(np.int8).astype(np.float32)
+    d = blk[:, 208:210].copy().view("<f2").astype(np.float32)
+    q = np.empty((len(blk), 256), np.int32)
+    for h in range(2):
+        lo = ql[:, 64 * h:64 * h + 64]
+        hi = qh[:, 32 * h:32 * h + 32]
+        base = 128 * h
+        q[:, base:base + 32] = (lo[:, :32] & 15) | ((hi & 3) << 4)
+        q[:, base + 32:base + 64] = (lo[:, 32:] & 15) | (((hi >> 2) & 3) << 4)
+        q[:, base + 64:base + 96] = (lo[:, :32] >> 4) | (((hi >> 4) & 3) << 4)
+        q[:, base + 96:base + 128] = (lo[:, 32:] >> 4) | (((hi >> 6) & 3) << 4)
+    scale = np.repeat(sc, 16, axis=1)
+    return d * scale * (q - 32).astype(np.float32)
 
 
 class Reader:
@@ -87,6 +137,14 @@ def read_gguf(path):
             qs = blk[:, 2:]
             q = np.concatenate([(qs & 15), (qs >> 4)], axis=1)
             a = ((q.astype(np.float32) - 8) * d).reshape(n)
+        elif typ == GGML_Q4_K:
+            nb = n // 256
+            a = dequant_q4_k(np.frombuffer(data, np.uint8, nb * 144, p)
+                             .reshape(nb, 144)).reshape(n)
+        elif typ == GGML_Q6_K:
+            nb = n // 256
+            a = dequant_q6_k(np.frombuffer(data, np.uint8, nb * 210, p)
+                             .reshape(nb, 210)).reshape(n)
         else:
             raise ValueError("tensor type %d" % typ)
         tensors[name] = a.reshape(ne[::-1])

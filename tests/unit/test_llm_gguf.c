@@ -498,7 +498,7 @@ test_tensor_refusals(void **state)
 #define M_CTX	48
 #define M_KVD	(M_EMBD / M_HEAD * M_HKV)
 
-enum mut { MUT_NONE, MUT_MISSING, MUT_SHAPE, MUT_NORM_TYPE, MUT_Q4K,
+enum mut { MUT_NONE, MUT_MISSING, MUT_SHAPE, MUT_NORM_TYPE, MUT_Q4_1,
 	MUT_HEADS, MUT_ARCH, MUT_NO_EMBD, MUT_HALF_BIAS };
 
 /* A tiny llama (or qwen2 with biases) with weights of type wt, changed
@@ -543,8 +543,8 @@ tiny_model(uint32_t wt, bool qwen, enum mut mut, size_t *len)
 		tset(&t[nt++], T("ffn_gate.weight"), wt, M_EMBD, M_FF);
 		tset(&t[nt++], T("ffn_up.weight"), wt, M_EMBD, M_FF);
 		if (mut != MUT_MISSING || l != 1)
-			tset(&t[nt++], T("ffn_down.weight"), mut == MUT_Q4K ?
-			    GGML_T_Q4_K : wt, mut == MUT_Q4K ? 256 : M_FF,
+			tset(&t[nt++], T("ffn_down.weight"), mut == MUT_Q4_1 ?
+			    GGML_T_Q4_1 : wt, mut == MUT_Q4_1 ? 256 : M_FF,
 			    M_EMBD);
 		if (qwen) {
 			tset(&t[nt++], T("attn_q.bias"), GGML_T_F32, M_EMBD,
@@ -590,7 +590,7 @@ test_model_refusals(void **state)
 	load_refused(MUT_MISSING, "'blk.1.ffn_down.weight' is missing");
 	load_refused(MUT_SHAPE, "'blk.0.attn_k.weight' has shape [32, 32]");
 	load_refused(MUT_NORM_TYPE, "'blk.0.attn_norm.weight' must be F32");
-	load_refused(MUT_Q4K, "Q4_K is not supported");
+	load_refused(MUT_Q4_1, "Q4_1 is not supported");
 	load_refused(MUT_HEADS, "cannot share 3 KV heads");
 	load_refused(MUT_ARCH, "architecture 'gpt2'");
 	load_refused(MUT_NO_EMBD, "'token_embd.weight' is missing");

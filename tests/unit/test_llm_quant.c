@@ -47,6 +47,10 @@ row_bytes(enum ggml_type t, size_t n)
 		return 2 * n;
 	case GGML_T_Q8_0:
 		return n / 32 * 34;
+	case GGML_T_Q4_K:
+		return n / 256 * 144;
+	case GGML_T_Q6_K:
+		return n / 256 * 210;
 	default:
 		return n / 32 * 18;
 	}
@@ -72,6 +76,23 @@ fill(enum ggml_type t, uint8_t *p, size_t bytes)
 					    (next() % 15) << 10);
 
 			memcpy(p + i, &h, 2);
+		}
+	} else if (t == GGML_T_Q4_K) {
+		/* d and dmin: the block's two F16 scales. */
+		for (size_t i = 0; i + 144 <= bytes; i += 144)
+			for (int j = 0; j < 2; j++) {
+				uint16_t	d = (uint16_t)(0x1c00 |
+						    (next() & 0x3ff));
+
+				memcpy(p + i + 2 * j, &d, 2);
+			}
+	} else if (t == GGML_T_Q6_K) {
+		/* d, the F16 after the ints */
+		for (size_t i = 0; i + 210 <= bytes; i += 210) {
+			uint16_t	d = (uint16_t)(0x1c00 |
+					    (next() & 0x3ff));
+
+			memcpy(p + i + 208, &d, 2);
 		}
 	} else {
 		size_t	bb = t == GGML_T_Q8_0 ? 34 : 18;
@@ -146,8 +167,10 @@ static void
 test_rows_bit_identical(void **state)
 {
 	static const enum ggml_type	types[] = { GGML_T_F32, GGML_T_F16,
-					    GGML_T_Q8_0, GGML_T_Q4_0 };
-	static const size_t		ns[] = { 16, 32, 40, 64, 100, 768 };
+					    GGML_T_Q8_0, GGML_T_Q4_0,
+					    GGML_T_Q4_K, GGML_T_Q6_K };
+	static const size_t		ns[] = { 16, 32, 40, 64, 100, 512,
+					    768 };
 	static const int		rows[] = { 1, 2, 3, 4, 5, 7, 9 };
 
 	(void)state;
@@ -159,6 +182,9 @@ test_rows_bit_identical(void **state)
 			size_t	n = ns[ni];
 
 			if (t != GGML_T_F32 && t != GGML_T_F16 && n % 32)
+				continue;
+			if ((t == GGML_T_Q4_K || t == GGML_T_Q6_K) &&
+			    n % 256)
 				continue;
 			for (size_t ri = 0; ri < sizeof(rows) /
 			    sizeof(rows[0]); ri++)
@@ -181,6 +207,8 @@ test_rows_unaligned(void **state)
 		check_shape(GGML_T_F16, 96, 5, nx, 2);
 		check_shape(GGML_T_Q8_0, 96, 5, nx, 1);
 		check_shape(GGML_T_Q4_0, 96, 5, nx, 3);
+		check_shape(GGML_T_Q4_K, 256, 5, nx, 1);
+		check_shape(GGML_T_Q6_K, 256, 5, nx, 3);
 	}
 }
 
