@@ -11,9 +11,11 @@
  *   Q6_K: 256 elements in 210 bytes: 128 bytes of low nibbles, 64 of
  *         high bit pairs, sixteen int8 scales (one per 16 elements), F16
  *         d; x = d * sc * (q - 32), q 6 bits.
- * The K types are computed by dequantizing a block at a time: they are
- * here so that the files most often shared (Q4_K_M mixes Q4_K and Q6_K)
- * load and run exactly, not yet fast.
+ * The K types are here so that the files most often shared (Q4_K_M mixes
+ * Q4_K and Q6_K) load: their avx2 kernels dequantize each weight exactly
+ * as quant_dequant() does (one product and one difference for Q4_K, two
+ * products for Q6_K) and multiply-add it; the generic set dequantizes a
+ * block at a time.
  *
  * Two sets of kernels, chosen once in quant_init() by what the CPU has:
  *   avx2     x86-64 with AVX2, FMA and F16C: intrinsics, fused
@@ -96,6 +98,8 @@ static void	avx2_q8_0(const uint8_t *, const float *, size_t, int,
 		    size_t, float *, size_t);
 static void	avx2_q4_0(const uint8_t *, const float *, size_t, int,
 		    size_t, float *, size_t);
+static void	avx2_kquant_nx(enum ggml_type, const uint8_t *,
+		    const float *, size_t, int, size_t, float *, size_t);
 #endif
 
 static float
@@ -670,6 +674,191 @@ avx2_q4_0(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 	for (int r = 0; r < nx; r++)
 		y[r * ldy] = avx2_hsum(acc[r], 0.0f);
 }
+
+/* Eight weights w (dequantized exactly as quant_dequant() does) against
+ * each vector's eight values at x: into a0 for an even group of eight of
+ * the block, a1 for an odd one, as avx2_f32() adds them. */
+AVX2 static inline __attribute__((always_inline)) void
+avx2_k8(__m256 w, const float *x, size_t ldx, int nx, __m256 *acc)
+{
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++) {
+		if (r >= nx)
+			break;
+		acc[r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + r * ldx),
+		    acc[r]);
+	}
+}
+
+/* Unsigned bytes 8k..8k+7 of v as floats. */
+AVX2 static inline __attribute__((always_inline)) __m256
+avx2_u8f(__m128i v, int k)
+{
+	if (k & 1)
+		v = _mm_srli_si128(v, 8);
+	return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+}
+
+/* Q4_K rows: each pair of sub-blocks is one 32-byte load, its low
+ * nibbles the first sub-block, its high ones the second; a weight is d1
+ * * q - m1, a product and a difference, as in quant_dequant(). */
+AVX2 static inline __attribute__((always_inline)) void
+avx2_q4k(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
+    float *y, size_t ldy)
+{
+	const __m256i	m4 = _mm256_set1_epi8(15);
+	__m256		a0[4], a1[4];
+
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++)
+		a0[r] = a1[r] = _mm256_setzero_ps();
+	for (size_t b = 0; b < n / 256; b++, p += 144) {
+		float		 d = f16_table[le16(p)];
+		float		 dmin = f16_table[le16(p + 2)];
+		float		 ds[8], ms[8];
+		const float	*xb = x + b * 256;
+		int		 sc, m;
+
+		PREFETCH(p);
+		PREFETCH(p + 64);
+		PREFETCH(p + 128);
+		for (int j = 0; j < 8; j++) {
+			q4k_scale_min(j, p + 4, &sc, &m);
+			ds[j] = d * (float)sc;
+			ms[j] = dmin * (float)m;
+		}
+#pragma GCC unroll 4
+		for (int j = 0; j < 8; j += 2) {
+			__m256i	qv = _mm256_loadu_si256((const __m256i *)
+				    (const void *)(p + 16 + 16 * j));
+			__m256i	lo = _mm256_and_si256(qv, m4);
+			__m256i	hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4),
+				    m4);
+
+#pragma GCC unroll 2
+			for (int h = 0; h < 2; h++) {
+				__m256i	 q = h ? hi : lo;
+				__m128i	 q0 = _mm256_castsi256_si128(q);
+				__m128i	 q1 = _mm256_extracti128_si256(q, 1);
+				__m256	 dv = _mm256_set1_ps(ds[j + h]);
+				__m256	 mv = _mm256_set1_ps(ms[j + h]);
+				const float *xs = xb + 32 * (j + h);
+
+#pragma GCC unroll 4
+				for (int k = 0; k < 4; k++) {
+					__m256	w = _mm256_sub_ps(_mm256_mul_ps(
+						    dv, avx2_u8f(k < 2 ? q0 : q1,
+						    k)), mv);
+
+					avx2_k8(w, xs + 8 * k, ldx, nx,
+					    k & 1 ? a1 : a0);
+				}
+			}
+		}
+	}
+	for (int r = 0; r < nx; r++)
+		y[r * ldy] = avx2_hsum(_mm256_add_ps(a0[r], a1[r]), 0.0f);
+}
+
+/* Q6_K rows: per half block, the four quarters' 6-bit values are put
+ * together from the low nibbles and the high bit pairs 32 at a time; a
+ * weight is (d * scale) * (q - 32), as in quant_dequant(). */
+AVX2 static inline __attribute__((always_inline)) void
+avx2_q6k(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
+    float *y, size_t ldy)
+{
+	const __m256i	m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+	const __m256i	off = _mm256_set1_epi8(32);
+	__m256		a0[4], a1[4];
+
+#pragma GCC unroll 4
+	for (int r = 0; r < 4; r++)
+		a0[r] = a1[r] = _mm256_setzero_ps();
+	for (size_t b = 0; b < n / 256; b++, p += 210) {
+		const int8_t	*sc = (const int8_t *)(const void *)(p + 192);
+		float		 d = f16_table[le16(p + 208)];
+
+		PREFETCH(p);
+		PREFETCH(p + 64);
+		PREFETCH(p + 128);
+		PREFETCH(p + 192);
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			const uint8_t	*ql = p + 64 * h, *qh = p + 128 + 32 * h;
+			__m256i		 l0 = _mm256_loadu_si256((const __m256i *)
+					    (const void *)ql);
+			__m256i		 l1 = _mm256_loadu_si256((const __m256i *)
+					    (const void *)(ql + 32));
+			__m256i		 hb = _mm256_loadu_si256((const __m256i *)
+					    (const void *)qh);
+			__m256i		 qq[4];
+
+			qq[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+			    _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+			qq[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+			    _mm256_slli_epi16(_mm256_and_si256(
+			    _mm256_srli_epi16(hb, 2), m2), 4));
+			qq[2] = _mm256_or_si256(_mm256_and_si256(
+			    _mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(
+			    _mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+			qq[3] = _mm256_or_si256(_mm256_and_si256(
+			    _mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(
+			    _mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+#pragma GCC unroll 4
+			for (int k = 0; k < 4; k++) {
+				__m256i		 q = _mm256_sub_epi8(qq[k], off);
+				__m128i		 q0 = _mm256_castsi256_si128(q);
+				__m128i		 q1 = _mm256_extracti128_si256(q,
+						    1);
+				const float	*xs = x + b * 256 + 128 * h +
+						    32 * k;
+
+#pragma GCC unroll 4
+				for (int g = 0; g < 4; g++) {
+					__m128i	v = g < 2 ? q0 : q1;
+					__m256	dv = _mm256_set1_ps(d *
+						    (float)sc[8 * h + 2 * k +
+						    g / 2]);
+					__m256	w;
+
+					if (g & 1)
+						v = _mm_srli_si128(v, 8);
+					w = _mm256_mul_ps(dv,
+					    _mm256_cvtepi32_ps(
+					    _mm256_cvtepi8_epi32(v)));
+					avx2_k8(w, xs + 8 * g, ldx, nx,
+					    g & 1 ? a1 : a0);
+				}
+			}
+		}
+	}
+	for (int r = 0; r < nx; r++)
+		y[r * ldy] = avx2_hsum(_mm256_add_ps(a0[r], a1[r]), 0.0f);
+}
+
+/* The K kernels compiled for each nx, as avx2_f32_nx(). */
+AVX2 static void
+avx2_kquant_nx(enum ggml_type t, const uint8_t *p, const float *x,
+    size_t ldx, int nx, size_t n, float *y, size_t ldy)
+{
+#define KCASE(k)							\
+	if (t == GGML_T_Q4_K)						\
+		avx2_q4k(p, x, ldx, k, n, y, ldy);			\
+	else								\
+		avx2_q6k(p, x, ldx, k, n, y, ldy);			\
+	break
+	switch (nx) {
+	case 1:
+		KCASE(1);
+	case 2:
+		KCASE(2);
+	case 3:
+		KCASE(3);
+	default:
+		KCASE(4);
+	}
+#undef KCASE
+}
 #endif
 
 float
@@ -704,6 +893,10 @@ quant_dot_n(enum ggml_type t, const void *w, const float *x, size_t ldx,
 				continue;
 			case GGML_T_Q4_0:
 				avx2_q4_0(w, xr, ldx, k, n, yr, ldy);
+				continue;
+			case GGML_T_Q4_K:
+			case GGML_T_Q6_K:
+				avx2_kquant_nx(t, w, xr, ldx, k, n, yr, ldy);
 				continue;
 			default:
 				break;
