@@ -3,9 +3,9 @@
  *
  *   maas-gengguf [--arch llama|qwen2] [--tokenizer spm|bpe]
  *	[--template chatml|llama2|llama3|none|'<jinja text>']
- *	[--type f32|f16|q8_0|q4_0|q4_k|q4_k_m|q6_k] [--seed N] [--n-embd 64]
- *	[--n-layer 2]
- *	[--n-head 4] [--n-head-kv 2] [--n-ff 128] [--n-ctx 256]
+ *	[--type f32|f16|q8_0|q4_0|q4_k|q4_k_m|q5_k|q5_k_m|q6_k] [--seed N]
+ *	[--n-embd 64] [--n-layer 2] [--n-head 4] [--n-head-kv 2] [--n-ff 128]
+ *	[--n-ctx 256]
  *	[--vocab 512] -o FILE
  *
  * The vocabulary is learnt when the tool runs, from the English text of
@@ -15,9 +15,9 @@
  * of pairs before the vocabulary is full, the rest are unused reserved
  * tokens.  Weights come from one splitmix64 stream seeded by --seed, so
  * the same arguments always give the same bytes.  2-D weights take --type;
- * norms and biases stay F32.  q4_k_m mixes as llama.cpp's Q4_K_M files
- * do: Q6_K for the output matrix and for attn_v and ffn_down of every
- * other layer, Q4_K for the rest (the quantizers here are plain min/max
+ * norms and biases stay F32.  q4_k_m and q5_k_m mix as llama.cpp's Q4_K_M
+ * and Q5_K_M files do: Q6_K for the output matrix and for attn_v and
+ * ffn_down of every other layer, Q4_K (Q5_K) for the rest (the quantizers here are plain min/max
  * ones, not llama.cpp's search for the best scales: the blocks are valid
  * and exercise every bit of the format).  llama writes a separate output matrix,
  * qwen2 ties it to the token embeddings (as Qwen2's small models do) and
@@ -48,6 +48,7 @@
 #define T_Q4_0		2
 #define T_Q8_0		8
 #define T_Q4_K		12
+#define T_Q5_K		13
 #define T_Q6_K		14
 #define V_U32		4
 #define V_I32		5
@@ -146,7 +147,7 @@ static uint16_t	f32_to_f16(float);
 static float	f16_to_f32(uint16_t);
 static void	put_f16(uint8_t *, float);
 static int	clampi(long, int, int);
-static void	quant_q4k(const float *, uint8_t *);
+static void	quant_k45(const float *, uint8_t *, int);
 static void	quant_q6k(const float *, uint8_t *);
 static uint64_t	fnv(const char *);
 static int32_t	voc_find(const struct vocab *, const char *);
@@ -179,8 +180,8 @@ usage(void)
 	fprintf(stderr, "usage: maas-gengguf [--arch llama|qwen2] "
 	    "[--tokenizer spm|bpe]\n"
 	    "\t[--template chatml|llama2|llama3|none|JINJA] "
-	    "[--type f32|f16|q8_0|q4_0|q4_k|q4_k_m|q6_k] [--seed N]\n"
-	    "\t[--n-embd N] [--n-layer N] [--n-head N] [--n-head-kv N] "
+	    "[--type f32|f16|q8_0|q4_0|q4_k|q4_k_m|q5_k|q5_k_m|q6_k]\n"
+	    "\t[--seed N] [--n-embd N] [--n-layer N] [--n-head N] [--n-head-kv N] "
 	    "[--n-ff N]\n\t[--n-ctx N] [--vocab N] -o FILE\n");
 	exit(1);
 }
@@ -687,16 +688,20 @@ clampi(long v, int lo, int hi)
 	return v < lo ? lo : v > hi ? hi : (int)v;
 }
 
-/* One Q4_K block of x[0..256): each 32-element sub-block s gets scale
- * (max - min) / 15 and min offset -min (min taken at most 0), both as
- * 6-bit multiples of the block's F16 d and dmin; q = round((x + m) /
- * scale) in 0..15. */
+/* One Q4_K block (levels 15) or Q5_K block (levels 31) of x[0..256) at
+ * b: each 32-element sub-block s gets scale (max - min) / levels and min
+ * offset -min (min taken at most 0), both as 6-bit multiples of the
+ * block's F16 d and dmin; q = round((x + m) / scale) in 0..levels, its
+ * low nibble at byte 32 * (s / 2) + i of the nibbles (high nibble for odd
+ * s) and, for Q5_K, its fifth bit at bit s of byte i of the 32 before
+ * them. */
 static void
-quant_q4k(const float *x, uint8_t *b)
+quant_k45(const float *x, uint8_t *b, int levels)
 {
 	float		sc[8], mn[8], msc = 0.0f, mmn = 0.0f, d, dmin;
 	int		ls[8], lm[8];
-	uint8_t		*scales = b + 4, *qs = b + 16;
+	uint8_t		*scales = b + 4, *qh = b + 16;
+	uint8_t		*qs = levels == 31 ? b + 48 : b + 16;
 
 	for (int s = 0; s < 8; s++) {
 		float	lo = x[32 * s], hi = x[32 * s];
@@ -707,7 +712,7 @@ quant_q4k(const float *x, uint8_t *b)
 		}
 		if (lo > 0.0f)
 			lo = 0.0f;
-		sc[s] = (hi - lo) / 15.0f;
+		sc[s] = (hi - lo) / (float)levels;
 		mn[s] = -lo;
 		msc = fmaxf(msc, sc[s]);
 		mmn = fmaxf(mmn, mn[s]);
@@ -731,14 +736,19 @@ quant_q4k(const float *x, uint8_t *b)
 		    (lm[j + 4] & 15) << 4);
 	}
 	memset(qs, 0, 128);
+	if (levels == 31)
+		memset(qh, 0, 32);
 	for (int s = 0; s < 8; s++) {
 		float	dl = d * (float)ls[s], ml = dmin * (float)lm[s];
 
 		for (int i = 0; i < 32; i++) {
 			int	q = dl > 0.0f ? clampi(lroundf((x[32 * s + i] +
-				    ml) / dl), 0, 15) : 0;
+				    ml) / dl), 0, levels) : 0;
 
-			qs[32 * (s / 2) + i] |= (uint8_t)(s % 2 ? q << 4 : q);
+			qs[32 * (s / 2) + i] |= (uint8_t)(s % 2 ?
+			    (q & 15) << 4 : q & 15);
+			if (levels == 31)
+				qh[i] |= (uint8_t)((q >> 4) << s);
 		}
 	}
 }
@@ -795,6 +805,8 @@ tensor_bytes(const struct tensor *t)
 		return n / 32 * 18;
 	case T_Q4_K:
 		return n / 256 * 144;
+	case T_Q5_K:
+		return n / 256 * 176;
 	case T_Q6_K:
 		return n / 256 * 210;
 	default:
@@ -882,8 +894,13 @@ write_tensor(FILE *f, const struct tensor *t, uint64_t *rng, float *row,
 			break;
 		case T_Q4_K:
 			for (uint64_t bk = 0; bk < ne0 / 256; bk++)
-				quant_q4k(row + bk * 256, out + bk * 144);
+				quant_k45(row + bk * 256, out + bk * 144, 15);
 			n = ne0 / 256 * 144;
+			break;
+		case T_Q5_K:
+			for (uint64_t bk = 0; bk < ne0 / 256; bk++)
+				quant_k45(row + bk * 256, out + bk * 176, 31);
+			n = ne0 / 256 * 176;
 			break;
 		case T_Q6_K:
 			for (uint64_t bk = 0; bk < ne0 / 256; bk++)
@@ -936,10 +953,12 @@ build(const struct opts *o)
 	kv_str(&kv, &nkv, "general.name", qwen ? "maas tiny qwen2" :
 	    "maas tiny llama");
 	kv_u32(&kv, &nkv, "general.alignment", GG_ALIGN);
-	/* llama.cpp's file types: MOSTLY_Q4_K_S 14, _Q4_K_M 15, _Q6_K 18 */
+	/* llama.cpp's file types: MOSTLY_Q4_K_S 14, _Q4_K_M 15, _Q5_K_S
+	 * 16, _Q5_K_M 17, _Q6_K 18 */
 	kv_u32(&kv, &nkv, "general.file_type", o->type == T_F32 ? 0 :
 	    o->type == T_F16 ? 1 : o->type == T_Q4_0 ? 2 : o->type ==
-	    T_Q8_0 ? 7 : o->type == T_Q6_K ? 18 : o->kmix ? 15 : 14);
+	    T_Q8_0 ? 7 : o->type == T_Q6_K ? 18 : (o->type == T_Q5_K ? 16 :
+	    14) + o->kmix);
 #define AK(s)	(snprintf(k, sizeof(k), "%s." s, o->arch), k)
 	kv_u32(&kv, &nkv, AK("context_length"), (uint32_t)o->n_ctx);
 	kv_u32(&kv, &nkv, AK("embedding_length"), (uint32_t)o->n_embd);
@@ -1167,15 +1186,17 @@ main(int argc, char *argv[])
 				o.type = T_Q8_0;
 			else if (strcmp(optarg, "q4_0") == 0)
 				o.type = T_Q4_0;
-			else if (strcmp(optarg, "q4_k") == 0 ||
-			    strcmp(optarg, "q4_k_m") == 0) {
-				o.type = T_Q4_K;
-				o.kmix = strcmp(optarg, "q4_k_m") == 0;
+			else if (strncmp(optarg, "q4_k", 4) == 0 ||
+			    strncmp(optarg, "q5_k", 4) == 0) {
+				o.type = optarg[1] == '4' ? T_Q4_K : T_Q5_K;
+				o.kmix = strcmp(optarg + 4, "_m") == 0;
+				if (!o.kmix && optarg[4] != '\0')
+					fatalx("--type: no '%s'", optarg);
 			} else if (strcmp(optarg, "q6_k") == 0)
 				o.type = T_Q6_K;
 			else
 				fatalx("--type: f32, f16, q8_0, q4_0, q4_k, "
-				    "q4_k_m or q6_k");
+				    "q4_k_m, q5_k, q5_k_m or q6_k");
 			break;
 		case 's':
 			o.seed = (uint64_t)gen_num_arg("--seed", optarg, 0,
@@ -1238,10 +1259,9 @@ main(int argc, char *argv[])
 	if ((o.type == T_Q8_0 || o.type == T_Q4_0) && (o.n_embd % 32 != 0 ||
 	    o.n_ff % 32 != 0))
 		fatalx("q8_0 and q4_0 need --n-embd and --n-ff multiples of 32");
-	if ((o.type == T_Q4_K || o.type == T_Q6_K) && (o.n_embd % 256 != 0 ||
-	    o.n_ff % 256 != 0))
-		fatalx("q4_k, q4_k_m and q6_k need --n-embd and --n-ff "
-		    "multiples of 256");
+	if ((o.type == T_Q4_K || o.type == T_Q5_K || o.type == T_Q6_K) &&
+	    (o.n_embd % 256 != 0 || o.n_ff % 256 != 0))
+		fatalx("the k types need --n-embd and --n-ff multiples of 256");
 	params = (long long)o.n_vocab * o.n_embd * 2 + (long long)o.n_layer *
 	    ((long long)o.n_embd * o.n_embd * 4 + 3LL * o.n_embd * o.n_ff);
 	if (params > GG_MAX_PARAMS)

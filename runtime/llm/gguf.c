@@ -759,6 +759,9 @@ ggml_nbytes(enum ggml_type t, uint64_t n)
 	case GGML_T_Q4_K:
 		blk = 256, bsz = 144;
 		break;
+	case GGML_T_Q5_K:
+		blk = 256, bsz = 176;
+		break;
 	case GGML_T_Q6_K:
 		blk = 256, bsz = 210;
 		break;
@@ -781,6 +784,7 @@ ggml_type_name(enum ggml_type t)
 	case GGML_T_Q4_1:	return "Q4_1";
 	case GGML_T_Q8_0:	return "Q8_0";
 	case GGML_T_Q4_K:	return "Q4_K";
+	case GGML_T_Q5_K:	return "Q5_K";
 	case GGML_T_Q6_K:	return "Q6_K";
 	}
 	return NULL;

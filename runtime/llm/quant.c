@@ -8,13 +8,16 @@
  *         6-bit scales and mins, 128 bytes of nibbles; sub-block s (32
  *         elements) is x = d * sc[s] * q - dmin * m[s], q the low nibbles
  *         of bytes 32 * (s / 2) .. for even s, the high ones for odd s.
+ *   Q5_K: Q4_K's layout with 32 bytes of high bits after the scales (bit
+ *         s of byte l is element l's fifth bit in sub-block s), so 176
+ *         bytes and q in 0..31.
  *   Q6_K: 256 elements in 210 bytes: 128 bytes of low nibbles, 64 of
  *         high bit pairs, sixteen int8 scales (one per 16 elements), F16
  *         d; x = d * sc * (q - 32), q 6 bits.
  * The K types are here so that the files most often shared (Q4_K_M mixes
- * Q4_K and Q6_K) load: their avx2 kernels dequantize each weight exactly
- * as quant_dequant() does (one product and one difference for Q4_K, two
- * products for Q6_K) and multiply-add it; the generic set dequantizes a
+ * Q4_K and Q6_K, Q5_K_M Q5_K and Q6_K) load: their avx2 kernels dequantize each weight exactly
+ * as quant_dequant() does (one product and one difference for Q4_K and
+ * Q5_K, two products for Q6_K) and multiply-add it; the generic set dequantizes a
  * block at a time.
  *
  * Two sets of kernels, chosen once in quant_init() by what the CPU has:
@@ -83,6 +86,7 @@ static float	dot_f16(const uint8_t *, const float *, size_t);
 static float	dot_q8_0(const uint8_t *, const float *, size_t);
 static float	dot_q4_0(const uint8_t *, const float *, size_t);
 static void	dequant_q4k(const uint8_t *, float *);
+static void	dequant_q5k(const uint8_t *, float *);
 static void	dequant_q6k(const uint8_t *, float *);
 static float	dot_kblocks(enum ggml_type, const uint8_t *, const float *,
 		    size_t);
@@ -159,7 +163,8 @@ bool
 quant_supported(enum ggml_type t)
 {
 	return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_Q8_0 ||
-	    t == GGML_T_Q4_0 || t == GGML_T_Q4_K || t == GGML_T_Q6_K;
+	    t == GGML_T_Q4_0 || t == GGML_T_Q4_K || t == GGML_T_Q5_K ||
+	    t == GGML_T_Q6_K;
 }
 
 float
@@ -189,12 +194,13 @@ q4k_scale_min(int j, const uint8_t *q, int *sc, int *m)
 	}
 }
 
-/* The 256 elements of the Q4_K block at p. */
+/* The 256 elements of a Q4_K block (qh NULL) or a Q5_K one (qh its 32
+ * bytes of high bits) at p, the nibbles at q. */
 static void
-dequant_q4k(const uint8_t *p, float *y)
+dequant_k45(const uint8_t *p, const uint8_t *qh, const uint8_t *q, float *y)
 {
 	float		 d = f16_table[le16(p)], dmin = f16_table[le16(p + 2)];
-	const uint8_t	*sc = p + 4, *q = p + 16;
+	const uint8_t	*sc = p + 4;
 	int		 s, m;
 
 	for (int j = 0; j < 8; j += 2, q += 32, y += 64) {
@@ -207,10 +213,30 @@ dequant_q4k(const uint8_t *p, float *y)
 		d2 = d * (float)s;
 		m2 = dmin * (float)m;
 		for (int l = 0; l < 32; l++) {
-			y[l] = d1 * (float)(q[l] & 15) - m1;
-			y[32 + l] = d2 * (float)(q[l] >> 4) - m2;
+			int	lo = q[l] & 15, hi = q[l] >> 4;
+
+			if (qh != NULL) {
+				lo |= (qh[l] >> j & 1) << 4;
+				hi |= (qh[l] >> (j + 1) & 1) << 4;
+			}
+			y[l] = d1 * (float)lo - m1;
+			y[32 + l] = d2 * (float)hi - m2;
 		}
 	}
+}
+
+/* The 256 elements of the Q4_K block at p. */
+static void
+dequant_q4k(const uint8_t *p, float *y)
+{
+	dequant_k45(p, NULL, p + 16, y);
+}
+
+/* The 256 elements of the Q5_K block at p. */
+static void
+dequant_q5k(const uint8_t *p, float *y)
+{
+	dequant_k45(p, p + 16, p + 48, y);
 }
 
 /* The 256 elements of the Q6_K block at p: each half of 128 takes 64
@@ -282,6 +308,10 @@ quant_dequant(enum ggml_type t, const void *w, float *dst, size_t n)
 	case GGML_T_Q4_K:
 		for (size_t b = 0; b < n / 256; b++)
 			dequant_q4k(p + b * 144, dst + b * 256);
+		break;
+	case GGML_T_Q5_K:
+		for (size_t b = 0; b < n / 256; b++)
+			dequant_q5k(p + b * 176, dst + b * 256);
 		break;
 	case GGML_T_Q6_K:
 		for (size_t b = 0; b < n / 256; b++)
@@ -391,11 +421,13 @@ dot_kblocks(enum ggml_type t, const uint8_t *p, const float *x, size_t n)
 {
 	float	blk[256];
 	v8f	acc = { 0 }, va, vx;
-	size_t	bsz = t == GGML_T_Q4_K ? 144 : 210;
+	size_t	bsz = t == GGML_T_Q4_K ? 144 : t == GGML_T_Q5_K ? 176 : 210;
 
 	for (size_t b = 0; b < n / 256; b++, p += bsz) {
 		if (t == GGML_T_Q4_K)
 			dequant_q4k(p, blk);
+		else if (t == GGML_T_Q5_K)
+			dequant_q5k(p, blk);
 		else
 			dequant_q6k(p, blk);
 		for (int j = 0; j < 256; j += 8) {
@@ -412,6 +444,7 @@ dot_generic(enum ggml_type t, const void *w, const float *x, size_t n)
 {
 	switch (t) {
 	case GGML_T_Q4_K:
+	case GGML_T_Q5_K:
 	case GGML_T_Q6_K:
 		return dot_kblocks(t, w, x, n);
 	case GGML_T_F32:
@@ -699,29 +732,39 @@ avx2_u8f(__m128i v, int k)
 	return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
 }
 
-/* Q4_K rows: each pair of sub-blocks is one 32-byte load, its low
- * nibbles the first sub-block, its high ones the second; a weight is d1
- * * q - m1, a product and a difference, as in quant_dequant(). */
+/* Q4_K rows (five false) or Q5_K ones: each pair of sub-blocks is one
+ * 32-byte load, its low nibbles the first sub-block, its high ones the
+ * second, and for Q5_K bit s of the block's 32 high-bit bytes adds 16 to
+ * sub-block s; a weight is d1 * q - m1, a product and a difference, as in
+ * quant_dequant(). */
 AVX2 static inline __attribute__((always_inline)) void
-avx2_q4k(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
-    float *y, size_t ldy)
+avx2_q45k(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
+    float *y, size_t ldy, const bool five)
 {
-	const __m256i	m4 = _mm256_set1_epi8(15);
+	const __m256i	m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+	const size_t	bsz = five ? 176 : 144, qoff = five ? 48 : 16;
 	__m256		a0[4], a1[4];
 
 #pragma GCC unroll 4
 	for (int r = 0; r < 4; r++)
 		a0[r] = a1[r] = _mm256_setzero_ps();
-	for (size_t b = 0; b < n / 256; b++, p += 144) {
+	for (size_t b = 0; b < n / 256; b++, p += bsz) {
 		float		 d = f16_table[le16(p)];
 		float		 dmin = f16_table[le16(p + 2)];
 		float		 ds[8], ms[8];
 		const float	*xb = x + b * 256;
 		int		 sc, m;
 
+		__m256i		 hb = _mm256_setzero_si256();
+
 		PREFETCH(p);
 		PREFETCH(p + 64);
 		PREFETCH(p + 128);
+		if (five) {
+			PREFETCH(p + 175);
+			hb = _mm256_loadu_si256((const __m256i *)(const void *)
+			    (p + 16));
+		}
 		for (int j = 0; j < 8; j++) {
 			q4k_scale_min(j, p + 4, &sc, &m);
 			ds[j] = d * (float)sc;
@@ -730,10 +773,22 @@ avx2_q4k(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 #pragma GCC unroll 4
 		for (int j = 0; j < 8; j += 2) {
 			__m256i	qv = _mm256_loadu_si256((const __m256i *)
-				    (const void *)(p + 16 + 16 * j));
+				    (const void *)(p + qoff + 16 * j));
 			__m256i	lo = _mm256_and_si256(qv, m4);
 			__m256i	hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4),
 				    m4);
+
+			if (five) {
+				/* Bits j and j + 1 of each byte, moved to
+				 * bit 4 (16 bits at a time: the masks keep
+				 * each byte's own). */
+				lo = _mm256_or_si256(lo, _mm256_slli_epi16(
+				    _mm256_and_si256(_mm256_srli_epi16(hb, j),
+				    one), 4));
+				hi = _mm256_or_si256(hi, _mm256_slli_epi16(
+				    _mm256_and_si256(_mm256_srli_epi16(hb,
+				    j + 1), one), 4));
+			}
 
 #pragma GCC unroll 2
 			for (int h = 0; h < 2; h++) {
@@ -843,7 +898,9 @@ avx2_kquant_nx(enum ggml_type t, const uint8_t *p, const float *x,
 {
 #define KCASE(k)							\
 	if (t == GGML_T_Q4_K)						\
-		avx2_q4k(p, x, ldx, k, n, y, ldy);			\
+		avx2_q45k(p, x, ldx, k, n, y, ldy, false);		\
+	else if (t == GGML_T_Q5_K)					\
+		avx2_q45k(p, x, ldx, k, n, y, ldy, true);		\
 	else								\
 		avx2_q6k(p, x, ldx, k, n, y, ldy);			\
 	break
@@ -895,6 +952,7 @@ quant_dot_n(enum ggml_type t, const void *w, const float *x, size_t ldx,
 				avx2_q4_0(w, xr, ldx, k, n, yr, ldy);
 				continue;
 			case GGML_T_Q4_K:
+			case GGML_T_Q5_K:
 			case GGML_T_Q6_K:
 				avx2_kquant_nx(t, w, xr, ldx, k, n, yr, ldy);
 				continue;

@@ -1,8 +1,8 @@
 """A numpy reference for maas's llama forward pass (runtime/llm/model.c).
 
 Reads a GGUF file with its own small parser (independent of the C one),
-dequantizes F16, Q8_0, Q4_0, Q4_K and Q6_K weights exactly as ggml defines
-them, and runs the
+dequantizes F16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weights exactly as ggml
+defines them, and runs the
 decoder in float64: RMSNorm, RoPE (adjacent pairs for llama, halves for
 qwen2, as llama.cpp applies them to GGUF files), grouped-query causal
 attention, SwiGLU, tied or separate output matrix, qwen2's Q/K/V biases.
@@ -14,17 +14,28 @@ import numpy as np
 GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i",
                 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0 = 0, 1, 2, 8
-GGML_Q4_K, GGML_Q6_K = 12, 14
+GGML_Q4_K, GGML_Q5_K, GGML_Q6_K = 12, 13, 14
 
 
 def dequant_q4_k(blk):
     """(nb, 144) Q4_K blocks -> (nb, 256): F16 d and dmin, twelve bytes of
     6-bit sub-block scales and mins, 128 bytes of nibbles (sub-blocks 2i
     and 2i+1 in the low and high nibbles of bytes 32i..32i+31)."""
+    return dequant_k45(blk, None, blk[:, 16:])
+
+
+def dequant_q5_k(blk):
+    """(nb, 176) Q5_K blocks -> (nb, 256): Q4_K's fields with 32 bytes of
+    fifth bits between the scales and the nibbles, bit s of byte l for
+    element l of sub-block s."""
+    return dequant_k45(blk, blk[:, 16:48], blk[:, 48:])
+
+
+def dequant_k45(blk, qh, qs):
     d = blk[:, 0:2].copy().view("<f2").astype(np.float32)
     dmin = blk[:, 2:4].copy().view("<f2").astype(np.float32)
     sc = blk[:, 4:16].astype(np.int32)
-    qs = blk[:, 16:].astype(np.int32)
+    qs = qs.astype(np.int32)
     scale = np.empty((len(blk), 8), np.int32)
     mins = np.empty((len(blk), 8), np.int32)
     for j in range(8):
@@ -38,6 +49,8 @@ def dequant_q4_k(blk):
     for j in range(8):
         q = qs[:, 32 * (j // 2):32 * (j // 2) + 32]
         q = (q >> 4) if j % 2 else (q & 15)
+        if qh is not None:
+            q = q | (((qh.astype(np.int32) >> j) & 1) << 4)
         d1 = d * scale[:, j:j + 1].astype(np.float32)
         m1 = dmin * mins[:, j:j + 1].astype(np.float32)
         out[:, 32 * j:32 * j + 32] = d1 * q.astype(np.float32) - m1
@@ -141,6 +154,10 @@ def read_gguf(path):
             nb = n // 256
             a = dequant_q4_k(np.frombuffer(data, np.uint8, nb * 144, p)
                              .reshape(nb, 144)).reshape(n)
+        elif typ == GGML_Q5_K:
+            nb = n // 256
+            a = dequant_q5_k(np.frombuffer(data, np.uint8, nb * 176, p)
+                             .reshape(nb, 176)).reshape(n)
         elif typ == GGML_Q6_K:
             nb = n // 256
             a = dequant_q6_k(np.frombuffer(data, np.uint8, nb * 210, p)

@@ -4,8 +4,8 @@ by maas-gengguf: logits at several positions, by prefill (one sgemm pass,
 also across prefill chunks) and by decode steps, and embeddings.
 
 Tolerances (max abs difference of logits): 1e-4 for every weight type.
-The reference dequantizes F16, Q8_0, Q4_0, Q4_K and Q6_K exactly as ggml
-defines them
+The reference dequantizes F16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K exactly as
+ggml defines them
 and runs in float64, and maas computes in float32 without quantizing the
 activations, so the quantized types are as tight as F32: what remains is
 float32 rounding in the C code.
@@ -36,7 +36,7 @@ def _helper():
 
 
 TOL = {"f32": 1e-4, "f16": 1e-4, "q8_0": 1e-4, "q4_0": 1e-4, "q4_k": 1e-4,
-       "q6_k": 1e-4}
+       "q5_k": 1e-4, "q6_k": 1e-4}
 
 
 def gen(tmp_path, name, *args):
@@ -84,11 +84,15 @@ CONFIGS = [
     ("llama-spm-q4_0", ["--arch", "llama", "--tokenizer", "spm",
                         "--type", "q4_0", "--seed", "12"], "q4_0"),
     # The K types need rows of whole 256-element blocks.  q4_k_m mixes
-    # Q4_K and Q6_K as llama.cpp's Q4_K_M files do.
+    # Q4_K and Q6_K as llama.cpp's Q4_K_M files do, q5_k_m Q5_K and Q6_K.
     ("llama-spm-q4_k_m", ["--arch", "llama", "--tokenizer", "spm",
                           "--type", "q4_k_m", "--seed", "15", "--n-embd",
                           "256", "--n-ff", "512", "--n-head", "4",
                           "--n-head-kv", "2"], "q4_k"),
+    ("llama-bpe-q5_k_m", ["--arch", "llama", "--tokenizer", "bpe",
+                          "--type", "q5_k_m", "--seed", "17", "--n-embd",
+                          "256", "--n-ff", "768", "--n-head", "2",
+                          "--n-head-kv", "1"], "q5_k"),
     ("qwen2-bpe-q6_k", ["--arch", "qwen2", "--tokenizer", "bpe",
                         "--type", "q6_k", "--seed", "16", "--n-embd", "256",
                         "--n-ff", "256", "--n-head", "8", "--n-head-kv",

@@ -49,6 +49,8 @@ row_bytes(enum ggml_type t, size_t n)
 		return n / 32 * 34;
 	case GGML_T_Q4_K:
 		return n / 256 * 144;
+	case GGML_T_Q5_K:
+		return n / 256 * 176;
 	case GGML_T_Q6_K:
 		return n / 256 * 210;
 	default:
@@ -77,9 +79,11 @@ fill(enum ggml_type t, uint8_t *p, size_t bytes)
 
 			memcpy(p + i, &h, 2);
 		}
-	} else if (t == GGML_T_Q4_K) {
+	} else if (t == GGML_T_Q4_K || t == GGML_T_Q5_K) {
+		size_t	bb = t == GGML_T_Q4_K ? 144 : 176;
+
 		/* d and dmin: the block's two F16 scales. */
-		for (size_t i = 0; i + 144 <= bytes; i += 144)
+		for (size_t i = 0; i + bb <= bytes; i += bb)
 			for (int j = 0; j < 2; j++) {
 				uint16_t	d = (uint16_t)(0x1c00 |
 						    (next() & 0x3ff));
@@ -168,7 +172,8 @@ test_rows_bit_identical(void **state)
 {
 	static const enum ggml_type	types[] = { GGML_T_F32, GGML_T_F16,
 					    GGML_T_Q8_0, GGML_T_Q4_0,
-					    GGML_T_Q4_K, GGML_T_Q6_K };
+					    GGML_T_Q4_K, GGML_T_Q5_K,
+					    GGML_T_Q6_K };
 	static const size_t		ns[] = { 16, 32, 40, 64, 100, 512,
 					    768 };
 	static const int		rows[] = { 1, 2, 3, 4, 5, 7, 9 };
@@ -183,8 +188,8 @@ test_rows_bit_identical(void **state)
 
 			if (t != GGML_T_F32 && t != GGML_T_F16 && n % 32)
 				continue;
-			if ((t == GGML_T_Q4_K || t == GGML_T_Q6_K) &&
-			    n % 256)
+			if ((t == GGML_T_Q4_K || t == GGML_T_Q5_K ||
+			    t == GGML_T_Q6_K) && n % 256)
 				continue;
 			for (size_t ri = 0; ri < sizeof(rows) /
 			    sizeof(rows[0]); ri++)
@@ -208,6 +213,7 @@ test_rows_unaligned(void **state)
 		check_shape(GGML_T_Q8_0, 96, 5, nx, 1);
 		check_shape(GGML_T_Q4_0, 96, 5, nx, 3);
 		check_shape(GGML_T_Q4_K, 256, 5, nx, 1);
+		check_shape(GGML_T_Q5_K, 256, 5, nx, 2);
 		check_shape(GGML_T_Q6_K, 256, 5, nx, 3);
 	}
 }
