@@ -3,7 +3,8 @@
  *
  *   maas-gengguf [--arch llama|qwen2] [--tokenizer spm|bpe]
  *	[--template chatml|llama2|llama3|none|'<jinja text>']
- *	[--type f32|f16|q8_0|q4_0|q4_k|q4_k_m|q5_k|q5_k_m|q6_k] [--seed N]
+ *	[--type f32|f16|bf16|q8_0|q4_0|q4_k|q4_k_m|q5_k|q5_k_m|q6_k]
+ *	[--seed N]
  *	[--n-embd 64] [--n-layer 2] [--n-head 4] [--n-head-kv 2] [--n-ff 128]
  *	[--n-ctx 256]
  *	[--vocab 512] -o FILE
@@ -50,6 +51,7 @@
 #define T_Q4_K		12
 #define T_Q5_K		13
 #define T_Q6_K		14
+#define T_BF16		30
 #define V_U32		4
 #define V_I32		5
 #define V_F32		6
@@ -180,7 +182,7 @@ usage(void)
 	fprintf(stderr, "usage: maas-gengguf [--arch llama|qwen2] "
 	    "[--tokenizer spm|bpe]\n"
 	    "\t[--template chatml|llama2|llama3|none|JINJA] "
-	    "[--type f32|f16|q8_0|q4_0|q4_k|q4_k_m|q5_k|q5_k_m|q6_k]\n"
+	    "[--type f32|f16|bf16|q8_0|q4_0|q4_k|q4_k_m|q5_k|q5_k_m|q6_k]\n"
 	    "\t[--seed N] [--n-embd N] [--n-layer N] [--n-head N] [--n-head-kv N] "
 	    "[--n-ff N]\n\t[--n-ctx N] [--vocab N] -o FILE\n");
 	exit(1);
@@ -798,6 +800,7 @@ tensor_bytes(const struct tensor *t)
 
 	switch (t->type) {
 	case T_F16:
+	case T_BF16:
 		return n * 2;
 	case T_Q8_0:
 		return n / 32 * 34;
@@ -835,6 +838,19 @@ write_tensor(FILE *f, const struct tensor *t, uint64_t *rng, float *row,
 
 				out[2 * i] = (uint8_t)h;
 				out[2 * i + 1] = (uint8_t)(h >> 8);
+			}
+			n = ne0 * 2;
+			break;
+		case T_BF16:
+			/* The top half of the F32, rounded to nearest
+			 * even (the values are finite). */
+			for (uint64_t i = 0; i < ne0; i++) {
+				uint32_t	u;
+
+				memcpy(&u, &row[i], 4);
+				u += 0x7fff + (u >> 16 & 1);
+				out[2 * i] = (uint8_t)(u >> 16);
+				out[2 * i + 1] = (uint8_t)(u >> 24);
 			}
 			n = ne0 * 2;
 			break;
@@ -954,9 +970,10 @@ build(const struct opts *o)
 	    "maas tiny llama");
 	kv_u32(&kv, &nkv, "general.alignment", GG_ALIGN);
 	/* llama.cpp's file types: MOSTLY_Q4_K_S 14, _Q4_K_M 15, _Q5_K_S
-	 * 16, _Q5_K_M 17, _Q6_K 18 */
+	 * 16, _Q5_K_M 17, _Q6_K 18, _BF16 32 */
 	kv_u32(&kv, &nkv, "general.file_type", o->type == T_F32 ? 0 :
-	    o->type == T_F16 ? 1 : o->type == T_Q4_0 ? 2 : o->type ==
+	    o->type == T_F16 ? 1 : o->type == T_BF16 ? 32 : o->type ==
+	    T_Q4_0 ? 2 : o->type ==
 	    T_Q8_0 ? 7 : o->type == T_Q6_K ? 18 : (o->type == T_Q5_K ? 16 :
 	    14) + o->kmix);
 #define AK(s)	(snprintf(k, sizeof(k), "%s." s, o->arch), k)
@@ -1182,6 +1199,8 @@ main(int argc, char *argv[])
 				o.type = T_F32;
 			else if (strcmp(optarg, "f16") == 0)
 				o.type = T_F16;
+			else if (strcmp(optarg, "bf16") == 0)
+				o.type = T_BF16;
 			else if (strcmp(optarg, "q8_0") == 0)
 				o.type = T_Q8_0;
 			else if (strcmp(optarg, "q4_0") == 0)
@@ -1195,8 +1214,8 @@ main(int argc, char *argv[])
 			} else if (strcmp(optarg, "q6_k") == 0)
 				o.type = T_Q6_K;
 			else
-				fatalx("--type: f32, f16, q8_0, q4_0, q4_k, "
-				    "q4_k_m, q5_k, q5_k_m or q6_k");
+				fatalx("--type: f32, f16, bf16, q8_0, q4_0, "
+				    "q4_k, q4_k_m, q5_k, q5_k_m or q6_k");
 			break;
 		case 's':
 			o.seed = (uint64_t)gen_num_arg("--seed", optarg, 0,

@@ -745,6 +745,7 @@ ggml_nbytes(enum ggml_type t, uint64_t n)
 		blk = 1, bsz = 4;
 		break;
 	case GGML_T_F16:
+	case GGML_T_BF16:
 		blk = 1, bsz = 2;
 		break;
 	case GGML_T_Q4_0:
@@ -780,6 +781,7 @@ ggml_type_name(enum ggml_type t)
 	switch (t) {
 	case GGML_T_F32:	return "F32";
 	case GGML_T_F16:	return "F16";
+	case GGML_T_BF16:	return "BF16";
 	case GGML_T_Q4_0:	return "Q4_0";
 	case GGML_T_Q4_1:	return "Q4_1";
 	case GGML_T_Q8_0:	return "Q8_0";

@@ -25,7 +25,8 @@ enum gguf_type {
 /* Tensor element types, numbered as in ggml. */
 enum ggml_type {
 	GGML_T_F32 = 0, GGML_T_F16 = 1, GGML_T_Q4_0 = 2, GGML_T_Q4_1 = 3,
-	GGML_T_Q8_0 = 8, GGML_T_Q4_K = 12, GGML_T_Q5_K = 13, GGML_T_Q6_K = 14
+	GGML_T_Q8_0 = 8, GGML_T_Q4_K = 12, GGML_T_Q5_K = 13, GGML_T_Q6_K = 14,
+	GGML_T_BF16 = 30
 };
 
 /* A string inside the mapping: not NUL-terminated. */

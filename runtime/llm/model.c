@@ -389,7 +389,8 @@ get_mat(const struct gguf *g, const char *name, int n_in, int n_out,
 	}
 	if (!quant_supported(t->type)) {
 		errf(err, errlen, "tensor '%s': type %s is not supported "
-		    "(F32, F16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K are)", name,
+		    "(F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K "
+		    "are)", name,
 		    ggml_type_name(t->type));
 		return -1;
 	}

@@ -1,7 +1,7 @@
 /* runtime/llm/model.h - a llama-architecture decoder (Llama 2/3,
  * TinyLlama, SmolLM, Mistral, Qwen2 with QKV biases): RMSNorm, RoPE,
  * grouped-query attention over a KV cache, SwiGLU.  Weights (F32, F16,
- * Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) are dequantized per use, from a read-only copy on huge
+ * BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) are dequantized per use, from a read-only copy on huge
  * pages made at load (or from the GGUF mapping if that memory cannot be
  * had); prefill runs as matrix products on OpenBLAS sgemm, decode steps a
  * batch of sequences at once on the model's threads.

@@ -1,6 +1,7 @@
 /* runtime/llm/quant.c - see quant.h.
  *
  * Block layouts, as ggml defines them:
+ *   BF16: the top 16 bits of an F32.
  *   Q8_0: 32 elements in 34 bytes, F16 scale d then int8 q[32]; x = d * q.
  *   Q4_0: 32 elements in 18 bytes, F16 scale d then 16 bytes of nibbles;
  *         x[j] = d * ((b[j] & 15) - 8), x[j + 16] = d * ((b[j] >> 4) - 8).
@@ -82,7 +83,7 @@ static bool		 use_avx2;	/* set once, by f16_fill() */
 static void	f16_fill(void);
 static float	f16_compute(uint16_t);
 static float	dot_f32(const float *, const float *, size_t);
-static float	dot_f16(const uint8_t *, const float *, size_t);
+static float	dot_f16(const uint8_t *, const float *, size_t, bool);
 static float	dot_q8_0(const uint8_t *, const float *, size_t);
 static float	dot_q4_0(const uint8_t *, const float *, size_t);
 static void	dequant_q4k(const uint8_t *, float *);
@@ -97,7 +98,7 @@ static void	avx2_dequant_f16(const uint8_t *, float *, size_t);
 static void	avx2_f32_nx(const float *, const float *, size_t, int,
 		    size_t, float *, size_t);
 static void	avx2_f16_nx(const uint8_t *, const float *, size_t, int,
-		    size_t, float *, size_t);
+		    size_t, float *, size_t, bool);
 static void	avx2_q8_0(const uint8_t *, const float *, size_t, int,
 		    size_t, float *, size_t);
 static void	avx2_q4_0(const uint8_t *, const float *, size_t, int,
@@ -162,7 +163,8 @@ quant_init(void)
 bool
 quant_supported(enum ggml_type t)
 {
-	return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_Q8_0 ||
+	return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_BF16 ||
+	    t == GGML_T_Q8_0 ||
 	    t == GGML_T_Q4_0 || t == GGML_T_Q4_K || t == GGML_T_Q5_K ||
 	    t == GGML_T_Q6_K;
 }
@@ -177,6 +179,17 @@ static inline uint16_t
 le16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+/* A BF16 value: the top 16 bits of an F32. */
+static inline float
+bf16(uint16_t h)
+{
+	uint32_t	u = (uint32_t)h << 16;
+	float		f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
 }
 
 /* Scale and min of Q4_K sub-block j (0..7) from the block's 12 bytes:
@@ -285,6 +298,10 @@ quant_dequant(enum ggml_type t, const void *w, float *dst, size_t n)
 		for (size_t i = 0; i < n; i++)
 			dst[i] = f16_table[le16(p + 2 * i)];
 		break;
+	case GGML_T_BF16:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = bf16(le16(p + 2 * i));
+		break;
 	case GGML_T_Q8_0:
 		for (size_t b = 0; b < n / 32; b++, p += 34) {
 			float	d = f16_table[le16(p)];
@@ -350,8 +367,9 @@ dot_f32(const float *a, const float *x, size_t n)
 	return s;
 }
 
+/* F16 or, if bf, BF16 weights. */
 static float
-dot_f16(const uint8_t *p, const float *x, size_t n)
+dot_f16(const uint8_t *p, const float *x, size_t n, bool bf)
 {
 	v8f	acc = { 0 }, va = { 0 }, vx;
 	size_t	i = 0;
@@ -359,13 +377,15 @@ dot_f16(const uint8_t *p, const float *x, size_t n)
 
 	for (; i + 8 <= n; i += 8) {
 		for (int j = 0; j < 8; j++)
-			va[j] = f16_table[le16(p + 2 * (i + j))];
+			va[j] = bf ? bf16(le16(p + 2 * (i + j))) :
+			    f16_table[le16(p + 2 * (i + j))];
 		memcpy(&vx, x + i, sizeof(vx));
 		acc += va * vx;
 	}
 	s = HSUM(acc);
 	for (; i < n; i++)
-		s += f16_table[le16(p + 2 * i)] * x[i];
+		s += (bf ? bf16(le16(p + 2 * i)) : f16_table[le16(p + 2 *
+		    i)]) * x[i];
 	return s;
 }
 
@@ -450,7 +470,8 @@ dot_generic(enum ggml_type t, const void *w, const float *x, size_t n)
 	case GGML_T_F32:
 		return dot_f32(w, x, n);
 	case GGML_T_F16:
-		return dot_f16(w, x, n);
+	case GGML_T_BF16:
+		return dot_f16(w, x, n, t == GGML_T_BF16);
 	case GGML_T_Q8_0:
 		return dot_q8_0(w, x, n);
 	case GGML_T_Q4_0:
@@ -530,16 +551,27 @@ avx2_f32(const float *w, const float *x, size_t ldx, int nx, size_t n,
 	}
 }
 
-/* Sixteen F16 weights at p + 2 * i against each vector's x + i: the
- * even group of 8 into a0, the odd into a1. */
+/* Eight 16-bit weights at p as floats: F16, or BF16 (bf), the top half
+ * of an F32. */
+AVX2 static inline __attribute__((always_inline)) __m256
+avx2_h8(const uint8_t *p, const bool bf)
+{
+	__m128i	h = _mm_loadu_si128((const __m128i *)(const void *)p);
+
+	if (bf)
+		return _mm256_castsi256_ps(_mm256_slli_epi32(
+		    _mm256_cvtepu16_epi32(h), 16));
+	return _mm256_cvtph_ps(h);
+}
+
+/* Sixteen F16 (BF16 if bf) weights at p + 2 * i against each vector's x
+ * + i: the even group of 8 into a0, the odd into a1. */
 AVX2 static inline __attribute__((always_inline)) void
 avx2_f16_16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t i,
-    __m256 *a0, __m256 *a1)
+    __m256 *a0, __m256 *a1, const bool bf)
 {
-	__m256	w0 = _mm256_cvtph_ps(_mm_loadu_si128(
-		    (const __m128i *)(const void *)(p + 2 * i)));
-	__m256	w1 = _mm256_cvtph_ps(_mm_loadu_si128(
-		    (const __m128i *)(const void *)(p + 2 * i + 16)));
+	__m256	w0 = avx2_h8(p + 2 * i, bf);
+	__m256	w1 = avx2_h8(p + 2 * i + 16, bf);
 
 #pragma GCC unroll 4
 	for (int r = 0; r < 4; r++) {
@@ -552,11 +584,11 @@ avx2_f16_16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t i,
 	}
 }
 
-/* A line of F16 weights (32) a step, one prefetch each, then the last
- * 16 if any: the same sums in the same order as 16 at a time. */
+/* A line of F16 (BF16) weights (32) a step, one prefetch each, then the
+ * last 16 if any: the same sums in the same order as 16 at a time. */
 AVX2 static inline __attribute__((always_inline)) void
 avx2_f16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
-    float *y, size_t ldy)
+    float *y, size_t ldy, const bool bf)
 {
 	__m256	a0[4], a1[4];
 	size_t	i = 0, nv = n & ~(size_t)15;
@@ -569,11 +601,11 @@ avx2_f16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 			PREFETCH_FAR(p + 2 * i);
 		else
 			PREFETCH(p + 2 * i);
-		avx2_f16_16(p, x, ldx, nx, i, a0, a1);
-		avx2_f16_16(p, x, ldx, nx, i + 16, a0, a1);
+		avx2_f16_16(p, x, ldx, nx, i, a0, a1, bf);
+		avx2_f16_16(p, x, ldx, nx, i + 16, a0, a1, bf);
 	}
 	if (i < nv) {
-		avx2_f16_16(p, x, ldx, nx, i, a0, a1);
+		avx2_f16_16(p, x, ldx, nx, i, a0, a1, bf);
 		i += 16;
 	}
 	for (int r = 0; r < nx; r++) {
@@ -581,7 +613,8 @@ avx2_f16(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 		float		 s = 0.0f;
 
 		for (size_t j = nv; j < n; j++)
-			s += f16_table[le16(p + 2 * j)] * xr[j];
+			s += (bf ? bf16(le16(p + 2 * j)) :
+			    f16_table[le16(p + 2 * j)]) * xr[j];
 		y[r * ldy] = avx2_hsum(_mm256_add_ps(a0[r], a1[r]), s);
 	}
 }
@@ -611,22 +644,25 @@ avx2_f32_nx(const float *w, const float *x, size_t ldx, int nx, size_t n,
 
 AVX2 static void
 avx2_f16_nx(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
-    float *y, size_t ldy)
+    float *y, size_t ldy, bool bf)
 {
+#define HCASE(k)							\
+	if (bf)								\
+		avx2_f16(p, x, ldx, k, n, y, ldy, true);		\
+	else								\
+		avx2_f16(p, x, ldx, k, n, y, ldy, false);		\
+	break
 	switch (nx) {
 	case 1:
-		avx2_f16(p, x, ldx, 1, n, y, ldy);
-		break;
+		HCASE(1);
 	case 2:
-		avx2_f16(p, x, ldx, 2, n, y, ldy);
-		break;
+		HCASE(2);
 	case 3:
-		avx2_f16(p, x, ldx, 3, n, y, ldy);
-		break;
+		HCASE(3);
 	default:
-		avx2_f16(p, x, ldx, 4, n, y, ldy);
-		break;
+		HCASE(4);
 	}
+#undef HCASE
 }
 
 /* Eight int8 at p as floats. */
@@ -943,7 +979,9 @@ quant_dot_n(enum ggml_type t, const void *w, const float *x, size_t ldx,
 				avx2_f32_nx(w, xr, ldx, k, n, yr, ldy);
 				continue;
 			case GGML_T_F16:
-				avx2_f16_nx(w, xr, ldx, k, n, yr, ldy);
+			case GGML_T_BF16:
+				avx2_f16_nx(w, xr, ldx, k, n, yr, ldy,
+				    t == GGML_T_BF16);
 				continue;
 			case GGML_T_Q8_0:
 				avx2_q8_0(w, xr, ldx, k, n, yr, ldy);

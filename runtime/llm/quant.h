@@ -1,6 +1,6 @@
 /* runtime/llm/quant.h - rows of GGUF weights: dequantization and dot
- * products straight from the mapped blocks (F32, F16, Q8_0, Q4_0, Q4_K,
- * Q5_K, Q6_K).
+ * products straight from the mapped blocks (F32, F16, BF16, Q8_0, Q4_0,
+ * Q4_K, Q5_K, Q6_K).
  *
  * A row is n elements of one type (n a whole number of blocks, checked by
  * the loader); w may be unaligned for the block types.  Nothing here

@@ -1,8 +1,8 @@
 """A numpy reference for maas's llama forward pass (runtime/llm/model.c).
 
 Reads a GGUF file with its own small parser (independent of the C one),
-dequantizes F16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weights exactly as ggml
-defines them, and runs the
+dequantizes F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weights exactly as
+ggml defines them, and runs the
 decoder in float64: RMSNorm, RoPE (adjacent pairs for llama, halves for
 qwen2, as llama.cpp applies them to GGUF files), grouped-query causal
 attention, SwiGLU, tied or separate output matrix, qwen2's Q/K/V biases.
@@ -14,7 +14,7 @@ import numpy as np
 GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i",
                 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0 = 0, 1, 2, 8
-GGML_Q4_K, GGML_Q5_K, GGML_Q6_K = 12, 13, 14
+GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_BF16 = 12, 13, 14, 30
 
 
 def dequant_q4_k(blk):
@@ -137,6 +137,9 @@ def read_gguf(path):
             a = np.frombuffer(data, "<f4", n, p).astype(np.float32)
         elif typ == GGML_F16:
             a = np.frombuffer(data, "<f2", n, p).astype(np.float32)
+        elif typ == GGML_BF16:
+            a = (np.frombuffer(data, "<u2", n, p).astype(np.uint32) << 16
+                 ).view(np.float32)
         elif typ == GGML_Q8_0:
             nb = n // 32
             blk = np.frombuffer(data, np.uint8, nb * 34, p).reshape(nb, 34)

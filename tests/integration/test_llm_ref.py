@@ -4,8 +4,8 @@ by maas-gengguf: logits at several positions, by prefill (one sgemm pass,
 also across prefill chunks) and by decode steps, and embeddings.
 
 Tolerances (max abs difference of logits): 1e-4 for every weight type.
-The reference dequantizes F16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K exactly as
-ggml defines them
+The reference dequantizes F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K
+exactly as ggml defines them
 and runs in float64, and maas computes in float32 without quantizing the
 activations, so the quantized types are as tight as F32: what remains is
 float32 rounding in the C code.
@@ -35,7 +35,7 @@ def _helper():
     pytest.skip("llm_logits helper not built (make unit)")
 
 
-TOL = {"f32": 1e-4, "f16": 1e-4, "q8_0": 1e-4, "q4_0": 1e-4, "q4_k": 1e-4,
+TOL = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4, "q8_0": 1e-4, "q4_0": 1e-4, "q4_k": 1e-4,
        "q5_k": 1e-4, "q6_k": 1e-4}
 
 
@@ -75,6 +75,8 @@ CONFIGS = [
     ("llama-bpe-f16", ["--arch", "llama", "--tokenizer", "bpe",
                        "--template", "llama3", "--type", "f16",
                        "--seed", "9"], "f16"),
+    ("qwen2-spm-bf16", ["--arch", "qwen2", "--tokenizer", "spm",
+                        "--type", "bf16", "--seed", "18"], "bf16"),
     ("llama-spm-q8_0", ["--arch", "llama", "--tokenizer", "spm",
                         "--template", "llama2", "--type", "q8_0",
                         "--seed", "10"], "q8_0"),

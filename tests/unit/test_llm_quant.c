@@ -44,6 +44,7 @@ row_bytes(enum ggml_type t, size_t n)
 	case GGML_T_F32:
 		return 4 * n;
 	case GGML_T_F16:
+	case GGML_T_BF16:
 		return 2 * n;
 	case GGML_T_Q8_0:
 		return n / 32 * 34;
@@ -76,6 +77,14 @@ fill(enum ggml_type t, uint8_t *p, size_t bytes)
 			/* Exponent below 15: |h| < 2. */
 			uint16_t	h = (uint16_t)((next() & 0x83ff) |
 					    (next() % 15) << 10);
+
+			memcpy(p + i, &h, 2);
+		}
+	} else if (t == GGML_T_BF16) {
+		for (size_t i = 0; i + 2 <= bytes; i += 2) {
+			/* Exponent 100..129: 2^-27 <= |h| < 2^3. */
+			uint16_t	h = (uint16_t)((next() & 0x807f) |
+					    (100 + next() % 30) << 7);
 
 			memcpy(p + i, &h, 2);
 		}
@@ -171,7 +180,8 @@ static void
 test_rows_bit_identical(void **state)
 {
 	static const enum ggml_type	types[] = { GGML_T_F32, GGML_T_F16,
-					    GGML_T_Q8_0, GGML_T_Q4_0,
+					    GGML_T_BF16, GGML_T_Q8_0,
+					    GGML_T_Q4_0,
 					    GGML_T_Q4_K, GGML_T_Q5_K,
 					    GGML_T_Q6_K };
 	static const size_t		ns[] = { 16, 32, 40, 64, 100, 512,
@@ -186,7 +196,8 @@ test_rows_bit_identical(void **state)
 		for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++) {
 			size_t	n = ns[ni];
 
-			if (t != GGML_T_F32 && t != GGML_T_F16 && n % 32)
+			if (t != GGML_T_F32 && t != GGML_T_F16 &&
+			    t != GGML_T_BF16 && n % 32)
 				continue;
 			if ((t == GGML_T_Q4_K || t == GGML_T_Q5_K ||
 			    t == GGML_T_Q6_K) && n % 256)
@@ -210,6 +221,7 @@ test_rows_unaligned(void **state)
 	for (int nx = 1; nx <= 9; nx++) {
 		check_shape(GGML_T_F32, 96, 5, nx, 4);
 		check_shape(GGML_T_F16, 96, 5, nx, 2);
+		check_shape(GGML_T_BF16, 100, 5, nx, 2);
 		check_shape(GGML_T_Q8_0, 96, 5, nx, 1);
 		check_shape(GGML_T_Q4_0, 96, 5, nx, 3);
 		check_shape(GGML_T_Q4_K, 256, 5, nx, 1);
