@@ -99,12 +99,15 @@ def parse_hello(p):
 class Runtime:
     """A real maas-runtime on one end of a socketpair; we play maasd."""
 
-    def __init__(self, runtime, model, max_seqs=None, timeout=60):
+    def __init__(self, runtime, model, max_seqs=None, timeout=60,
+                 threads=None):
         self.sock, theirs = socket.socketpair()
         args = [str(runtime), "--fd", str(theirs.fileno()), "--model",
                 str(model)]
         if max_seqs is not None:
             args += ["--max-seqs", str(max_seqs)]
+        if threads is not None:
+            args += ["--threads", str(threads)]
         self.proc = subprocess.Popen(args, pass_fds=[theirs.fileno()],
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,

@@ -219,6 +219,26 @@ def test_model_without_template(tmp_path):
     assert r.close() == 0
 
 
+@pytest.mark.parametrize("typ", ["bf16", "q4_k_m", "q5_k_m", "q6_k"])
+def test_weight_types_serve_in_the_sandbox(tmp_path, typ):
+    """Each weight type loads in a sandboxed runtime, on 2 threads, and
+    generates: eight seeded streams at once, each the text it gives
+    alone (the K types need rows of whole 256-element blocks)."""
+    path = gengguf(tmp_path / (typ + ".gguf"), "--type", typ, "--n-embd",
+                   "256", "--n-ff", "512", "--n-head", "4", "--n-head-kv",
+                   "2", "--n-ctx", "64", "--template", "chatml")
+    r = ipc.Runtime(RUNTIME, path, threads=2)
+    meta, err = r.hello()
+    assert err is None, err
+    alone = [[t["id"] for t in r.run(sampled(s, max_tokens=12))["tokens"]]
+             for s in range(8)]
+    reqs = [r.generate(sampled(s, max_tokens=12)) for s in range(8)]
+    together = r.collect(reqs)
+    assert [[t["id"] for t in together[q]["tokens"]] for q in reqs] == alone
+    assert all(together[q]["done"]["completion"] >= 1 for q in reqs)
+    assert r.close() == 0, "".join(r.log)
+
+
 def test_unknown_template_fails_at_load(tmp_path):
     path = gengguf(tmp_path / "jinja.gguf", "--template",
                    "{% for m in messages %}{{ m.weird }}{% endfor %}")
