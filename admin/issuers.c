@@ -34,7 +34,7 @@ static void	 issuer_deleted(void *, enum db_status, json_t *);
 /* The fields a POST may carry; anything else is a typo we would rather
  * report than ignore in a security setting. */
 static const char *const issuer_fields[] = {
-	"kid", "alg", "key", "iss", "aud", "tenant_claim",
+	"kid", "alg", "key", "iss", "aud", "tenant_claim", "tenant_id",
 };
 
 void
@@ -126,7 +126,7 @@ issuer_create(struct req *r)
 	struct db_issuer_in	 din;
 	struct jwt_issuer	 in;
 	struct jwt_keyring	*ring;
-	json_t			*body, *v;
+	json_t			*body, *v, *tenant = NULL;
 	const char		*k, *field;
 	char			 fp[JWT_FP_LEN + 1], err[256];
 	char			*pem = NULL;
@@ -163,10 +163,20 @@ issuer_create(struct req *r)
 	    "tenant_claim"));
 	if (in.tenant_claim == NULL)
 		in.tenant_claim = "sub";
+	in.tenant_id = json_string_value(json_object_get(body, "tenant_id"));
 	if (jwt_issuer_check(&in, fp, &pem, &field, err, sizeof(err)) == -1) {
 		http_error(r, 400, "invalid_request", field, "%s", err);
 		goto out;
 	}
+	/* A binding to a tenant that does not exist would leave the issuer
+	 * unable to sign anyone in: refused rather than stored. */
+	if (in.tenant_id != NULL && (tenant = db_tenant_get(r->srv->db,
+	    in.tenant_id)) == NULL) {
+		http_error(r, 400, "invalid_request", "tenant_id",
+		    "no tenant '%s'", in.tenant_id);
+		goto out;
+	}
+	json_decref(tenant);
 	/* Early answers for what the keyring already knows; the database
 	 * still decides (a deleted issuer's kid is taken too). */
 	if ((ring = jwt_shared(r->srv->db)) == NULL) {
@@ -186,6 +196,7 @@ issuer_create(struct req *r)
 	din.iss = in.iss;
 	din.aud = in.aud;
 	din.tenant_claim = in.tenant_claim;
+	din.tenant_id = in.tenant_id;
 	din.key_fingerprint = fp;
 	db_issuer_create(r->srv->db, &din, admin_actor(r), issuer_created,
 	    r);
@@ -228,6 +239,8 @@ issuer_created(void *arg, enum db_status st, json_t *row)
 		in.aud = json_string_value(json_object_get(row, "aud"));
 		in.tenant_claim = json_string_value(json_object_get(row,
 		    "tenant_claim"));
+		in.tenant_id = json_string_value(json_object_get(row,
+		    "tenant_id"));
 		if (jwt_keyring_add(ring, &in, err, sizeof(err)) == -1)
 			log_warnx("jwt issuer '%s' stored but not usable: %s",
 			    in.id != NULL ? in.id : "?", err);

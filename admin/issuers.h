@@ -1,7 +1,11 @@
 /* admin/issuers.h - /admin/v1/issuers: the keys that sign tenants' JWTs.
  *
- *   POST   /admin/v1/issuers {"kid","alg","key","iss","aud","tenant_claim"}
- *          -> 201 the issuer; "key" is never shown, "key_fingerprint" is
+ *   POST   /admin/v1/issuers {"kid","alg","key","iss","aud","tenant_claim",
+ *          "tenant_id"} -> 201 the issuer; "key" is never shown,
+ *          "key_fingerprint" is; with "tenant_id" (an existing tenant)
+ *          the issuer is bound to it: its tokens naming another tenant
+ *          are refused (401), as one customer's identity provider must
+ *          not sign for another
  *   GET    /admin/v1/issuers[?limit=&after=]	issuers not deleted, paged
  *   GET    /admin/v1/issuers/{id}		one issuer, deleted or not
  *   DELETE /admin/v1/issuers/{id}		-> 200; its tokens fail at once

@@ -61,7 +61,7 @@
 #define DB_PAGE_DEFAULT		100
 #define DB_PAGE_MAX		1000
 #define DB_ID_SIZE		64	/* "<prefix>_" + 24 hex + NUL fits */
-#define DB_JOB_MAX_STR		8
+#define DB_JOB_MAX_STR		10	/* an issuer job: actor and 8 fields */
 #define DB_SWEEP_S		60	/* idempotency sweeps, at most */
 
 /* --- statements --- */
@@ -91,7 +91,7 @@
 			"per_1k_output_micros, per_request_micros, " \
 			"per_compute_second_micros"
 #define ISSUER_COLS	"id, kid, alg, key, iss, aud, tenant_claim, " \
-			"created_at, deleted_at"
+			"tenant_id, created_at, deleted_at"
 
 enum db_sql {
 	SQL_BEGIN,
@@ -335,8 +335,8 @@ static const char *const db_sql_text[SQL_COUNT] = {
 	    " RETURNING " TENANT_COLS,
 	[SQL_ISSUER_INSERT] =
 	    "INSERT INTO jwt_issuers (id, kid, alg, key, iss, aud,"
-	    " tenant_claim, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-	    " ?8) RETURNING " ISSUER_COLS,
+	    " tenant_claim, tenant_id, created_at) VALUES (?1, ?2, ?3, ?4,"
+	    " ?5, ?6, ?7, ?8, ?9) RETURNING " ISSUER_COLS,
 	[SQL_ISSUER_GET] =
 	    "SELECT " ISSUER_COLS " FROM jwt_issuers WHERE id = ?1",
 	[SQL_ISSUER_DELETE] =
@@ -632,6 +632,7 @@ struct db_job {
 			const char	*iss;
 			const char	*aud;
 			const char	*tenant_claim;
+			const char	*tenant_id;
 			const char	*key_fingerprint;
 		} issuer;
 		struct {
@@ -2002,6 +2003,7 @@ db_issuer_create(struct db *db, const struct db_issuer_in *in,
 	j->u.issuer.iss = job_str(j, in->iss);
 	j->u.issuer.aud = job_str(j, in->aud);
 	j->u.issuer.tenant_claim = job_str(j, in->tenant_claim);
+	j->u.issuer.tenant_id = job_str(j, in->tenant_id);
 	j->u.issuer.key_fingerprint = job_str(j, in->key_fingerprint);
 	db_submit(db, j);
 }
@@ -2057,10 +2059,10 @@ issuer_create_run(struct db *db, struct db_job *j)
 	char		 id[DB_ID_SIZE];
 
 	db_new_id("iss", id, sizeof(id));
-	st = conn_bind(&db->wr, SQL_ISSUER_INSERT, "ttttttti", id,
+	st = conn_bind(&db->wr, SQL_ISSUER_INSERT, "tttttttti", id,
 	    j->u.issuer.kid, j->u.issuer.alg, j->u.issuer.key,
 	    j->u.issuer.iss, j->u.issuer.aud, j->u.issuer.tenant_claim,
-	    db_now());
+	    j->u.issuer.tenant_id, db_now());
 	if (st == NULL)
 		return DB_ERROR;
 	if ((s = stmt_row(&db->wr, st, &j->result)) != DB_OK)
@@ -2068,10 +2070,11 @@ issuer_create_run(struct db *db, struct db_job *j)
 	/* The fingerprint stands in for the key, which never reaches the
 	 * audit trail. */
 	return db_audit(db, j, "issuer.create", id,
-	    json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}",
+	    json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}",
 	    "kid", j->u.issuer.kid, "alg", j->u.issuer.alg,
 	    "iss", j->u.issuer.iss, "aud", j->u.issuer.aud,
 	    "tenant_claim", j->u.issuer.tenant_claim,
+	    "tenant_id", j->u.issuer.tenant_id,
 	    "key_fingerprint", j->u.issuer.key_fingerprint));
 }
 

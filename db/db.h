@@ -196,10 +196,11 @@ struct db_issuer_in {
 	const char	*iss;
 	const char	*aud;
 	const char	*tenant_claim;
+	const char	*tenant_id;	/* NULL: tokens may name any tenant */
 	const char	*key_fingerprint; /* goes into the audit row instead */
 };
 /* Rows of jwt_issuers are {"id","kid","alg","key","iss","aud",
- * "tenant_claim","created_at","deleted_at"}.  They hold the key: callers
+ * "tenant_claim","tenant_id","created_at","deleted_at"}.  They hold the key: callers
  * strip it before showing a row to anyone.  Ids are "iss_" + 24 hex. */
 /* DB_CONFLICT if the kid was ever registered (a deleted issuer keeps its
  * kid, so a kid never names two keys).  result: the new row. */

@@ -224,6 +224,11 @@ static const char *const schema_migrations[] = {
 	"  body		TEXT NOT NULL,"
 	"  created_at	INTEGER NOT NULL"
 	") STRICT;",
+
+	/* 5 -> 6: an issuer may be bound to one tenant, whose id its
+	 * tokens must name; NULL trusts it for every tenant. */
+	"ALTER TABLE jwt_issuers ADD COLUMN tenant_id TEXT"
+	"  REFERENCES tenants(id);",
 };
 
 #define SCHEMA_NMIGRATIONS \

@@ -56,6 +56,7 @@ struct jwt_key {
 	char		*iss;
 	char		*aud;
 	char		*tenant_claim;
+	char		*tenant_id;	/* NULL: tokens may name any tenant */
 };
 
 struct jwt_keyring {
@@ -352,6 +353,12 @@ jwt_claims_check(const struct jwt_key *k, const uint8_t *buf, size_t len,
 	n = json_string_length(ten);
 	if (!str_charset(tid, n, JWT_TENANT_MAX, "._-"))
 		goto out;
+	/* An issuer bound to a tenant (one customer's identity provider)
+	 * cannot speak for another. */
+	st = JWT_WRONG_TENANT;
+	if (k->tenant_id != NULL && (strlen(k->tenant_id) != n ||
+	    memcmp(k->tenant_id, tid, n) != 0))
+		goto out;
 	memcpy(out->tenant_id, tid, n);
 	memcpy(out->issuer_id, k->id, strlen(k->id) + 1);
 	st = JWT_OK;
@@ -524,6 +531,8 @@ jwt_status_name(enum jwt_status st)
 		return "wrong audience";
 	case JWT_NO_TENANT:
 		return "no usable tenant claim";
+	case JWT_WRONG_TENANT:
+		return "tenant not the issuer's";
 	}
 	return "invalid token";
 }
@@ -817,6 +826,13 @@ jwt_issuer_validate(const struct jwt_issuer *in, enum jwt_key_check check,
 			    jwt_reserved_claims[i]);
 			return -1;
 		}
+	*field = "tenant_id";
+	if (in->tenant_id != NULL && !str_charset(in->tenant_id,
+	    strlen(in->tenant_id), JWT_TENANT_MAX, "._-")) {
+		snprintf(err, errsz, "'tenant_id' must be 1-%d characters of "
+		    "letters, digits and ._-", JWT_TENANT_MAX);
+		return -1;
+	}
 	*field = "key";
 	if (in->key == NULL) {
 		snprintf(err, errsz, "'key' is required");
@@ -902,6 +918,8 @@ jwt_key_new(const struct jwt_issuer *in, char *err, size_t errsz)
 	k->iss = xstrdup(in->iss);
 	k->aud = xstrdup(in->aud);
 	k->tenant_claim = xstrdup(in->tenant_claim);
+	if (in->tenant_id != NULL)
+		k->tenant_id = xstrdup(in->tenant_id);
 	if (alg == JWT_ALG_HS256) {
 		k->secret = xmalloc(in->key_len);
 		memcpy(k->secret, in->key, in->key_len);
@@ -927,6 +945,7 @@ jwt_key_free(struct jwt_key *k)
 	free(k->iss);
 	free(k->aud);
 	free(k->tenant_claim);
+	free(k->tenant_id);
 	free(k);
 }
 
@@ -1050,6 +1069,8 @@ jwt_keyring_load(struct jwt_keyring *ring, struct db *db)
 			in.aud = json_string_value(json_object_get(row, "aud"));
 			in.tenant_claim = json_string_value(json_object_get(row,
 			    "tenant_claim"));
+			in.tenant_id = json_string_value(json_object_get(row,
+			    "tenant_id"));
 			if (in.id == NULL || strlen(in.id) >= sizeof(last))
 				continue;
 			memcpy(last, in.id, strlen(in.id) + 1);

@@ -75,6 +75,7 @@ enum jwt_status {
 	JWT_WRONG_ISSUER,
 	JWT_WRONG_AUDIENCE,
 	JWT_NO_TENANT,		/* the tenant claim is missing or unusable */
+	JWT_WRONG_TENANT,	/* not the tenant the issuer is bound to */
 };
 
 /* What a verified token says. */
@@ -94,6 +95,7 @@ struct jwt_issuer {
 	const char	*iss;
 	const char	*aud;
 	const char	*tenant_claim;
+	const char	*tenant_id;	/* NULL: any tenant */
 };
 
 /* --- keys --- */

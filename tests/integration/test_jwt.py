@@ -614,6 +614,42 @@ def test_deleted_issuer_stops_at_once(d, keys):
     refused(d, token("HS256", keys.hs, {"alg": "HS256", "kid": kid}, claims))
 
 
+def test_issuer_bound_to_a_tenant(d, keys):
+    """An issuer registered with tenant_id (one customer's identity
+    provider) signs in that tenant only: a token of its naming another
+    tenant is refused with 401, while an unbound issuer may name any; a
+    binding to a tenant that does not exist is refused at registration."""
+    a, b = create_tenant(d)["id"], create_tenant(d)["id"]
+    kid = unique("bound")
+    r = d.apost("/admin/v1/issuers", {
+        "kid": kid, "alg": "ES256", "key": pem_public(keys.ec), "iss": ISS,
+        "aud": AUD, "tenant_claim": "tenant", "tenant_id": a})
+    assert r.status_code == 201, r.text
+    assert r.json()["tenant_id"] == a and "key" not in r.json()
+    assert d.aget(f"/admin/v1/issuers/{r.json()['id']}").json()[
+        "tenant_id"] == a
+
+    def tok(tenant):
+        return token("ES256", keys.ec, {"alg": "ES256", "kid": kid},
+                     {"iss": ISS, "aud": AUD, "tenant": tenant,
+                      "exp": int(time.time()) + 300})
+    accepted(d, tok(a))
+    e = refused(d, tok(b))
+    assert b not in e["message"]
+    refused(d, tok("ten_" + "0" * 24))
+    # audited with its binding
+    audit = [x for x in d.aget("/admin/v1/audit?limit=1000").json()["data"]
+             if x["action"] == "issuer.create" and
+             x["target"] == r.json()["id"]]
+    assert len(audit) == 1 and audit[0]["detail"]["tenant_id"] == a, audit
+    for bad in ("ten_" + "f" * 24, "a b", "", "x" * 200):
+        r = d.apost("/admin/v1/issuers", {
+            "kid": unique("bad"), "alg": "HS256", "key": keys.hs,
+            "iss": ISS, "aud": AUD, "tenant_id": bad})
+        e = assert_error(r, 400)
+        assert e["param"] == "tenant_id", e
+
+
 def test_issuers_survive_restart(tmp_path, keys):
     """The keyring is rebuilt from SQLite at start: a live issuer still
     verifies, a deleted one still does not."""

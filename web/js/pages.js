@@ -224,14 +224,15 @@ export async function issuers(main) {
       { name: 'kid', label: 'Key id (kid)', required: true },
       { name: 'alg', label: 'Algorithm', options: ['HS256', 'RS256', 'ES256'] },
       { name: 'iss', label: 'Issuer (iss)', required: true },
-      { name: 'aud', label: 'Audience (aud, optional)' },
+      { name: 'aud', label: 'Audience (aud)', required: true },
       { name: 'tenant_claim', label: 'Tenant claim', value: 'tenant' },
+      { name: 'tenant_id', label: 'Only for tenant (id, optional)' },
       { name: 'key', label: 'Key (HS256 secret or PEM public key)',
         type: 'textarea', required: true },
     ], 'Add issuer', async (v) => {
       await api('POST', 'issuers', { kid: v.kid, alg: v.alg, iss: v.iss,
-        aud: v.aud || null, tenant_claim: v.tenant_claim || undefined,
-        key: v.key });
+        aud: v.aud, tenant_claim: v.tenant_claim || undefined,
+        tenant_id: v.tenant_id || undefined, key: v.key });
       status(`Issuer ${v.kid} added.`);
       await issuers(main);
     }, { id: 'issuer-create' }),
@@ -241,6 +242,7 @@ export async function issuers(main) {
       { label: 'iss', get: (i) => i.iss },
       { label: 'aud', get: (i) => i.aud ?? '—' },
       { label: 'Tenant claim', get: (i) => i.tenant_claim },
+      { label: 'Tenant', get: (i) => i.tenant_id ?? 'any' },
       { label: 'Key fingerprint', get: (i) => h('code', {}, i.key_fingerprint || '') },
       { label: 'Created (UTC)', get: (i) => time(i.created_at) },
       { label: 'Actions', get: (i) => (i.deleted_at ? 'deleted' :

@@ -347,6 +347,20 @@ test('tenant, key, model, deployment and price through the console', async () =>
   assert.equal(await qf.getByLabel('Requests per minute').inputValue(), '6000');
   assert.equal(await qf.getByLabel('Tokens per minute').inputValue(), '');
   assert.equal(await qf.getByLabel('Allowed models').inputValue(), 'mlp');
+
+  // A JWT issuer bound to the tenant: the list shows the binding.
+  await page.getByRole('link', { name: 'Issuers' }).click();
+  const isf = page.locator('#issuer-create');
+  await isf.getByLabel('Key id (kid)').fill('acme-idp');
+  await isf.getByLabel('Issuer (iss)').fill('https://idp.acme.test');
+  await isf.getByLabel('Audience (aud)').fill('maas');
+  await isf.getByLabel('Only for tenant (id, optional)').fill(state.tenant);
+  await isf.getByLabel('Key (HS256 secret or PEM public key)')
+    .fill('s'.repeat(40));
+  await isf.getByRole('button', { name: 'Add issuer' }).click();
+  const irow = page.locator('#issuer-list tr', { hasText: 'acme-idp' });
+  await irow.waitFor();
+  assert.ok((await irow.textContent()).includes(state.tenant));
 });
 
 test('the key calls the model over HTTPS; the request is on the dashboard ' +
