@@ -652,27 +652,36 @@ def test_issuer_bound_to_a_tenant(d, keys):
 
 def test_issuers_survive_restart(tmp_path, keys):
     """The keyring is rebuilt from SQLite at start: a live issuer still
-    verifies, a deleted one still does not."""
+    verifies, a deleted one still does not, a bound one is still bound."""
     with running_maasd(tmp_path) as d:
         t = create_tenant(d)["id"]
+        other = create_tenant(d)["id"]
         ids = {}
-        for kid in ("keep", "drop"):
-            r = d.apost("/admin/v1/issuers", {
-                "kid": kid, "alg": "RS256", "key": pem_public(keys.rsa),
-                "iss": ISS, "aud": AUD, "tenant_claim": "sub"})
+        for kid in ("keep", "drop", "bound"):
+            body = {"kid": kid, "alg": "RS256", "key": pem_public(keys.rsa),
+                    "iss": ISS, "aud": AUD, "tenant_claim": "sub"}
+            if kid == "bound":
+                body["tenant_id"] = t
+            r = d.apost("/admin/v1/issuers", body)
             assert r.status_code == 201, r.text
             ids[kid] = r.json()["id"]
         claims = {"iss": ISS, "aud": AUD, "exp": int(time.time()) + 600,
                   "sub": t}
-        keep = token("RS256", keys.rsa, {"alg": "RS256", "kid": "keep"},
-                     claims)
-        drop = token("RS256", keys.rsa, {"alg": "RS256", "kid": "drop"},
-                     claims)
+
+        def tok(kid, sub=t):
+            return token("RS256", keys.rsa, {"alg": "RS256", "kid": kid},
+                         dict(claims, sub=sub))
+        keep, drop = tok("keep"), tok("drop")
         accepted(d, keep)
         accepted(d, drop)
+        accepted(d, tok("bound"))
+        refused(d, tok("bound", other))
         assert d.adelete(f"/admin/v1/issuers/{ids['drop']}") \
             .status_code == 200
         assert d.stop() == 0
         d.start()
         accepted(d, keep)
         refused(d, drop)
+        accepted(d, tok("bound"))
+        refused(d, tok("bound", other))
+        accepted(d, tok("keep", other))
