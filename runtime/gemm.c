@@ -59,6 +59,7 @@ struct gemm_job {
 	size_t		 kc;		/* k block, >= 1 */
 	size_t		 mc;		/* rows of a chunk, GEMM_MR * n */
 	bool		 fast;		/* gemm_fast(), read by the caller */
+	bool		 relu;		/* max(y, 0) as y is written */
 };
 
 static void	gemm_chunk(void *, size_t);
@@ -116,8 +117,16 @@ gemm_run(float *y, const float *a, size_t lda, const float *bp, size_t m,
     size_t n, size_t k, float alpha, const float *c, size_t cm, size_t cn,
     float beta)
 {
+	gemm_run_act(y, a, lda, bp, m, n, k, alpha, c, cm, cn, beta, false);
+}
+
+void
+gemm_run_act(float *y, const float *a, size_t lda, const float *bp,
+    size_t m, size_t n, size_t k, float alpha, const float *c, size_t cm,
+    size_t cn, float beta, bool relu)
+{
 	struct gemm_job	j = { y, a, lda, bp, m, n, k, 0, alpha, beta, c, cm,
-			    cn, 0, 0, 1, GEMM_MC, gemm_fast() };
+			    cn, 0, 0, 1, GEMM_MC, gemm_fast(), relu };
 	size_t		nrc = (m + GEMM_MC - 1) / GEMM_MC, want, per, nkb;
 	int		nthr = 1;
 
@@ -214,6 +223,8 @@ chunk_plain(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
 				if (cr != NULL)
 					s = fmaf(j->beta,
 					    cr[j->cn == 1 ? 0 : j0 + jj], s);
+				if (j->relu)
+					s = s > 0.0f ? s : 0.0f;
 				j->y[i * j->n + j0 + jj] = s;
 			}
 		}
@@ -282,6 +293,11 @@ store_row(const struct gemm_job *j, size_t i, size_t col, __m256 v0,
 		}
 		v0 = _mm256_fmadd_ps(be, c0, v0);
 		v1 = _mm256_fmadd_ps(be, c1, v1);
+	}
+	if (done && j->relu) {
+		/* max(v, 0) is 0 for NaN and -0 too, as x > 0 ? x : 0. */
+		v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
+		v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
 	}
 	if (nr == GEMM_NR) {
 		_mm256_storeu_ps(yr, v0);

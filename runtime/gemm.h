@@ -40,4 +40,9 @@ void	gemm_pack(float *dst, const float *b, size_t k, size_t n, bool trans);
 void	gemm_run(float *y, const float *a, size_t lda, const float *bp,
 	    size_t m, size_t n, size_t k, float alpha, const float *c,
 	    size_t cm, size_t cn, float beta);
+/* gemm_run(), then y = max(y, 0) if relu, as each element is written
+ * (a Gemm followed by a Relu, fused): the bits of a Relu over y. */
+void	gemm_run_act(float *y, const float *a, size_t lda, const float *bp,
+	    size_t m, size_t n, size_t k, float alpha, const float *c,
+	    size_t cm, size_t cn, float beta, bool relu);
 #endif

@@ -306,8 +306,9 @@ fuse_bias(struct onnx_model *m, struct onnx_node *n, const int *nread)
 	return false;
 }
 
-/* Relu(Conv(...)) where nothing else reads the Conv's output: the Conv
- * applies the Relu as it writes its output, which the Relu's shares. */
+/* Relu(Conv(...)) or Relu(Gemm(...)) where nothing else reads the
+ * product: the Conv or Gemm applies the Relu as it writes its output,
+ * which the Relu's shares. */
 static bool
 fuse_relu(struct onnx_model *m, struct onnx_node *n, const int *nread)
 {
@@ -319,8 +320,8 @@ fuse_relu(struct onnx_model *m, struct onnx_node *n, const int *nread)
 	    nread[xid] != 1 || x->dtype != DT_FP32)
 		return false;
 	c = &m->nodes[x->def];
-	if (strcmp(c->op->name, "Conv") != 0 || c->when != ONNX_AT_RUN ||
-	    c->fused || c->relu)
+	if ((strcmp(c->op->name, "Conv") != 0 && strcmp(c->op->name,
+	    "Gemm") != 0) || c->when != ONNX_AT_RUN || c->fused || c->relu)
 		return false;
 	c->relu = true;
 	n->fused = true;

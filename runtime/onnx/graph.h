@@ -122,9 +122,9 @@ struct onnx_node {
 	float			 scale;
 	int			 gelu;
 	bool			 fused;
-	/* exec.c: a Conv applies the Relu that alone reads its output (that
-	 * Relu is fused), and writes the output of the MaxPool that alone
-	 * reads that, node pool (fused), or -1. */
+	/* exec.c: a Conv or Gemm applies the Relu that alone reads its
+	 * output (that Relu is fused); a Conv also writes the output of the
+	 * MaxPool that alone reads that, node pool (fused), or -1. */
 	bool			 relu;
 	int			 pool;
 	/* ops.c, at load: the constant B of a Gemm or MatMul that runs per

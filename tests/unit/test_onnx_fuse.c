@@ -306,6 +306,42 @@ test_relu_in_place(void **state)
 	onnx_free(m);
 }
 
+/* Relu(Gemm(x, W, b)) is fused into the Gemm, whose product writes
+ * max(y, 0); a second reader of the product keeps the Relu apart. */
+static void
+test_gemm_relu(void **state)
+{
+	static const char *const	outs[] = { "y", "z" };
+	static const int		nouts[] = { 1, 2 };
+	double				want[MAXB * 2 * N];
+
+	(void)state;
+	for (int v = 0; v < 2; v++) {
+		Onnx__ModelProto	*p = model_x(13, nouts[v], outs);
+		struct onnx_model	*m;
+		const int64_t		 flat[2] = { -1, K };
+
+		onnxb_init_i64(p, "shape", 1, (int64_t[]){ 2 }, flat);
+		node2(p, "Reshape", "x", "shape", "x2");
+		onnxb_node(p, "Gemm", "g", (const char *[]){ "x2", "w", "b",
+		    NULL }, "g");
+		onnxb_node(p, "Relu", "y", (const char *[]){ "g", NULL }, "y");
+		if (v == 1)
+			node2(p, "Add", "g", "g", "z");
+		m = onnxt_load_ok(p);
+		for (int64_t batch = MAXB; batch >= 1; batch -= 2) {
+			run_batch(m, batch);
+			ref_matmul(want, (size_t)batch * 2, 1.0, true);
+			for (size_t i = 0; i < (size_t)batch * 2 * N; i++)
+				want[i] = want[i] > 0 ? want[i] : 0;
+			assert_out(m, 0, want, (size_t)batch * 2 * N);
+		}
+		assert_int_equal(node_named(m, "g")->relu, v == 0);
+		assert_int_equal(node_named(m, "y")->fused, v == 0);
+		onnx_free(m);
+	}
+}
+
 /* --- kernels --- */
 
 static void
@@ -519,6 +555,7 @@ main(void)
 		cmocka_unit_test(test_gelu),
 		cmocka_unit_test(test_reshape_alias),
 		cmocka_unit_test(test_relu_in_place),
+		cmocka_unit_test(test_gemm_relu),
 		cmocka_unit_test(test_kernel_erf_gelu),
 		cmocka_unit_test(test_kernel_softmax_rows),
 		cmocka_unit_test(test_kernel_layernorm),
