@@ -16,10 +16,10 @@
  *         high bit pairs, sixteen int8 scales (one per 16 elements), F16
  *         d; x = d * sc * (q - 32), q 6 bits.
  * The K types are here so that the files most often shared (Q4_K_M mixes
- * Q4_K and Q6_K, Q5_K_M Q5_K and Q6_K) load: their avx2 kernels dequantize each weight exactly
- * as quant_dequant() does (one product and one difference for Q4_K and
- * Q5_K, two products for Q6_K) and multiply-add it; the generic set dequantizes a
- * block at a time.
+ * Q4_K and Q6_K, Q5_K_M Q5_K and Q6_K) load: their avx2 kernels
+ * dequantize each weight exactly as quant_dequant() does (one product and
+ * one difference for Q4_K and Q5_K, two products for Q6_K) and
+ * multiply-add it; the generic set dequantizes a block at a time.
  *
  * Two sets of kernels, chosen once in quant_init() by what the CPU has:
  *   avx2     x86-64 with AVX2, FMA and F16C: intrinsics, fused
@@ -164,9 +164,8 @@ bool
 quant_supported(enum ggml_type t)
 {
 	return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_BF16 ||
-	    t == GGML_T_Q8_0 ||
-	    t == GGML_T_Q4_0 || t == GGML_T_Q4_K || t == GGML_T_Q5_K ||
-	    t == GGML_T_Q6_K;
+	    t == GGML_T_Q8_0 || t == GGML_T_Q4_0 || t == GGML_T_Q4_K ||
+	    t == GGML_T_Q5_K || t == GGML_T_Q6_K;
 }
 
 float
