@@ -239,7 +239,7 @@ test_same_bits(void **state)
 	yp = randv(g.m * g.n);
 	j = (struct gemm_job){ yp, o.a, g.lda, o.bp, g.m, g.n, g.k,
 	    (g.n + GEMM_NR - 1) / GEMM_NR, g.alpha, g.beta, o.c, g.cm, g.cn,
-	    1, 1, 1, GEMM_MC, false };
+	    1, 1, 1, GEMM_MC, false, false };
 	chunk_plain(&j, 0, g.m, 0, j.np);
 	assert_memory_equal(yp, y, g.m * g.n * sizeof(float));
 	free(yp);
