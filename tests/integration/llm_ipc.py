@@ -123,9 +123,13 @@ class Runtime:
         for line in self.proc.stderr:
             self.log.append(line.decode(errors="replace"))
 
+    @staticmethod
+    def frame(typ, req, payload=b""):
+        return struct.pack("<IHHQI", MAGIC, 1, typ, req,
+                           len(payload)) + payload
+
     def send(self, typ, req, payload=b""):
-        self.sock.sendall(struct.pack("<IHHQI", MAGIC, 1, typ, req,
-                                      len(payload)) + payload)
+        self.sock.sendall(self.frame(typ, req, payload))
 
     def _recv_exact(self, n):
         b = b""
@@ -149,10 +153,13 @@ class Runtime:
         assert typ == HELLO and req == 0
         return parse_hello(p), None
 
-    def generate(self, payload):
+    def generate(self, payload, then=b""):
+        """Sends a GENERATE, and the frames then (bytes) in the same
+        write, so that they wait in the socket before the runtime has read
+        the GENERATE; returns its request id."""
         req = self.next_id
         self.next_id += 1
-        self.send(GENERATE, req, payload)
+        self.sock.sendall(self.frame(GENERATE, req, payload) + then)
         return req
 
     def collect(self, reqs):

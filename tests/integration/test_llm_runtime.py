@@ -166,12 +166,14 @@ def test_embeddings(rt):
 
 
 def test_ping_while_generating(rt):
-    # The PING is queued right behind the GENERATE, so it waits in the
+    # The PING goes in the same write as the GENERATE, so it waits in the
     # socket from the first step on: a runtime that reads its socket
     # between steps answers it before DONE, however fast the tiny model
-    # generates (sending it after the first TOKEN raced the generation).
-    req = rt.generate(sampled(21, max_tokens=60))
-    rt.send(ipc.PING, 777)
+    # generates (sending it after the first TOKEN raced the generation,
+    # and so did a second write: 60 tokens of this model take about a
+    # millisecond).
+    req = rt.generate(sampled(21, max_tokens=60),
+                      then=rt.frame(ipc.PING, 777))
     seen_pong, tokens = False, 0
     while True:
         typ, r, p = rt.recv()
