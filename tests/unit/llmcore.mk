@@ -16,7 +16,8 @@ test_llm_gguf_SRCS := tests/unit/test_llm_gguf.c $(LLMCORE_SRCS)
 test_llm_gguf_PKGS := openblas
 
 UNIT_TESTS += test_llm_quant
-test_llm_quant_SRCS := tests/unit/test_llm_quant.c runtime/llm/quant.c
+test_llm_quant_SRCS := tests/unit/test_llm_quant.c runtime/llm/quant.c \
+	runtime/llm/gguf.c common/xmalloc.c
 test_llm_quant_PKGS :=
 
 UNIT_TESTS += test_llm_pgemm

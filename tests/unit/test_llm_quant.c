@@ -37,28 +37,6 @@ frand(void)
 	return (float)next() / (float)(1u << 23) - 1.0f;
 }
 
-static size_t
-row_bytes(enum ggml_type t, size_t n)
-{
-	switch (t) {
-	case GGML_T_F32:
-		return 4 * n;
-	case GGML_T_F16:
-	case GGML_T_BF16:
-		return 2 * n;
-	case GGML_T_Q8_0:
-		return n / 32 * 34;
-	case GGML_T_Q4_K:
-		return n / 256 * 144;
-	case GGML_T_Q5_K:
-		return n / 256 * 176;
-	case GGML_T_Q6_K:
-		return n / 256 * 210;
-	default:
-		return n / 32 * 18;
-	}
-}
-
 /* Random rows of type t; F16 values and block scales kept small and
  * finite. */
 static void
@@ -122,7 +100,7 @@ fill(enum ggml_type t, uint8_t *p, size_t bytes)
 static void
 check_shape(enum ggml_type t, size_t n, int nrows, int nx, size_t woff)
 {
-	size_t	 rb = row_bytes(t, n), ldx = n + 3, ldy = (size_t)nrows + 2;
+	size_t	 rb = (size_t)ggml_nbytes(t, n), ldx = n + 3, ldy = (size_t)nrows + 2;
 	uint8_t	*wbuf = malloc(rb * (size_t)nrows + woff), *w = wbuf + woff;
 	/* Vectors start one float off any 64-byte boundary. */
 	float	*xbuf = malloc((ldx * (size_t)nx + 1) * sizeof(float));
