@@ -785,8 +785,8 @@ static void
 mm_add(struct job *j, const struct wmat *w, float *y)
 {
 	if (j->nw == 0)
-		j->chunk = MM_ITEM_ELEMS / w->n_in > 4 ?
-		    MM_ITEM_ELEMS / w->n_in : 4;
+		j->chunk = MM_ITEM_ELEMS / w->n_in / 4 * 4 > 4 ?
+		    MM_ITEM_ELEMS / w->n_in / 4 * 4 : 4;
 	job_add(j, w, y);
 }
 
@@ -818,9 +818,8 @@ mm_item(struct llm_model *m, const struct job *j, int i, int thr)
 	n_out = (size_t)w->n_out;
 	o = (size_t)(i - j->first[k]) * (size_t)j->chunk;
 	o1 = o + (size_t)j->chunk < n_out ? o + (size_t)j->chunk : n_out;
-	for (; o < o1; o++)
-		quant_dot_n(w->type, w->data + o * w->row_bytes, j->x, n_in,
-		    j->rows, n_in, j->y[k] + o, n_out);
+	quant_dot_rows(w->type, w->data + o * w->row_bytes, w->row_bytes,
+	    o1 - o, j->x, n_in, j->rows, n_in, j->y[k] + o, n_out);
 }
 
 static inline void

@@ -23,7 +23,10 @@
  *
  * Two sets of kernels, chosen once in quant_init() by what the CPU has:
  *   avx2     x86-64 with AVX2, FMA and F16C: intrinsics, fused
- *            multiply-adds, F16 rows converted by vcvtph2ps;
+ *            multiply-adds, F16 rows converted by vcvtph2ps; with
+ *            AVX-512F as well, quant_dot_rows() takes F32, F16 and
+ *            BF16 rows four at a time in zmm registers, the same sums
+ *            in the same order (avx512_rows4());
  *   generic  GCC vector extensions (8 float lanes), anything else.
  * A process uses one set for its whole life, and within a set every dot
  * product is computed in an order fixed by n alone: one vector or four
@@ -43,6 +46,7 @@
 #include <immintrin.h>
 #define QUANT_X86	1
 #define AVX2		__attribute__((target("avx2,fma,f16c")))
+#define AVX512		__attribute__((target("avx512f,avx2,fma,f16c")))
 #endif
 /* Bytes ahead of the loads that the kernels prefetch.  A decode step
  * streams every weight once, and the hardware prefetchers stop at each
@@ -79,6 +83,7 @@ typedef int32_t	v8i __attribute__((vector_size(32)));
 static float		 f16_table[65536];
 static pthread_once_t	 f16_once = PTHREAD_ONCE_INIT;
 static bool		 use_avx2;	/* set once, by f16_fill() */
+static bool		 use_avx512;	/* avx2 and AVX-512F, likewise */
 
 static void	f16_fill(void);
 static float	f16_compute(uint16_t);
@@ -143,6 +148,7 @@ f16_fill(void)
 		    __builtin_cpu_supports("avx2") &&
 		    __builtin_cpu_supports("fma") &&
 		    __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+		use_avx512 = use_avx2 && __builtin_cpu_supports("avx512f");
 	}
 #endif
 }
@@ -151,6 +157,8 @@ const char *
 quant_kernels(void)
 {
 	quant_init();
+	if (use_avx512)
+		return "avx512f+avx2+fma+f16c";
 	return use_avx2 ? "avx2+fma+f16c" : "generic";
 }
 
@@ -664,6 +672,119 @@ avx2_f16_nx(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 #undef HCASE
 }
 
+/* --- avx512: four rows at a time --- */
+
+/* The row types avx512_rows4() reads: 4-byte floats, or 2-byte halves. */
+enum wkind { WK_F32, WK_F16, WK_BF16 };
+
+/* Sixteen weights of a row of kind k from element i on. */
+AVX512 static inline __attribute__((always_inline)) __m512
+avx512_w16(const uint8_t *p, size_t i, const enum wkind k)
+{
+	__m256i	h;
+
+	if (k == WK_F32)
+		return _mm512_loadu_ps((const float *)(const void *)p + i);
+	h = _mm256_loadu_si256((const __m256i *)(const void *)(p + 2 * i));
+	if (k == WK_BF16)
+		return _mm512_castsi512_ps(_mm512_slli_epi32(
+		    _mm512_cvtepu16_epi32(h), 16));
+	return _mm512_cvtph_ps(h);
+}
+
+/* Rows p, p + rb, p + 2 rb and p + 3 rb (n elements, n a multiple of 16)
+ * against each vector's x: y[r * ldy + o] for row o and vector r.  The
+ * one-row kernels above keep two ymm sums a vector, the even groups of 8
+ * in a0 and the odd in a1; here one zmm sum a row and vector takes both,
+ * a0's lanes in its low half and a1's in its high half, each lane the
+ * same multiply-adds in the same order, and the last step adds the
+ * halves and sums the lanes as they do: the same bits.  What changes is
+ * that each 16 values of a vector are loaded once for four rows instead
+ * of once a row, so the loads no longer hold the multiply-adds back. */
+AVX512 static inline __attribute__((always_inline)) void
+avx512_rows4(const uint8_t *p, size_t rb, const float *x, size_t ldx,
+    int nx, size_t n, float *y, size_t ldy, const enum wkind k)
+{
+	const size_t	es = k == WK_F32 ? 4 : 2;
+	__m512		a[4][4];
+
+#pragma GCC unroll 4
+	for (int o = 0; o < 4; o++)
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++)
+			a[o][r] = _mm512_setzero_ps();
+	for (size_t i = 0; i < n; i += 16) {
+		__m512	xv[4];
+
+		/* The next four rows' line at this column, into L2: the
+		 * one-row kernels' distances ahead would land mostly in
+		 * the rows being read.  On the 2-core VM, one thread
+		 * streaming a 100 MB F16 matrix for one vector read 27
+		 * GB/s this way, 11 GB/s with those distances. */
+		if ((i * es) % 64 == 0)
+#pragma GCC unroll 4
+			for (int o = 0; o < 4; o++)
+				_mm_prefetch((const char *)((uintptr_t)p +
+				    (4 + o) * rb + i * es), _MM_HINT_T1);
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++) {
+			if (r >= nx)
+				break;
+			xv[r] = _mm512_loadu_ps(x + r * ldx + i);
+		}
+#pragma GCC unroll 4
+		for (int o = 0; o < 4; o++) {
+			__m512	w = avx512_w16(p + o * rb, i, k);
+
+#pragma GCC unroll 4
+			for (int r = 0; r < 4; r++) {
+				if (r >= nx)
+					break;
+				a[o][r] = _mm512_fmadd_ps(w, xv[r], a[o][r]);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int o = 0; o < 4; o++)
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++) {
+			__m256	lo, hi;
+
+			if (r >= nx)
+				break;
+			lo = _mm512_castps512_ps256(a[o][r]);
+			hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(
+			    _mm512_castps_pd(a[o][r]), 1));
+			y[r * ldy + o] = avx2_hsum(_mm256_add_ps(lo, hi), 0.0f);
+		}
+}
+
+/* avx512_rows4() compiled for each row kind and nx (1..4). */
+AVX512 static void
+avx512_rows4_nx(enum wkind k, const uint8_t *p, size_t rb, const float *x,
+    size_t ldx, int nx, size_t n, float *y, size_t ldy)
+{
+#define RCASE(c)							\
+	if (k == WK_F32)						\
+		avx512_rows4(p, rb, x, ldx, c, n, y, ldy, WK_F32);	\
+	else if (k == WK_F16)						\
+		avx512_rows4(p, rb, x, ldx, c, n, y, ldy, WK_F16);	\
+	else								\
+		avx512_rows4(p, rb, x, ldx, c, n, y, ldy, WK_BF16);	\
+	break
+	switch (nx) {
+	case 1:
+		RCASE(1);
+	case 2:
+		RCASE(2);
+	case 3:
+		RCASE(3);
+	default:
+		RCASE(4);
+	}
+#undef RCASE
+}
+
 /* Eight int8 at p as floats. */
 #define Q8F(p)	_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64( \
 	    (const __m128i *)(const void *)(p))))
@@ -1002,6 +1123,31 @@ quant_dot_n(enum ggml_type t, const void *w, const float *x, size_t ldx,
 			yr[(size_t)r * ldy] = dot_generic(t, w, xr +
 			    (size_t)r * ldx, n);
 	}
+}
+
+void
+quant_dot_rows(enum ggml_type t, const void *w, size_t rb, size_t nrows,
+    const float *x, size_t ldx, int nx, size_t n, float *y, size_t ldy)
+{
+	const uint8_t	*p = w;
+	size_t		 o = 0;
+
+#ifdef QUANT_X86
+	if (use_avx512 && n % 16 == 0 && (t == GGML_T_F32 ||
+	    t == GGML_T_F16 || t == GGML_T_BF16)) {
+		enum wkind	k = t == GGML_T_F32 ? WK_F32 :
+				    t == GGML_T_F16 ? WK_F16 : WK_BF16;
+
+		for (; o + 4 <= nrows; o += 4)
+			for (int r0 = 0; r0 < nx; r0 += 4)
+				avx512_rows4_nx(k, p + o * rb, rb,
+				    x + (size_t)r0 * ldx, ldx,
+				    nx - r0 < 4 ? nx - r0 : 4, n,
+				    y + (size_t)r0 * ldy + o, ldy);
+	}
+#endif
+	for (; o < nrows; o++)
+		quant_dot_n(t, p + o * rb, x, ldx, nx, n, y + o, ldy);
 }
 
 /* --- decode attention --- */

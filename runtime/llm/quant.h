@@ -30,6 +30,12 @@ float	quant_dot(enum ggml_type t, const void *w, const float *x, size_t n);
  * batch shares each weight row this way). */
 void	quant_dot_n(enum ggml_type t, const void *w, const float *x,
 	    size_t ldx, int nx, size_t n, float *y, size_t ldy);
+/* quant_dot_n() for nrows rows rb bytes apart: y[o + r * ldy] for row
+ * o < nrows and vector r < nx, bit for bit.  F32, F16 and BF16 rows go
+ * four at a time on a CPU with AVX-512F. */
+void	quant_dot_rows(enum ggml_type t, const void *w, size_t rb,
+	    size_t nrows, const float *x, size_t ldx, int nx, size_t n,
+	    float *y, size_t ldy);
 /* One query's attention over nk cached positions (F32, head size hd):
  * att[t] = softmax over t of scale * (q . k_t), out = sum of att[t] v_t,
  * key and value t at k + t * ld and v + t * ld; att holds nk floats. */

@@ -1,7 +1,8 @@
 /* tests/unit/test_llm_quant.c - the weight-row kernels of
- * runtime/llm/quant.c: quant_dot_n, which a decode step's matrices use
- * for its whole batch, must give quant_dot's bits for every row and
- * vector whatever the number of vectors (cut in fours), the strides, a
+ * runtime/llm/quant.c: quant_dot_n and quant_dot_rows, which a decode
+ * step's matrices use for its whole batch (one row at a time, or four
+ * with AVX-512), must give quant_dot's bits for every row and vector
+ * whatever the number of rows and vectors (cut in fours), the strides, a
  * tail of columns past the last 16 or unaligned rows, since the model's
  * batch invariance rests on it; and both must agree with a
  * double-precision sum of the dequantized row.  quant_attend, a decode
@@ -11,6 +12,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -97,6 +99,44 @@ fill(enum ggml_type t, uint8_t *p, size_t bytes)
 	}
 }
 
+/* y (rows of ldy floats, one a vector) as quant_dot_n or (rows)
+ * quant_dot_rows left it, against quant_dot's bits and a double sum. */
+static void
+check_y(enum ggml_type t, size_t n, int nrows, int nx, const uint8_t *w,
+    size_t rb, const float *x, size_t ldx, const float *y, size_t ldy,
+    float *deq, bool rows)
+{
+	for (int r = 0; r < nx; r++) {
+		const float	*xr = x + (size_t)r * ldx;
+
+		for (int o = 0; o < nrows; o++) {
+			const uint8_t	*wo = w + (size_t)o * rb;
+			float		 want = quant_dot(t, wo, xr, n);
+			float		 got = y[(size_t)r * ldy + (size_t)o];
+			double		 ref = 0.0, mag = 0.0;
+
+			if (memcmp(&want, &got, sizeof(got)) != 0)
+				fail_msg("%s type %d n %zu rows %d nx %d: row "
+				    "%d vector %d: %a, quant_dot %a", rows ?
+				    "quant_dot_rows" : "quant_dot_n", (int)t,
+				    n, nrows, nx, o, r, (double)got,
+				    (double)want);
+			quant_dequant(t, wo, deq, n);
+			for (size_t i = 0; i < n; i++) {
+				ref += (double)deq[i] * xr[i];
+				mag += fabs((double)deq[i] * xr[i]);
+			}
+			if (fabs(got - ref) > 1e-5 * (mag + 1.0))
+				fail_msg("type %d n %zu: %g, reference %g",
+				    (int)t, n, (double)got, ref);
+		}
+		/* Nothing written past the rows. */
+		assert_true(y[(size_t)r * ldy + (size_t)nrows] == -12345.0f);
+		assert_true(y[(size_t)r * ldy + (size_t)nrows + 1] ==
+		    -12345.0f);
+	}
+}
+
 static void
 check_shape(enum ggml_type t, size_t n, int nrows, int nx, size_t woff)
 {
@@ -114,37 +154,18 @@ check_shape(enum ggml_type t, size_t n, int nrows, int nx, size_t woff)
 	fill(t, w, rb * (size_t)nrows);
 	for (size_t i = 0; i < ldx * (size_t)nx; i++)
 		x[i] = frand();
-	for (size_t i = 0; i < ldy * (size_t)nx; i++)
-		y[i] = -12345.0f;
-	for (int o = 0; o < nrows; o++)
-		quant_dot_n(t, w + (size_t)o * rb, x, ldx, nx, n, y + o, ldy);
-	for (int r = 0; r < nx; r++) {
-		const float	*xr = x + (size_t)r * ldx;
-
-		for (int o = 0; o < nrows; o++) {
-			const uint8_t	*wo = w + (size_t)o * rb;
-			float		 want = quant_dot(t, wo, xr, n);
-			float		 got = y[(size_t)r * ldy + (size_t)o];
-			double		 ref = 0.0, mag = 0.0;
-
-			if (memcmp(&want, &got, sizeof(got)) != 0)
-				fail_msg("type %d n %zu rows %d nx %d: row %d "
-				    "vector %d: %a, quant_dot %a", (int)t, n,
-				    nrows, nx, o, r, (double)got,
-				    (double)want);
-			quant_dequant(t, wo, deq, n);
-			for (size_t i = 0; i < n; i++) {
-				ref += (double)deq[i] * xr[i];
-				mag += fabs((double)deq[i] * xr[i]);
-			}
-			if (fabs(got - ref) > 1e-5 * (mag + 1.0))
-				fail_msg("type %d n %zu: %g, reference %g",
-				    (int)t, n, (double)got, ref);
-		}
-		/* Nothing written past the rows. */
-		assert_true(y[(size_t)r * ldy + (size_t)nrows] == -12345.0f);
-		assert_true(y[(size_t)r * ldy + (size_t)nrows + 1] ==
-		    -12345.0f);
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < ldy * (size_t)nx; i++)
+			y[i] = -12345.0f;
+		if (pass == 0)
+			for (int o = 0; o < nrows; o++)
+				quant_dot_n(t, w + (size_t)o * rb, x, ldx, nx,
+				    n, y + o, ldy);
+		else
+			quant_dot_rows(t, w, rb, (size_t)nrows, x, ldx, nx, n,
+			    y, ldy);
+		check_y(t, n, nrows, nx, w, rb, x, ldx, y, ldy, deq,
+		    pass == 1);
 	}
 	free(deq);
 	free(y);
@@ -164,7 +185,7 @@ test_rows_bit_identical(void **state)
 					    GGML_T_Q6_K };
 	static const size_t		ns[] = { 16, 32, 40, 64, 100, 512,
 					    768 };
-	static const int		rows[] = { 1, 2, 3, 4, 5, 7, 9 };
+	static const int		rows[] = { 1, 2, 3, 4, 5, 7, 8, 9 };
 
 	(void)state;
 	quant_init();
