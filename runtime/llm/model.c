@@ -14,9 +14,11 @@
  *            of the F32 weight or WB_ROWS dequantized rows at a time.
  *            OpenBLAS is kept to one thread meanwhile (prefill());
  *   decode   per weight row, a dot product with each sequence's vector,
- *            straight from the blocks (quant_dot_n), so the weights are
- *            read once per step for the whole batch; the rows are handed
- *            out to the model's threads in small items (struct pool).
+ *            straight from the blocks (quant_dot_rows: four rows at a
+ *            time with AVX-512), so the weights are read once per step
+ *            for the whole batch; the rows are handed out to the model's
+ *            threads in small items (struct pool), a multiple of four
+ *            rows each.
  *            Attention, RoPE and the K/V stores of a step run on the
  *            threads too, one item per row and KV head.
  * Every decode row is computed by the same calls in the same order
@@ -779,8 +781,9 @@ mm_job(struct job *j, const float *x, int rows)
 	j->rows = rows;
 }
 
-/* Adds y = x w^T to a decode product job j, MM_ITEM_ELEMS of weight an
- * item. */
+/* Adds y = x w^T to a decode product job j, about MM_ITEM_ELEMS of
+ * weight an item: a multiple of four rows, as quant_dot_rows() takes
+ * them. */
 static void
 mm_add(struct job *j, const struct wmat *w, float *y)
 {
