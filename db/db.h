@@ -200,8 +200,9 @@ struct db_issuer_in {
 	const char	*key_fingerprint; /* goes into the audit row instead */
 };
 /* Rows of jwt_issuers are {"id","kid","alg","key","iss","aud",
- * "tenant_claim","tenant_id","created_at","deleted_at"}.  They hold the key: callers
- * strip it before showing a row to anyone.  Ids are "iss_" + 24 hex. */
+ * "tenant_claim","tenant_id","created_at","deleted_at"}.  They hold the
+ * key: callers strip it before showing a row to anyone.  Ids are "iss_"
+ * + 24 hex. */
 /* DB_CONFLICT if the kid was ever registered (a deleted issuer keeps its
  * kid, so a kid never names two keys).  result: the new row. */
 void		 db_issuer_create(struct db *, const struct db_issuer_in *,

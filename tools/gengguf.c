@@ -18,10 +18,10 @@
  * the same arguments always give the same bytes.  2-D weights take --type;
  * norms and biases stay F32.  q4_k_m and q5_k_m mix as llama.cpp's Q4_K_M
  * and Q5_K_M files do: Q6_K for the output matrix and for attn_v and
- * ffn_down of every other layer, Q4_K (Q5_K) for the rest (the quantizers here are plain min/max
- * ones, not llama.cpp's search for the best scales: the blocks are valid
- * and exercise every bit of the format).  llama writes a separate output matrix,
- * qwen2 ties it to the token embeddings (as Qwen2's small models do) and
+ * ffn_down of every other layer, Q4_K (Q5_K) for the rest (the quantizers
+ * here are plain min/max ones, not llama.cpp's search for the best
+ * scales: the blocks are valid and exercise every bit of the format).
+ * llama writes a separate output matrix, qwen2 ties it to the token embeddings (as Qwen2's small models do) and
  * has Q/K/V biases. */
 #include <errno.h>
 #include <getopt.h>
@@ -183,8 +183,8 @@ usage(void)
 	    "[--tokenizer spm|bpe]\n"
 	    "\t[--template chatml|llama2|llama3|none|JINJA] "
 	    "[--type f32|f16|bf16|q8_0|q4_0|q4_k|q4_k_m|q5_k|q5_k_m|q6_k]\n"
-	    "\t[--seed N] [--n-embd N] [--n-layer N] [--n-head N] [--n-head-kv N] "
-	    "[--n-ff N]\n\t[--n-ctx N] [--vocab N] -o FILE\n");
+	    "\t[--seed N] [--n-embd N] [--n-layer N] [--n-head N] "
+	    "[--n-head-kv N]\n\t[--n-ff N] [--n-ctx N] [--vocab N] -o FILE\n");
 	exit(1);
 }
 
@@ -972,10 +972,10 @@ build(const struct opts *o)
 	/* llama.cpp's file types: MOSTLY_Q4_K_S 14, _Q4_K_M 15, _Q5_K_S
 	 * 16, _Q5_K_M 17, _Q6_K 18, _BF16 32 */
 	kv_u32(&kv, &nkv, "general.file_type", o->type == T_F32 ? 0 :
-	    o->type == T_F16 ? 1 : o->type == T_BF16 ? 32 : o->type ==
-	    T_Q4_0 ? 2 : o->type ==
-	    T_Q8_0 ? 7 : o->type == T_Q6_K ? 18 : (o->type == T_Q5_K ? 16 :
-	    14) + o->kmix);
+	    o->type == T_F16 ? 1 : o->type == T_BF16 ? 32 :
+	    o->type == T_Q4_0 ? 2 : o->type == T_Q8_0 ? 7 :
+	    o->type == T_Q6_K ? 18 :
+	    (o->type == T_Q5_K ? 16 : 14) + o->kmix);
 #define AK(s)	(snprintf(k, sizeof(k), "%s." s, o->arch), k)
 	kv_u32(&kv, &nkv, AK("context_length"), (uint32_t)o->n_ctx);
 	kv_u32(&kv, &nkv, AK("embedding_length"), (uint32_t)o->n_embd);
@@ -1091,8 +1091,7 @@ build(const struct opts *o)
 	if (!qwen)
 		add_tensor(t, &nt, "output.weight", 2, (uint64_t)o->n_embd,
 		    (uint64_t)o->n_vocab, o->kmix ? T_Q6_K : o->type,
-		    INIT_UNIFORM,
-		    2.0f / sqrtf((float)o->n_embd));
+		    INIT_UNIFORM, 2.0f / sqrtf((float)o->n_embd));
 
 	/* Header, metadata, tensor infos, padding. */
 	b_put(&hdr, "GGUF", 4);

@@ -1,9 +1,9 @@
 /* runtime/llm/model.h - a llama-architecture decoder (Llama 2/3,
  * TinyLlama, SmolLM, Mistral, Qwen2 with QKV biases): RMSNorm, RoPE,
  * grouped-query attention over a KV cache, SwiGLU.  Weights (F32, F16,
- * BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) are dequantized per use, from a read-only copy on huge
- * pages made at load (or from the GGUF mapping if that memory cannot be
- * had); prefill runs as matrix products on OpenBLAS sgemm, decode steps a
+ * BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) are dequantized per use, from a
+ * read-only copy on huge pages made at load (or from the GGUF mapping if
+ * that memory cannot be had); prefill runs as matrix products on OpenBLAS sgemm, decode steps a
  * batch of sequences at once on the model's threads.
  *
  * A model owns its work buffers: calls on one model must not overlap

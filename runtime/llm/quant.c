@@ -441,22 +441,17 @@ dot_q4_0(const uint8_t *p, const float *x, size_t n)
 	return HSUM(acc);
 }
 
-/* A K-type row against x: each block dequantized, then its products
- * added into eight lanes as dot_f32's are. */
+/* A K-type row against x: each block dequantized (quant_dequant()),
+ * then its products added into eight lanes as dot_f32's are. */
 static float
 dot_kblocks(enum ggml_type t, const uint8_t *p, const float *x, size_t n)
 {
 	float	blk[256];
 	v8f	acc = { 0 }, va, vx;
-	size_t	bsz = t == GGML_T_Q4_K ? 144 : t == GGML_T_Q5_K ? 176 : 210;
+	size_t	bsz = (size_t)ggml_nbytes(t, 256);
 
 	for (size_t b = 0; b < n / 256; b++, p += bsz) {
-		if (t == GGML_T_Q4_K)
-			dequant_q4k(p, blk);
-		else if (t == GGML_T_Q5_K)
-			dequant_q5k(p, blk);
-		else
-			dequant_q6k(p, blk);
+		quant_dequant(t, p, blk, 256);
 		for (int j = 0; j < 256; j += 8) {
 			memcpy(&va, blk + j, sizeof(va));
 			memcpy(&vx, x + b * 256 + (size_t)j, sizeof(vx));
@@ -910,7 +905,6 @@ avx2_q45k(const uint8_t *p, const float *x, size_t ldx, int nx, size_t n,
 		float		 ds[8], ms[8];
 		const float	*xb = x + b * 256;
 		int		 sc, m;
-
 		__m256i		 hb = _mm256_setzero_si256();
 
 		PREFETCH(p);
@@ -1274,31 +1268,22 @@ avx2_attend(const float *q, const float *k, const float *v, size_t ld,
 		avx2_mix(att, v + c, ld, nk, 8, inv, out + c);
 	/* The rest with its group count a constant, so that the loop over
 	 * the keys holds only loads and multiply-adds (hd 48: six). */
+#define MCASE(g)							\
+	case g:								\
+		avx2_mix(att, v + c, ld, nk, g, inv, out + c);		\
+		break
 	switch ((hv - c) / 8) {
-	case 7:
-		avx2_mix(att, v + c, ld, nk, 7, inv, out + c);
-		break;
-	case 6:
-		avx2_mix(att, v + c, ld, nk, 6, inv, out + c);
-		break;
-	case 5:
-		avx2_mix(att, v + c, ld, nk, 5, inv, out + c);
-		break;
-	case 4:
-		avx2_mix(att, v + c, ld, nk, 4, inv, out + c);
-		break;
-	case 3:
-		avx2_mix(att, v + c, ld, nk, 3, inv, out + c);
-		break;
-	case 2:
-		avx2_mix(att, v + c, ld, nk, 2, inv, out + c);
-		break;
-	case 1:
-		avx2_mix(att, v + c, ld, nk, 1, inv, out + c);
-		break;
+	MCASE(7);
+	MCASE(6);
+	MCASE(5);
+	MCASE(4);
+	MCASE(3);
+	MCASE(2);
+	MCASE(1);
 	default:
 		break;
 	}
+#undef MCASE
 	for (c = hv; c < hd; c++) {
 		float	s = 0.0f;
 

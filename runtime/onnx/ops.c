@@ -308,11 +308,7 @@ run_gemm(struct onnx_model *m, struct onnx_node *n)
 		cm = (size_t)c->shape[0];
 	if (c != NULL && c->ndim >= 1)
 		cn = (size_t)c->shape[c->ndim - 1];
-	if (K == 0)
-		gemm_k0(y->data, (size_t)y->shape[0], (size_t)y->shape[1],
-		    c != NULL && n->beta != 0.0f ? c->data : NULL, cm, cn,
-		    n->beta);
-	else if (n->pack != NULL) {
+	if (K != 0 && n->pack != NULL) {
 		/* As kernel_gemm(): with beta 0, C is not read at all.  A
 		 * fused Relu (n->relu) is applied as y is written. */
 		gemm_run_act(y->data, a->data, K, n->pack,
@@ -320,7 +316,12 @@ run_gemm(struct onnx_model *m, struct onnx_node *n)
 		    c != NULL && n->beta != 0.0f ? c->data : NULL, cm, cn,
 		    n->beta, n->relu);
 		return;
-	} else
+	}
+	if (K == 0)
+		gemm_k0(y->data, (size_t)y->shape[0], (size_t)y->shape[1],
+		    c != NULL && n->beta != 0.0f ? c->data : NULL, cm, cn,
+		    n->beta);
+	else
 		kernel_gemm(y->data, a->data, b->data, c != NULL ? c->data :
 		    NULL, (size_t)y->shape[0], (size_t)y->shape[1], K,
 		    n->flags, n->alpha, n->beta, cm, cn);
