@@ -44,6 +44,10 @@
 #define GEMM_PAR_MIN	(1u << 21)	/* m * n * k */
 #define GEMM_PAR_CHUNKS	4	/* chunks per thread, for balance */
 
+/* Panels a short block of rows (1..GEMM_MR) takes at once, in its wide
+ * tile (tiles[] below): fewer rows leave registers for more panels. */
+static const size_t	wide_np[GEMM_MR + 1] = { 1, 4, 3, 2, 1, 1, 1 };
+
 /* One product, as gemm_chunk() reads it. */
 struct gemm_job {
 	float		*y;		/* (m, n) */
@@ -127,7 +131,7 @@ gemm_run_act(float *y, const float *a, size_t lda, const float *bp,
 {
 	struct gemm_job	j = { y, a, lda, bp, m, n, k, 0, alpha, beta, c, cm,
 			    cn, 0, 0, 1, GEMM_MC, gemm_fast(), relu };
-	size_t		nrc = (m + GEMM_MC - 1) / GEMM_MC, want, per, nkb;
+	size_t		nrc = (m + GEMM_MC - 1) / GEMM_MC, want, per, nkb, tw;
 	int		nthr = 1;
 
 	if (m == 0 || n == 0)
@@ -154,6 +158,12 @@ gemm_run_act(float *y, const float *a, size_t lda, const float *bp,
 	}
 	if (j.pc > j.np)
 		j.pc = j.np;
+	/* Whole wide tiles: a short block's panels left over from them run
+	 * one at a time, on one FMA chain per ymm (a batch-1 layer of k 784
+	 * in groups of five panels spent a fifth of its time on the fifth). */
+	tw = wide_np[m < GEMM_MR ? m : GEMM_MR];
+	if (j.pc > tw)
+		j.pc -= j.pc % tw;
 	j.ngroups = (j.np + j.pc - 1) / j.pc;
 	if (nthr > 1 && nrc * j.ngroups < (size_t)nthr * GEMM_PAR_CHUNKS) {
 		/* Few panels too (an MLP's last layer, ten wide): cut the
@@ -383,21 +393,20 @@ GEMM_TILE_FN(1, 4)
 GEMM_TILE_FN(1, 1)
 
 /* Per block height: the tile over one panel and, for short blocks, the
- * wider one with its panel count. */
+ * wider one over wide_np[] panels. */
 static const struct {
 	void	(*one)(const struct gemm_job *, size_t, size_t, size_t,
 		    size_t);
 	void	(*wide)(const struct gemm_job *, size_t, size_t, size_t,
 		    size_t);
-	size_t	 np;
 } tiles[GEMM_MR + 1] = {
-	{ NULL, NULL, 1 },
-	{ tile_1x1, tile_1x4, 4 },
-	{ tile_2x1, tile_2x3, 3 },
-	{ tile_3x1, tile_3x2, 2 },
-	{ tile_4x1, tile_4x1, 1 },
-	{ tile_5x1, tile_5x1, 1 },
-	{ tile_6x1, tile_6x1, 1 },
+	{ NULL, NULL },
+	{ tile_1x1, tile_1x4 },
+	{ tile_2x1, tile_2x3 },
+	{ tile_3x1, tile_3x2 },
+	{ tile_4x1, tile_4x1 },
+	{ tile_5x1, tile_5x1 },
+	{ tile_6x1, tile_6x1 },
 };
 
 /* Asks for rows i..i+GEMM_MR (below i1) of a, columns [k0, k1), to be
@@ -431,7 +440,7 @@ chunk_avx2(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
 		k1 = j->k - k0 < j->kc ? j->k : k0 + j->kc;
 		for (size_t i = i0; i < i1; i += GEMM_MR) {
 			size_t	mr = i1 - i < GEMM_MR ? i1 - i : GEMM_MR;
-			size_t	p = p0, w = tiles[mr].np;
+			size_t	p = p0, w = wide_np[mr];
 
 			prefetch_rows(j, i + GEMM_MR, i1, k0, k1);
 
