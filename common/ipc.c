@@ -2,6 +2,7 @@
  * may be compromised, so every length is checked before use. */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,6 +257,152 @@ ipc_read_frame(int fd, struct ipc_hdr *h, uint8_t **buf, size_t *bufcap,
 			errno = EPROTO;
 		return -1;
 	}
+	return 1;
+}
+
+/* --- buffered frame reader --- */
+
+#define IPC_READER_MIN	(64u << 10)	/* first buffer */
+
+void
+ipc_reader_init(struct ipc_reader *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+void
+ipc_reader_free(struct ipc_reader *r)
+{
+	free(r->buf);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Room for want bytes from r->off on: the unread bytes moved to the
+ * front if that makes it, else the buffer grown.  -1 (errno ENOMEM) if
+ * it cannot grow. */
+static int
+reader_room(struct ipc_reader *r, size_t want)
+{
+	uint8_t	*nb;
+	size_t	 ncap;
+
+	if (r->cap - r->off >= want)
+		return 0;
+	if (r->off > 0) {
+		memmove(r->buf, r->buf + r->off, r->len - r->off);
+		r->len -= r->off;
+		r->off = 0;
+	}
+	if (r->cap >= want)
+		return 0;
+	ncap = want < IPC_READER_MIN ? IPC_READER_MIN : want;
+	/* Not xrealloc: a frame the peer may send but we cannot hold
+	 * (RLIMIT_AS) is skipped and reported, not fatal. */
+	if ((nb = realloc(r->buf, ncap)) == NULL)
+		return -1;
+	r->buf = nb;
+	r->cap = ncap;
+	return 0;
+}
+
+/* One read of whatever fd has, into the free end of the buffer (the
+ * frame and what may follow it): blocking, or with spin, polled for up to
+ * IPC_SPIN_NS first.  As read(): the count, 0 at EOF, -1. */
+static ssize_t
+reader_fill(int fd, struct ipc_reader *r, bool spin)
+{
+	ssize_t	n = -1;
+
+	if (spin && (n = read_spin(fd, r->buf + r->len, r->cap - r->len)) ==
+	    -1 && errno != EAGAIN && errno != EWOULDBLOCK)
+		return -1;
+	while (n == -1 && (n = read(fd, r->buf + r->len, r->cap - r->len)) ==
+	    -1 && errno == EINTR)
+		;
+	if (n > 0)
+		r->len += (size_t)n;
+	return n;
+}
+
+int
+ipc_reader_wait(int fd, struct ipc_reader *r, int64_t spin_ns)
+{
+	struct timespec	t0, t;
+	ssize_t		n;
+
+	if (r->len > r->off)
+		return 1;
+	r->off = r->len = 0;
+	if (reader_room(r, IPC_READER_MIN) == -1)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (spin_ns > 0) {
+		if ((n = recv(fd, r->buf, r->cap, MSG_DONTWAIT)) > 0) {
+			r->len = (size_t)n;
+			return 1;
+		}
+		if (n == 0)
+			return 0;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			break;	/* no socket, or an error read() reports */
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((int64_t)(t.tv_sec - t0.tv_sec) * 1000000000 +
+		    (t.tv_nsec - t0.tv_nsec) >= spin_ns)
+			break;
+	}
+	if ((n = reader_fill(fd, r, false)) > 0)
+		return 1;
+	return n == 0 ? 0 : -1;
+}
+
+bool
+ipc_reader_peek(const struct ipc_reader *r, struct ipc_hdr *h,
+    uint32_t max_payload)
+{
+	return r->len - r->off >= IPC_HDR_LEN &&
+	    ipc_hdr_decode(r->buf + r->off, h, max_payload) == 0;
+}
+
+int
+ipc_reader_frame(int fd, struct ipc_reader *r, struct ipc_hdr *h,
+    const uint8_t **payload, uint32_t max_payload)
+{
+	size_t	need, have;
+	ssize_t	n;
+
+	if (r->off == r->len)
+		r->off = r->len = 0;
+	while (r->len - r->off < IPC_HDR_LEN) {
+		if (reader_room(r, IPC_HDR_LEN) == -1)
+			return -1;
+		if ((n = reader_fill(fd, r, r->len > r->off)) <= 0) {
+			if (n == 0 && r->len == r->off)
+				return 0;
+			if (n == 0)
+				errno = EPROTO;	/* EOF inside a header */
+			return -1;
+		}
+	}
+	if (ipc_hdr_decode(r->buf + r->off, h, max_payload) == -1) {
+		errno = EPROTO;
+		return -1;
+	}
+	need = IPC_HDR_LEN + (size_t)h->len;
+	if (reader_room(r, need) == -1) {
+		/* Drop the payload: what is buffered, then the rest. */
+		have = r->len - r->off - IPC_HDR_LEN;
+		r->off = r->len = 0;
+		return skip_payload(fd, h->len - have);
+	}
+	while (r->len - r->off < need) {
+		if ((n = reader_fill(fd, r, true)) <= 0) {
+			if (n == 0)
+				errno = EPROTO;	/* EOF inside the frame */
+			return -1;
+		}
+	}
+	*payload = r->buf + r->off + IPC_HDR_LEN;
+	r->off += need;
 	return 1;
 }
 

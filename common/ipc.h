@@ -141,6 +141,29 @@ int	ipc_write_frame(int fd, enum ipc_type, uint64_t req_id,
 	    const void *payload, size_t len);
 int	ipc_read_frame(int fd, struct ipc_hdr *, uint8_t **buf, size_t *bufcap,
 	    uint32_t max_payload);
+/* A buffered frame reader over a blocking socket, for a peer that takes
+ * frames one after another: each read takes whatever the socket holds, so
+ * a small frame costs one read() for its header and payload, and a frame
+ * that came behind it none.  Frames are checked as ipc_read_frame() checks
+ * them. */
+struct ipc_reader {
+	uint8_t	*buf;
+	size_t	 cap;		/* allocated */
+	size_t	 off;		/* unread bytes are buf[off, len) */
+	size_t	 len;
+};
+void	ipc_reader_init(struct ipc_reader *);
+void	ipc_reader_free(struct ipc_reader *);
+/* As ipc_read_frame(), the payload at *payload inside the reader's buffer,
+ * valid until the next call on the reader. */
+int	ipc_reader_frame(int fd, struct ipc_reader *, struct ipc_hdr *,
+	    const uint8_t **payload, uint32_t max_payload);
+/* Returns once a byte is buffered (1: before or now), at EOF (0) or on an
+ * error (-1), polling for up to spin_ns before it sleeps in read(). */
+int	ipc_reader_wait(int fd, struct ipc_reader *, int64_t spin_ns);
+/* True if the next frame's header is buffered whole and valid, in *h. */
+bool	ipc_reader_peek(const struct ipc_reader *, struct ipc_hdr *,
+	    uint32_t max_payload);
 /* Prepends nothing: builds header + payload into one buffer (owned by w). */
 void	ipc_frame_build(struct wbuf *w, enum ipc_type, uint64_t req_id,
 	    const void *payload, size_t len);

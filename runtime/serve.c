@@ -2,7 +2,9 @@
  *
  * Everything a request needs is allocated once and reused: the frame
  * buffer and the reply buffer only grow, the model's arena only grows.
- * Tensor contents are tenant data and are never logged.
+ * Tensor contents are tenant data and are never logged.  Frames come
+ * through a buffered reader (ipc.h): a batch-1 request, header and
+ * payload, costs one read(), taken by the poll that noticed it.
  *
  * Right after answering, the loop polls the socket for SERVE_SPIN_NS
  * before it blocks: a client at batch 1 sends its next request within
@@ -40,18 +42,16 @@
 struct server {
 	int			 fd;
 	struct onnx_model	*m;		/* borrowed */
-	uint8_t			*buf;		/* frame payload, grown */
-	size_t			 cap;
+	struct ipc_reader	 rd;		/* frames from maasd */
 	struct wbuf		 out;		/* reply payload, reused */
 	struct ipc_tensor	*in;		/* IPC_MAX_TENSORS decoded */
 	int			*want;		/* IPC_MAX_TENSORS outputs */
 	char			 err[SERVE_ERRLEN];
 };
 
-static int	serve_infer(struct server *, uint64_t, size_t);
+static int	serve_infer(struct server *, uint64_t, const uint8_t *,
+		    size_t);
 static int	reply_err(struct server *, uint64_t, enum ipc_err);
-static ssize_t	spin_wait(int, uint8_t [IPC_HDR_LEN]);
-static void	wake_workers(int, uint8_t [IPC_HDR_LEN], ssize_t);
 
 static int
 reply_err(struct server *s, uint64_t req, enum ipc_err code)
@@ -71,7 +71,8 @@ reply_err(struct server *s, uint64_t req, enum ipc_err code)
 
 /* -1 when the request was answered, or a SERVE_* status to end with. */
 static int
-serve_infer(struct server *s, uint64_t req, size_t len)
+serve_infer(struct server *s, uint64_t req, const uint8_t *payload,
+    size_t len)
 {
 	struct ipc_tensor_desc	 d;
 	struct rbuf		 r;
@@ -84,7 +85,7 @@ serve_infer(struct server *s, uint64_t req, size_t len)
 	int			 n, idx;
 
 	s->err[0] = '\0';
-	rbuf_init(&r, s->buf, len);
+	rbuf_init(&r, payload, len);
 	if ((n = ipc_get_tensors(&r, s->in, IPC_MAX_TENSORS)) == -1 ||
 	    rbuf_u32(&r, &nwant) == -1 || nwant > IPC_MAX_TENSORS)
 		return SERVE_EPROTO;
@@ -158,68 +159,32 @@ serve_infer(struct server *s, uint64_t req, size_t len)
 	return -1;
 }
 
-/* Returns once fd has data or EOF to read, or after SERVE_SPIN_NS, with
- * the next frame's header peeked into hdr as far as it has come: the
- * byte count (0 at EOF), or -1.  recv() with MSG_PEEK leaves the bytes to
- * ipc_read_frame(); an error other than EAGAIN is left to it too. */
-static ssize_t
-spin_wait(int fd, uint8_t hdr[IPC_HDR_LEN])
-{
-	struct timespec	t0, t;
-	ssize_t		r;
-	int64_t		ns;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		if ((r = recv(fd, hdr, IPC_HDR_LEN, MSG_PEEK |
-		    MSG_DONTWAIT)) != -1 || (errno != EAGAIN &&
-		    errno != EWOULDBLOCK && errno != EINTR))
-			return r;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		ns = (int64_t)(t.tv_sec - t0.tv_sec) * 1000000000 +
-		    (t.tv_nsec - t0.tv_nsec);
-		if (ns >= SERVE_SPIN_NS)
-			return -1;
-	}
-}
-
-/* Wakes the product workers if the next frame, whose header spin_wait()
- * peeked (got bytes of it), is a large INFER.  Without the whole header
- * it peeks again, blocking until some of the frame is there; anything
- * unusual (EOF, an error, a header in pieces) is left to
- * ipc_read_frame(). */
-static void
-wake_workers(int fd, uint8_t hdr[IPC_HDR_LEN], ssize_t got)
-{
-	struct ipc_hdr	h;
-
-	if (got != IPC_HDR_LEN)
-		got = recv(fd, hdr, IPC_HDR_LEN, MSG_PEEK);
-	if (got == IPC_HDR_LEN &&
-	    ipc_hdr_decode(hdr, &h, IPC_MAX_PAYLOAD) == 0 &&
-	    h.type == IPC_INFER && h.len >= SERVE_WAKE_BYTES)
-		kernel_par_wake();
-}
-
 int
 serve_loop(int fd, struct onnx_model *m)
 {
-	struct server	s = { .fd = fd, .m = m };
-	struct ipc_hdr	h;
-	uint8_t		hdr[IPC_HDR_LEN];
-	ssize_t		got;
-	int		ret, r;
-	bool		answered = false;
+	struct server	 s = { .fd = fd, .m = m };
+	struct ipc_hdr	 h;
+	const uint8_t	*payload = NULL;
+	int		 ret, r;
+	bool		 answered = false;
 
+	ipc_reader_init(&s.rd);
 	wbuf_init(&s.out);
 	s.in = xcalloc(IPC_MAX_TENSORS, sizeof(*s.in));
 	s.want = xcalloc(IPC_MAX_TENSORS, sizeof(*s.want));
 	for (;;) {
-		got = answered ? spin_wait(fd, hdr) : -1;
+		/* Whatever the socket holds once something came: a small
+		 * frame whole, a large one's header, which wakes the product
+		 * workers while the rest is read.  Errors and EOF are
+		 * ipc_reader_frame()'s to report. */
+		if (ipc_reader_wait(fd, &s.rd, answered ? SERVE_SPIN_NS :
+		    0) == 1 && ipc_reader_peek(&s.rd, &h, IPC_MAX_PAYLOAD) &&
+		    h.type == IPC_INFER && h.len >= SERVE_WAKE_BYTES)
+			kernel_par_wake();
 		answered = false;
-		wake_workers(fd, hdr, got);
 		errno = 0;
-		r = ipc_read_frame(fd, &h, &s.buf, &s.cap, IPC_MAX_PAYLOAD);
+		r = ipc_reader_frame(fd, &s.rd, &h, &payload,
+		    IPC_MAX_PAYLOAD);
 		if (r == 0) {
 			ret = SERVE_EOF;
 			break;
@@ -253,7 +218,7 @@ serve_loop(int fd, struct onnx_model *m)
 			break;
 		}
 		if (h.type == IPC_INFER)
-			ret = serve_infer(&s, h.req_id, h.len);
+			ret = serve_infer(&s, h.req_id, payload, h.len);
 		else if (h.type == IPC_PING && h.len == 0)
 			ret = ipc_write_frame(fd, IPC_PONG, h.req_id, NULL,
 			    0) == -1 ? SERVE_EIO : -1;
@@ -267,7 +232,7 @@ serve_loop(int fd, struct onnx_model *m)
 			break;
 		answered = true;
 	}
-	free(s.buf);
+	ipc_reader_free(&s.rd);
 	free(s.in);
 	free(s.want);
 	wbuf_release(&s.out);

@@ -87,6 +87,16 @@ struct writer {
 	size_t			 sent;
 };
 
+/* Bytes read from the runtime ahead of the frame being taken: replies are
+ * read as maasd's event loop reads them, whatever the socket holds in one
+ * read() (a small reply's header and payload together), not header and
+ * payload apart.  Only the main thread reads. */
+#define IB_STAGE	(64 << 10)
+static struct {
+	uint8_t	buf[IB_STAGE];
+	size_t	off, len;
+} rx;
+
 struct reply {
 	uint16_t	 type;
 	uint32_t	 len;
@@ -99,6 +109,7 @@ static void	die(const char *, ...)
 static uint32_t	le32(const uint8_t *);
 static uint64_t	le64(const uint8_t *);
 static void	read_full(int, void *, size_t);
+static void	take(int, void *, size_t);
 static void	write_full(int, const void *, size_t);
 static void	read_reply(int, struct reply *, int);
 static void	spin_reply(int);
@@ -153,6 +164,38 @@ read_full(int fd, void *p, size_t n)
 	}
 }
 
+/* n bytes of the runtime's stream: the staged ones first, then a read()
+ * of up to IB_STAGE at a time (or straight into p, for a large rest). */
+static void
+take(int fd, void *p, size_t n)
+{
+	uint8_t	*b = p;
+	size_t	 k;
+	ssize_t	 r;
+
+	for (;;) {
+		k = rx.len - rx.off < n ? rx.len - rx.off : n;
+		memcpy(b, rx.buf + rx.off, k);
+		rx.off += k;
+		b += k;
+		n -= k;
+		if (n == 0)
+			return;
+		if (n >= IB_STAGE) {
+			read_full(fd, b, n);
+			return;
+		}
+		while ((r = read(fd, rx.buf, IB_STAGE)) == -1 && errno == EINTR)
+			;
+		if (r == -1)
+			die("read: %s", strerror(errno));
+		if (r == 0)
+			die("maas-runtime closed the socket");
+		rx.off = 0;
+		rx.len = (size_t)r;
+	}
+}
+
 static void
 write_full(int fd, const void *p, size_t n)
 {
@@ -182,13 +225,19 @@ static void
 spin_reply(int fd)
 {
 	double	t0 = now_us(), t;
-	char	c;
+	ssize_t	n;
 
+	if (rx.off < rx.len)
+		return;
 	while (IB_SPIN_US > 0 && (t = now_us() - t0) < IB_SPIN_US) {
-		if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != -1 ||
-		    (errno != EAGAIN && errno != EWOULDBLOCK &&
-		    errno != EINTR))
+		if ((n = recv(fd, rx.buf, IB_STAGE, MSG_DONTWAIT)) > 0) {
+			rx.off = 0;
+			rx.len = (size_t)n;
 			return;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR))
+			return;		/* take() reports it */
 		if (t >= IB_HOT_US)
 			sched_yield();
 	}
@@ -203,7 +252,7 @@ read_reply(int fd, struct reply *r, int spin)
 
 	if (spin)
 		spin_reply(fd);
-	read_full(fd, h, sizeof(h));
+	take(fd, h, sizeof(h));
 	if (le32(h) != IB_MAGIC || (h[4] | h[5] << 8) != IB_VERSION)
 		die("bad frame header from maas-runtime");
 	r->type = (uint16_t)(h[6] | h[7] << 8);
@@ -216,7 +265,7 @@ read_reply(int fd, struct reply *r, int spin)
 			die("out of memory");
 		r->cap = r->len;
 	}
-	read_full(fd, r->buf, r->len);
+	take(fd, r->buf, r->len);
 }
 
 static double

@@ -2,11 +2,17 @@
  * common/ipc.c: frame header, tensor list (as INFER and INFER_OK carry
  * them), HELLO metadata (with its llm part) and the LLM frames GENERATE,
  * TOKEN and DONE.  Whatever decodes must re-encode to something that
- * decodes to the same thing. */
+ * decodes to the same thing.  The stream readers too: the buffered
+ * ipc_reader_frame() must take the same frames from the same bytes, and
+ * stop at the same point for the same reason, as ipc_read_frame(). */
+#include <sys/socket.h>
+
 #include <assert.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/ipc.h"
 #include "common/wire.h"
@@ -169,6 +175,58 @@ fuzz_llm_meta(const uint8_t *data, size_t size)
 	wbuf_release(&w);
 }
 
+/* A socket whose peer wrote data and closed. */
+static int
+stream_of(const uint8_t *data, size_t size)
+{
+	int	sv[2], sz = 1 << 20;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		abort();
+	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	if (size > 0 && write(sv[0], data, size) != (ssize_t)size)
+		abort();
+	close(sv[0]);
+	return sv[1];
+}
+
+static void
+fuzz_readers(const uint8_t *data, size_t size)
+{
+	struct ipc_reader	 rd;
+	struct ipc_hdr		 h1, h2;
+	const uint8_t		*p;
+	uint8_t			*buf = NULL;
+	size_t			 cap = 0;
+	int			 a, b, r1, r2, e1, e2;
+
+	if (size > (64u << 10))
+		return;
+	a = stream_of(data, size);
+	b = stream_of(data, size);
+	ipc_reader_init(&rd);
+	/* A small limit, so that oversized frames are met too. */
+	do {
+		errno = 0;
+		r1 = ipc_read_frame(a, &h1, &buf, &cap, 4096);
+		e1 = errno;
+		errno = 0;
+		r2 = ipc_reader_frame(b, &rd, &h2, &p, 4096);
+		e2 = errno;
+		assert(r1 == r2);
+		if (r1 == 1) {
+			assert(h1.type == h2.type && h1.req_id == h2.req_id &&
+			    h1.len == h2.len);
+			assert(h1.len == 0 || memcmp(buf, p, h1.len) == 0);
+		} else if (r1 == -1)
+			assert(e1 == e2);
+	} while (r1 == 1);
+	ipc_reader_free(&rd);
+	free(buf);
+	close(a);
+	close(b);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -180,6 +238,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_gen_token(data, size);
 	fuzz_gen_done(data, size);
 	fuzz_llm_meta(data, size);
+	fuzz_readers(data, size);
 	if (size >= IPC_HDR_LEN) {
 		fuzz_tensors(data + IPC_HDR_LEN, size - IPC_HDR_LEN);
 		fuzz_meta(data + IPC_HDR_LEN, size - IPC_HDR_LEN);

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -196,6 +197,168 @@ test_frame_oversized(void **state)
 	close(sv[0]);
 	close(sv[1]);
 	assert_int_equal(ipc_write_frame(-1, IPC_PING, 1, NULL, 0), -1);
+}
+
+/* --- buffered reader --- */
+
+struct slow_writer {
+	int		 fd;
+	const uint8_t	*p;
+	size_t		 len, piece;
+};
+
+/* Writes its bytes in pieces with pauses, so the reader meets a frame
+ * that has come in part. */
+static void *
+slow_write(void *arg)
+{
+	struct slow_writer	*w = arg;
+
+	for (size_t o = 0; o < w->len; o += w->piece) {
+		size_t	n = w->len - o < w->piece ? w->len - o : w->piece;
+
+		if (write(w->fd, w->p + o, n) != (ssize_t)n)
+			break;
+		usleep(2000);
+	}
+	close(w->fd);
+	return NULL;
+}
+
+static void
+test_reader_frames(void **state)
+{
+	struct ipc_reader	 rd;
+	struct ipc_hdr		 h;
+	const uint8_t		*p;
+	int			 sv[2];
+
+	(void)state;
+	pair(sv);
+	ipc_reader_init(&rd);
+	/* Three frames waiting: the first read takes all of them. */
+	assert_int_equal(ipc_write_frame(sv[0], IPC_INFER, 42, "hello", 5),
+	    0);
+	assert_int_equal(ipc_write_frame(sv[0], IPC_PING, 43, NULL, 0), 0);
+	assert_int_equal(ipc_write_frame(sv[0], IPC_INFER, 44, "xy", 2), 0);
+	assert_int_equal(ipc_reader_wait(sv[1], &rd, 0), 1);
+	assert_true(ipc_reader_peek(&rd, &h, 1024));
+	assert_int_equal(h.req_id, 42);
+	assert_int_equal(rd.len, 3 * IPC_HDR_LEN + 7);
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1024), 1);
+	assert_int_equal(h.type, IPC_INFER);
+	assert_int_equal(h.req_id, 42);
+	assert_int_equal(h.len, 5);
+	assert_memory_equal(p, "hello", 5);
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1024), 1);
+	assert_int_equal(h.type, IPC_PING);
+	assert_int_equal(h.len, 0);
+	assert_int_equal(ipc_reader_wait(sv[1], &rd, 100000), 1);
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1024), 1);
+	assert_int_equal(h.req_id, 44);
+	assert_memory_equal(p, "xy", 2);
+	/* Nothing more: waiting polls, then sleeps until EOF. */
+	close(sv[0]);
+	assert_int_equal(ipc_reader_wait(sv[1], &rd, 1000), 0);
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1024), 0);
+	close(sv[1]);
+	ipc_reader_free(&rd);
+}
+
+static void
+test_reader_large(void **state)
+{
+	struct ipc_reader	 rd;
+	struct ipc_hdr		 h;
+	struct slow_writer	 w;
+	struct wbuf		 f;
+	pthread_t		 th;
+	const uint8_t		*p;
+	uint8_t			*big = malloc(300000);
+	int			 sv[2];
+
+	(void)state;
+	assert_non_null(big);
+	for (size_t i = 0; i < 300000; i++)
+		big[i] = (uint8_t)(i * 7 + i / 251);
+	/* A small frame, one larger than the first buffer, a small one,
+	 * sent in 50000-byte pieces: frames come in part and the pieces
+	 * cut across them. */
+	wbuf_init(&f);
+	ipc_frame_build(&f, IPC_PING, 1, NULL, 0);
+	ipc_frame_build(&f, IPC_INFER, 2, big, 300000);
+	ipc_frame_build(&f, IPC_INFER, 3, big + 5, 1000);
+	pair(sv);
+	w = (struct slow_writer){ sv[0], f.data, f.len, 50000 };
+	assert_int_equal(pthread_create(&th, NULL, slow_write, &w), 0);
+	ipc_reader_init(&rd);
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1u << 20), 1);
+	assert_int_equal(h.req_id, 1);
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1u << 20), 1);
+	assert_int_equal(h.req_id, 2);
+	assert_int_equal(h.len, 300000);
+	assert_memory_equal(p, big, 300000);
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1u << 20), 1);
+	assert_int_equal(h.req_id, 3);
+	assert_memory_equal(p, big + 5, 1000);
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1u << 20), 0);
+	pthread_join(th, NULL);
+	close(sv[1]);
+	ipc_reader_free(&rd);
+	wbuf_release(&f);
+	free(big);
+}
+
+static void
+test_reader_bad(void **state)
+{
+	struct ipc_reader	 rd;
+	struct ipc_hdr		 h;
+	const uint8_t		*p;
+	uint8_t			 b[IPC_HDR_LEN + 50] = { 0 };
+	int			 sv[2];
+
+	(void)state;
+	/* EOF inside a header. */
+	pair(sv);
+	ipc_reader_init(&rd);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_PING, 1, 0);
+	assert_int_equal(write(sv[0], b, 11), 11);
+	close(sv[0]);
+	errno = 0;
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1024), -1);
+	assert_int_equal(errno, EPROTO);
+	close(sv[1]);
+	ipc_reader_free(&rd);
+
+	/* EOF inside a payload. */
+	pair(sv);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_INFER, 7, 100);
+	assert_int_equal(write(sv[0], b, sizeof(b)), (ssize_t)sizeof(b));
+	close(sv[0]);
+	errno = 0;
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1024), -1);
+	assert_int_equal(errno, EPROTO);
+	close(sv[1]);
+	ipc_reader_free(&rd);
+
+	/* Over the limit, then a bad magic: refused before any payload is
+	 * read or room made for it. */
+	pair(sv);
+	hdr_bytes(b, IPC_MAGIC, IPC_VERSION, IPC_INFER, 1, 1025);
+	assert_int_equal(write(sv[0], b, IPC_HDR_LEN), IPC_HDR_LEN);
+	errno = 0;
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1024), -1);
+	assert_int_equal(errno, EPROTO);
+	assert_false(ipc_reader_peek(&rd, &h, 1024));
+	assert_true(rd.cap <= 64u << 10);
+	ipc_reader_free(&rd);
+	hdr_bytes(b, 0xdeadbeef, IPC_VERSION, IPC_INFER, 1, 0);
+	assert_int_equal(write(sv[0], b, IPC_HDR_LEN), IPC_HDR_LEN);
+	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1024), -1);
+	close(sv[0]);
+	close(sv[1]);
+	ipc_reader_free(&rd);
 }
 
 /* --- tensor lists --- */
@@ -968,6 +1131,9 @@ main(void)
 		cmocka_unit_test(test_frame_truncated_header),
 		cmocka_unit_test(test_frame_truncated_payload),
 		cmocka_unit_test(test_frame_oversized),
+		cmocka_unit_test(test_reader_frames),
+		cmocka_unit_test(test_reader_large),
+		cmocka_unit_test(test_reader_bad),
 		cmocka_unit_test(test_tensors_roundtrip),
 		cmocka_unit_test(test_tensors_truncated),
 		cmocka_unit_test(test_tensors_malformed),
