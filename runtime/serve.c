@@ -15,8 +15,6 @@
  * The product workers (kernels.h) get the same care: a large request
  * wakes them as its header arrives, so that their wake-up overlaps the
  * payload's read instead of its first product. */
-#include <sys/socket.h>
-
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
