@@ -203,6 +203,7 @@ struct llm_model {
 	const struct gguf	*g;
 	struct llm_hparams	 hp;
 	int			 kvd;		/* n_head_kv * head_dim */
+	bool			 kv_half;	/* F16 cache (llm_kv_new()) */
 	bool			 neox;		/* qwen2 rope */
 	struct wmat		 tok_embd;	/* (n_vocab, n_embd) */
 	struct wmat		 output;	/* (n_vocab, n_embd), maybe tied */
@@ -239,9 +240,21 @@ struct llm_model {
 struct llm_kv {
 	int		 n_ctx;
 	int		 len;
-	float		*k;	/* (n_layer, n_ctx, kvd) */
-	float		*v;	/* (n_layer, n_ctx, kvd) */
+	bool		 half;	/* entries F16, else F32 */
+	void		*k;	/* (n_layer, n_head_kv, n_ctx, head_dim) */
+	void		*v;	/* the same */
 };
+
+/* Where the entry of KV head g at position pos of layer l starts, in
+ * elements: each head's keys (and values) lie one after another, a
+ * stream that attention reads front to back. */
+static inline size_t
+kv_at(const struct llm_model *m, const struct llm_kv *kv, int l, int g,
+    int pos)
+{
+	return (((size_t)l * (size_t)m->hp.n_head_kv + (size_t)g) *
+	    (size_t)kv->n_ctx + (size_t)pos) * (size_t)m->hp.head_dim;
+}
 
 static void	errf(char *, size_t, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
@@ -276,6 +289,9 @@ static void	attend_chunk(struct llm_model *, int, int);
 static void	ew_item(struct llm_model *, const struct job *, int, int);
 static void	ew_run(struct llm_model *, int, int, const float *);
 static void	ah_item(struct llm_model *, const struct job *, int, int);
+static void	ah_half(struct llm_model *, int, const uint16_t *,
+		    const uint16_t *, int, int, int, const float *, float *,
+		    float *);
 static void	softmax_row(const struct llm_model *, float *, int, int);
 static void	gm_job(const struct llm_model *, struct job *, const float *,
 		    int);
@@ -523,6 +539,11 @@ llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
 		}
 	}
 
+	/* The cache holds K and V as precisely as the weights they come
+	 * from: F32 for a model of F32 matrices, whose logits must match
+	 * an F32 reference, F16 for the others (F16, BF16 and the block
+	 * types), half the memory to keep and to read at every step. */
+	m->kv_half = m->layers[0].wq.type != GGML_T_F32;
 	weights_copy(m);
 	hd2 = (size_t)hp->head_dim / 2;
 	m->inv_freq = xcalloc(hd2, sizeof(*m->inv_freq));
@@ -714,7 +735,8 @@ uint64_t
 llm_kv_bytes(const struct llm_model *m, int n_ctx)
 {
 	return 2 * (uint64_t)m->hp.n_layer * (uint64_t)n_ctx *
-	    (uint64_t)m->kvd * sizeof(float) + sizeof(struct llm_kv);
+	    (uint64_t)m->kvd * (m->kv_half ? sizeof(uint16_t) :
+	    sizeof(float)) + sizeof(struct llm_kv);
 }
 
 struct llm_kv *
@@ -728,8 +750,9 @@ llm_kv_new(const struct llm_model *m, int n_ctx)
 	n = (size_t)m->hp.n_layer * (size_t)n_ctx * (size_t)m->kvd;
 	kv = xcalloc(1, sizeof(*kv));
 	kv->n_ctx = n_ctx;
-	kv->k = xcalloc(n, sizeof(float));
-	kv->v = xcalloc(n, sizeof(float));
+	kv->half = m->kv_half;
+	kv->k = xcalloc(n, kv->half ? sizeof(uint16_t) : sizeof(float));
+	kv->v = xcalloc(n, kv->half ? sizeof(uint16_t) : sizeof(float));
 	return kv;
 }
 
@@ -1077,13 +1100,18 @@ attend(struct llm_model *m, int r, int l, int h, float *att)
 	int		 hd = m->hp.head_dim;
 	int		 grp = m->hp.n_head / m->hp.n_head_kv;
 	size_t		 ne = (size_t)m->hp.n_embd;
-	size_t		 ko = (size_t)l * (size_t)kv->n_ctx * (size_t)m->kvd +
-			    (size_t)(h / grp) * (size_t)hd;
+	size_t		 ko = kv_at(m, kv, l, h / grp, 0);
+	const float	*q = m->q + (size_t)r * ne + (size_t)h * hd;
+	float		*out = m->ao + (size_t)r * ne + (size_t)h * hd;
 
-	quant_attend(m->q + (size_t)r * ne + (size_t)h * hd, kv->k + ko,
-	    kv->v + ko, (size_t)m->kvd, m->rpos[r] + 1, hd,
-	    1.0f / sqrtf((float)hd), att, m->ao + (size_t)r * ne +
-	    (size_t)h * hd);
+	if (kv->half)
+		quant_attend_f16(q, (const uint16_t *)kv->k + ko,
+		    (const uint16_t *)kv->v + ko, (size_t)hd,
+		    m->rpos[r] + 1, hd, 1.0f / sqrtf((float)hd), att, out);
+	else
+		quant_attend(q, (const float *)kv->k + ko,
+		    (const float *)kv->v + ko, (size_t)hd, m->rpos[r] + 1,
+		    hd, 1.0f / sqrtf((float)hd), att, out);
 }
 
 /* Item i of an attention job (struct job): row r, KV head g of the
@@ -1099,8 +1127,7 @@ att_item(struct llm_model *m, const struct job *j, int i, int thr)
 	size_t			 ne = (size_t)hp->n_embd, kvd = (size_t)m->kvd;
 	size_t			 hd2 = (size_t)hd / 2, nq = (size_t)grp * hd;
 	struct llm_kv		*kv = m->rkv[r];
-	size_t			 at = ((size_t)j->layer * (size_t)kv->n_ctx +
-				    (size_t)m->rpos[r]) * kvd + (size_t)g * hd;
+	size_t			 at = kv_at(m, kv, j->layer, g, m->rpos[r]);
 	float			*q = m->q + (size_t)r * ne + (size_t)g * nq;
 	float			*k = m->k + (size_t)r * kvd + (size_t)g * hd;
 	float			*v = m->v + (size_t)r * kvd + (size_t)g * hd;
@@ -1117,8 +1144,13 @@ att_item(struct llm_model *m, const struct job *j, int i, int thr)
 	}
 	rope(m, q, grp, cs, sn);
 	rope(m, k, 1, cs, sn);
-	memcpy(kv->k + at, k, (size_t)hd * sizeof(float));
-	memcpy(kv->v + at, v, (size_t)hd * sizeof(float));
+	if (kv->half) {
+		quant_to_f16_n((uint16_t *)kv->k + at, k, (size_t)hd);
+		quant_to_f16_n((uint16_t *)kv->v + at, v, (size_t)hd);
+	} else {
+		memcpy((float *)kv->k + at, k, (size_t)hd * sizeof(float));
+		memcpy((float *)kv->v + at, v, (size_t)hd * sizeof(float));
+	}
 	if (!j->attend)
 		return;
 	for (int h = g * grp; h < (g + 1) * grp; h++)
@@ -1133,16 +1165,14 @@ ah_item(struct llm_model *m, const struct job *j, int i, int thr)
 {
 	int		 h = j->h0 + i;
 	struct llm_kv	*kv = m->rkv[0];
-	int		 hd = m->hp.head_dim, ne = m->hp.n_embd, kvd = m->kvd;
+	int		 hd = m->hp.head_dim, ne = m->hp.n_embd;
 	int		 grp = m->hp.n_head / m->hp.n_head_kv;
 	int		 qb = j->qb, nk = j->nk;
-	size_t		 kvo = (size_t)j->layer * (size_t)kv->n_ctx *
-			    (size_t)kvd + (size_t)(h / grp) * (size_t)hd;
+	size_t		 kvo = kv_at(m, kv, j->layer, h / grp, 0);
 	size_t		 qo = (size_t)j->r0 * (size_t)ne + (size_t)h * hd;
 	float		*att = m->att + (size_t)i * (size_t)qb * (size_t)nk;
 	float		 scale = 1.0f / sqrtf((float)hd);
 
-	(void)thr;
 	for (int s0 = 0, nq; s0 < qb; s0 += nq) {
 		int	 nks;		/* keys the sub-block's last row sees */
 		float	*a = att + (size_t)s0 * (size_t)nk;
@@ -1150,14 +1180,55 @@ ah_item(struct llm_model *m, const struct job *j, int i, int thr)
 
 		nq = qb - s0 < AH_ROWS ? qb - s0 : AH_ROWS;
 		nks = nk - qb + s0 + nq;
+		if (kv->half) {
+			ah_half(m, thr, (const uint16_t *)kv->k + kvo,
+			    (const uint16_t *)kv->v + kvo, nq, nks,
+			    nk - qb + s0, m->q + qs, a, m->ao + qs);
+			continue;
+		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nks,
-		    hd, scale, m->q + qs, ne, kv->k + kvo, kvd, 0.0f, a, nks);
+		    hd, scale, m->q + qs, ne, (const float *)kv->k + kvo,
+		    hd, 0.0f, a, nks);
 		for (int r = 0; r < nq; r++)
 			softmax_row(m, a + (size_t)r * (size_t)nks,
 			    nk - qb + s0 + r + 1, nks);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd,
-		    nks, 1.0f, a, nks, kv->v + kvo, kvd, 0.0f, m->ao + qs,
-		    ne);
+		    nks, 1.0f, a, nks, (const float *)kv->v + kvo, hd, 0.0f,
+		    m->ao + qs, ne);
+	}
+}
+
+/* ah_item()'s sub-block over an F16 cache (k, v at the head's first
+ * key): the same two products and softmax, over blocks of keys widened
+ * into the thread's wbuf as they are needed, the second product summed
+ * block after block.  Row r of the nq query rows q (n_embd apart) sees
+ * keys up to pos0 + r, of the nks scored into a (nks apart); its output
+ * goes to out. */
+static void
+ah_half(struct llm_model *m, int thr, const uint16_t *k, const uint16_t *v,
+    int nq, int nks, int pos0, const float *q, float *a, float *out)
+{
+	float	*buf = thr == 0 ? m->wbuf : m->twbuf[thr];
+	int	 hd = m->hp.head_dim, ne = m->hp.n_embd;
+	int	 kb = (int)(m->wbuf_len / (size_t)hd);	/* keys a block */
+	float	 scale = 1.0f / sqrtf((float)hd);
+
+	for (int b0 = 0, nb; b0 < nks; b0 += nb) {
+		nb = nks - b0 < kb ? nks - b0 : kb;
+		quant_dequant(GGML_T_F16, k + (size_t)b0 * (size_t)hd, buf,
+		    (size_t)nb * (size_t)hd);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nb,
+		    hd, scale, q, ne, buf, hd, 0.0f, a + b0, nks);
+	}
+	for (int r = 0; r < nq; r++)
+		softmax_row(m, a + (size_t)r * (size_t)nks, pos0 + r + 1, nks);
+	for (int b0 = 0, nb; b0 < nks; b0 += nb) {
+		nb = nks - b0 < kb ? nks - b0 : kb;
+		quant_dequant(GGML_T_F16, v + (size_t)b0 * (size_t)hd, buf,
+		    (size_t)nb * (size_t)hd);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd,
+		    nb, 1.0f, a + b0, nks, buf, hd, b0 == 0 ? 0.0f : 1.0f,
+		    out, ne);
 	}
 }
 

@@ -352,17 +352,34 @@ quant_dequant(enum ggml_type t, const void *w, float *dst, size_t n)
 #define HSUM(v)	((((v)[0] + (v)[4]) + ((v)[1] + (v)[5])) + \
 	    (((v)[2] + (v)[6]) + ((v)[3] + (v)[7])))
 
-static float
-dot_f32(const float *a, const float *x, size_t n)
+/* Element i of a: F32, or F16 (half, widened exactly). */
+static inline float
+elem(const void *a, size_t i, bool half)
+{
+	return half ? f16_table[((const uint16_t *)a)[i]] :
+	    ((const float *)a)[i];
+}
+
+/* Sum of a[i] * x[i], a F32 or F16 (half): the F16 sum is the F32 sum of
+ * the floats the entries hold, bit for bit. */
+static inline float
+dot_any(const void *a, const float *x, size_t n, bool half)
 {
 	v8f	acc0 = { 0 }, acc1 = { 0 }, va, vx, vb, vy;
 	size_t	i = 0;
 	float	s;
 
 	for (; i + 16 <= n; i += 16) {
-		memcpy(&va, a + i, sizeof(va));
+		if (half)
+			for (int j = 0; j < 8; j++) {
+				va[j] = elem(a, i + (size_t)j, true);
+				vb[j] = elem(a, i + 8 + (size_t)j, true);
+			}
+		else {
+			memcpy(&va, (const float *)a + i, sizeof(va));
+			memcpy(&vb, (const float *)a + i + 8, sizeof(vb));
+		}
 		memcpy(&vx, x + i, sizeof(vx));
-		memcpy(&vb, a + i + 8, sizeof(vb));
 		memcpy(&vy, x + i + 8, sizeof(vy));
 		acc0 += va * vx;
 		acc1 += vb * vy;
@@ -370,8 +387,14 @@ dot_f32(const float *a, const float *x, size_t n)
 	acc0 += acc1;
 	s = HSUM(acc0);
 	for (; i < n; i++)
-		s += a[i] * x[i];
+		s += elem(a, i, half) * x[i];
 	return s;
+}
+
+static float
+dot_f32(const float *a, const float *x, size_t n)
+{
+	return dot_any(a, x, n, false);
 }
 
 /* F16 or, if bf, BF16 weights. */
@@ -1147,12 +1170,24 @@ quant_dot_rows(enum ggml_type t, const void *w, size_t rb, size_t nrows,
 /* --- decode attention --- */
 
 #ifdef QUANT_X86
-/* att[t] = scale * (q . key t) for the nk (1..4) keys at k, ld apart:
- * each key has its own two sums (even and odd groups of 8), so a key's
- * score does not depend on the keys beside it. */
+/* Eight cached floats from element i of p: F32, or F16 (half) widened,
+ * which is exact, so attention over F16 entries is attention over the
+ * floats they hold. */
+AVX2 static inline __attribute__((always_inline)) __m256
+kv_load8(const void *p, size_t i, bool half)
+{
+	if (half)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)
+		    (const void *)((const uint16_t *)p + i)));
+	return _mm256_loadu_ps((const float *)p + i);
+}
+
+/* att[t] = scale * (q . key t) for the nk (1..4) keys at k, ld elements
+ * apart: each key has its own two sums (even and odd groups of 8), so a
+ * key's score does not depend on the keys beside it. */
 AVX2 static inline __attribute__((always_inline)) void
-avx2_scores(const float *q, const float *k, size_t ld, int nk, int hd,
-    float scale, float *att)
+avx2_scores(const float *q, const void *k, size_t ld, int nk, int hd,
+    float scale, float *att, bool half)
 {
 	__m256	a0[4], a1[4];
 	int	i = 0, nv = hd & ~15;
@@ -1168,62 +1203,63 @@ avx2_scores(const float *q, const float *k, size_t ld, int nk, int hd,
 		for (int r = 0; r < 4; r++) {
 			if (r >= nk)
 				break;
-			a0[r] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k +
-			    (size_t)r * ld + i), a0[r]);
-			a1[r] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(k +
-			    (size_t)r * ld + i + 8), a1[r]);
+			a0[r] = _mm256_fmadd_ps(q0, kv_load8(k, (size_t)r *
+			    ld + (size_t)i, half), a0[r]);
+			a1[r] = _mm256_fmadd_ps(q1, kv_load8(k, (size_t)r *
+			    ld + (size_t)i + 8, half), a1[r]);
 		}
 	}
 	for (int r = 0; r < nk; r++) {
-		const float	*kr = k + (size_t)r * ld;
-		float		 s = 0.0f;
+		float	s = 0.0f;
 
 		for (int j = nv; j < hd; j++)
-			s += q[j] * kr[j];
+			s += q[j] * elem(k, (size_t)r * ld + (size_t)j,
+			    half);
 		att[r] = avx2_hsum(_mm256_add_ps(a0[r], a1[r]), s) * scale;
 	}
 }
 
 /* Keys ahead that attention prefetches: a head's keys (and values) lie
- * a cache row apart (ld floats, all heads of a position between them),
+ * a cache row apart (ld elements, all heads of a position between them),
  * a stride the hardware prefetchers follow late, if at all. */
 #define ATT_AHEAD	16
 
-/* Prefetches the first hd floats of rows t..t+n of p (ld apart), the
- * left of them that exist. */
+/* Prefetches the first hd elements (es bytes each) of rows t..t+n of p
+ * (ld apart), the left of them that exist. */
 AVX2 static inline __attribute__((always_inline)) void
-att_prefetch(const float *p, size_t t, size_t ld, int n, int hd, int left)
+att_prefetch(const void *p, size_t t, size_t ld, int n, int hd, int left,
+    size_t es)
 {
 	for (int r = 0; r < n && r < left; r++)
-		for (int i = 0; i < hd; i += 16)
-			_mm_prefetch((const char *)(const void *)(p +
-			    (t + (size_t)r) * ld + (size_t)i), _MM_HINT_T0);
+		for (size_t i = 0; i < (size_t)hd * es; i += 64)
+			_mm_prefetch((const char *)p + ((t + (size_t)r) *
+			    ld) * es + i, _MM_HINT_T0);
 }
 
 /* out[0..nc*8) = inv * sum over t of att[t] * v[t * ld + ...], nc <= 8
  * groups of 8 columns kept in registers over all the keys. */
 AVX2 static inline __attribute__((always_inline)) void
-avx2_mix(const float *att, const float *v, size_t ld, int nk, int nc,
-    float inv, float *out)
+avx2_mix(const float *att, const void *v, size_t ld, int nk, int nc,
+    float inv, float *out, bool half)
 {
+	size_t	es = half ? 2 : 4;
 	__m256	acc[8];
 
 #pragma GCC unroll 8
 	for (int j = 0; j < 8; j++)
 		acc[j] = _mm256_setzero_ps();
 	for (int t = 0; t < nk; t++) {
-		__m256		 p = _mm256_set1_ps(att[t]);
-		const float	*vt = v + (size_t)t * ld;
+		__m256	p = _mm256_set1_ps(att[t]);
 
 		att_prefetch(v, (size_t)t + ATT_AHEAD, ld, 1, 8 * nc,
-		    nk - t - ATT_AHEAD);
+		    nk - t - ATT_AHEAD, es);
 
 #pragma GCC unroll 8
 		for (int j = 0; j < 8; j++) {
 			if (j >= nc)
 				break;
-			acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j),
-			    acc[j]);
+			acc[j] = _mm256_fmadd_ps(p, kv_load8(v, (size_t)t *
+			    ld + 8 * (size_t)j, half), acc[j]);
 		}
 	}
 	for (int j = 0; j < nc; j++)
@@ -1231,31 +1267,34 @@ avx2_mix(const float *att, const float *v, size_t ld, int nk, int nc,
 		    _mm256_set1_ps(inv)));
 }
 
-AVX2 static void
-avx2_attend(const float *q, const float *k, const float *v, size_t ld,
-    int nk, int hd, float scale, float *att, float *out)
+AVX2 static inline __attribute__((always_inline)) void
+avx2_attend(const float *q, const void *k, const void *v, size_t ld,
+    int nk, int hd, float scale, float *att, float *out, bool half)
 {
+	size_t	es = half ? 2 : 4;
 	float	mx = -INFINITY, sum = 0.0f, inv;
 	int	t = 0, c = 0, hv = hd & ~7;
 
 	for (; t + 4 <= nk; t += 4) {
 		att_prefetch(k, (size_t)t + ATT_AHEAD, ld, 4, hd,
-		    nk - t - ATT_AHEAD);
-		avx2_scores(q, k + (size_t)t * ld, ld, 4, hd, scale, att + t);
+		    nk - t - ATT_AHEAD, es);
+		avx2_scores(q, (const char *)k + (size_t)t * ld * es, ld, 4,
+		    hd, scale, att + t, half);
 	}
+	/* The rest with its key count a constant. */
+#define SCASE(n)							\
+	case n:								\
+		avx2_scores(q, (const char *)k + (size_t)t * ld * es, ld,	\
+		    n, hd, scale, att + t, half);			\
+		break
 	switch (nk - t) {
-	case 3:
-		avx2_scores(q, k + (size_t)t * ld, ld, 3, hd, scale, att + t);
-		break;
-	case 2:
-		avx2_scores(q, k + (size_t)t * ld, ld, 2, hd, scale, att + t);
-		break;
-	case 1:
-		avx2_scores(q, k + (size_t)t * ld, ld, 1, hd, scale, att + t);
-		break;
+	SCASE(3);
+	SCASE(2);
+	SCASE(1);
 	default:
 		break;
 	}
+#undef SCASE
 	for (t = 0; t < nk; t++)
 		if (att[t] > mx)
 			mx = att[t];
@@ -1265,12 +1304,14 @@ avx2_attend(const float *q, const float *k, const float *v, size_t ld,
 	}
 	inv = 1.0f / sum;
 	for (; c + 64 <= hv; c += 64)
-		avx2_mix(att, v + c, ld, nk, 8, inv, out + c);
+		avx2_mix(att, (const char *)v + (size_t)c * es, ld, nk, 8,
+		    inv, out + c, half);
 	/* The rest with its group count a constant, so that the loop over
 	 * the keys holds only loads and multiply-adds (hd 48: six). */
 #define MCASE(g)							\
 	case g:								\
-		avx2_mix(att, v + c, ld, nk, g, inv, out + c);		\
+		avx2_mix(att, (const char *)v + (size_t)c * es, ld, nk, g,	\
+		    inv, out + c, half);				\
 		break
 	switch ((hv - c) / 8) {
 	MCASE(7);
@@ -1288,26 +1329,52 @@ avx2_attend(const float *q, const float *k, const float *v, size_t ld,
 		float	s = 0.0f;
 
 		for (t = 0; t < nk; t++)
-			s += att[t] * v[(size_t)t * ld + (size_t)c];
+			s += att[t] * elem(v, (size_t)t * ld + (size_t)c,
+			    half);
 		out[c] = s * inv;
 	}
 }
-#endif
 
-void
-quant_attend(const float *q, const float *k, const float *v, size_t ld,
+AVX2 static void
+avx2_attend_f32(const float *q, const float *k, const float *v, size_t ld,
     int nk, int hd, float scale, float *att, float *out)
 {
-	float	mx = -INFINITY, sum = 0.0f, inv;
+	avx2_attend(q, k, v, ld, nk, hd, scale, att, out, false);
+}
 
-#ifdef QUANT_X86
-	if (use_avx2) {
-		avx2_attend(q, k, v, ld, nk, hd, scale, att, out);
-		return;
-	}
+AVX2 static void
+avx2_attend_f16(const float *q, const uint16_t *k, const uint16_t *v,
+    size_t ld, int nk, int hd, float scale, float *att, float *out)
+{
+	avx2_attend(q, k, v, ld, nk, hd, scale, att, out, true);
+}
+
+AVX2 static void
+avx2_to_f16(uint16_t *dst, const float *src, size_t n)
+{
+	size_t	i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(void *)(dst + i),
+		    _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+		    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+	for (; i < n; i++)
+		dst[i] = quant_to_f16(src[i]);
+}
 #endif
+
+/* The portable attention: F32 entries, or F16 (half) read through the
+ * table. */
+static void
+attend_plain(const float *q, const void *k, const void *v, size_t ld,
+    int nk, int hd, float scale, float *att, float *out, bool half)
+{
+	float	mx = -INFINITY, sum = 0.0f, inv;
+	size_t	es = half ? 2 : 4;
+
 	for (int t = 0; t < nk; t++) {
-		att[t] = dot_f32(k + (size_t)t * ld, q, (size_t)hd) * scale;
+		att[t] = dot_any((const char *)k + (size_t)t * ld * es, q,
+		    (size_t)hd, half) * scale;
 		if (att[t] > mx)
 			mx = att[t];
 	}
@@ -1317,12 +1384,87 @@ quant_attend(const float *q, const float *k, const float *v, size_t ld,
 	}
 	inv = 1.0f / sum;
 	memset(out, 0, (size_t)hd * sizeof(float));
-	for (int t = 0; t < nk; t++) {
-		const float	*vt = v + (size_t)t * ld;
-
+	for (int t = 0; t < nk; t++)
 		for (int c = 0; c < hd; c++)
-			out[c] += att[t] * vt[c];
-	}
+			out[c] += att[t] * elem(v, (size_t)t * ld + (size_t)c,
+			    half);
 	for (int c = 0; c < hd; c++)
 		out[c] *= inv;
+}
+
+void
+quant_attend(const float *q, const float *k, const float *v, size_t ld,
+    int nk, int hd, float scale, float *att, float *out)
+{
+#ifdef QUANT_X86
+	if (use_avx2) {
+		avx2_attend_f32(q, k, v, ld, nk, hd, scale, att, out);
+		return;
+	}
+#endif
+	attend_plain(q, k, v, ld, nk, hd, scale, att, out, false);
+}
+
+void
+quant_attend_f16(const float *q, const uint16_t *k, const uint16_t *v,
+    size_t ld, int nk, int hd, float scale, float *att, float *out)
+{
+	quant_init();
+#ifdef QUANT_X86
+	if (use_avx2) {
+		avx2_attend_f16(q, k, v, ld, nk, hd, scale, att, out);
+		return;
+	}
+#endif
+	attend_plain(q, k, v, ld, nk, hd, scale, att, out, true);
+}
+
+uint16_t
+quant_to_f16(float f)
+{
+	uint32_t	x, sign, e, m, r;
+
+	memcpy(&x, &f, 4);
+	sign = (x >> 16) & 0x8000;
+	e = (x >> 23) & 0xff;
+	m = x & 0x7fffff;
+	if (e == 0xff)		/* inf, or a NaN kept quiet */
+		return (uint16_t)(sign | 0x7c00 | (m != 0 ? 0x200 |
+		    (m >> 13) : 0));
+	if (e >= 143)		/* 65520 and up round to inf */
+		return (uint16_t)(sign | 0x7c00);
+	if (e >= 113) {		/* normal: round the 13 bits dropped */
+		r = ((e - 112) << 10) | (m >> 13);
+		if ((m & 0x1fff) > 0x1000 || ((m & 0x1fff) == 0x1000 &&
+		    (r & 1)))
+			r++;	/* may carry into the exponent, rightly */
+		return (uint16_t)(sign | r);
+	}
+	if (e < 102)		/* below half the smallest subnormal */
+		return (uint16_t)sign;
+	/* Subnormal: the implicit bit made explicit, shifted down. */
+	m |= 0x800000;
+	{
+		uint32_t	sh = 126 - e, lost = m & ((1u << sh) - 1),
+				half = 1u << (sh - 1);
+
+		r = m >> sh;
+		if (lost > half || (lost == half && (r & 1)))
+			r++;
+	}
+	return (uint16_t)(sign | r);
+}
+
+void
+quant_to_f16_n(uint16_t *dst, const float *src, size_t n)
+{
+	quant_init();
+#ifdef QUANT_X86
+	if (use_avx2) {
+		avx2_to_f16(dst, src, n);
+		return;
+	}
+#endif
+	for (size_t i = 0; i < n; i++)
+		dst[i] = quant_to_f16(src[i]);
 }

@@ -41,6 +41,15 @@ void	quant_dot_rows(enum ggml_type t, const void *w, size_t rb,
  * key and value t at k + t * ld and v + t * ld; att holds nk floats. */
 void	quant_attend(const float *q, const float *k, const float *v,
 	    size_t ld, int nk, int hd, float scale, float *att, float *out);
+/* quant_attend() over a cache of F16 entries: the same as quant_attend()
+ * over the floats they hold, bit for bit. */
+void	quant_attend_f16(const float *q, const uint16_t *k,
+	    const uint16_t *v, size_t ld, int nk, int hd, float scale,
+	    float *att, float *out);
+/* f rounded to the nearest F16 (ties to even; overflow to inf). */
+uint16_t quant_to_f16(float f);
+/* dst[i] = quant_to_f16(src[i]) for i < n. */
+void	quant_to_f16_n(uint16_t *dst, const float *src, size_t n);
 /* The name of the kernels in use ("avx2+fma+f16c" or "generic"). */
 const char *quant_kernels(void);
 #endif

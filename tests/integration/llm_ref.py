@@ -3,7 +3,8 @@
 Reads a GGUF file with its own small parser (independent of the C one),
 dequantizes F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weights exactly as
 ggml defines them, and runs the
-decoder in float64: RMSNorm, RoPE (adjacent pairs for llama, halves for
+decoder in float64, with K and V rounded to float16 where maas caches them
+so: RMSNorm, RoPE (adjacent pairs for llama, halves for
 qwen2, as llama.cpp applies them to GGUF files), grouped-query causal
 attention, SwiGLU, tied or separate output matrix, qwen2's Q/K/V biases.
 """
@@ -104,8 +105,9 @@ class Reader:
         return self.take(GGUF_SCALARS[t])
 
 
-def read_gguf(path):
-    """Returns (metadata dict, {name: float32 array of shape ne[::-1]})."""
+def read_gguf(path, types=None):
+    """Returns (metadata dict, {name: float32 array of shape ne[::-1]});
+    each tensor's GGML type goes into the dict types, if given."""
     with open(path, "rb") as f:
         data = f.read()
     r = Reader(data)
@@ -127,6 +129,8 @@ def read_gguf(path):
         typ = r.take("<I")
         off = r.take("<Q")
         infos.append((name, ne, typ, off))
+        if types is not None:
+            types[name] = typ
     align = meta.get("general.alignment", 32)
     base = (r.o + align - 1) // align * align
     tensors = {}
@@ -173,7 +177,11 @@ def read_gguf(path):
 
 class Model:
     def __init__(self, path):
-        self.meta, self.t = read_gguf(path)
+        types = {}
+        self.meta, self.t = read_gguf(path, types)
+        # maas keeps K and V in F16 unless the matrices are F32
+        # (model.c): the reference rounds them the same way.
+        self.kv_half = types["blk.0.attn_q.weight"] != GGML_F32
         m = self.meta
         a = m["general.architecture"]
         self.arch = a
@@ -234,6 +242,9 @@ class Model:
             q = self.rope(q.reshape(n, self.n_head, self.hd), pos)
             k = self.rope(k.reshape(n, self.n_head_kv, self.hd), pos)
             v = v.reshape(n, self.n_head_kv, self.hd)
+            if self.kv_half:
+                k = k.astype(np.float16).astype(np.float64)
+                v = v.astype(np.float16).astype(np.float64)
             out = np.empty((n, self.n_head, self.hd))
             for hh in range(self.n_head):
                 kh = k[:, hh // grp, :]

@@ -746,7 +746,17 @@ test_truncate_and_limits(void **state)
 	assert_null(llm_kv_new(l.m, M_CTX + 1));
 	assert_null(llm_kv_new(l.m, 0));
 	assert_non_null(kv = llm_kv_new(l.m, 12));
-	assert_true(llm_kv_bytes(l.m, 12) >= 2ULL * M_LAYER * 12 * M_KVD * 4);
+	/* A Q8_0 model's cache holds F16 entries; an F32 model's, F32. */
+	assert_true(llm_kv_bytes(l.m, 12) >= 2ULL * M_LAYER * 12 * M_KVD * 2);
+	assert_true(llm_kv_bytes(l.m, 12) < 2ULL * M_LAYER * 12 * M_KVD * 4);
+	{
+		struct loaded	f;
+
+		load(&f, GGML_T_F32, false);
+		assert_true(llm_kv_bytes(f.m, 12) >= 2ULL * M_LAYER * 12 *
+		    M_KVD * 4);
+		unload(&f);
+	}
 	assert_true(llm_model_mem_bytes(l.m) > 0);
 	assert_int_equal(llm_prefill(l.m, kv, p, 10, NULL), 0);
 	assert_int_equal(llm_decode(l.m, &kv, &t, 1, x), 0);

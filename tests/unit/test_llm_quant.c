@@ -229,6 +229,42 @@ test_rows_unaligned(void **state)
 	}
 }
 
+/* quant_attend_f16() over k and v rounded to F16 gives the bits of
+ * quant_attend() over the floats those hold (k and v are changed). */
+static void
+check_attend_f16(const float *q, float *k, float *v, int nk, int hd,
+    size_t ld, float scale)
+{
+	size_t		 n = (size_t)nk * ld;
+	uint16_t	*kh = malloc(n * sizeof(*kh));
+	uint16_t	*vh = malloc(n * sizeof(*vh));
+	float		*att = malloc((size_t)nk * sizeof(float));
+	float		*o1 = malloc((size_t)hd * sizeof(float));
+	float		*o2 = malloc((size_t)hd * sizeof(float));
+
+	assert_non_null(kh);
+	assert_non_null(vh);
+	assert_non_null(att);
+	assert_non_null(o1);
+	assert_non_null(o2);
+	quant_to_f16_n(kh, k, n);
+	quant_to_f16_n(vh, v, n);
+	for (size_t i = 0; i < n; i++) {
+		k[i] = quant_f16(kh[i]);
+		v[i] = quant_f16(vh[i]);
+	}
+	quant_attend(q, k, v, ld, nk, hd, scale, att, o1);
+	quant_attend_f16(q, kh, vh, ld, nk, hd, scale, att, o2);
+	if (memcmp(o1, o2, (size_t)hd * sizeof(float)) != 0)
+		fail_msg("attend_f16 nk %d hd %d ld %zu: not the bits of "
+		    "attend over the same values", nk, hd, ld);
+	free(kh);
+	free(vh);
+	free(att);
+	free(o1);
+	free(o2);
+}
+
 /* Attention against a double-precision reference, keys ld apart. */
 static void
 check_attend(int nk, int hd, size_t ld)
@@ -280,6 +316,7 @@ check_attend(int nk, int hd, size_t ld)
 	quant_attend(q, k, v, ld, 1, hd, (float)scale, att1, out);
 	for (int i = 0; i < hd; i++)
 		assert_true(out[i] == v[i]);
+	check_attend_f16(q, k, v, nk, hd, ld, (float)scale);
 	free(q);
 	free(k);
 	free(v);
@@ -287,6 +324,69 @@ check_attend(int nk, int hd, size_t ld)
 	free(att1);
 	free(out);
 	free(ref);
+}
+
+/* quant_to_f16() rounds to the nearest F16, ties to even, and the
+ * vector conversion (F16C where the CPU has it) agrees with it. */
+static void
+test_to_f16(void **state)
+{
+	static const struct {
+		float		f;
+		uint16_t	h;
+	} fixed[] = {
+		{ 0.0f, 0x0000 }, { -0.0f, 0x8000 }, { 1.0f, 0x3c00 },
+		{ -2.0f, 0xc000 }, { 65504.0f, 0x7bff },
+		{ 65519.99f, 0x7bff }, { 65520.0f, 0x7c00 },
+		{ 1e6f, 0x7c00 }, { -INFINITY, 0xfc00 },
+		{ 0x1p-14f, 0x0400 }, { 0x1p-24f, 0x0001 },
+		{ 0x1p-25f, 0x0000 }, { 0x3p-26f, 0x0001 },
+		{ 0x1.8p-24f, 0x0002 }, { 0x1p-26f, 0x0000 },
+		{ 1.0f + 0x1p-11f, 0x3c00 }, { 1.0f + 0x3p-11f, 0x3c02 },
+		{ 0x1.ffep-15f, 0x0400 },
+	};
+	float		 f[4096];
+	uint16_t	 h[4096];
+	uint32_t	 x = 12345;
+
+	(void)state;
+	quant_init();
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (quant_to_f16(fixed[i].f) != fixed[i].h)
+			fail_msg("to_f16(%a) = %#x, want %#x",
+			    (double)fixed[i].f, quant_to_f16(fixed[i].f),
+			    fixed[i].h);
+	assert_true((quant_to_f16(NAN) & 0x7c00) == 0x7c00 &&
+	    (quant_to_f16(NAN) & 0x3ff) != 0);
+	/* Every F16 value goes back to itself. */
+	for (uint32_t b = 0; b < 65536; b++)
+		if ((b & 0x7c00) != 0x7c00 || (b & 0x3ff) == 0)
+			assert_int_equal(quant_to_f16(quant_f16(
+			    (uint16_t)b)), b);
+	/* Random bit patterns of every exponent: nearest, and the vector
+	 * path gives the same bits. */
+	for (int round = 0; round < 64; round++) {
+		for (int i = 0; i < 4096; i++) {
+			x = x * 1664525u + 1013904223u;
+			memcpy(&f[i], &x, sizeof(x));
+			if (isnan(f[i]))
+				f[i] = 1.5f;
+		}
+		quant_to_f16_n(h, f, 4096);
+		for (int i = 0; i < 4096; i++) {
+			uint16_t	s = quant_to_f16(f[i]);
+			double		r = quant_f16(s), d = fabs(r - f[i]);
+
+			assert_int_equal(h[i], s);
+			if (isinf(r))
+				continue;
+			/* No neighbour is nearer. */
+			if (s != 0x7bff && s != 0xfbff && (s & 0x7fff) != 0)
+				assert_true(d <= fabs(quant_f16((uint16_t)(s +
+				    1)) - f[i]) && d <= fabs(quant_f16(
+				    (uint16_t)(s - 1)) - f[i]));
+		}
+	}
 }
 
 static void
@@ -309,6 +409,7 @@ main(void)
 		cmocka_unit_test(test_rows_bit_identical),
 		cmocka_unit_test(test_rows_unaligned),
 		cmocka_unit_test(test_attend),
+		cmocka_unit_test(test_to_f16),
 	};
 
 	printf("kernels: %s\n", quant_kernels());
