@@ -54,7 +54,8 @@ void	llm_model_par(struct llm_model *, void (*fn)(void *, int), void *arg,
  * (the copy of the weights is counted, not the mapping's page cache). */
 uint64_t llm_model_mem_bytes(const struct llm_model *);
 
-/* A KV cache for up to n_ctx positions (n_ctx <= hparams n_ctx). */
+/* A KV cache for up to n_ctx positions (n_ctx <= hparams n_ctx): F32
+ * entries for a model whose matrices are F32, F16 for the others. */
 struct llm_kv *llm_kv_new(const struct llm_model *, int n_ctx);
 void	llm_kv_free(struct llm_kv *);
 int	llm_kv_len(const struct llm_kv *);	/* positions held */
