@@ -1392,31 +1392,35 @@ attend_plain(const float *q, const void *k, const void *v, size_t ld,
 		out[c] *= inv;
 }
 
+/* The attention kernel for the CPU, over F32 or F16 (half) entries. */
+static void
+attend_any(const float *q, const void *k, const void *v, size_t ld, int nk,
+    int hd, float scale, float *att, float *out, bool half)
+{
+	quant_init();
+#ifdef QUANT_X86
+	if (use_avx2 && half)
+		avx2_attend_f16(q, k, v, ld, nk, hd, scale, att, out);
+	else if (use_avx2)
+		avx2_attend_f32(q, k, v, ld, nk, hd, scale, att, out);
+	if (use_avx2)
+		return;
+#endif
+	attend_plain(q, k, v, ld, nk, hd, scale, att, out, half);
+}
+
 void
 quant_attend(const float *q, const float *k, const float *v, size_t ld,
     int nk, int hd, float scale, float *att, float *out)
 {
-#ifdef QUANT_X86
-	if (use_avx2) {
-		avx2_attend_f32(q, k, v, ld, nk, hd, scale, att, out);
-		return;
-	}
-#endif
-	attend_plain(q, k, v, ld, nk, hd, scale, att, out, false);
+	attend_any(q, k, v, ld, nk, hd, scale, att, out, false);
 }
 
 void
 quant_attend_f16(const float *q, const uint16_t *k, const uint16_t *v,
     size_t ld, int nk, int hd, float scale, float *att, float *out)
 {
-	quant_init();
-#ifdef QUANT_X86
-	if (use_avx2) {
-		avx2_attend_f16(q, k, v, ld, nk, hd, scale, att, out);
-		return;
-	}
-#endif
-	attend_plain(q, k, v, ld, nk, hd, scale, att, out, true);
+	attend_any(q, k, v, ld, nk, hd, scale, att, out, true);
 }
 
 uint16_t
