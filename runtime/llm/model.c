@@ -20,7 +20,8 @@
  *            threads in small items (struct pool), a multiple of four
  *            rows each.
  *            Attention, RoPE and the K/V stores of a step run on the
- *            threads too, one item per row and KV head.
+ *            threads too, one item per row and KV head, and the SwiGLU
+ *            in the items of the gate and up products (ffn_item()).
  * Every decode row is computed by the same calls in the same order
  * whatever else is in the batch, so its bits do not depend on the batch.
  *
@@ -273,6 +274,9 @@ static void	mm_job(struct job *, const float *, int);
 static void	mm_add(struct job *, const struct wmat *, float *);
 static void	job_add(struct job *, const struct wmat *, float *);
 static void	mm_item(struct llm_model *, const struct job *, int, int);
+static void	ffn_job(struct job *, const struct layer *, const float *,
+		    int, float *, float *);
+static void	ffn_item(struct llm_model *, const struct job *, int, int);
 static void	run_job(struct llm_model *, const struct job *);
 static void	par_item(struct llm_model *, const struct job *, int, int);
 static int	pool_claim(struct pool *);
@@ -826,6 +830,50 @@ job_add(struct job *j, const struct wmat *w, float *y)
 	j->first[j->nw] = j->n;
 	j->n += (w->n_out + j->chunk - 1) / j->chunk;
 	j->first[++j->nw] = j->n;
+}
+
+/* A decode FFN job: gate and up products of x, then hb = silu(gate) *
+ * up, item by item (ffn_item()), about MM_ITEM_ELEMS of weight an item,
+ * a multiple of four rows of each matrix. */
+static void
+ffn_job(struct job *j, const struct layer *L, const float *x, int rows,
+    float *hb, float *hb2)
+{
+	mm_job(j, x, rows);
+	j->fn = ffn_item;
+	j->chunk = MM_ITEM_ELEMS / 2 / L->gate.n_in / 4 * 4 > 4 ?
+	    MM_ITEM_ELEMS / 2 / L->gate.n_in / 4 * 4 : 4;
+	j->nw = 2;
+	j->w[0] = &L->gate;
+	j->w[1] = &L->up;
+	j->y[0] = hb;
+	j->y[1] = hb2;
+	j->n = (L->gate.n_out + j->chunk - 1) / j->chunk;
+}
+
+/* Item i of ffn_job(): the same rows of both products, then the SwiGLU
+ * of each row's outputs there, as forward() did it after the products
+ * (the same operations, so the same bits). */
+static void
+ffn_item(struct llm_model *m, const struct job *j, int i, int thr)
+{
+	size_t	n_in = (size_t)j->w[0]->n_in, n_out = (size_t)j->w[0]->n_out;
+	size_t	o = (size_t)i * (size_t)j->chunk, o1;
+
+	(void)m;
+	(void)thr;
+	o1 = o + (size_t)j->chunk < n_out ? o + (size_t)j->chunk : n_out;
+	for (int k = 0; k < 2; k++)
+		quant_dot_rows(j->w[k]->type, j->w[k]->data + o *
+		    j->w[k]->row_bytes, j->w[k]->row_bytes, o1 - o, j->x, n_in,
+		    j->rows, n_in, j->y[k] + o, n_out);
+	for (int r = 0; r < j->rows; r++) {
+		float		*g = j->y[0] + (size_t)r * n_out;
+		const float	*u = j->y[1] + (size_t)r * n_out;
+
+		for (size_t c = o; c < o1; c++)
+			g[c] = g[c] / (1.0f + expf(-g[c])) * u[c];
+	}
 }
 
 static void
@@ -1473,8 +1521,7 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
     float *logits, float *hsum)
 {
 	const struct llm_hparams *hp = &m->hp;
-	size_t	ne = (size_t)hp->n_embd;
-	size_t	nff = (size_t)hp->n_ff, hd2 = (size_t)hp->head_dim / 2;
+	size_t	ne = (size_t)hp->n_embd, hd2 = (size_t)hp->head_dim / 2;
 
 	for (int r = 0; r < rows; r++) {
 		quant_dequant(m->tok_embd.type, m->tok_embd.data +
@@ -1542,15 +1589,11 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 		for (int r = 0; r < rows; r++)
 			rmsnorm(m->xb + r * ne, m->x + r * ne, L->ffn_norm,
 			    hp->n_embd, hp->rms_eps);
-		mm_job(&j, m->xb, rows);
-		mm_add(&j, &L->gate, m->hb);
-		mm_add(&j, &L->up, m->hb2);
+		/* The SwiGLU inside the job: done on the main thread
+		 * alone, it kept the workers idle long enough to fall
+		 * asleep (POOL_SPIN) before the down product. */
+		ffn_job(&j, L, m->xb, rows, m->hb, m->hb2);
 		run_job(m, &j);
-		for (size_t i = 0; i < (size_t)rows * nff; i++) {
-			float	g = m->hb[i];
-
-			m->hb[i] = g / (1.0f + expf(-g)) * m->hb2[i];
-		}
 		matmul(m, m->xb, m->hb, rows, &L->down);
 		for (size_t i = 0; i < (size_t)rows * ne; i++)
 			m->x[i] += m->xb[i];
