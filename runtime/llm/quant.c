@@ -1219,10 +1219,42 @@ avx2_scores(const float *q, const void *k, size_t ld, int nk, int hd,
 	}
 }
 
+/* att[0..8) = scale * (q . key t) for the eight keys at k, ld elements
+ * apart, hd a multiple of 8: a sum of eight lanes per key, reduced for
+ * all eight keys at once (three rounds of pairwise adds across the
+ * vectors) instead of key by key. */
+AVX2 static inline __attribute__((always_inline)) void
+avx2_scores8(const float *q, const void *k, size_t ld, int hd, float scale,
+    float *att, bool half)
+{
+	__m256	a[8], h01, h23, h45, h67, h03, h47;
+
+#pragma GCC unroll 8
+	for (int r = 0; r < 8; r++)
+		a[r] = _mm256_setzero_ps();
+	for (int i = 0; i < hd; i += 8) {
+		__m256	qv = _mm256_loadu_ps(q + i);
+
+#pragma GCC unroll 8
+		for (int r = 0; r < 8; r++)
+			a[r] = _mm256_fmadd_ps(qv, kv_load8(k, (size_t)r * ld +
+			    (size_t)i, half), a[r]);
+	}
+	h01 = _mm256_hadd_ps(a[0], a[1]);
+	h23 = _mm256_hadd_ps(a[2], a[3]);
+	h45 = _mm256_hadd_ps(a[4], a[5]);
+	h67 = _mm256_hadd_ps(a[6], a[7]);
+	h03 = _mm256_hadd_ps(h01, h23);	/* keys 0-3, low and high halves */
+	h47 = _mm256_hadd_ps(h45, h67);
+	_mm256_storeu_ps(att, _mm256_mul_ps(_mm256_add_ps(
+	    _mm256_permute2f128_ps(h03, h47, 0x20),
+	    _mm256_permute2f128_ps(h03, h47, 0x31)), _mm256_set1_ps(scale)));
+}
+
 /* Keys ahead that attention prefetches: a head's keys (and values) lie
  * a cache row apart (ld elements, all heads of a position between them),
  * a stride the hardware prefetchers follow late, if at all. */
-#define ATT_AHEAD	16
+#define ATT_AHEAD	32
 
 /* Prefetches the first hd elements (es bytes each) of rows t..t+n of p
  * (ld apart), the left of them that exist. */
@@ -1275,6 +1307,13 @@ avx2_attend(const float *q, const void *k, const void *v, size_t ld,
 	float	mx = -INFINITY, sum = 0.0f, inv;
 	int	t = 0, c = 0, hv = hd & ~7;
 
+	for (; hd % 8 == 0 && t + 8 <= nk; t += 8) {
+		att_prefetch(k, (size_t)t + ATT_AHEAD, ld, 8, hd,
+		    nk - t - ATT_AHEAD, es);
+		att_prefetch(v, (size_t)t, ld, 8, hd, nk - t, es);
+		avx2_scores8(q, (const char *)k + (size_t)t * ld * es, ld, hd,
+		    scale, att + t, half);
+	}
 	for (; t + 4 <= nk; t += 4) {
 		att_prefetch(k, (size_t)t + ATT_AHEAD, ld, 4, hd,
 		    nk - t - ATT_AHEAD, es);

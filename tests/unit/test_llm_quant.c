@@ -400,6 +400,10 @@ test_attend(void **state)
 		for (int nk = 1; nk <= 13; nk++)
 			check_attend(nk, hds[hi], (size_t)hds[hi] + 5);
 	check_attend(300, 64, 64 * 12);
+	/* Keys one after another, as the cache holds them: groups of
+	 * eight, then of four, then one by one. */
+	check_attend(45, 64, 64);
+	check_attend(37, 128, 128);
 }
 
 int
