@@ -70,10 +70,25 @@ struct matmul_job {
 	float		 alpha, beta;
 };
 
+/* Operands of an element-wise pass split by par_ranges(). */
+struct ew_args {
+	float		*y;
+	const float	*x, *a, *b, *scale, *bias;
+	size_t		 n, inner, sa, sb;	/* row length, strides */
+	size_t		 ia[TENSOR_MAX_DIMS], ib[TENSOR_MAX_DIMS];
+	const int64_t	*ys;			/* binary: y's dims */
+	int		 k;			/* binary: dims of rows */
+	enum kernel_binop op;
+	float		 eps;
+	float		*mean, *inv;
+};
+
 static void	binary_dense(enum kernel_binop, float *restrict,
 		    const float *restrict, const float *restrict, size_t);
 static void	binary_scalar(enum kernel_binop, float *restrict,
 		    const float *restrict, float, size_t, bool);
+static void	binary_part(void *, size_t, size_t);
+static void	binary_rows(void *, size_t, size_t);
 static void	binary_row(enum kernel_binop, float *y, const float *a,
 		    size_t sa, const float *b, size_t sb, size_t n);
 static void	bcast_strides(size_t *st, const int64_t *yshape, int nd,
@@ -93,6 +108,9 @@ static void	matmul_ab(float *, const int64_t *, const float *,
 		    float, float);
 static void	fill(float *, float, size_t);
 static int	par_threads(void);
+static void	par_ranges(void (*)(void *, size_t, size_t), void *, size_t,
+		    size_t);
+static void	par_range_chunk(void *, size_t);
 static void	par_run(void (*)(void *, size_t, int), void *, size_t, int);
 static void	par_start(int);
 static void	par_chunks(int);
@@ -421,11 +439,11 @@ kernel_binary(enum kernel_binop op, float *y, const int64_t *ys, int nd,
     const float *a, const int64_t *as, int and, const float *b,
     const int64_t *bs, int bnd)
 {
-	size_t	sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];
-	size_t	idx[TENSOR_MAX_DIMS] = { 0 };
-	size_t	rows = 1, n, oa = 0, ob = 0;
-	bool	a_dense, a_zero, b_dense, b_zero;
-	int	k;
+	struct ew_args	e;
+	size_t		sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];
+	size_t		rows = 1, n;
+	bool		a_dense, a_zero, b_dense, b_zero;
+	int		k;
 
 	if (nd == 0) {
 		binary_row(op, y, a, 0, b, 0, 1);
@@ -458,17 +476,52 @@ kernel_binary(enum kernel_binop op, float *y, const int64_t *ys, int nd,
 	}
 	for (int i = 0; i < k; i++)
 		rows *= (size_t)ys[i];
-	for (size_t r = 0; r < rows; r++) {
-		binary_row(op, y + r * n, a + oa, a_dense ? 1 : 0, b + ob,
-		    b_dense ? 1 : 0, n);
+	e = (struct ew_args){ .y = y, .a = a, .b = b, .n = n, .ys = ys,
+	    .k = k, .op = op, .sa = a_dense ? 1 : 0, .sb = b_dense ? 1 : 0 };
+	memcpy(e.ia, sa, sizeof(sa));
+	memcpy(e.ib, sb, sizeof(sb));
+	if (rows == 1)		/* one long row: split it */
+		par_ranges(binary_part, &e, n, 1);
+	else
+		par_ranges(binary_rows, &e, rows, n);
+}
+
+/* Pieces [lo, hi) of kernel_binary()'s single row. */
+static void
+binary_part(void *arg, size_t lo, size_t hi)
+{
+	const struct ew_args	*e = arg;
+
+	binary_row(e->op, e->y + lo, e->a + lo * e->sa, e->sa,
+	    e->b + lo * e->sb, e->sb, hi - lo);
+}
+
+/* Rows [lo, hi) of kernel_binary(): each operand's offset from the row's
+ * index (digits over y's first k dims), then odometer steps. */
+static void
+binary_rows(void *arg, size_t lo, size_t hi)
+{
+	const struct ew_args	*e = arg;
+	size_t			 idx[TENSOR_MAX_DIMS] = { 0 };
+	size_t			 oa = 0, ob = 0, rest = lo;
+
+	for (int i = e->k - 1; i >= 0; i--) {
+		idx[i] = rest % (size_t)e->ys[i];
+		rest /= (size_t)e->ys[i];
+		oa += idx[i] * e->ia[i];
+		ob += idx[i] * e->ib[i];
+	}
+	for (size_t r = lo; r < hi; r++) {
+		binary_row(e->op, e->y + r * e->n, e->a + oa, e->sa,
+		    e->b + ob, e->sb, e->n);
 		/* Advance the row index, odometer style. */
-		for (int i = k - 1; i >= 0; i--) {
-			oa += sa[i];
-			ob += sb[i];
-			if (++idx[i] < (size_t)ys[i])
+		for (int i = e->k - 1; i >= 0; i--) {
+			oa += e->ia[i];
+			ob += e->ib[i];
+			if (++idx[i] < (size_t)e->ys[i])
 				break;
-			oa -= sa[i] * (size_t)ys[i];
-			ob -= sb[i] * (size_t)ys[i];
+			oa -= e->ia[i] * (size_t)e->ys[i];
+			ob -= e->ib[i] * (size_t)e->ys[i];
 			idx[i] = 0;
 		}
 	}
@@ -503,13 +556,23 @@ kernel_tanh(float *y, const float *x, size_t n)
 		y[i] = tanhf(x[i]);
 }
 
+static void
+softmax_rows(void *arg, size_t lo, size_t hi)
+{
+	const struct ew_args	*e = arg;
+
+	for (size_t o = lo; o < hi; o++)
+		softmax_row(e->y + o * e->n, e->x + o * e->n, e->n);
+}
+
 void
 kernel_softmax(float *y, const float *x, size_t outer, size_t n,
     size_t inner)
 {
 	if (inner == 1) {
-		for (size_t o = 0; o < outer; o++)
-			softmax_row(y + o * n, x + o * n, n);
+		struct ew_args	e = { .y = y, .x = x, .n = n };
+
+		par_ranges(softmax_rows, &e, outer, n);
 		return;
 	}
 	for (size_t o = 0; o < outer; o++) {
@@ -1184,23 +1247,42 @@ kernel_erf(float *restrict y, const float *restrict x, size_t n)
 		y[i] = verff(x[i]);
 }
 
-KERNEL_VEC void
-kernel_gelu(float *restrict y, const float *restrict x, size_t n)
+
+KERNEL_VEC static void
+gelu_range(void *arg, size_t lo, size_t hi)
 {
-	for (size_t i = 0; i < n; i++)
+	const struct ew_args	*e = arg;
+	float			*restrict y = e->y;
+	const float		*restrict x = e->x;
+
+	for (size_t i = lo; i < hi; i++)
 		y[i] = 0.5f * x[i] * (1.0f + verff(x[i] * 0.70710678f));
 }
 
-/* Layer normalisation of `outer` dense rows of `inner` elements. */
-KERNEL_VEC void
-kernel_layernorm(float *restrict y, const float *restrict x,
-    const float *restrict scale, const float *restrict bias, size_t outer,
-    size_t inner, float eps, float *restrict mean_out,
-    float *restrict inv_out)
+void
+kernel_gelu(float *restrict y, const float *restrict x, size_t n)
 {
-	size_t	body = inner - inner % KERNEL_LANES;
+	struct ew_args	e = { .y = y, .x = x };
 
-	for (size_t o = 0; o < outer; o++) {
+	par_ranges(gelu_range, &e, n, 1);
+}
+
+/* Layer normalisation of rows [lo, hi) of e->inner dense elements. */
+KERNEL_VEC static void
+layernorm_rows(void *arg, size_t lo, size_t hi)
+{
+	const struct ew_args	*e = arg;
+	float			*restrict y = e->y;
+	const float		*restrict x = e->x;
+	const float		*restrict scale = e->scale;
+	const float		*restrict bias = e->bias;
+	float			*restrict mean_out = e->mean;
+	float			*restrict inv_out = e->inv;
+	size_t			 inner = e->inner;
+	float			 eps = e->eps;
+	size_t			 body = inner - inner % KERNEL_LANES;
+
+	for (size_t o = lo; o < hi; o++) {
 		const float	*xp = x + o * inner;
 		float		*yp = y + o * inner;
 		float		 lane[KERNEL_LANES], mean, var, inv;
@@ -1244,6 +1326,19 @@ kernel_layernorm(float *restrict y, const float *restrict x,
 		if (inv_out != NULL)
 			inv_out[o] = inv;
 	}
+}
+
+/* Layer normalisation of `outer` dense rows of `inner` elements. */
+void
+kernel_layernorm(float *y, const float *x, const float *scale,
+    const float *bias, size_t outer, size_t inner, float eps,
+    float *mean_out, float *inv_out)
+{
+	struct ew_args	e = { .y = y, .x = x, .scale = scale, .bias = bias,
+			    .inner = inner, .eps = eps, .mean = mean_out,
+			    .inv = inv_out };
+
+	par_ranges(layernorm_rows, &e, outer, inner);
 }
 
 /* --- fused products --- */
@@ -1459,6 +1554,45 @@ kernel_par_run(void (*fn)(void *, size_t), void *arg, size_t nchunks)
 	struct par_fn2	f = { fn, arg };
 
 	par_run(par_call2, &f, nchunks, par_threads());
+}
+
+/* Elements an element-wise pass must have before par_ranges() splits it
+ * across the replica's threads: smaller ones (a batch-1 MLP's) take
+ * less time than waking a worker. */
+#define PAR_EW_ELEMS	(1u << 15)
+
+/* par_ranges()'s split of [0, n) into nchunks ranges. */
+struct par_ranges_job {
+	void	(*fn)(void *, size_t, size_t);
+	void	*arg;
+	size_t	 n, nchunks;
+};
+
+static void
+par_range_chunk(void *arg, size_t c)
+{
+	const struct par_ranges_job	*j = arg;
+
+	j->fn(j->arg, j->n * c / j->nchunks, j->n * (c + 1) / j->nchunks);
+}
+
+/* fn(arg, lo, hi) over [0, n) units of elems elements each: in one call,
+ * or, when there are threads and PAR_EW_ELEMS elements to share, in
+ * ranges spread over them.  Each unit is computed by the same code
+ * either way, so the bits do not depend on the split. */
+static void
+par_ranges(void (*fn)(void *, size_t, size_t), void *arg, size_t n,
+    size_t elems)
+{
+	struct par_ranges_job	j = { fn, arg, n, 0 };
+	size_t			nthr = (size_t)par_threads();
+
+	if (nthr <= 1 || n < 2 || n * elems < PAR_EW_ELEMS) {
+		fn(arg, 0, n);
+		return;
+	}
+	j.nchunks = n < nthr * 4 ? n : nthr * 4;
+	kernel_par_run(par_range_chunk, &j, j.nchunks);
 }
 
 void

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <cblas.h>
 
 #include "common/tensor.h"
 #include "runtime/kernels.h"
@@ -361,6 +362,135 @@ test_softmax(void **state)
 	softmax_case(3, 1, 2, 1.0f);
 }
 
+/* --- element-wise passes on the replica's threads --- */
+
+static float *
+filled(size_t n, unsigned seed)
+{
+	float	*p = malloc(n * sizeof(float));
+
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = (float)((seed >> 8) % 20001) / 1000.0f - 10.0f;
+	}
+	return p;
+}
+
+/* y, n floats, computed by fn on one thread and on two: the same bits. */
+static void
+same_on_two(void (*fn)(float *, const void *), const void *arg, size_t n)
+{
+	float	*y1 = calloc(n, sizeof(float)), *y2 = calloc(n, sizeof(float));
+
+	assert_non_null(y1);
+	assert_non_null(y2);
+	openblas_set_num_threads(1);
+	fn(y1, arg);
+	openblas_set_num_threads(2);
+	fn(y2, arg);
+	openblas_set_num_threads(1);
+	assert_memory_equal(y1, y2, n * sizeof(float));
+	free(y1);
+	free(y2);
+}
+
+struct ew_case {
+	const float	*a, *b, *s;
+	const int64_t	*ys, *as, *bs;
+	int		 nd, and, bnd;
+	size_t		 outer, n;
+	enum kernel_binop op;
+};
+
+static void
+run_gelu(float *y, const void *arg)
+{
+	const struct ew_case	*c = arg;
+
+	kernel_gelu(y, c->a, c->n);
+}
+
+static void
+run_softmax(float *y, const void *arg)
+{
+	const struct ew_case	*c = arg;
+
+	kernel_softmax(y, c->a, c->outer, c->n, 1);
+}
+
+static void
+run_layernorm(float *y, const void *arg)
+{
+	const struct ew_case	*c = arg;
+
+	/* The row means and inverse deviations after the rows. */
+	kernel_layernorm(y, c->a, c->s, c->b, c->outer, c->n, 1e-5f,
+	    y + c->outer * c->n, y + c->outer * c->n + c->outer);
+}
+
+static void
+run_binary(float *y, const void *arg)
+{
+	const struct ew_case	*c = arg;
+
+	kernel_binary(c->op, y, c->ys, c->nd, c->a, c->as, c->and, c->b,
+	    c->bs, c->bnd);
+}
+
+/* Passes large enough to be split (tens of thousands of elements) give
+ * the bits they give on one thread, row layouts and broadcasts
+ * included. */
+static void
+test_ew_threads(void **state)
+{
+	float		*a = filled(300000, 1), *b = filled(300000, 2);
+	float		*s = filled(1000, 3);
+	struct ew_case	 c = { .a = a, .b = b, .s = s };
+
+	(void)state;
+	c.n = 100003;
+	same_on_two(run_gelu, &c, c.n);
+	c.outer = 517;
+	c.n = 129;
+	same_on_two(run_softmax, &c, c.outer * c.n);
+	c.outer = 300;
+	c.n = 257;
+	same_on_two(run_layernorm, &c, c.outer * c.n + 2 * c.outer);
+	c.b = NULL;
+	same_on_two(run_layernorm, &c, c.outer * c.n + 2 * c.outer);
+	c.b = b;
+	for (int op = KERNEL_ADD; op <= KERNEL_DIV; op++) {
+		c.op = (enum kernel_binop)op;
+		/* A bias over rows. */
+		c.ys = (const int64_t[]){ 37, 61, 64 };
+		c.nd = 3;
+		c.as = c.ys;
+		c.and = 3;
+		c.bs = (const int64_t[]){ 64 };
+		c.bnd = 1;
+		same_on_two(run_binary, &c, 37 * 61 * 64);
+		/* One long dense row, and one against a scalar. */
+		c.ys = c.as = c.bs = (const int64_t[]){ 1000, 97 };
+		c.bnd = 2;
+		c.nd = c.and = 2;
+		same_on_two(run_binary, &c, 97000);
+		c.bnd = 0;
+		same_on_two(run_binary, &c, 97000);
+		/* Broadcast in the middle: rows start mid-odometer. */
+		c.ys = (const int64_t[]){ 37, 61, 64 };
+		c.nd = 3;
+		c.as = (const int64_t[]){ 37, 1, 64 };
+		c.and = 3;
+		c.bs = c.ys;
+		c.bnd = 3;
+		same_on_two(run_binary, &c, 37 * 61 * 64);
+	}
+	free(a);
+	free(b);
+	free(s);
+}
+
 int
 main(void)
 {
@@ -370,6 +500,7 @@ main(void)
 		cmocka_unit_test(test_binary),
 		cmocka_unit_test(test_unary),
 		cmocka_unit_test(test_softmax),
+		cmocka_unit_test(test_ew_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
