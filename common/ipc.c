@@ -305,19 +305,25 @@ reader_room(struct ipc_reader *r, size_t want)
 	return 0;
 }
 
-/* One read of whatever fd has, into the free end of the buffer (the
- * frame and what may follow it): blocking, or with spin, polled for up to
- * IPC_SPIN_NS first.  As read(): the count, 0 at EOF, -1. */
+/* One read of what fd has, into the free end of the buffer: the want
+ * bytes the frame lacks and what may follow them, up to IPC_READER_MIN
+ * in all (so that a small frame behind comes in the same read, but never
+ * much of a large one, which the next frame would move to the front);
+ * blocking, or with spin, polled for up to IPC_SPIN_NS first.  As read():
+ * the count, 0 at EOF, -1. */
 static ssize_t
-reader_fill(int fd, struct ipc_reader *r, bool spin)
+reader_fill(int fd, struct ipc_reader *r, size_t want, bool spin)
 {
+	size_t	max = want > IPC_READER_MIN ? want : IPC_READER_MIN;
 	ssize_t	n = -1;
 
-	if (spin && (n = read_spin(fd, r->buf + r->len, r->cap - r->len)) ==
-	    -1 && errno != EAGAIN && errno != EWOULDBLOCK)
+	if (max > r->cap - r->len)
+		max = r->cap - r->len;
+	if (spin && (n = read_spin(fd, r->buf + r->len, max)) == -1 &&
+	    errno != EAGAIN && errno != EWOULDBLOCK)
 		return -1;
-	while (n == -1 && (n = read(fd, r->buf + r->len, r->cap - r->len)) ==
-	    -1 && errno == EINTR)
+	while (n == -1 && (n = read(fd, r->buf + r->len, max)) == -1 &&
+	    errno == EINTR)
 		;
 	if (n > 0)
 		r->len += (size_t)n;
@@ -337,7 +343,7 @@ ipc_reader_wait(int fd, struct ipc_reader *r, int64_t spin_ns)
 		return -1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (spin_ns > 0) {
-		if ((n = recv(fd, r->buf, r->cap, MSG_DONTWAIT)) > 0) {
+		if ((n = recv(fd, r->buf, IPC_READER_MIN, MSG_DONTWAIT)) > 0) {
 			r->len = (size_t)n;
 			return 1;
 		}
@@ -350,7 +356,7 @@ ipc_reader_wait(int fd, struct ipc_reader *r, int64_t spin_ns)
 		    (t.tv_nsec - t0.tv_nsec) >= spin_ns)
 			break;
 	}
-	if ((n = reader_fill(fd, r, false)) > 0)
+	if ((n = reader_fill(fd, r, 0, false)) > 0)
 		return 1;
 	return n == 0 ? 0 : -1;
 }
@@ -375,7 +381,8 @@ ipc_reader_frame(int fd, struct ipc_reader *r, struct ipc_hdr *h,
 	while (r->len - r->off < IPC_HDR_LEN) {
 		if (reader_room(r, IPC_HDR_LEN) == -1)
 			return -1;
-		if ((n = reader_fill(fd, r, r->len > r->off)) <= 0) {
+		if ((n = reader_fill(fd, r, IPC_HDR_LEN - (r->len - r->off),
+		    r->len > r->off)) <= 0) {
 			if (n == 0 && r->len == r->off)
 				return 0;
 			if (n == 0)
@@ -395,7 +402,8 @@ ipc_reader_frame(int fd, struct ipc_reader *r, struct ipc_hdr *h,
 		return skip_payload(fd, h->len - have);
 	}
 	while (r->len - r->off < need) {
-		if ((n = reader_fill(fd, r, true)) <= 0) {
+		if ((n = reader_fill(fd, r, need - (r->len - r->off),
+		    true)) <= 0) {
 			if (n == 0)
 				errno = EPROTO;	/* EOF inside the frame */
 			return -1;
