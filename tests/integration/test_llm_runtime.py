@@ -93,8 +93,29 @@ def test_eight_streams_each_as_alone(rt):
     rt.close = lambda: 0
 
 
-def test_cancel_mid_generation(rt):
-    req = rt.generate(sampled(5, max_tokens=100))
+def test_cancel_mid_generation(rt, tmp_path):
+    # A context of 2048 and 2000 tokens to make: the tiny model makes
+    # them in tens of milliseconds, time enough for the CANCEL to come
+    # mid-way even on a loaded machine (100 tokens took about 2 ms).
+    long = ipc.Runtime(RUNTIME, gengguf(tmp_path / "long.gguf",
+                                        "--template", "chatml",
+                                        "--n-ctx", "2048"))
+    try:
+        meta, err = long.hello()
+        assert err is None, err
+        cancel_mid_generation(long)
+    finally:
+        assert long.close() == 0, "".join(long.log)
+    # A CANCEL for a request that already ended is ignored.
+    req = rt.generate(sampled(5, max_tokens=4))
+    while rt.recv()[0] != ipc.DONE:
+        pass
+    rt.send(ipc.CANCEL, req)
+    assert rt.run(sampled(5, max_tokens=4))["done"]["completion"] == 4
+
+
+def cancel_mid_generation(rt):
+    req = rt.generate(sampled(5, max_tokens=2000))
     got = 0
     while got < 3:
         typ, r, p = rt.recv()
@@ -110,10 +131,7 @@ def test_cancel_mid_generation(rt):
         got += 1
     done = ipc.parse_done(p)
     assert done["finish"] == ipc.FIN_CANCELLED
-    assert done["completion"] == got < 100
-    # A CANCEL for a request that already ended is ignored.
-    rt.send(ipc.CANCEL, req)
-    assert rt.run(sampled(5, max_tokens=4))["done"]["completion"] == 4
+    assert done["completion"] == got < 2000
 
 
 def test_stop_strings(rt):
