@@ -122,11 +122,11 @@ write_iov(int fd, struct iovec *iov, int n)
  * vCPU halts), polling costs at most this much CPU per frame. */
 #define IPC_SPIN_NS	100000
 
-/* Reads what is there without blocking, for up to IPC_SPIN_NS: the byte
+/* Reads what is there without blocking, for up to spin_ns: the byte
  * count, 0 at EOF, or -1 with errno EAGAIN when nothing came in time (or
  * fd is no socket) and another error otherwise. */
 static ssize_t
-read_spin(int fd, void *p, size_t n)
+read_spin(int fd, void *p, size_t n, int64_t spin_ns)
 {
 	struct timespec	t0, t;
 	ssize_t		r;
@@ -143,7 +143,7 @@ read_spin(int fd, void *p, size_t n)
 			return -1;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if ((int64_t)(t.tv_sec - t0.tv_sec) * 1000000000 +
-		    (t.tv_nsec - t0.tv_nsec) >= IPC_SPIN_NS) {
+		    (t.tv_nsec - t0.tv_nsec) >= spin_ns) {
 			errno = EAGAIN;
 			return -1;
 		}
@@ -161,7 +161,8 @@ read_all(int fd, void *buf, size_t n)
 	while (got < n) {
 		ssize_t	r = -1;
 
-		if (got > 0 && (r = read_spin(fd, p + got, n - got)) == -1 &&
+		if (got > 0 && (r = read_spin(fd, p + got, n - got,
+		    IPC_SPIN_NS)) == -1 &&
 		    errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
 		if (r == -1)
@@ -309,18 +310,18 @@ reader_room(struct ipc_reader *r, size_t want)
  * bytes the frame lacks and what may follow them, up to IPC_READER_MIN
  * in all (so that a small frame behind comes in the same read, but never
  * much of a large one, which the next frame would move to the front);
- * blocking, or with spin, polled for up to IPC_SPIN_NS first.  As read():
- * the count, 0 at EOF, -1. */
+ * polled for up to spin_ns, then blocking.  As read(): the count, 0 at
+ * EOF, -1. */
 static ssize_t
-reader_fill(int fd, struct ipc_reader *r, size_t want, bool spin)
+reader_fill(int fd, struct ipc_reader *r, size_t want, int64_t spin_ns)
 {
 	size_t	max = want > IPC_READER_MIN ? want : IPC_READER_MIN;
 	ssize_t	n = -1;
 
 	if (max > r->cap - r->len)
 		max = r->cap - r->len;
-	if (spin && (n = read_spin(fd, r->buf + r->len, max)) == -1 &&
-	    errno != EAGAIN && errno != EWOULDBLOCK)
+	if (spin_ns > 0 && (n = read_spin(fd, r->buf + r->len, max,
+	    spin_ns)) == -1 && errno != EAGAIN && errno != EWOULDBLOCK)
 		return -1;
 	while (n == -1 && (n = read(fd, r->buf + r->len, max)) == -1 &&
 	    errno == EINTR)
@@ -333,30 +334,14 @@ reader_fill(int fd, struct ipc_reader *r, size_t want, bool spin)
 int
 ipc_reader_wait(int fd, struct ipc_reader *r, int64_t spin_ns)
 {
-	struct timespec	t0, t;
-	ssize_t		n;
+	ssize_t	n;
 
 	if (r->len > r->off)
 		return 1;
 	r->off = r->len = 0;
 	if (reader_room(r, IPC_READER_MIN) == -1)
 		return -1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (spin_ns > 0) {
-		if ((n = recv(fd, r->buf, IPC_READER_MIN, MSG_DONTWAIT)) > 0) {
-			r->len = (size_t)n;
-			return 1;
-		}
-		if (n == 0)
-			return 0;
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			break;	/* no socket, or an error read() reports */
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((int64_t)(t.tv_sec - t0.tv_sec) * 1000000000 +
-		    (t.tv_nsec - t0.tv_nsec) >= spin_ns)
-			break;
-	}
-	if ((n = reader_fill(fd, r, 0, false)) > 0)
+	if ((n = reader_fill(fd, r, 0, spin_ns)) > 0)
 		return 1;
 	return n == 0 ? 0 : -1;
 }
@@ -382,7 +367,7 @@ ipc_reader_frame(int fd, struct ipc_reader *r, struct ipc_hdr *h,
 		if (reader_room(r, IPC_HDR_LEN) == -1)
 			return -1;
 		if ((n = reader_fill(fd, r, IPC_HDR_LEN - (r->len - r->off),
-		    r->len > r->off)) <= 0) {
+		    r->len > r->off ? IPC_SPIN_NS : 0)) <= 0) {
 			if (n == 0 && r->len == r->off)
 				return 0;
 			if (n == 0)
@@ -403,7 +388,7 @@ ipc_reader_frame(int fd, struct ipc_reader *r, struct ipc_hdr *h,
 	}
 	while (r->len - r->off < need) {
 		if ((n = reader_fill(fd, r, need - (r->len - r->off),
-		    true)) <= 0) {
+		    IPC_SPIN_NS)) <= 0) {
 			if (n == 0)
 				errno = EPROTO;	/* EOF inside the frame */
 			return -1;

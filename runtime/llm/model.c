@@ -241,8 +241,8 @@ struct llm_model {
 struct llm_kv {
 	int		 n_ctx;
 	int		 len;
-	bool		 half;	/* entries F16, else F32 */
-	void		*k;	/* (n_layer, n_head_kv, n_ctx, head_dim) */
+	void		*k;	/* (n_layer, n_head_kv, n_ctx, head_dim),
+				 * F16 if the model's kv_half, else F32 */
 	void		*v;	/* the same */
 };
 
@@ -754,9 +754,8 @@ llm_kv_new(const struct llm_model *m, int n_ctx)
 	n = (size_t)m->hp.n_layer * (size_t)n_ctx * (size_t)m->kvd;
 	kv = xcalloc(1, sizeof(*kv));
 	kv->n_ctx = n_ctx;
-	kv->half = m->kv_half;
-	kv->k = xcalloc(n, kv->half ? sizeof(uint16_t) : sizeof(float));
-	kv->v = xcalloc(n, kv->half ? sizeof(uint16_t) : sizeof(float));
+	kv->k = xcalloc(n, m->kv_half ? sizeof(uint16_t) : sizeof(float));
+	kv->v = xcalloc(n, m->kv_half ? sizeof(uint16_t) : sizeof(float));
 	return kv;
 }
 
@@ -1152,7 +1151,7 @@ attend(struct llm_model *m, int r, int l, int h, float *att)
 	const float	*q = m->q + (size_t)r * ne + (size_t)h * hd;
 	float		*out = m->ao + (size_t)r * ne + (size_t)h * hd;
 
-	if (kv->half)
+	if (m->kv_half)
 		quant_attend_f16(q, (const uint16_t *)kv->k + ko,
 		    (const uint16_t *)kv->v + ko, (size_t)hd,
 		    m->rpos[r] + 1, hd, 1.0f / sqrtf((float)hd), att, out);
@@ -1192,7 +1191,7 @@ att_item(struct llm_model *m, const struct job *j, int i, int thr)
 	}
 	rope(m, q, grp, cs, sn);
 	rope(m, k, 1, cs, sn);
-	if (kv->half) {
+	if (m->kv_half) {
 		quant_to_f16_n((uint16_t *)kv->k + at, k, (size_t)hd);
 		quant_to_f16_n((uint16_t *)kv->v + at, v, (size_t)hd);
 	} else {
@@ -1228,7 +1227,7 @@ ah_item(struct llm_model *m, const struct job *j, int i, int thr)
 
 		nq = qb - s0 < AH_ROWS ? qb - s0 : AH_ROWS;
 		nks = nk - qb + s0 + nq;
-		if (kv->half) {
+		if (m->kv_half) {
 			ah_half(m, thr, (const uint16_t *)kv->k + kvo,
 			    (const uint16_t *)kv->v + kvo, nq, nks,
 			    nk - qb + s0, m->q + qs, a, m->ao + qs);

@@ -1436,7 +1436,6 @@ static void
 attend_any(const float *q, const void *k, const void *v, size_t ld, int nk,
     int hd, float scale, float *att, float *out, bool half)
 {
-	quant_init();
 #ifdef QUANT_X86
 	if (use_avx2 && half)
 		avx2_attend_f16(q, k, v, ld, nk, hd, scale, att, out);
@@ -1501,7 +1500,6 @@ quant_to_f16(float f)
 void
 quant_to_f16_n(uint16_t *dst, const float *src, size_t n)
 {
-	quant_init();
 #ifdef QUANT_X86
 	if (use_avx2) {
 		avx2_to_f16(dst, src, n);
