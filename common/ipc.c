@@ -2,6 +2,7 @@
  * may be compromised, so every length is checked before use. */
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -397,6 +398,73 @@ ipc_reader_frame(int fd, struct ipc_reader *r, struct ipc_hdr *h,
 	*payload = r->buf + r->off + IPC_HDR_LEN;
 	r->off += need;
 	return 1;
+}
+
+bool
+ipc_reader_whole(const struct ipc_reader *r, uint32_t max_payload)
+{
+	struct ipc_hdr	h;
+
+	return ipc_reader_peek(r, &h, max_payload) &&
+	    r->len - r->off - IPC_HDR_LEN >= h.len;
+}
+
+int
+ipc_reader_move(struct ipc_reader *from, struct ipc_reader *to)
+{
+	size_t	n = from->len - from->off;
+
+	to->off = to->len = 0;
+	if (reader_room(to, n > IPC_READER_MIN ? n : IPC_READER_MIN) == -1)
+		return -1;
+	memcpy(to->buf, from->buf + from->off, n);
+	to->len = n;
+	from->len = from->off;
+	return 0;
+}
+
+int
+ipc_reader_ahead(int fd, struct ipc_reader *r, int wakefd, atomic_bool *stop,
+    uint32_t max_payload)
+{
+	struct pollfd	pf[2] = { { .fd = fd, .events = POLLIN },
+			    { .fd = wakefd, .events = POLLIN } };
+	struct ipc_hdr	h;
+	uint64_t	drain;
+	size_t		have, want;
+	ssize_t		n;
+
+	for (;;) {
+		if (atomic_load(stop))
+			return 1;
+		have = r->len - r->off;
+		if (have < IPC_HDR_LEN)
+			want = IPC_HDR_LEN - have;
+		else if (ipc_hdr_decode(r->buf + r->off, &h, max_payload) == -1)
+			return 1;	/* the consumer reports it */
+		else if (have - IPC_HDR_LEN >= h.len)
+			return 1;
+		else
+			want = IPC_HDR_LEN + h.len - have;
+		if (reader_room(r, have + want) == -1)
+			return -1;
+		if (poll(pf, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (pf[1].revents != 0 &&
+		    read(wakefd, &drain, sizeof(drain)) == -1 &&
+		    errno != EAGAIN && errno != EINTR)
+			return -1;
+		if (pf[0].revents == 0)
+			continue;
+		if ((n = reader_fill(fd, r, want, 0)) == 0)
+			return 0;
+		if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR)
+			return -1;
+	}
 }
 
 /* --- tensor lists --- */

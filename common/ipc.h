@@ -24,6 +24,7 @@
  */
 #ifndef COMMON_IPC_H
 #define COMMON_IPC_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -164,6 +165,22 @@ int	ipc_reader_wait(int fd, struct ipc_reader *, int64_t spin_ns);
 /* True if the next frame's header is buffered whole and valid, in *h. */
 bool	ipc_reader_peek(const struct ipc_reader *, struct ipc_hdr *,
 	    uint32_t max_payload);
+/* True if the next frame is buffered whole: a valid header and all of its
+ * payload. */
+bool	ipc_reader_whole(const struct ipc_reader *, uint32_t max_payload);
+/* Moves from's unread bytes into to, in place of to's own, so that from
+ * holds only frames already taken (their payloads stay where they are)
+ * and to goes on where from stopped.  0, or -1 (errno ENOMEM) with both
+ * unchanged. */
+int	ipc_reader_move(struct ipc_reader *from, struct ipc_reader *to);
+/* Reads ahead into r, for a thread other than the frames' consumer, until
+ * the next frame is buffered whole or its header is found bad (1), *stop
+ * is set (1; whoever sets it then makes wakefd readable, which ends the
+ * wait in poll() and is drained here), the peer closes (0) or reading
+ * fails (-1, errno; ENOMEM when the buffer cannot grow).  Whatever it
+ * buffered is the consumer's to take with ipc_reader_frame(). */
+int	ipc_reader_ahead(int fd, struct ipc_reader *r, int wakefd,
+	    atomic_bool *stop, uint32_t max_payload);
 /* Prepends nothing: builds header + payload into one buffer (owned by w). */
 void	ipc_frame_build(struct wbuf *w, enum ipc_type, uint64_t req_id,
 	    const void *payload, size_t len);

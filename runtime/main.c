@@ -191,6 +191,7 @@ main(int argc, char *argv[])
 	struct modelfile	 mf = { .fd = -1, .dirfd = -1 };
 	struct onnx_source	 src;
 	struct onnx_model	*m = NULL;
+	struct serve_ahead	*ahead = NULL;
 	struct ipc_meta		 meta;
 	struct stat		 st;
 	struct wbuf		 w;
@@ -286,8 +287,10 @@ main(int argc, char *argv[])
 	    (unsigned long long)(modelfile_mapped(&mf) >> 10),
 	    sandbox_mapped_mib(), o.threads);
 
+	ahead = serve_ahead_start(o.fd);
 	sb.keep_fds[0] = o.fd;
 	sb.keep_fds[1] = mf.fd;
+	sb.keep_fds[2] = serve_ahead_fd(ahead);
 	if (sandbox_enter(&sb) == -1) {
 		send_error(o.fd, o.model, "cannot enter the sandbox");
 		goto out;
@@ -301,9 +304,10 @@ main(int argc, char *argv[])
 	if (ipc_write_frame(o.fd, IPC_HELLO, 0, w.data, w.len) == -1)
 		log_warn("cannot send HELLO");
 	else
-		ret = serve_loop(o.fd, m);
+		ret = serve_loop(o.fd, m, ahead);
 	wbuf_release(&w);
  out:
+	serve_ahead_free(ahead);
 	onnx_free(m);
 	modelfile_close(&mf);
 	return ret;

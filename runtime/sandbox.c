@@ -54,6 +54,9 @@ static const int sandbox_allow[] = {
 	 * _SC_PHYS_PAGES) before sorting a large array, as the LLM
 	 * sampler does; it reveals nothing worth hiding. */
 	SCMP_SYS(sysinfo),
+	/* The read-ahead thread waits for the socket or its wake-up
+	 * eventfd (runtime/serve.c). */
+	SCMP_SYS(poll), SCMP_SYS(ppoll),
 };
 
 static int	set_limit(int, rlim_t);
@@ -81,16 +84,23 @@ close_fds(const struct sandbox_cfg *cfg, int *maxfd)
 {
 	struct rlimit	rl;
 	unsigned	lo = 3, hi;
-	int		keep[2], n = 0;
+	int		keep[SANDBOX_KEEP], n = 0, j;
 
-	for (int i = 0; i < 2; i++)
-		if (cfg->keep_fds[i] > 2)
-			keep[n++] = cfg->keep_fds[i];
-	if (n == 2 && keep[0] > keep[1]) {
-		int	t = keep[0];
+	/* The ones above 2, in ascending order, each once. */
+	for (int i = 0; i < SANDBOX_KEEP; i++) {
+		int	fd = cfg->keep_fds[i];
 
-		keep[0] = keep[1];
-		keep[1] = t;
+		if (fd <= 2)
+			continue;
+		for (j = n; j > 0 && keep[j - 1] > fd; j--)
+			keep[j] = keep[j - 1];
+		if (j > 0 && keep[j - 1] == fd) {
+			memmove(&keep[j], &keep[j + 1], (size_t)(n - j) *
+			    sizeof(*keep));
+			continue;
+		}
+		keep[j] = fd;
+		n++;
 	}
 	*maxfd = n > 0 ? keep[n - 1] : 2;
 	for (int i = 0; i <= n; i++) {

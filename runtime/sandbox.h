@@ -31,10 +31,12 @@
 #include <stdint.h>
 
 #define SANDBOX_NOBODY		65534	/* default uid and gid for root */
+#define SANDBOX_KEEP		3	/* fds kept open besides 0, 1, 2 */
 
 struct sandbox_cfg {
 	pid_t		parent;		/* getppid() at start */
-	int		keep_fds[2];	/* IPC socket, model file; -1 none */
+	/* The IPC socket, the model file, serve.c's eventfd; -1 none. */
+	int		keep_fds[SANDBOX_KEEP];
 	uint64_t	mem_limit;	/* RLIMIT_AS bytes; 0 leaves it */
 	uid_t		uid;		/* switched to when root */
 	gid_t		gid;

@@ -12,7 +12,18 @@ struct onnx_model;
 #define SERVE_EIO	1	/* the socket failed */
 #define SERVE_EPROTO	2	/* maasd broke the protocol */
 
+/* The read-ahead thread: while a large request computes, it reads the
+ * next one from the socket, so that its copy overlaps the work instead
+ * of following it.  Started before the sandbox, which allows no new
+ * thread or fd: NULL (logged) if it cannot be, and serving goes on
+ * without.  serve_ahead_fd() is the fd the sandbox must keep open. */
+struct serve_ahead;
+struct serve_ahead	*serve_ahead_start(int fd);
+int			 serve_ahead_fd(const struct serve_ahead *);
+void			 serve_ahead_free(struct serve_ahead *);
+
 /* Serves m (borrowed) on fd until one of the above, which it returns and
- * which is the process's exit status. */
-int	serve_loop(int fd, struct onnx_model *m);
+ * which is the process's exit status; a, from serve_ahead_start(fd), may
+ * be NULL. */
+int	serve_loop(int fd, struct onnx_model *m, struct serve_ahead *a);
 #endif

@@ -4,11 +4,13 @@
  * TOKEN and DONE.  Whatever decodes must re-encode to something that
  * decodes to the same thing.  The stream readers too: the buffered
  * ipc_reader_frame() must take the same frames from the same bytes, and
- * stop at the same point for the same reason, as ipc_read_frame(). */
+ * stop at the same point for the same reason, as ipc_read_frame(), and so
+ * must the pair of readers taking turns with ipc_reader_ahead(). */
 #include <sys/socket.h>
 
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,21 +192,45 @@ stream_of(const uint8_t *data, size_t size)
 	return sv[1];
 }
 
+/* The third reading of the stream, as runtime/serve.c reads with its
+ * read-ahead: after each frame, what follows it moves to the other reader
+ * and ipc_reader_ahead() fills that one (here on this thread, as the
+ * writer is gone and poll() cannot wait) while the frame's payload must
+ * stay as it was. */
+static int
+frame_ahead(int fd, struct ipc_reader rds[2], int *cur, struct ipc_hdr *h,
+    const uint8_t **p)
+{
+	atomic_bool	stop = false;
+	int		r;
+
+	if ((r = ipc_reader_frame(fd, &rds[*cur], h, p, 4096)) != 1)
+		return r;
+	if (ipc_reader_move(&rds[*cur], &rds[!*cur]) == -1)
+		abort();
+	(void)ipc_reader_ahead(fd, &rds[!*cur], -1, &stop, 4096);
+	*cur = !*cur;
+	return r;
+}
+
 static void
 fuzz_readers(const uint8_t *data, size_t size)
 {
-	struct ipc_reader	 rd;
-	struct ipc_hdr		 h1, h2;
-	const uint8_t		*p;
+	struct ipc_reader	 rd, rds[2];
+	struct ipc_hdr		 h1, h2, h3;
+	const uint8_t		*p, *p3;
 	uint8_t			*buf = NULL;
 	size_t			 cap = 0;
-	int			 a, b, r1, r2, e1, e2;
+	int			 a, b, c, r1, r2, r3, e1, e2, e3, cur = 0;
 
 	if (size > (64u << 10))
 		return;
 	a = stream_of(data, size);
 	b = stream_of(data, size);
+	c = stream_of(data, size);
 	ipc_reader_init(&rd);
+	ipc_reader_init(&rds[0]);
+	ipc_reader_init(&rds[1]);
 	/* A small limit, so that oversized frames are met too. */
 	do {
 		errno = 0;
@@ -213,18 +239,27 @@ fuzz_readers(const uint8_t *data, size_t size)
 		errno = 0;
 		r2 = ipc_reader_frame(b, &rd, &h2, &p, 4096);
 		e2 = errno;
-		assert(r1 == r2);
+		errno = 0;
+		r3 = frame_ahead(c, rds, &cur, &h3, &p3);
+		e3 = errno;
+		assert(r1 == r2 && r1 == r3);
 		if (r1 == 1) {
 			assert(h1.type == h2.type && h1.req_id == h2.req_id &&
 			    h1.len == h2.len);
+			assert(h1.type == h3.type && h1.req_id == h3.req_id &&
+			    h1.len == h3.len);
 			assert(h1.len == 0 || memcmp(buf, p, h1.len) == 0);
+			assert(h1.len == 0 || memcmp(buf, p3, h1.len) == 0);
 		} else if (r1 == -1)
-			assert(e1 == e2);
+			assert(e1 == e2 && e1 == e3);
 	} while (r1 == 1);
 	ipc_reader_free(&rd);
+	ipc_reader_free(&rds[0]);
+	ipc_reader_free(&rds[1]);
 	free(buf);
 	close(a);
 	close(b);
+	close(c);
 }
 
 int

@@ -2,7 +2,8 @@
 its worker thread ("maas-par") must exist once the runtime serves, since
 inside the seccomp sandbox and under the memory limit a thread may not be
 creatable any more, and a batch-64 request split over the pool must give
-the same answer as the model computed elsewhere."""
+the same answer as the model computed elsewhere.  Its read-ahead thread
+("maas-io") must not mix up queued requests."""
 import json
 import os
 
@@ -63,6 +64,28 @@ def test_one_thread_starts_no_worker(maasd_factory, models):
     x = np.zeros((64, 784), dtype=np.float32)
     assert _infer(d, key, x).status_code == 200
     assert "maas-par" not in _comms(pid), _comms(pid)
+
+
+def test_pipelined_requests_keep_their_answers(maasd_factory, models):
+    """Under load maasd queues a second batch behind the one computing,
+    which the runtime's read-ahead thread ("maas-io") reads while the
+    first computes: every answer must still be its own request's."""
+    from concurrent.futures import ThreadPoolExecutor
+    d, path, key, pid = _serving(maasd_factory, models, 1)
+    xs = [np.random.default_rng(100 + i).standard_normal((64, 784)).astype(
+        np.float32) for i in range(24)]
+
+    def one(x):
+        r = _infer(d, key, x)
+        assert r.status_code == 200, r.text
+        out = output_by_name(r.json(), "output")
+        return np.array(out["data"]).reshape(out["shape"])
+
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(one, xs))
+    for x, y in zip(xs, got):
+        assert_close(y, onnx_forward(path, {"input": x})["output"])
+    assert _comms(pid).count("maas-io") == 1, _comms(pid)
 
 
 def _environ(pid):

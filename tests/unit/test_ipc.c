@@ -2,12 +2,14 @@
  * blocking frame I/O over a socketpair, tensor lists and HELLO metadata,
  * including every truncation of valid input (decoders must fail cleanly;
  * inputs are exact-size heap copies so ASan sees any over-read). */
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -305,6 +307,128 @@ test_reader_large(void **state)
 	pthread_join(th, NULL);
 	close(sv[1]);
 	ipc_reader_free(&rd);
+	wbuf_release(&f);
+	free(big);
+}
+
+/* ipc_reader_ahead() on its own thread, as runtime/serve.c runs it. */
+struct ahead_job {
+	int			 fd, wakefd, ret;
+	struct ipc_reader	*rd;
+	atomic_bool		 stop;
+};
+
+static void *
+ahead_thread(void *arg)
+{
+	struct ahead_job	*j = arg;
+
+	j->ret = ipc_reader_ahead(j->fd, j->rd, j->wakefd, &j->stop,
+	    1u << 20);
+	return NULL;
+}
+
+static void
+test_reader_ahead(void **state)
+{
+	struct ipc_reader	 a, b;
+	struct ipc_hdr		 h;
+	struct slow_writer	 w;
+	struct ahead_job	 j;
+	struct wbuf		 f;
+	pthread_t		 th, tr;
+	const uint8_t		*p, *p1;
+	uint8_t			*big = malloc(300000);
+	uint64_t		 one = 1;
+	size_t			 tail;
+	int			 sv[2];
+
+	(void)state;
+	assert_non_null(big);
+	for (size_t i = 0; i < 300000; i++)
+		big[i] = (uint8_t)(i * 5 + i / 253);
+	wbuf_init(&f);
+	ipc_frame_build(&f, IPC_INFER, 1, "hello", 5);
+	ipc_frame_build(&f, IPC_INFER, 2, big, 300000);
+	ipc_frame_build(&f, IPC_INFER, 3, big + 9, 1000);
+	pair(sv);
+	j = (struct ahead_job){ .fd = sv[1], .wakefd = eventfd(0,
+	    EFD_NONBLOCK) };
+	assert_true(j.wakefd >= 0);
+	ipc_reader_init(&a);
+	ipc_reader_init(&b);
+	/* The first frame and part of the second come in one read. */
+	assert_int_equal(write(sv[0], f.data, 70000), 70000);
+	assert_int_equal(ipc_reader_frame(sv[1], &a, &h, &p1, 1u << 20), 1);
+	assert_int_equal(h.req_id, 1);
+	assert_false(ipc_reader_whole(&a, 1u << 20));
+	assert_true(a.len > a.off);
+	tail = a.len - a.off;
+	/* The rest moves to b; frame 1's payload stays where it was. */
+	assert_int_equal(ipc_reader_move(&a, &b), 0);
+	assert_int_equal(a.len, a.off);
+	assert_int_equal(b.off, 0);
+	assert_int_equal(b.len, tail);
+	w = (struct slow_writer){ sv[0], f.data + 70000, f.len - 70000,
+	    40000 };
+	assert_int_equal(pthread_create(&tr, NULL, slow_write, &w), 0);
+	j.rd = &b;
+	atomic_store(&j.stop, false);
+	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
+	pthread_join(th, NULL);
+	/* It stops at a whole frame: 2 is there, 3 need not be. */
+	assert_int_equal(j.ret, 1);
+	assert_true(ipc_reader_whole(&b, 1u << 20));
+	assert_memory_equal(p1, "hello", 5);
+	assert_int_equal(ipc_reader_frame(sv[1], &b, &h, &p, 1u << 20), 1);
+	assert_int_equal(h.req_id, 2);
+	assert_memory_equal(p, big, 300000);
+	/* Reading frame 3 ahead, back into a: EOF follows it. */
+	assert_int_equal(ipc_reader_move(&b, &a), 0);
+	j.rd = &a;
+	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(j.ret, 1);
+	pthread_join(tr, NULL);
+	assert_int_equal(ipc_reader_frame(sv[1], &a, &h, &p, 1u << 20), 1);
+	assert_int_equal(h.req_id, 3);
+	assert_memory_equal(p, big + 9, 1000);
+	j.rd = &b;
+	assert_int_equal(ipc_reader_move(&a, &b), 0);
+	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(j.ret, 0);
+	close(sv[1]);
+
+	/* Nothing comes: a stop and a wake-up end the wait in poll(). */
+	pair(sv);
+	j.fd = sv[1];
+	assert_int_equal(ipc_reader_move(&b, &a), 0);
+	j.rd = &a;
+	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
+	usleep(20000);
+	atomic_store(&j.stop, true);
+	assert_int_equal(write(j.wakefd, &one, sizeof(one)), sizeof(one));
+	pthread_join(th, NULL);
+	assert_int_equal(j.ret, 1);
+	assert_int_equal(a.len, a.off);
+	/* A wake-up without a stop is drained, and reading goes on; a bad
+	 * header ends it, for the consumer to report. */
+	atomic_store(&j.stop, false);
+	assert_int_equal(write(j.wakefd, &one, sizeof(one)), sizeof(one));
+	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
+	usleep(20000);
+	assert_int_equal(write(sv[0], "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", 32), 32);
+	pthread_join(th, NULL);
+	assert_int_equal(j.ret, 1);
+	errno = 0;
+	assert_int_equal(ipc_reader_frame(sv[1], &a, &h, &p, 1u << 20), -1);
+	assert_int_equal(errno, EPROTO);
+	close(sv[0]);
+	close(sv[1]);
+	close(j.wakefd);
+	ipc_reader_free(&a);
+	ipc_reader_free(&b);
 	wbuf_release(&f);
 	free(big);
 }
@@ -1126,6 +1250,7 @@ main(void)
 		cmocka_unit_test(test_frame_oversized),
 		cmocka_unit_test(test_reader_frames),
 		cmocka_unit_test(test_reader_large),
+		cmocka_unit_test(test_reader_ahead),
 		cmocka_unit_test(test_reader_bad),
 		cmocka_unit_test(test_tensors_roundtrip),
 		cmocka_unit_test(test_tensors_truncated),

@@ -332,7 +332,7 @@ static void
 check_sandbox(pid_t pid)
 {
 	char	v[256], path[64], target[512];
-	int	n = 0, model = 0, sock = 0, maxfd = 0;
+	int	n = 0, model = 0, sock = 0, evfd = 0, maxfd = 0;
 	ssize_t	len;
 
 	proc_field(pid, "status", "Seccomp:", v, sizeof(v));
@@ -355,8 +355,8 @@ check_sandbox(pid_t pid)
 	proc_field(pid, "limits", "Max address space", v, sizeof(v));
 	assert_int_equal(proc_num(v), 1024LL << 20);
 #endif
-	/* Only stdio, the model and the socket.  (Not dumpable: only root
-	 * may look.) */
+	/* Only stdio, the model, the socket and the read-ahead thread's
+	 * eventfd.  (Not dumpable: only root may look.) */
 	if (geteuid() != 0)
 		return;
 	for (int fd = 0; fd < 64; fd++) {
@@ -368,10 +368,12 @@ check_sandbox(pid_t pid)
 		maxfd = fd;
 		model += strcmp(target, demo) == 0;
 		sock += strncmp(target, "socket:", 7) == 0;
+		evfd += strcmp(target, "anon_inode:[eventfd]") == 0;
 	}
-	assert_int_equal(n, 5);
+	assert_int_equal(n, 6);
 	assert_int_equal(model, 1);
 	assert_int_equal(sock, 1);
+	assert_int_equal(evfd, 1);
 	/* Just above the highest fd in use. */
 	proc_field(pid, "limits", "Max open files", v, sizeof(v));
 	assert_int_equal(proc_num(v), maxfd + 1);
