@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -122,6 +123,8 @@ write_iov(int fd, struct iovec *iov, int n)
  * them costs a wake-up each time (tens of microseconds on a VM whose idle
  * vCPU halts), polling costs at most this much CPU per frame. */
 #define IPC_SPIN_NS	100000
+/* Polls of the read-ahead's state before the consumer yields the CPU. */
+#define IPC_AHEAD_SPIN	4000
 
 /* Reads what is there without blocking, for up to spin_ns: the byte
  * count, 0 at EOF, or -1 with errno EAGAIN when nothing came in time (or
@@ -415,6 +418,7 @@ ipc_reader_move(struct ipc_reader *from, struct ipc_reader *to)
 	size_t	n = from->len - from->off;
 
 	to->off = to->len = 0;
+	to->ahead_err = 0;
 	if (reader_room(to, n > IPC_READER_MIN ? n : IPC_READER_MIN) == -1)
 		return -1;
 	memcpy(to->buf, from->buf + from->off, n);
@@ -423,8 +427,18 @@ ipc_reader_move(struct ipc_reader *from, struct ipc_reader *to)
 	return 0;
 }
 
+/* The reading thread's claim on the reader: false once the consumer has
+ * taken it back. */
+static bool
+ahead_claim(atomic_int *state)
+{
+	int	run = IPC_AHEAD_RUN;
+
+	return atomic_compare_exchange_strong(state, &run, IPC_AHEAD_READ);
+}
+
 int
-ipc_reader_ahead(int fd, struct ipc_reader *r, int wakefd, atomic_bool *stop,
+ipc_reader_ahead(int fd, struct ipc_reader *r, int wakefd, atomic_int *state,
     uint32_t max_payload)
 {
 	struct pollfd	pf[2] = { { .fd = fd, .events = POLLIN },
@@ -433,37 +447,91 @@ ipc_reader_ahead(int fd, struct ipc_reader *r, int wakefd, atomic_bool *stop,
 	uint64_t	drain;
 	size_t		have, want;
 	ssize_t		n;
+	int		ret;
 
 	for (;;) {
-		if (atomic_load(stop))
-			return 1;
+		if (!ahead_claim(state))
+			break;
 		have = r->len - r->off;
 		if (have < IPC_HDR_LEN)
 			want = IPC_HDR_LEN - have;
-		else if (ipc_hdr_decode(r->buf + r->off, &h, max_payload) == -1)
-			return 1;	/* the consumer reports it */
-		else if (have - IPC_HDR_LEN >= h.len)
-			return 1;
-		else
+		else if (ipc_hdr_decode(r->buf + r->off, &h, max_payload) ==
+		    -1 || have - IPC_HDR_LEN >= h.len) {
+			ret = 1;	/* whole, or bad for the consumer to
+					 * report */
+			goto done;
+		} else
 			want = IPC_HDR_LEN + h.len - have;
-		if (reader_room(r, have + want) == -1)
-			return -1;
+		if (reader_room(r, have + want) == -1) {
+			ret = -1;
+			goto done;
+		}
+		atomic_store(state, IPC_AHEAD_RUN);
 		if (poll(pf, 2, -1) == -1) {
 			if (errno == EINTR)
 				continue;
-			return -1;
+			if (!ahead_claim(state))
+				break;
+			ret = -1;
+			goto done;
 		}
 		if (pf[1].revents != 0 &&
 		    read(wakefd, &drain, sizeof(drain)) == -1 &&
-		    errno != EAGAIN && errno != EINTR)
-			return -1;
+		    errno != EAGAIN && errno != EINTR) {
+			if (!ahead_claim(state))
+				break;
+			ret = -1;
+			goto done;
+		}
 		if (pf[0].revents == 0)
 			continue;
-		if ((n = reader_fill(fd, r, want, 0)) == 0)
-			return 0;
+		if (!ahead_claim(state))
+			break;
+		if ((n = reader_fill(fd, r, want, 0)) == 0) {
+			ret = 0;
+			goto done;
+		}
 		if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
-		    errno != EINTR)
-			return -1;
+		    errno != EINTR) {
+			ret = -1;
+			goto done;
+		}
+		atomic_store(state, IPC_AHEAD_RUN);
+	}
+	/* Taken back: the reader is the consumer's. */
+	atomic_store(state, IPC_AHEAD_IDLE);
+	return 1;
+ done:
+	r->ahead_err = ret == -1 ? errno : 0;
+	atomic_store(state, IPC_AHEAD_DONE);
+	return ret;
+}
+
+bool
+ipc_reader_reclaim(atomic_int *state, int wakefd)
+{
+	uint64_t	one = 1;
+	int		s;
+
+	for (int i = 0;; i++) {
+		s = IPC_AHEAD_RUN;
+		if (atomic_compare_exchange_strong(state, &s,
+		    IPC_AHEAD_STOP)) {
+			if (write(wakefd, &one, sizeof(one)) == -1) {
+				/* Full (EAGAIN) is awake enough. */
+			}
+			return false;
+		}
+		if (s == IPC_AHEAD_DONE) {
+			atomic_store(state, IPC_AHEAD_IDLE);
+			return true;
+		}
+		if (s != IPC_AHEAD_READ)
+			return false;	/* IDLE or STOP: not running */
+		/* A read of what the socket holds: microseconds, unless the
+		 * thread lost its CPU, which yielding gives back. */
+		if (i >= IPC_AHEAD_SPIN)
+			sched_yield();
 	}
 }
 

@@ -152,6 +152,7 @@ struct ipc_reader {
 	size_t	 cap;		/* allocated */
 	size_t	 off;		/* unread bytes are buf[off, len) */
 	size_t	 len;
+	int	 ahead_err;	/* errno of a read-ahead that failed, or 0 */
 };
 void	ipc_reader_init(struct ipc_reader *);
 void	ipc_reader_free(struct ipc_reader *);
@@ -173,14 +174,36 @@ bool	ipc_reader_whole(const struct ipc_reader *, uint32_t max_payload);
  * and to goes on where from stopped.  0, or -1 (errno ENOMEM) with both
  * unchanged. */
 int	ipc_reader_move(struct ipc_reader *from, struct ipc_reader *to);
-/* Reads ahead into r, for a thread other than the frames' consumer, until
- * the next frame is buffered whole or its header is found bad (1), *stop
- * is set (1; whoever sets it then makes wakefd readable, which ends the
- * wait in poll() and is drained here), the peer closes (0) or reading
- * fails (-1, errno; ENOMEM when the buffer cannot grow).  Whatever it
- * buffered is the consumer's to take with ipc_reader_frame(). */
+/* Reading ahead on a second thread.  The frames' consumer hands a reader
+ * to a reading thread and takes it back when it wants the next frame,
+ * without waiting for that thread to wake: *state says whose the reader
+ * is.
+ *   IPC_AHEAD_IDLE  no read-ahead; the consumer may start one, setting
+ *                   RUN before the thread calls ipc_reader_ahead()
+ *   IPC_AHEAD_RUN   the reader is the reading thread's
+ *   IPC_AHEAD_READ  the thread is looking at it or reading into it
+ *   IPC_AHEAD_DONE  the thread stopped by itself; the reader is the
+ *                   consumer's again once ipc_reader_reclaim() says so
+ *   IPC_AHEAD_STOP  the consumer took it back first; the thread touches
+ *                   it no more and sets IDLE as it leaves */
+enum ipc_ahead {
+	IPC_AHEAD_IDLE, IPC_AHEAD_RUN, IPC_AHEAD_READ, IPC_AHEAD_DONE,
+	IPC_AHEAD_STOP
+};
+/* The reading thread's part: reads into r until the next frame is
+ * buffered whole or its header is found bad (1), the peer closes (0) or
+ * reading fails (-1, errno, also left in r->ahead_err; ENOMEM when the
+ * buffer cannot grow), then sets DONE; or until the consumer takes r back
+ * (then 1, and IDLE).
+ * wakefd ends its wait in poll() when readable and is drained here. */
 int	ipc_reader_ahead(int fd, struct ipc_reader *r, int wakefd,
-	    atomic_bool *stop, uint32_t max_payload);
+	    atomic_int *state, uint32_t max_payload);
+/* The consumer's part: takes the reader back, waiting only for a read
+ * already under way, and makes wakefd readable if the thread may be in
+ * poll().  True if the thread had stopped by itself (its result stands),
+ * false if it was cut short.  Either way the reader now holds what came
+ * after the frames already taken. */
+bool	ipc_reader_reclaim(atomic_int *state, int wakefd);
 /* Prepends nothing: builds header + payload into one buffer (owned by w). */
 void	ipc_frame_build(struct wbuf *w, enum ipc_type, uint64_t req_id,
 	    const void *payload, size_t len);

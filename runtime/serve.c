@@ -21,13 +21,14 @@
  * (tens of microseconds for a batch-64 MLP's 200 KB) then overlaps the
  * work before it, as it does in a server whose clients queue requests.
  * The frame being computed stays in the first reader, untouched; the
- * loop takes the second one when the request is answered, and the first
- * becomes the spare. */
+ * loop takes the second one back when the request is answered, waiting
+ * at most for a read under way, never for the thread to wake (a request
+ * that nothing follows would otherwise make the next one wait that long),
+ * and the first becomes the spare. */
 #include <sys/eventfd.h>
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,10 +52,6 @@
  * stays on one thread and leaves them asleep. */
 #define SERVE_WAKE_BYTES	(64u << 10)
 
-/* Spins of the loop waiting for the read-ahead to stop before it yields
- * the CPU: the thread stops within a read or a wake-up. */
-#define SERVE_AHEAD_SPIN	4000
-
 struct serve_ahead {
 	pthread_t		 th;
 	pthread_mutex_t		 mu;
@@ -63,11 +60,8 @@ struct serve_ahead {
 	int			 wakefd;	/* eventfd: ends its poll() */
 	bool			 job;		/* under mu: a read to do */
 	bool			 quit;		/* under mu */
-	struct ipc_reader	*rd;		/* the job's, until !busy */
-	atomic_bool		 stop;		/* the job is to end */
-	atomic_bool		 busy;		/* a job is under way */
-	int			 ret;		/* its ipc_reader_ahead() */
-	int			 err;		/* and errno, if -1 */
+	struct ipc_reader	*rd;		/* the job's, as state says */
+	atomic_int		 state;		/* enum ipc_ahead */
 };
 
 struct server {
@@ -151,10 +145,9 @@ ahead_main(void *arg)
 		a->job = false;
 		pthread_mutex_unlock(&a->mu);
 		errno = 0;
-		a->ret = ipc_reader_ahead(a->fd, a->rd, a->wakefd, &a->stop,
+		/* Its failure, if any, is left in the reader. */
+		(void)ipc_reader_ahead(a->fd, a->rd, a->wakefd, &a->state,
 		    IPC_MAX_PAYLOAD);
-		a->err = errno;
-		atomic_store(&a->busy, false);
 		pthread_mutex_lock(&a->mu);
 	}
 	pthread_mutex_unlock(&a->mu);
@@ -163,19 +156,20 @@ ahead_main(void *arg)
 
 /* Hands what the reader in use holds past the frame just taken to the
  * spare one and sets the thread reading into it, unless the next frame is
- * there already.  True if it did. */
+ * there already or the thread has yet to leave a read-ahead cut short.
+ * True if it did. */
 static bool
 ahead_begin(struct server *s)
 {
 	struct serve_ahead	*a = s->ahead;
 	struct ipc_reader	*cur = &s->rds[s->cur], *next = &s->rds[!s->cur];
 
-	if (a == NULL || ipc_reader_whole(cur, IPC_MAX_PAYLOAD) ||
+	if (a == NULL || atomic_load(&a->state) != IPC_AHEAD_IDLE ||
+	    ipc_reader_whole(cur, IPC_MAX_PAYLOAD) ||
 	    ipc_reader_move(cur, next) == -1)
 		return false;
 	a->rd = next;
-	atomic_store(&a->stop, false);
-	atomic_store(&a->busy, true);
+	atomic_store(&a->state, IPC_AHEAD_RUN);
 	pthread_mutex_lock(&a->mu);
 	a->job = true;
 	pthread_cond_signal(&a->cv);
@@ -183,36 +177,28 @@ ahead_begin(struct server *s)
 	return true;
 }
 
-/* Ends the read-ahead and moves on to its reader: -1, or SERVE_EIO if
- * the socket failed under it. */
+/* Takes the read-ahead's reader back and moves on to it: -1, or
+ * SERVE_EIO if the socket failed under it. */
 static int
 ahead_end(struct server *s)
 {
 	struct serve_ahead	*a = s->ahead;
-	uint64_t		 one = 1;
+	struct ipc_reader	*next = &s->rds[!s->cur];
+	bool			 done;
 
-	if (atomic_load(&a->busy)) {
-		atomic_store(&a->stop, true);
-		if (write(a->wakefd, &one, sizeof(one)) == -1 &&
-		    errno != EAGAIN)
-			log_warn("eventfd");
-		for (int i = 0; atomic_load(&a->busy); i++)
-			if (i >= SERVE_AHEAD_SPIN)
-				sched_yield();
-	}
+	done = ipc_reader_reclaim(&a->state, a->wakefd);
 	s->cur = !s->cur;
-	if (a->ret == -1 && a->err == ENOMEM) {
+	if (!done || next->ahead_err == 0)
+		return -1;
+	if (next->ahead_err == ENOMEM) {
 		/* The spare's buffer goes back to the allocator, for the
 		 * frame that could not fit beside it. */
 		ipc_reader_free(&s->rds[!s->cur]);
 		return -1;
 	}
-	if (a->ret == -1) {
-		errno = a->err;
-		log_warn("cannot read from maasd");
-		return SERVE_EIO;
-	}
-	return -1;
+	errno = next->ahead_err;
+	log_warn("cannot read from maasd");
+	return SERVE_EIO;
 }
 
 static int

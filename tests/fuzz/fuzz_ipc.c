@@ -201,14 +201,17 @@ static int
 frame_ahead(int fd, struct ipc_reader rds[2], int *cur, struct ipc_hdr *h,
     const uint8_t **p)
 {
-	atomic_bool	stop = false;
+	atomic_int	state = IPC_AHEAD_RUN;
 	int		r;
 
 	if ((r = ipc_reader_frame(fd, &rds[*cur], h, p, 4096)) != 1)
 		return r;
 	if (ipc_reader_move(&rds[*cur], &rds[!*cur]) == -1)
 		abort();
-	(void)ipc_reader_ahead(fd, &rds[!*cur], -1, &stop, 4096);
+	(void)ipc_reader_ahead(fd, &rds[!*cur], -1, &state, 4096);
+	if (!ipc_reader_reclaim(&state, -1) ||
+	    atomic_load(&state) != IPC_AHEAD_IDLE)
+		abort();
 	*cur = !*cur;
 	return r;
 }

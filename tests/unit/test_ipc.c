@@ -315,7 +315,8 @@ test_reader_large(void **state)
 struct ahead_job {
 	int			 fd, wakefd, ret;
 	struct ipc_reader	*rd;
-	atomic_bool		 stop;
+	atomic_int		 state;
+	pthread_t		 th;
 };
 
 static void *
@@ -323,9 +324,30 @@ ahead_thread(void *arg)
 {
 	struct ahead_job	*j = arg;
 
-	j->ret = ipc_reader_ahead(j->fd, j->rd, j->wakefd, &j->stop,
+	j->ret = ipc_reader_ahead(j->fd, j->rd, j->wakefd, &j->state,
 	    1u << 20);
 	return NULL;
+}
+
+/* Hands r to a reading thread, as runtime/serve.c does. */
+static void
+ahead_start(struct ahead_job *j, struct ipc_reader *r)
+{
+	assert_int_equal(atomic_load(&j->state), IPC_AHEAD_IDLE);
+	j->rd = r;
+	atomic_store(&j->state, IPC_AHEAD_RUN);
+	assert_int_equal(pthread_create(&j->th, NULL, ahead_thread, j), 0);
+}
+
+/* Waits for the thread to stop by itself, then takes the reader back. */
+static void
+ahead_join(struct ahead_job *j, int ret)
+{
+	pthread_join(j->th, NULL);
+	assert_int_equal(j->ret, ret);
+	assert_int_equal(atomic_load(&j->state), IPC_AHEAD_DONE);
+	assert_true(ipc_reader_reclaim(&j->state, j->wakefd));
+	assert_int_equal(atomic_load(&j->state), IPC_AHEAD_IDLE);
 }
 
 static void
@@ -336,11 +358,12 @@ test_reader_ahead(void **state)
 	struct slow_writer	 w;
 	struct ahead_job	 j;
 	struct wbuf		 f;
-	pthread_t		 th, tr;
+	pthread_t		 tr;
 	const uint8_t		*p, *p1;
 	uint8_t			*big = malloc(300000);
 	uint64_t		 one = 1;
 	size_t			 tail;
+	bool			 done;
 	int			 sv[2];
 
 	(void)state;
@@ -372,12 +395,9 @@ test_reader_ahead(void **state)
 	w = (struct slow_writer){ sv[0], f.data + 70000, f.len - 70000,
 	    40000 };
 	assert_int_equal(pthread_create(&tr, NULL, slow_write, &w), 0);
-	j.rd = &b;
-	atomic_store(&j.stop, false);
-	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
-	pthread_join(th, NULL);
+	ahead_start(&j, &b);
 	/* It stops at a whole frame: 2 is there, 3 need not be. */
-	assert_int_equal(j.ret, 1);
+	ahead_join(&j, 1);
 	assert_true(ipc_reader_whole(&b, 1u << 20));
 	assert_memory_equal(p1, "hello", 5);
 	assert_int_equal(ipc_reader_frame(sv[1], &b, &h, &p, 1u << 20), 1);
@@ -385,42 +405,38 @@ test_reader_ahead(void **state)
 	assert_memory_equal(p, big, 300000);
 	/* Reading frame 3 ahead, back into a: EOF follows it. */
 	assert_int_equal(ipc_reader_move(&b, &a), 0);
-	j.rd = &a;
-	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
-	pthread_join(th, NULL);
-	assert_int_equal(j.ret, 1);
+	ahead_start(&j, &a);
+	ahead_join(&j, 1);
 	pthread_join(tr, NULL);
 	assert_int_equal(ipc_reader_frame(sv[1], &a, &h, &p, 1u << 20), 1);
 	assert_int_equal(h.req_id, 3);
 	assert_memory_equal(p, big + 9, 1000);
-	j.rd = &b;
 	assert_int_equal(ipc_reader_move(&a, &b), 0);
-	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
-	pthread_join(th, NULL);
-	assert_int_equal(j.ret, 0);
+	ahead_start(&j, &b);
+	ahead_join(&j, 0);
 	close(sv[1]);
 
-	/* Nothing comes: a stop and a wake-up end the wait in poll(). */
+	/* Nothing comes: the reader is taken back at once, and the
+	 * wake-up that comes with it ends the thread's wait in poll(). */
 	pair(sv);
 	j.fd = sv[1];
 	assert_int_equal(ipc_reader_move(&b, &a), 0);
-	j.rd = &a;
-	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
+	ahead_start(&j, &a);
 	usleep(20000);
-	atomic_store(&j.stop, true);
-	assert_int_equal(write(j.wakefd, &one, sizeof(one)), sizeof(one));
-	pthread_join(th, NULL);
+	done = ipc_reader_reclaim(&j.state, j.wakefd);
+	assert_false(done);
+	pthread_join(j.th, NULL);
 	assert_int_equal(j.ret, 1);
+	assert_int_equal(atomic_load(&j.state), IPC_AHEAD_IDLE);
 	assert_int_equal(a.len, a.off);
-	/* A wake-up without a stop is drained, and reading goes on; a bad
-	 * header ends it, for the consumer to report. */
-	atomic_store(&j.stop, false);
+	/* A stray wake-up is drained and reading goes on; a bad header
+	 * ends it, for the consumer to report. */
 	assert_int_equal(write(j.wakefd, &one, sizeof(one)), sizeof(one));
-	assert_int_equal(pthread_create(&th, NULL, ahead_thread, &j), 0);
+	ahead_start(&j, &a);
 	usleep(20000);
-	assert_int_equal(write(sv[0], "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", 32), 32);
-	pthread_join(th, NULL);
-	assert_int_equal(j.ret, 1);
+	assert_int_equal(write(sv[0], "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", 32),
+	    32);
+	ahead_join(&j, 1);
 	errno = 0;
 	assert_int_equal(ipc_reader_frame(sv[1], &a, &h, &p, 1u << 20), -1);
 	assert_int_equal(errno, EPROTO);
