@@ -412,6 +412,15 @@ ipc_reader_whole(const struct ipc_reader *r, uint32_t max_payload)
 	    r->len - r->off - IPC_HDR_LEN >= h.len;
 }
 
+bool
+ipc_reader_pending(int fd, const struct ipc_reader *r)
+{
+	uint8_t	b;
+
+	return r->len > r->off ||
+	    recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
 int
 ipc_reader_move(struct ipc_reader *from, struct ipc_reader *to)
 {

@@ -169,6 +169,9 @@ bool	ipc_reader_peek(const struct ipc_reader *, struct ipc_hdr *,
 /* True if the next frame is buffered whole: a valid header and all of its
  * payload. */
 bool	ipc_reader_whole(const struct ipc_reader *, uint32_t max_payload);
+/* True if bytes of a next frame are buffered or wait in the socket:
+ * the peer sent it before it had this one's answer. */
+bool	ipc_reader_pending(int fd, const struct ipc_reader *);
 /* Moves from's unread bytes into to, in place of to's own, so that from
  * holds only frames already taken (their payloads stay where they are)
  * and to goes on where from stopped.  0, or -1 (errno ENOMEM) with both

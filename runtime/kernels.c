@@ -1379,11 +1379,17 @@ static struct {
 	unsigned		 wake;		/* bumped per job, under mu */
 	int			 started;	/* workers running */
 	bool			 failed;	/* cannot start them */
-	_Atomic uint64_t	 ticket;	/* generation << 32 | next */
-	_Atomic uint32_t	 done;		/* chunks finished */
+	/* What a spinning worker reads, on a cache line of its own: the
+	 * wake-ups' lock and the count of finished chunks change under
+	 * it otherwise, and where the linker happens to put this struct
+	 * decided how much the workers' spinning slowed the caller (a
+	 * transformer's request by a tenth). */
+	_Alignas(64) _Atomic uint64_t ticket;	/* generation << 32 | next */
 	_Atomic uint32_t	 nchunks;
 	void			(*_Atomic fn)(void *, size_t, int);
 	void			*_Atomic arg;
+	_Alignas(64) _Atomic uint32_t done;	/* chunks finished */
+	char			 pad[60];	/* the line is done's alone */
 } par = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER };
 
 /* A spinning thread's hint to the CPU. */

@@ -70,6 +70,12 @@ struct server {
 	struct serve_ahead	*ahead;		/* or NULL */
 	struct ipc_reader	 rds[2];	/* frames from maasd */
 	int			 cur;		/* the reader in use */
+	/* The last large request found the next one there as it ended:
+	 * the read-ahead is worth starting.  A request nothing follows
+	 * gains nothing from it, and its thread's wake-ups cost the
+	 * product workers. */
+	bool			 queued;
+	bool			 ahead_done;	/* the read-ahead got a frame */
 	struct wbuf		 out;		/* reply payload, reused */
 	struct ipc_tensor	*in;		/* IPC_MAX_TENSORS decoded */
 	int			*want;		/* IPC_MAX_TENSORS outputs */
@@ -188,6 +194,7 @@ ahead_end(struct server *s)
 
 	done = ipc_reader_reclaim(&a->state, a->wakefd);
 	s->cur = !s->cur;
+	s->ahead_done = done && next->ahead_err == 0;
 	if (!done || next->ahead_err == 0)
 		return -1;
 	if (next->ahead_err == ENOMEM) {
@@ -314,7 +321,7 @@ serve_loop(int fd, struct onnx_model *m, struct serve_ahead *a)
 	struct ipc_hdr	 h;
 	const uint8_t	*payload = NULL;
 	int		 ret, r, r2;
-	bool		 answered = false, ahead;
+	bool		 answered = false, ahead, big;
 
 	ipc_reader_init(&s.rds[0]);
 	ipc_reader_init(&s.rds[1]);
@@ -368,10 +375,16 @@ serve_loop(int fd, struct onnx_model *m, struct serve_ahead *a)
 			break;
 		}
 		if (h.type == IPC_INFER) {
-			ahead = h.len >= SERVE_WAKE_BYTES && ahead_begin(&s);
+			big = h.len >= SERVE_WAKE_BYTES;
+			ahead = big && s.queued && ahead_begin(&s);
 			ret = serve_infer(&s, h.req_id, payload, h.len);
 			if (ahead && (r2 = ahead_end(&s)) != -1 && ret == -1)
 				ret = r2;
+			/* Whether requests queue: the next one came while
+			 * this one computed. */
+			if (big)
+				s.queued = (ahead && s.ahead_done) ||
+				    ipc_reader_pending(fd, &s.rds[s.cur]);
 		} else if (h.type == IPC_PING && h.len == 0)
 			ret = ipc_write_frame(fd, IPC_PONG, h.req_id, NULL,
 			    0) == -1 ? SERVE_EIO : -1;

@@ -238,12 +238,15 @@ test_reader_frames(void **state)
 	(void)state;
 	pair(sv);
 	ipc_reader_init(&rd);
+	assert_false(ipc_reader_pending(sv[1], &rd));
 	/* Three frames waiting: the first read takes all of them. */
 	assert_int_equal(ipc_write_frame(sv[0], IPC_INFER, 42, "hello", 5),
 	    0);
 	assert_int_equal(ipc_write_frame(sv[0], IPC_PING, 43, NULL, 0), 0);
 	assert_int_equal(ipc_write_frame(sv[0], IPC_INFER, 44, "xy", 2), 0);
+	assert_true(ipc_reader_pending(sv[1], &rd));	/* in the socket */
 	assert_int_equal(ipc_reader_wait(sv[1], &rd, 0), 1);
+	assert_true(ipc_reader_pending(sv[1], &rd));	/* buffered */
 	assert_true(ipc_reader_peek(&rd, &h, 1024));
 	assert_int_equal(h.req_id, 42);
 	assert_int_equal(rd.len, 3 * IPC_HDR_LEN + 7);
@@ -259,6 +262,7 @@ test_reader_frames(void **state)
 	assert_int_equal(ipc_reader_frame(sv[1], &rd, &h, &p, 1024), 1);
 	assert_int_equal(h.req_id, 44);
 	assert_memory_equal(p, "xy", 2);
+	assert_false(ipc_reader_pending(sv[1], &rd));
 	/* Nothing more: waiting polls, then sleeps until EOF. */
 	close(sv[0]);
 	assert_int_equal(ipc_reader_wait(sv[1], &rd, 1000), 0);
