@@ -187,12 +187,18 @@ struct pool {
 	int			 n;		/* threads, the caller's included */
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 go, done_cv;
-	_Atomic uint64_t	 ticket;	/* gen, n, next (mu to store) */
-	_Atomic int		 done;		/* items finished */
 	int			 sleepers;	/* workers in cond_wait (mu) */
 	bool			 waiting;	/* caller in cond_wait (mu) */
 	_Atomic bool		 quit;		/* set with the gen bumped */
+	/* What the spinning workers read, on cache lines of their own
+	 * (so the model is allocated 64-aligned): the lock, the condition
+	 * variables and the count of finished items change under it
+	 * otherwise, as in runtime/kernels.c's pool. */
+	_Alignas(64) _Atomic uint64_t ticket;	/* gen, n, next (mu to
+						 * store) */
 	struct job		 job;		/* written before ticket */
+	_Alignas(64) _Atomic int done;		/* items finished */
+	char			 pad[60];	/* done's line alone */
 };
 
 struct worker {
@@ -463,6 +469,7 @@ llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
     size_t errlen)
 {
 	struct llm_model	*m = NULL;
+	void			*mp;
 	struct llm_hparams	*hp;
 	struct gguf_str		 arch;
 	char			 a[16], name[GGUF_NAME_MAX + 1];
@@ -482,7 +489,12 @@ llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
 		return -1;
 	}
 	snprintf(a, sizeof(a), "%.*s", (int)arch.n, arch.p);
-	m = xcalloc(1, sizeof(*m));
+	if (posix_memalign(&mp, _Alignof(struct llm_model), sizeof(*m)) !=
+	    0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	m = memset(mp, 0, sizeof(*m));
 	m->g = g;
 	m->pool.n = 1;
 	m->neox = strcmp(a, "qwen2") == 0;
