@@ -150,7 +150,6 @@ ahead_main(void *arg)
 			break;
 		a->job = false;
 		pthread_mutex_unlock(&a->mu);
-		errno = 0;
 		/* Its failure, if any, is left in the reader. */
 		(void)ipc_reader_ahead(a->fd, a->rd, a->wakefd, &a->state,
 		    IPC_MAX_PAYLOAD);

@@ -65,10 +65,13 @@ def test_runtime_is_sandboxed(maasd_factory, models):
     for fd in (0, 1, 2):
         t = fds.pop(fd, None)
         assert t == "/dev/null" or (t or "").startswith("pipe:"), (fd, t)
+    # The model, the socket to maasd, and the eventfd that wakes the
+    # read-ahead thread (runtime/serve.c).
     rest = sorted(fds.values())
-    assert len(rest) == 2, rest
+    assert len(rest) == 3, rest
     assert os.path.realpath(path) in rest, rest
     assert sum(t.startswith("socket:") for t in rest) == 1, rest
+    assert rest.count("anon_inode:[eventfd]") == 1, rest
 
 
 def test_sigsys_runtime_is_restarted(maasd_factory, models):
