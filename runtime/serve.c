@@ -75,7 +75,6 @@ struct server {
 	 * gains nothing from it, and its thread's wake-ups cost the
 	 * product workers. */
 	bool			 queued;
-	bool			 ahead_done;	/* the read-ahead got a frame */
 	struct wbuf		 out;		/* reply payload, reused */
 	struct ipc_tensor	*in;		/* IPC_MAX_TENSORS decoded */
 	int			*want;		/* IPC_MAX_TENSORS outputs */
@@ -193,7 +192,6 @@ ahead_end(struct server *s)
 
 	done = ipc_reader_reclaim(&a->state, a->wakefd);
 	s->cur = !s->cur;
-	s->ahead_done = done && next->ahead_err == 0;
 	if (!done || next->ahead_err == 0)
 		return -1;
 	if (next->ahead_err == ENOMEM) {
@@ -380,10 +378,11 @@ serve_loop(int fd, struct onnx_model *m, struct serve_ahead *a)
 			if (ahead && (r2 = ahead_end(&s)) != -1 && ret == -1)
 				ret = r2;
 			/* Whether requests queue: the next one came while
-			 * this one computed. */
+			 * this one computed (the read-ahead leaves it in the
+			 * reader, which answers without a syscall). */
 			if (big)
-				s.queued = (ahead && s.ahead_done) ||
-				    ipc_reader_pending(fd, &s.rds[s.cur]);
+				s.queued = ipc_reader_pending(fd,
+				    &s.rds[s.cur]);
 		} else if (h.type == IPC_PING && h.len == 0)
 			ret = ipc_write_frame(fd, IPC_PONG, h.req_id, NULL,
 			    0) == -1 ? SERVE_EIO : -1;

@@ -197,8 +197,8 @@ struct pool {
 	_Alignas(64) _Atomic uint64_t ticket;	/* gen, n, next (mu to
 						 * store) */
 	struct job		 job;		/* written before ticket */
+	/* Last, so the struct's tail padding keeps its line its own. */
 	_Alignas(64) _Atomic int done;		/* items finished */
-	char			 pad[60];	/* done's line alone */
 };
 
 struct worker {
