@@ -17,6 +17,7 @@ test_llm_gguf_PKGS := openblas
 
 UNIT_TESTS += test_llm_quant
 test_llm_quant_SRCS := tests/unit/test_llm_quant.c runtime/llm/quant.c \
+	runtime/llm/pgemm.c \
 	runtime/llm/gguf.c common/xmalloc.c
 test_llm_quant_PKGS :=
 
