@@ -9,6 +9,7 @@
  *
  *   fmapeak THREADS
  */
+#include <errno.h>
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -101,9 +102,15 @@ main(int argc, char *argv[])
 {
 	pthread_t	th[MAX_THREADS];
 	double		sum[2] = { 0.0, 0.0 };
-	int		nt = argc > 1 ? atoi(argv[1]) : 1;
+	char		*end = NULL;
+	long		nt = 1;
 
-	if (nt < 1 || nt > MAX_THREADS) {
+	if (argc > 1) {
+		errno = 0;
+		nt = strtol(argv[1], &end, 10);
+	}
+	if (argc > 2 || (argc > 1 && (errno != 0 || end == argv[1] ||
+	    *end != '\0')) || nt < 1 || nt > MAX_THREADS) {
 		fprintf(stderr, "usage: fmapeak THREADS (1..%d)\n",
 		    MAX_THREADS);
 		return 2;
@@ -115,12 +122,12 @@ main(int argc, char *argv[])
 	}
 	wide = __builtin_cpu_supports("avx512f");
 	pthread_barrier_init(&bar, NULL, (unsigned)nt);
-	for (int i = 0; i < nt; i++)
+	for (long i = 0; i < nt; i++)
 		if (pthread_create(&th[i], NULL, worker, rate[i]) != 0) {
 			fprintf(stderr, "fmapeak: pthread_create failed\n");
 			return 1;
 		}
-	for (int i = 0; i < nt; i++) {
+	for (long i = 0; i < nt; i++) {
 		pthread_join(th[i], NULL);
 		sum[0] += rate[i][0];
 		sum[1] += rate[i][1];

@@ -1337,7 +1337,7 @@ avx2_attend(const float *q, const void *k, const void *v, size_t ld,
 #undef SCASE
 	/* Prefill's vector softmax where there is one (pgemm.c): sixteen
 	 * keys an exponential instead of a call to expf() a key. */
-	if (use_avx512) {
+	if (pgemm_fast()) {
 		pgemm_softmax(att, (size_t)nk, (size_t)nk);
 		inv = 1.0f;
 	} else {
