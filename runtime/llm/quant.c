@@ -101,6 +101,7 @@ static float	dot_generic(enum ggml_type, const void *, const float *,
 		    size_t);
 #ifdef QUANT_X86
 static void	avx2_dequant_f16(const uint8_t *, float *, size_t);
+static void	avx512_dequant_f16(const uint8_t *, float *, size_t);
 static void	avx2_f32_nx(const float *, const float *, size_t, int,
 		    size_t, float *, size_t);
 static void	avx2_f16_nx(const uint8_t *, const float *, size_t, int,
@@ -298,6 +299,10 @@ quant_dequant(enum ggml_type t, const void *w, float *dst, size_t n)
 		break;
 	case GGML_T_F16:
 #ifdef QUANT_X86
+		if (use_avx512) {
+			avx512_dequant_f16(p, dst, n);
+			break;
+		}
 		if (use_avx2) {
 			avx2_dequant_f16(p, dst, n);
 			break;
@@ -520,6 +525,26 @@ avx2_hsum(__m256 v, float s)
 	q = _mm_add_ps(q, _mm_movehl_ps(q, q));
 	q = _mm_add_ss(q, _mm_movehdup_ps(q));
 	return _mm_cvtss_f32(q) + s;
+}
+
+/* The same conversion sixteen halves at a time, for prefill, which widens
+ * every F16 weight row once a chunk: twice the AVX2 loop's pace where the
+ * rows are in cache. */
+AVX512 static void
+avx512_dequant_f16(const uint8_t *p, float *dst, size_t n)
+{
+	size_t	i = 0;
+
+	for (; i + 32 <= n; i += 32) {
+		__m512	a = _mm512_cvtph_ps(_mm256_loadu_si256(
+			    (const __m256i *)(const void *)(p + 2 * i)));
+		__m512	b = _mm512_cvtph_ps(_mm256_loadu_si256(
+			    (const __m256i *)(const void *)(p + 2 * i + 32)));
+
+		_mm512_storeu_ps(dst + i, a);
+		_mm512_storeu_ps(dst + i + 16, b);
+	}
+	avx2_dequant_f16(p + 2 * i, dst + i, n - i);
 }
 
 AVX2 static void

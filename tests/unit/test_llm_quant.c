@@ -326,6 +326,48 @@ check_attend(int nk, int hd, size_t ld)
 	free(ref);
 }
 
+/* quant_dequant() of F16 rows gives quant_f16()'s bits for every value
+ * (NaNs as NaNs), whatever the length and the start: the vector loops'
+ * tails (lengths around 8, 16 and 32) and unaligned rows. */
+static void
+test_dequant_f16(void **state)
+{
+	static uint8_t	raw[2 * 65536 + 2];
+	static float	out[65536 + 1];
+
+	(void)state;
+	quant_init();
+	for (uint32_t b = 0; b < 65536; b++) {
+		raw[2 * b + 1] = (uint8_t)b;	/* from byte 1: unaligned */
+		raw[2 * b + 2] = (uint8_t)(b >> 8);
+	}
+	for (size_t n = 0; n <= 70; n++) {
+		for (size_t s0 = 0; s0 + n <= 65536; s0 += 4093) {
+			out[n] = -7.0f;
+			quant_dequant(GGML_T_F16, raw + 1 + 2 * s0, out, n);
+			for (size_t i = 0; i < n; i++) {
+				float	want = quant_f16((uint16_t)(s0 + i));
+
+				if (isnan(want) ? !isnan(out[i]) :
+				    memcmp(&want, &out[i], sizeof(want)) != 0)
+					fail_msg("n %zu value %#zx: %a, want "
+					    "%a", n, s0 + i, (double)out[i],
+					    (double)want);
+			}
+			assert_true(out[n] == -7.0f);
+		}
+	}
+	quant_dequant(GGML_T_F16, raw + 1, out, 65536);
+	for (uint32_t b = 0; b < 65536; b++) {
+		float	want = quant_f16((uint16_t)b);
+
+		if (isnan(want) ? !isnan(out[b]) :
+		    memcmp(&want, &out[b], sizeof(want)) != 0)
+			fail_msg("value %#x: %a, want %a", b, (double)out[b],
+			    (double)want);
+	}
+}
+
 /* quant_to_f16() rounds to the nearest F16, ties to even, and the
  * vector conversion (F16C where the CPU has it) agrees with it. */
 static void
@@ -414,6 +456,7 @@ main(void)
 		cmocka_unit_test(test_rows_unaligned),
 		cmocka_unit_test(test_attend),
 		cmocka_unit_test(test_to_f16),
+		cmocka_unit_test(test_dequant_f16),
 	};
 
 	printf("kernels: %s\n", quant_kernels());
