@@ -9,6 +9,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -719,6 +720,42 @@ prefill_threads(uint32_t wt, bool qwen)
 	unload(&l);
 }
 
+/* Counts, per item, the runs llm_model_par() made of it. */
+static void
+count_item(void *arg, int i)
+{
+	atomic_fetch_add((_Atomic int *)arg + i, 1);
+}
+
+/* The pool runs every item of a job exactly once, for item counts below,
+ * at and above the thread count, whatever thread ends up taking it from
+ * another's share: a worker that wakes late leaves its share to the
+ * others, and the job still completes. */
+static void
+test_pool_items_once(void **state)
+{
+	static _Atomic int	 runs[300];
+	struct loaded		 l;
+
+	(void)state;
+	load(&l, GGML_T_F32, false);
+	for (int t = 2; t <= 5; t++) {
+		assert_int_equal(llm_model_set_threads(l.m, t), 0);
+		for (int n = 0; n <= 300; n += n < 12 ? 1 : 37) {
+			for (int i = 0; i < 300; i++)
+				atomic_store(&runs[i], 0);
+			llm_model_par(l.m, count_item, runs, n);
+			for (int i = 0; i < 300; i++)
+				if (atomic_load(&runs[i]) != (i < n))
+					fail_msg("%d threads, %d items: item %d "
+					    "ran %d times", t, n, i,
+					    atomic_load(&runs[i]));
+		}
+	}
+	assert_int_equal(llm_model_set_threads(l.m, 1), 0);
+	unload(&l);
+}
+
 static void
 test_prefill_threads(void **state)
 {
@@ -813,6 +850,7 @@ main(void)
 		cmocka_unit_test(test_model_refusals),
 		cmocka_unit_test(test_batch_invariance),
 		cmocka_unit_test(test_prefill_threads),
+		cmocka_unit_test(test_pool_items_once),
 		cmocka_unit_test(test_truncate_and_limits),
 	};
 
