@@ -1368,11 +1368,23 @@ kernel_matmul_fused(float *y, const int64_t *ys, const float *a,
 /* Workers for par_run(), started on first use and kept: a request then
  * starts no thread.  Only the runtime's one serving thread calls
  * par_run().  A job is `nchunks` calls fn(arg, chunk, thread), thread
- * 0 the caller's and 1.. the workers' (per-thread scratch); every thread,
- * the caller too, takes the next chunk from `ticket` until none is
- * left, and the caller returns once `done` counts them all.  ticket
- * holds the job's generation in its high half, so a worker that wakes
- * late, after its job is over, cannot take a chunk of the next one. */
+ * 0 the caller's and 1.. the workers' (per-thread scratch).  The chunks
+ * are cut into one share of consecutive chunks per thread: each thread
+ * takes its own share's chunks from the front, then the others' from
+ * their backs, until none is left, and the caller returns once `done`
+ * counts them all.  So while all run, a thread computes the same part of
+ * a product request after request (the same panels of b, which then stay
+ * in its L2), and a worker that is slow to wake leaves its share to the
+ * others.  ticket holds the job's generation, which wakes the workers;
+ * each share word packs a generation too (SH_*), its end and its next
+ * chunk, so that one compare-and-swap sees a chunk is left and claims
+ * it, and a worker that wakes late, after its job is over, cannot take a
+ * chunk of the next one. */
+#define SH_MAX		0xffffffu	/* chunks of a job, at most */
+#define SH_END(w)	((uint32_t)((w) >> 24) & SH_MAX)
+#define SH_NEXT(w)	((uint32_t)(w) & SH_MAX)
+#define SH_MAKE(gen, end, next)	((uint64_t)((gen) & 0xffff) << 48 | \
+				    (uint64_t)(end) << 24 | (uint64_t)(next))
 static struct {
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 go;
@@ -1384,10 +1396,14 @@ static struct {
 	 * it otherwise, and where the linker happens to put this struct
 	 * decided how much the workers' spinning slowed the caller (a
 	 * transformer's request by a tenth). */
-	_Alignas(64) _Atomic uint64_t ticket;	/* generation << 32 | next */
-	_Atomic uint32_t	 nchunks;
+	_Alignas(64) _Atomic uint64_t ticket;	/* generation << 32 */
+	_Atomic int		 nshares;	/* the job's shares */
 	void			(*_Atomic fn)(void *, size_t, int);
 	void			*_Atomic arg;
+	/* Thread i's share, each word on a line of its own. */
+	struct {
+		_Alignas(64) _Atomic uint64_t w;
+	}			 share[KERNEL_PAR_MAX];
 	/* Last, so the struct's tail padding keeps its line its own. */
 	_Alignas(64) _Atomic uint32_t done;	/* chunks finished */
 } par = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER };
@@ -1411,22 +1427,32 @@ par_threads(void)
 	return n > KERNEL_PAR_MAX ? KERNEL_PAR_MAX : n;
 }
 
+/* Computes chunks of the posted job on thread self: its own share from
+ * the front, then the others' from their backs. */
 static void
 par_chunks(int self)
 {
-	for (;;) {
-		uint64_t	  t = atomic_load(&par.ticket);
-		uint32_t	  n = atomic_load(&par.nchunks);
-		void		(*fn)(void *, size_t, int) = atomic_load(&par.fn);
-		void		 *arg = atomic_load(&par.arg);
+	int	n = atomic_load(&par.nshares);
 
-		if ((uint32_t)t >= n)
-			return;
-		/* Fails if another thread took it or a new job began. */
-		if (!atomic_compare_exchange_weak(&par.ticket, &t, t + 1))
-			continue;
-		fn(arg, (size_t)(uint32_t)t, self);
-		atomic_fetch_add(&par.done, 1);
+	for (int k = 0; k < n; k++) {
+		_Atomic uint64_t	*w = &par.share[(self + k) % n].w;
+		uint64_t		 t = atomic_load(w);
+
+		while (SH_NEXT(t) < SH_END(t)) {
+			uint64_t	  c = k == 0 ? t + 1 :
+					    t - ((uint64_t)1 << 24);
+			void		(*fn)(void *, size_t, int);
+
+			/* Fails if another thread took it or a new job
+			 * began (t is then reloaded). */
+			if (!atomic_compare_exchange_weak(w, &t, c))
+				continue;
+			fn = atomic_load(&par.fn);
+			fn(atomic_load(&par.arg), k == 0 ? SH_NEXT(t) :
+			    SH_END(t) - 1, self);
+			atomic_fetch_add(&par.done, 1);
+			t = atomic_load(w);
+		}
 	}
 }
 
@@ -1484,24 +1510,28 @@ static void
 par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
 {
 	uint64_t	gen;
+	int		n;
 
 	par_start(nthr - 1);
-	if (par.started == 0 || nchunks <= 1 || nchunks > UINT32_MAX) {
+	if (par.started == 0 || nchunks <= 1 || nchunks > SH_MAX) {
 		for (size_t c = 0; c < nchunks; c++)
 			fn(arg, c, 0);
 		return;
 	}
-	/* The order matters to a worker still in par_chunks(), which reads
-	 * ticket, then nchunks, then fn and arg: with no chunks it takes
-	 * none; once it sees the new count, the ticket it compares against
-	 * is the new generation's and fn and arg are the new job's. */
-	atomic_store(&par.nchunks, 0);
+	/* The order matters to a worker still in par_chunks(): the last
+	 * job's chunks are all claimed, so it finds none until a share of
+	 * this one is stored, and one it claims is read with this job's fn
+	 * and arg, stored before. */
 	gen = (atomic_load(&par.ticket) >> 32) + 1;
-	atomic_store(&par.ticket, gen << 32);
 	atomic_store(&par.fn, fn);
 	atomic_store(&par.arg, arg);
 	atomic_store(&par.done, 0);
-	atomic_store(&par.nchunks, (uint32_t)nchunks);
+	n = par.started + 1;
+	atomic_store(&par.nshares, n);
+	for (int i = 0; i < n; i++)
+		atomic_store(&par.share[i].w, SH_MAKE(gen, nchunks * (size_t)(i +
+		    1) / (size_t)n, nchunks * (size_t)i / (size_t)n));
+	atomic_store(&par.ticket, gen << 32);
 	pthread_mutex_lock(&par.mu);
 	par.wake++;
 	pthread_cond_broadcast(&par.go);

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -248,6 +249,53 @@ test_same_bits(void **state)
 	operands_free(&o);
 }
 
+/* Per chunk, the runs kernel_par_run() and kernel_par_tasks() made of
+ * it, and per task whether its thread index was in range. */
+static _Atomic int	par_runs[1000];
+static _Atomic int	par_bad_thread;
+
+static void
+par_count(void *arg, size_t c)
+{
+	(void)arg;
+	atomic_fetch_add(&par_runs[c], 1);
+}
+
+static void
+par_count_task(void *arg, size_t c, int thread)
+{
+	if (thread < 0 || thread >= *(int *)arg)
+		atomic_store(&par_bad_thread, 1);
+	atomic_fetch_add(&par_runs[c], 1);
+}
+
+/* The pool runs each chunk exactly once, for chunk counts below, at and
+ * above the thread count, on 2 to 4 threads: every share, the ones
+ * taken whole from their backs by the others included. */
+static void
+test_par_chunks_once(void **state)
+{
+	(void)state;
+	for (int t = 2; t <= 4; t++) {
+		openblas_set_num_threads(t);
+		for (size_t n = 0; n <= 1000; n += n < 20 ? 1 : 97) {
+			for (size_t c = 0; c < 1000; c++)
+				atomic_store(&par_runs[c], 0);
+			if (n % 2 == 0)
+				kernel_par_run(par_count, NULL, n);
+			else
+				kernel_par_tasks(par_count_task, &t, n);
+			for (size_t c = 0; c < 1000; c++)
+				if (atomic_load(&par_runs[c]) != (c < n))
+					fail_msg("%d threads, %zu chunks: chunk "
+					    "%zu ran %d times", t, n, c,
+					    atomic_load(&par_runs[c]));
+			assert_int_equal(atomic_load(&par_bad_thread), 0);
+		}
+	}
+	openblas_set_num_threads(1);
+}
+
 int
 main(void)
 {
@@ -256,6 +304,7 @@ main(void)
 		cmocka_unit_test(test_rows),
 		cmocka_unit_test(test_shapes),
 		cmocka_unit_test(test_same_bits),
+		cmocka_unit_test(test_par_chunks_once),
 	};
 
 	if (!gemm_fast())
