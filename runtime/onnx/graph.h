@@ -79,6 +79,9 @@ struct onnx_value {
 	 * this one shares (a Reshape's input, a fused MatMul's output),
 	 * or -1. */
 	int		 alias;
+	/* exec.c, inputs: no value shares this one's arena memory, so a
+	 * request's elements may be read where its frame holds them. */
+	bool		 borrow;
 };
 
 struct onnx_node {

@@ -284,6 +284,87 @@ test_reshape_alias(void **state)
 	onnx_free(m);
 }
 
+/* Runs m on xs's first batch rows from data (a copy of them anywhere). */
+static void
+run_from(struct onnx_model *m, int64_t batch, const uint8_t *data)
+{
+	struct ipc_tensor	t;
+	char			err[512];
+
+	memset(&t, 0, sizeof(t));
+	snprintf(t.desc.name, sizeof(t.desc.name), "x");
+	t.desc.dtype = DT_FP32;
+	t.desc.ndim = 3;
+	t.desc.dims[0] = batch;
+	t.desc.dims[1] = 2;
+	t.desc.dims[2] = K;
+	t.data = data;
+	t.nbytes = (uint64_t)batch * 2 * K * sizeof(float);
+	if (onnx_run(m, &t, 1, err, sizeof(err)) != ONNX_OK)
+		fail_msg("run failed: %s", err);
+}
+
+/* An input nothing aliases is read where the request holds it, when
+ * its floats are aligned, and is never written; one a Reshape aliases,
+ * or one that is not aligned, is copied into the arena first.  Either
+ * way the same numbers come out, plan after plan. */
+static void
+test_input_borrowed(void **state)
+{
+	static const char *const	outs[] = { "y", "z" };
+	static uint8_t			raw[MAXB * 2 * K * 4 + 1];
+	static float			keep[MAXB * 2 * K];
+	const int64_t			shape[2] = { -1, K };
+	struct onnx_model		*m;
+	const struct onnx_value		*x;
+	double				want[2][MAXB * 2 * K];
+
+	(void)state;
+	for (int alias = 0; alias < 2; alias++) {
+		Onnx__ModelProto	*p = model_x(13, 2, outs);
+
+		/* y = Relu(x) + x; z = Neg(x), or Neg(Reshape(x)), the
+		 * Reshape then sharing x's memory. */
+		onnxb_node(p, "Relu", "r", (const char *[]){ "x", NULL },
+		    "r");
+		node2(p, "Add", "r", "x", "y");
+		if (alias) {
+			onnxb_init_i64(p, "shape", 1, (int64_t[]){ 2 },
+			    shape);
+			node2(p, "Reshape", "x", "shape", "s");
+			onnxb_node(p, "Neg", "z", (const char *[]){ "s",
+			    NULL }, "z");
+		} else
+			onnxb_node(p, "Neg", "z", (const char *[]){ "x",
+			    NULL }, "z");
+		m = onnxt_load_ok(p);
+		x = &m->vals[m->inputs[0]];
+		memcpy(keep, xs, sizeof(keep));
+		for (int64_t batch = MAXB; batch >= 1; batch -= 2)
+			for (int odd = 0; odd < 2; odd++) {
+				size_t		 n = (size_t)batch * 2 * K;
+				const uint8_t	*src = odd ? raw + 1 :
+						    (const uint8_t *)xs;
+
+				memcpy(raw + 1, xs, sizeof(xs));
+				run_from(m, batch, src);
+				for (size_t i = 0; i < n; i++) {
+					want[0][i] = (xs[i] > 0 ? xs[i] : 0) +
+					    xs[i];
+					want[1][i] = -(double)xs[i];
+				}
+				assert_out(m, 0, want[0], n);
+				assert_out(m, 1, want[1], n);
+				assert_true(x->borrow == !alias);
+				assert_true((x->data == src) == (!alias &&
+				    !odd));
+				assert_memory_equal(xs, keep, sizeof(xs));
+				assert_memory_equal(raw + 1, keep, sizeof(xs));
+			}
+		onnx_free(m);
+	}
+}
+
 static void
 test_relu_in_place(void **state)
 {
@@ -555,6 +636,7 @@ main(void)
 		cmocka_unit_test(test_gelu),
 		cmocka_unit_test(test_reshape_alias),
 		cmocka_unit_test(test_relu_in_place),
+		cmocka_unit_test(test_input_borrowed),
 		cmocka_unit_test(test_gemm_relu),
 		cmocka_unit_test(test_kernel_erf_gelu),
 		cmocka_unit_test(test_kernel_softmax_rows),
