@@ -581,12 +581,16 @@ fuse(struct onnx_model *m)
 			(void)fuse_pool(m, n, nread);
 	}
 	/* An input nothing aliases is only ever read, through its own
-	 * pointer: onnx_run() may point it at the request's bytes. */
+	 * pointer: onnx_run() may point it at the request's bytes.  Not
+	 * one that is also a graph output, which is read after the run,
+	 * when those bytes may be gone (onnx_run_dummy() frees them). */
 	for (size_t i = 0; i < m->n_inputs; i++)
 		m->vals[m->inputs[i]].borrow = true;
 	for (size_t i = 0; i < m->n_vals; i++)
 		if (m->vals[i].alias >= 0)
 			m->vals[m->vals[i].alias].borrow = false;
+	for (size_t i = 0; i < m->n_outputs; i++)
+		m->vals[m->outputs[i]].borrow = false;
 	m->fused = true;
 }
 
