@@ -54,6 +54,13 @@ const float *
 onnxt_run_x(struct onnx_model *m, const float *x, int nd,
     const int64_t *dims, struct ipc_tensor_desc *od)
 {
+	return onnxt_run_bytes(m, x, nd, dims, od);
+}
+
+const float *
+onnxt_run_bytes(struct onnx_model *m, const void *x, int nd,
+    const int64_t *dims, struct ipc_tensor_desc *od)
+{
 	struct ipc_tensor	t;
 	uint64_t		nb, count = 1;
 	char			err[512];
@@ -64,7 +71,7 @@ onnxt_run_x(struct onnx_model *m, const float *x, int nd,
 	t.desc.ndim = nd;
 	for (int i = 0; i < nd; i++)
 		count *= (uint64_t)(t.desc.dims[i] = dims[i]);
-	t.data = (const uint8_t *)x;
+	t.data = x;
 	t.nbytes = count * 4;
 	if (onnx_run(m, &t, 1, err, sizeof(err)) != ONNX_OK)
 		fail_msg("run failed: %s", err);

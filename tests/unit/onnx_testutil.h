@@ -23,6 +23,10 @@ void			 onnxt_load_err(Onnx__ModelProto *p, const char *want);
 const float		*onnxt_run_x(struct onnx_model *m, const float *x,
 			    int nd, const int64_t *dims,
 			    struct ipc_tensor_desc *od);
+/* As onnxt_run_x, on the FP32 elements at x, which may be unaligned. */
+const float		*onnxt_run_bytes(struct onnx_model *m, const void *x,
+			    int nd, const int64_t *dims,
+			    struct ipc_tensor_desc *od);
 void			 onnxt_assert_shape(const struct ipc_tensor_desc *d,
 			    int nd, const int64_t *want);
 #endif

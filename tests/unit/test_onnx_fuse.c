@@ -64,23 +64,20 @@ scalar(Onnx__ModelProto *p, const char *name, float v)
 	onnxb_init_f32(p, name, 0, NULL, &v);
 }
 
+/* Runs m on xs's first batch rows from data (xs, or a copy of them
+ * anywhere). */
+static void
+run_from(struct onnx_model *m, int64_t batch, const void *data)
+{
+	struct ipc_tensor_desc	od;
+
+	(void)onnxt_run_bytes(m, data, 3, (int64_t[]){ batch, 2, K }, &od);
+}
+
 static void
 run_batch(struct onnx_model *m, int64_t batch)
 {
-	struct ipc_tensor	t;
-	char			err[512];
-
-	memset(&t, 0, sizeof(t));
-	snprintf(t.desc.name, sizeof(t.desc.name), "x");
-	t.desc.dtype = DT_FP32;
-	t.desc.ndim = 3;
-	t.desc.dims[0] = batch;
-	t.desc.dims[1] = 2;
-	t.desc.dims[2] = K;
-	t.data = (const uint8_t *)xs;
-	t.nbytes = (uint64_t)batch * 2 * K * sizeof(float);
-	if (onnx_run(m, &t, 1, err, sizeof(err)) != ONNX_OK)
-		fail_msg("run failed: %s", err);
+	run_from(m, batch, xs);
 }
 
 static void
@@ -282,26 +279,6 @@ test_reshape_alias(void **state)
 	    node_named(m, "a")->out[0]);
 	assert_int_equal(m->vals[node_named(m, "y")->out[0]].alias, -1);
 	onnx_free(m);
-}
-
-/* Runs m on xs's first batch rows from data (a copy of them anywhere). */
-static void
-run_from(struct onnx_model *m, int64_t batch, const uint8_t *data)
-{
-	struct ipc_tensor	t;
-	char			err[512];
-
-	memset(&t, 0, sizeof(t));
-	snprintf(t.desc.name, sizeof(t.desc.name), "x");
-	t.desc.dtype = DT_FP32;
-	t.desc.ndim = 3;
-	t.desc.dims[0] = batch;
-	t.desc.dims[1] = 2;
-	t.desc.dims[2] = K;
-	t.data = data;
-	t.nbytes = (uint64_t)batch * 2 * K * sizeof(float);
-	if (onnx_run(m, &t, 1, err, sizeof(err)) != ONNX_OK)
-		fail_msg("run failed: %s", err);
 }
 
 /* An input nothing aliases is read where the request holds it, when

@@ -129,20 +129,9 @@ reference(size_t rows, double *g, double *y)
 static void
 run_batch(struct onnx_model *m, int64_t batch)
 {
-	struct ipc_tensor	t;
-	char			err[512];
+	struct ipc_tensor_desc	od;
 
-	memset(&t, 0, sizeof(t));
-	snprintf(t.desc.name, sizeof(t.desc.name), "x");
-	t.desc.dtype = DT_FP32;
-	t.desc.ndim = 3;
-	t.desc.dims[0] = batch;
-	t.desc.dims[1] = S;
-	t.desc.dims[2] = K1;
-	t.data = (const uint8_t *)x;
-	t.nbytes = (uint64_t)batch * S * K1 * sizeof(float);
-	if (onnx_run(m, &t, 1, err, sizeof(err)) != ONNX_OK)
-		fail_msg("run failed: %s", err);
+	(void)onnxt_run_bytes(m, x, 3, (int64_t[]){ batch, S, K1 }, &od);
 }
 
 /* Output i, checked against want (n values); a copy the caller frees. */
