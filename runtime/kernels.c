@@ -113,7 +113,7 @@ static void	par_ranges(void (*)(void *, size_t, size_t), void *, size_t,
 static void	par_range_chunk(void *, size_t);
 static void	par_run(void (*)(void *, size_t, int), void *, size_t, int);
 static void	par_start(int);
-static void	par_chunks(int);
+static void	par_chunks(int, uint64_t);
 static void	par_call2(void *, size_t, int);
 static void	maxpool_part(void *, size_t, int);
 static size_t	row_wide(size_t, size_t, size_t);
@@ -1381,6 +1381,7 @@ kernel_matmul_fused(float *y, const int64_t *ys, const float *a,
  * it, and a worker that wakes late, after its job is over, cannot take a
  * chunk of the next one. */
 #define SH_MAX		0xffffffu	/* chunks of a job, at most */
+#define SH_GEN(w)	((uint32_t)((w) >> 48))
 #define SH_END(w)	((uint32_t)((w) >> 24) & SH_MAX)
 #define SH_NEXT(w)	((uint32_t)(w) & SH_MAX)
 #define SH_MAKE(gen, end, next)	((uint64_t)((gen) & 0xffff) << 48 | \
@@ -1427,18 +1428,24 @@ par_threads(void)
 	return n > KERNEL_PAR_MAX ? KERNEL_PAR_MAX : n;
 }
 
-/* Computes chunks of the posted job on thread self: its own share from
- * the front, then the others' from their backs. */
+/* Computes chunks of job gen on thread self: its own share from the
+ * front, then the others' from their backs.  A thread the job has no
+ * share for (more workers run than the job's thread count) takes none,
+ * and neither does one still here from an earlier job, so that a task's
+ * thread index is always below its job's count. */
 static void
-par_chunks(int self)
+par_chunks(int self, uint64_t gen)
 {
 	int	n = atomic_load(&par.nshares);
 
+	if (self >= n)
+		return;
 	for (int k = 0; k < n; k++) {
 		_Atomic uint64_t	*w = &par.share[(self + k) % n].w;
 		uint64_t		 t = atomic_load(w);
 
-		while (SH_NEXT(t) < SH_END(t)) {
+		while (SH_NEXT(t) < SH_END(t) &&
+		    SH_GEN(t) == (uint32_t)(gen & 0xffff)) {
 			uint64_t	  c = k == 0 ? t + 1 :
 					    t - ((uint64_t)1 << 24);
 			void		(*fn)(void *, size_t, int);
@@ -1478,7 +1485,7 @@ par_worker(void *arg)
 			pthread_mutex_unlock(&par.mu);
 		}
 		gen = atomic_load(&par.ticket) >> 32;
-		par_chunks(self);
+		par_chunks(self, gen);
 	}
 	return NULL;
 }
@@ -1518,15 +1525,17 @@ par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
 			fn(arg, c, 0);
 		return;
 	}
-	/* The order matters to a worker still in par_chunks(): the last
-	 * job's chunks are all claimed, so it finds none until a share of
-	 * this one is stored, and one it claims is read with this job's fn
-	 * and arg, stored before. */
+	/* The order matters to a worker that sees the new generation in
+	 * ticket: the shares, their count, fn and arg it then reads are
+	 * this job's.  One still in par_chunks() for an earlier job takes
+	 * nothing from these shares, whose generation is not its own.
+	 * Workers started for more threads than this job has get no
+	 * share. */
 	gen = (atomic_load(&par.ticket) >> 32) + 1;
 	atomic_store(&par.fn, fn);
 	atomic_store(&par.arg, arg);
 	atomic_store(&par.done, 0);
-	n = par.started + 1;
+	n = par.started + 1 < nthr ? par.started + 1 : nthr;
 	atomic_store(&par.nshares, n);
 	for (int i = 0; i < n; i++)
 		atomic_store(&par.share[i].w, SH_MAKE(gen, nchunks * (size_t)(i +
@@ -1536,7 +1545,7 @@ par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
 	par.wake++;
 	pthread_cond_broadcast(&par.go);
 	pthread_mutex_unlock(&par.mu);
-	par_chunks(0);
+	par_chunks(0, gen);
 	/* Only chunks already under way remain, ending within a chunk's
 	 * time: spin that long first, as sched_yield() on a busy machine
 	 * may hand the CPU to another process for a whole time slice. */

@@ -271,12 +271,18 @@ par_count_task(void *arg, size_t c, int thread)
 
 /* The pool runs each chunk exactly once, for chunk counts below, at and
  * above the thread count, on 2 to 4 threads: every share, the ones
- * taken whole from their backs by the others included. */
+ * taken whole from their backs by the others included; and a task's
+ * thread index stays below the thread count, also once it has gone
+ * down. */
 static void
 test_par_chunks_once(void **state)
 {
 	(void)state;
-	for (int t = 2; t <= 4; t++) {
+	/* Up, then down: workers started for 4 threads stay, and a job for
+	 * fewer must still not hand a task to one past its count. */
+	for (int u = 0; u < 6; u++) {
+		int	t = u < 3 ? 2 + u : 7 - u;
+
 		openblas_set_num_threads(t);
 		for (size_t n = 0; n <= 1000; n += n < 20 ? 1 : 97) {
 			for (size_t c = 0; c < 1000; c++)
