@@ -12,6 +12,7 @@
 
 #include "common/tensor.h"
 #include "runtime/kernels.h"
+#include "runtime/share.h"
 
 /* The build's -O2 vectorises nothing and targets plain x86-64 (SSE2).
  * The hot element-wise loops are compiled at -O3 once per instruction set
@@ -1368,24 +1369,10 @@ kernel_matmul_fused(float *y, const int64_t *ys, const float *a,
 /* Workers for par_run(), started on first use and kept: a request then
  * starts no thread.  Only the runtime's one serving thread calls
  * par_run().  A job is `nchunks` calls fn(arg, chunk, thread), thread
- * 0 the caller's and 1.. the workers' (per-thread scratch).  The chunks
- * are cut into one share of consecutive chunks per thread: each thread
- * takes its own share's chunks from the front, then the others' from
- * their backs, until none is left, and the caller returns once `done`
- * counts them all.  So while all run, a thread computes the same part of
- * a product request after request (the same panels of b, which then stay
- * in its L2), and a worker that is slow to wake leaves its share to the
- * others.  ticket holds the job's generation, which wakes the workers;
- * each share word packs a generation too (SH_*), its end and its next
- * chunk, so that one compare-and-swap sees a chunk is left and claims
- * it, and a worker that wakes late, after its job is over, cannot take a
- * chunk of the next one. */
-#define SH_MAX		0xffffffu	/* chunks of a job, at most */
-#define SH_GEN(w)	((uint32_t)((w) >> 48))
-#define SH_END(w)	((uint32_t)((w) >> 24) & SH_MAX)
-#define SH_NEXT(w)	((uint32_t)(w) & SH_MAX)
-#define SH_MAKE(gen, end, next)	((uint64_t)((gen) & 0xffff) << 48 | \
-				    (uint64_t)(end) << 24 | (uint64_t)(next))
+ * 0 the caller's and 1.. the workers' (per-thread scratch), the chunks
+ * handed out in shares (share.h); the caller returns once `done` counts
+ * them all.  ticket holds the job's generation, which wakes the
+ * workers. */
 static struct {
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 go;
@@ -1401,10 +1388,7 @@ static struct {
 	_Atomic int		 nshares;	/* the job's shares */
 	void			(*_Atomic fn)(void *, size_t, int);
 	void			*_Atomic arg;
-	/* Thread i's share, each word on a line of its own. */
-	struct {
-		_Alignas(64) _Atomic uint64_t w;
-	}			 share[KERNEL_PAR_MAX];
+	struct share		 share[KERNEL_PAR_MAX];	/* thread i's */
 	/* Last, so the struct's tail padding keeps its line its own. */
 	_Alignas(64) _Atomic uint32_t done;	/* chunks finished */
 } par = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER };
@@ -1428,38 +1412,22 @@ par_threads(void)
 	return n > KERNEL_PAR_MAX ? KERNEL_PAR_MAX : n;
 }
 
-/* Computes chunks of job gen on thread self: its own share from the
- * front, then the others' from their backs.  A thread the job has no
- * share for (more workers run than the job's thread count) takes none,
- * and neither does one still here from an earlier job, so that a task's
- * thread index is always below its job's count. */
+/* Computes chunks of job gen on thread self until none is left.  A
+ * thread the job has no share for (more workers run than its thread
+ * count) takes none, so a task's thread index is below that count. */
 static void
 par_chunks(int self, uint64_t gen)
 {
 	int	n = atomic_load(&par.nshares);
+	long	c;
 
 	if (self >= n)
 		return;
-	for (int k = 0; k < n; k++) {
-		_Atomic uint64_t	*w = &par.share[(self + k) % n].w;
-		uint64_t		 t = atomic_load(w);
+	while ((c = share_next(par.share, n, self, (uint32_t)gen)) != -1) {
+		void	(*fn)(void *, size_t, int) = atomic_load(&par.fn);
 
-		while (SH_NEXT(t) < SH_END(t) &&
-		    SH_GEN(t) == (uint32_t)(gen & 0xffff)) {
-			uint64_t	  c = k == 0 ? t + 1 :
-					    t - ((uint64_t)1 << 24);
-			void		(*fn)(void *, size_t, int);
-
-			/* Fails if another thread took it or a new job
-			 * began (t is then reloaded). */
-			if (!atomic_compare_exchange_weak(w, &t, c))
-				continue;
-			fn = atomic_load(&par.fn);
-			fn(atomic_load(&par.arg), k == 0 ? SH_NEXT(t) :
-			    SH_END(t) - 1, self);
-			atomic_fetch_add(&par.done, 1);
-			t = atomic_load(w);
-		}
+		fn(atomic_load(&par.arg), (size_t)c, self);
+		atomic_fetch_add(&par.done, 1);
 	}
 }
 
@@ -1520,7 +1488,7 @@ par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
 	int		n;
 
 	par_start(nthr - 1);
-	if (par.started == 0 || nchunks <= 1 || nchunks > SH_MAX) {
+	if (par.started == 0 || nchunks <= 1 || nchunks > SHARE_MAX) {
 		for (size_t c = 0; c < nchunks; c++)
 			fn(arg, c, 0);
 		return;
@@ -1537,9 +1505,7 @@ par_run(void (*fn)(void *, size_t, int), void *arg, size_t nchunks, int nthr)
 	atomic_store(&par.done, 0);
 	n = par.started + 1 < nthr ? par.started + 1 : nthr;
 	atomic_store(&par.nshares, n);
-	for (int i = 0; i < n; i++)
-		atomic_store(&par.share[i].w, SH_MAKE(gen, nchunks * (size_t)(i +
-		    1) / (size_t)n, nchunks * (size_t)i / (size_t)n));
+	share_post(par.share, n, nchunks, (uint32_t)gen);
 	atomic_store(&par.ticket, gen << 32);
 	pthread_mutex_lock(&par.mu);
 	par.wake++;

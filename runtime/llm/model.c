@@ -51,6 +51,7 @@
 #include "runtime/llm/model.h"
 #include "runtime/llm/pgemm.h"
 #include "runtime/llm/quant.h"
+#include "runtime/share.h"
 
 /* Rows per pass: a prefill chunk of LLM_ROWS tokens (large, so that
  * sgemm's packing of each weight is shared by many rows), a decode batch
@@ -75,12 +76,12 @@
 #define GM_ROWS		128
 #define WB_ROWS		64		/* weight rows dequantized per sgemm */
 /* Weight rows per item on pgemm, which packs nothing per item.  An
- * item's first eight rows are not in cache (the item before prefetched
- * its next rows, but the pool hands items out in turn, so that was most
- * often the other thread); 64 rows make that one group in eight.  Against
- * 32, prefill of a 512-token prompt went from 1027 to 1047 tokens/s (110M
- * F16) and from 10751 to 11333 (15M F16, whose 288-row products are
- * now five items). */
+ * item whose first rows the item before did not prefetch on the same
+ * thread starts cold; 64 rows make that at most one group in eight.
+ * Against 32 (measured while the pool still handed items out in turn,
+ * before share.h), prefill of a 512-token prompt went from 1027 to 1047
+ * tokens/s (110M F16) and from 10751 to 11333 (15M F16, whose 288-row
+ * products are now five items). */
 #define PG_ROWS		64
 #define LLM_MAX_LAYER	1024
 #define LLM_MAX_EMBD	65536
@@ -155,27 +156,17 @@ enum {
 	EW_SWIGLU	/* hb = silu(hb) * hb2 */
 };
 
-/* The pool hands a job out one item at a time, from a share of
- * contiguous items each thread has: a thread claims its own share from
- * the front, and once it is gone takes the others' from their backs.  So
+/* The pool hands a job out one item at a time, in shares (share.h): so
  * the threads finish together however the work and the machine's other
  * load fall on them (a thread the kernel preempts holds up the step by at
  * most the item it has claimed, not by its share), and while both run,
- * each reads one run of consecutive items: the rows of a product as one
- * stream, whose next rows the kernels prefetch.  Handing the items out in
- * turn instead broke every thread's stream at each item; streaming a
- * 100 MB F16 matrix against four vectors, in items of 128 KiB on 2
- * threads, read 10% slower that way (bench/llm-kernels).  An item is the
- * same arithmetic whichever thread computes it, so the bits depend
- * neither on the thread count nor on timing.
+ * each reads a product's rows as one stream.  An item is the same
+ * arithmetic whichever thread computes it, so the bits depend neither on
+ * the thread count nor on timing.
  *
- * ticket holds the job's generation (24 bits) and its item count; each
- * share, a word of its own, packs the generation, the end of the share
- * and its next item (20 bits each), so that one compare-and-swap both
- * sees that an item is left and claims it.  Shares are stored before the
- * ticket that announces them, and the job before both: it is read only
- * after a successful claim, and a job with an unfinished item cannot be
- * replaced.  done counts finished items.
+ * ticket holds the job's generation.  The shares are stored before the
+ * ticket that announces them, and the job before both: it is read only after a successful claim, and a job with
+ * an unfinished item cannot be replaced.  done counts finished items.
  *
  * A decode step posts a job every few microseconds, and waking a thread
  * through a condition variable costs about as much as a small product:
@@ -183,12 +174,6 @@ enum {
  * pauses before they sleep, so a busy model hands jobs over without the
  * kernel and an idle one costs nothing. */
 #define POOL_SPIN	1024
-#define POOL_MAX_ITEMS	0xfffff
-#define TK_GEN(t)	((uint32_t)((t) >> 40))
-#define TK_N(t)		((uint32_t)((t) >> 20) & POOL_MAX_ITEMS)
-#define TK_NEXT(t)	((uint32_t)(t) & POOL_MAX_ITEMS)
-#define TK_MAKE(gen, n, next)	((uint64_t)((gen) & 0xffffff) << 40 | \
-				    (uint64_t)(n) << 20 | (uint64_t)(next))
 /* Elements of weight per product item: 256 KiB of F32.  A thread reads
  * its item as one stream, prefetching ahead; when the pool handed items
  * out in turn, smaller items cut that stream short more often, and each
@@ -210,13 +195,10 @@ struct pool {
 	 * (so the model is allocated 64-aligned): the lock, the condition
 	 * variables and the count of finished items change under it
 	 * otherwise, as in runtime/kernels.c's pool. */
-	_Alignas(64) _Atomic uint64_t ticket;	/* gen, n, next (mu to
-						 * store) */
+	_Alignas(64) _Atomic uint32_t ticket;	/* the job's generation (mu
+						 * to store) */
 	struct job		 job;		/* written before ticket */
-	/* Thread i's share of the job: gen, end, next as in ticket. */
-	struct {
-		_Alignas(64) _Atomic uint64_t w;
-	}			 share[LLM_MAX_THREADS];
+	struct share		 share[LLM_MAX_THREADS];	/* thread i's */
 	/* Last, so the struct's tail padding keeps its line its own. */
 	_Alignas(64) _Atomic int done;		/* items finished */
 };
@@ -305,8 +287,7 @@ static void	ffn_job(struct job *, const struct layer *, const float *,
 static void	ffn_item(struct llm_model *, const struct job *, int, int);
 static void	run_job(struct llm_model *, const struct job *);
 static void	par_item(struct llm_model *, const struct job *, int, int);
-static int	pool_claim(_Atomic uint64_t *, bool);
-static bool	pool_work(struct llm_model *, int);
+static bool	pool_work(struct llm_model *, int, uint32_t);
 static void	cpu_relax(void);
 static void	*worker_main(void *);
 static void	pool_stop(struct llm_model *);
@@ -941,45 +922,23 @@ cpu_relax(void)
 #endif
 }
 
-/* An item of share w, now claimed by the caller: its next (front), or
- * its last (!front); -1 if none is left. */
-static int
-pool_claim(_Atomic uint64_t *w, bool front)
-{
-	uint64_t	t = atomic_load_explicit(w, memory_order_acquire);
-
-	while (TK_NEXT(t) < TK_N(t)) {
-		uint64_t	c = front ? t + 1 : t - ((uint64_t)1 << 20);
-
-		if (atomic_compare_exchange_weak_explicit(w, &t, c,
-		    memory_order_acq_rel, memory_order_acquire))
-			return front ? (int)TK_NEXT(t) : (int)TK_N(t) - 1;
-	}
-	return -1;
-}
-
-/* Computes items of the posted job on thread thr, its own share first,
- * then the others' from their ends, until none is left; true if this
- * thread finished the job's last item. */
+/* Computes items of job gen on thread thr until none is left; true if
+ * this thread finished the job's last item. */
 static bool
-pool_work(struct llm_model *m, int thr)
+pool_work(struct llm_model *m, int thr, uint32_t gen)
 {
 	struct pool	*p = &m->pool;
 	bool		 last = false;
+	long		 i;
 
-	for (int k = 0; k < p->n; k++) {
-		_Atomic uint64_t *w = &p->share[(thr + k) % p->n].w;
-		int		 i;
+	while ((i = share_next(p->share, p->n, thr, gen)) != -1) {
+		const struct job	*j = &p->job;
+		int			 n = j->n;
 
-		while ((i = pool_claim(w, k == 0)) != -1) {
-			const struct job	*j = &p->job;
-			int			 n = j->n;
-
-			j->fn(m, j, i, thr);
-			if (atomic_fetch_add_explicit(&p->done, 1,
-			    memory_order_acq_rel) == n - 1)
-				last = true;
-		}
+		j->fn(m, j, (int)i, thr);
+		if (atomic_fetch_add_explicit(&p->done, 1,
+		    memory_order_acq_rel) == n - 1)
+			last = true;
 	}
 	return last;
 }
@@ -990,7 +949,7 @@ static void
 run_job(struct llm_model *m, const struct job *j)
 {
 	struct pool	*p = &m->pool;
-	uint64_t	 t;
+	uint32_t	 gen;
 
 	if (p->n <= 1 || j->n <= 1) {
 		for (int i = 0; i < j->n; i++)
@@ -999,18 +958,14 @@ run_job(struct llm_model *m, const struct job *j)
 	}
 	p->job = *j;
 	atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-	t = atomic_load_explicit(&p->ticket, memory_order_relaxed);
-	t = TK_MAKE(TK_GEN(t) + 1, j->n, 0);
-	for (int i = 0; i < p->n; i++)
-		atomic_store_explicit(&p->share[i].w, TK_MAKE(TK_GEN(t),
-		    (int64_t)j->n * (i + 1) / p->n, (int64_t)j->n * i / p->n),
-		    memory_order_release);
+	gen = atomic_load_explicit(&p->ticket, memory_order_relaxed) + 1;
+	share_post(p->share, p->n, (size_t)j->n, gen);
 	pthread_mutex_lock(&p->mu);
-	atomic_store_explicit(&p->ticket, t, memory_order_release);
+	atomic_store_explicit(&p->ticket, gen, memory_order_release);
 	if (p->sleepers > 0)
 		pthread_cond_broadcast(&p->go);
 	pthread_mutex_unlock(&p->mu);
-	(void)pool_work(m, 0);
+	(void)pool_work(m, 0, gen);
 	for (int i = 0; i < POOL_SPIN; i++) {
 		if (atomic_load_explicit(&p->done, memory_order_acquire) ==
 		    j->n)
@@ -1057,25 +1012,25 @@ worker_main(void *arg)
 		int	i;
 
 		for (i = 0; i < POOL_SPIN; i++) {
-			if (TK_GEN(atomic_load_explicit(&p->ticket,
-			    memory_order_acquire)) != seen)
+			if (atomic_load_explicit(&p->ticket,
+			    memory_order_acquire) != seen)
 				break;
 			cpu_relax();
 		}
 		if (i == POOL_SPIN) {
 			pthread_mutex_lock(&p->mu);
 			p->sleepers++;
-			while (!p->quit && TK_GEN(atomic_load_explicit(
-			    &p->ticket, memory_order_acquire)) == seen)
+			while (!p->quit && atomic_load_explicit(&p->ticket,
+			    memory_order_acquire) == seen)
 				pthread_cond_wait(&p->go, &p->mu);
 			p->sleepers--;
 			pthread_mutex_unlock(&p->mu);
 		}
 		if (p->quit)
 			break;
-		seen = TK_GEN(atomic_load_explicit(&p->ticket,
-		    memory_order_acquire));
-		if (pool_work(wk->m, wk->idx)) {
+		seen = atomic_load_explicit(&p->ticket,
+		    memory_order_acquire);
+		if (pool_work(wk->m, wk->idx, seen)) {
 			pthread_mutex_lock(&p->mu);
 			if (p->waiting)
 				pthread_cond_signal(&p->done_cv);
@@ -1089,15 +1044,13 @@ static void
 pool_stop(struct llm_model *m)
 {
 	struct pool	*p = &m->pool;
-	uint64_t	 t;
 
 	if (p->n <= 1)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->quit = true;
-	t = atomic_load_explicit(&p->ticket, memory_order_relaxed);
-	atomic_store_explicit(&p->ticket, TK_MAKE(TK_GEN(t) + 1, 0, 0),
-	    memory_order_release);
+	atomic_store_explicit(&p->ticket, atomic_load_explicit(&p->ticket,
+	    memory_order_relaxed) + 1, memory_order_release);
 	pthread_cond_broadcast(&p->go);
 	pthread_mutex_unlock(&p->mu);
 	for (int i = 1; i < p->n; i++)
@@ -1129,8 +1082,7 @@ llm_model_set_threads(struct llm_model *m, int n)
 	pthread_cond_init(&p->go, NULL);
 	pthread_cond_init(&p->done_cv, NULL);
 	atomic_store(&p->ticket, 0);
-	for (int i = 0; i < LLM_MAX_THREADS; i++)
-		atomic_store(&p->share[i].w, 0);
+	share_post(p->share, LLM_MAX_THREADS, 0, 0);
 	p->n = n;
 	for (int i = 1; i < n; i++) {
 		m->tatt[i] = xcalloc((size_t)m->hp.n_ctx, sizeof(float));
