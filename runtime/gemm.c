@@ -47,6 +47,14 @@
 /* Panels a short block of rows (1..GEMM_MR) takes at once, in its wide
  * tile (tiles[] below): fewer rows leave registers for more panels. */
 static const size_t	wide_np[GEMM_MR + 1] = { 1, 4, 3, 2, 1, 1, 1 };
+/* Panels the zmm tiles take at once, one zmm of sums per row and panel:
+ * up to 24 sums.  They run the blocks of products of at least
+ * GEMM_MR rows (a batch-64 layer: FMA-bound); fewer rows (a batch-1
+ * layer, bound by the stream of b) keep the ymm tiles, whose eight sums
+ * come from four panels, where zmm tiles need eight panels for as many:
+ * a batch-1 784x512 layer took a third longer that way, with twice the
+ * streams. */
+#define GEMM_WIDE512	4
 
 /* One product, as gemm_chunk() reads it. */
 struct gemm_job {
@@ -62,13 +70,21 @@ struct gemm_job {
 	size_t		 ngroups;	/* chunks across the panels */
 	size_t		 kc;		/* k block, >= 1 */
 	size_t		 mc;		/* rows of a chunk, GEMM_MR * n */
-	bool		 fast;		/* gemm_fast(), read by the caller */
+	int		 isa;		/* GEMM_ISA_*, read by the caller */
 	bool		 relu;		/* max(y, 0) as y is written */
 };
 
+/* The kernels a job runs on (gemm_isa()). */
+#define GEMM_ISA_PLAIN	0
+#define GEMM_ISA_AVX2	1	/* ymm tiles, AVX2 and FMA */
+#define GEMM_ISA_AVX512	2	/* zmm tiles, AVX-512F */
+
 static void	gemm_chunk(void *, size_t);
+static int	gemm_isa(void);
 #ifdef GEMM_X86
 static void	chunk_avx2(const struct gemm_job *, size_t, size_t, size_t,
+		    size_t);
+static void	chunk_avx512(const struct gemm_job *, size_t, size_t, size_t,
 		    size_t);
 #endif
 static void	chunk_plain(const struct gemm_job *, size_t, size_t, size_t,
@@ -86,6 +102,27 @@ gemm_fast(void)
 	return have == 1;
 #else
 	return false;
+#endif
+}
+
+/* AVX-512F when the CPU has it: a core that runs a zmm FMA in one go
+ * (Zen 5) does twice the work of the ymm tiles (a batch-64 MLP took half
+ * the time); one that splits it in two halves (Zen 4) does the same. */
+static int
+gemm_isa(void)
+{
+#ifdef GEMM_X86
+	static int	isa = -1;
+
+	if (isa == -1) {
+		isa = GEMM_ISA_PLAIN;
+		if (gemm_fast())
+			isa = __builtin_cpu_supports("avx512f") ?
+			    GEMM_ISA_AVX512 : GEMM_ISA_AVX2;
+	}
+	return isa;
+#else
+	return GEMM_ISA_PLAIN;
 #endif
 }
 
@@ -130,7 +167,9 @@ gemm_run_act(float *y, const float *a, size_t lda, const float *bp,
     size_t cn, float beta, bool relu)
 {
 	struct gemm_job	j = { y, a, lda, bp, m, n, k, 0, alpha, beta, c, cm,
-			    cn, 0, 0, 1, GEMM_MC, gemm_fast(), relu };
+			    cn, 0, 0, 1, GEMM_MC, gemm_isa(), relu };
+	if (j.isa == GEMM_ISA_AVX512 && m < GEMM_MR)
+		j.isa = GEMM_ISA_AVX2;	/* GEMM_WIDE512 */
 	size_t		nrc = (m + GEMM_MC - 1) / GEMM_MC, want, per, nkb, tw;
 	int		nthr = 1;
 
@@ -161,7 +200,8 @@ gemm_run_act(float *y, const float *a, size_t lda, const float *bp,
 	/* Whole wide tiles: a short block's panels left over from them run
 	 * one at a time, on one FMA chain per ymm (a batch-1 layer of k 784
 	 * in groups of five panels spent a fifth of its time on the fifth). */
-	tw = wide_np[m < GEMM_MR ? m : GEMM_MR];
+	tw = j.isa == GEMM_ISA_AVX512 ? GEMM_WIDE512 : wide_np[m < GEMM_MR ?
+	    m : GEMM_MR];
 	if (j.pc > tw)
 		j.pc -= j.pc % tw;
 	j.ngroups = (j.np + j.pc - 1) / j.pc;
@@ -196,7 +236,11 @@ gemm_chunk(void *arg, size_t t)
 	if (p1 > j->np)
 		p1 = j->np;
 #ifdef GEMM_X86
-	if (j->fast) {
+	if (j->isa == GEMM_ISA_AVX512) {
+		chunk_avx512(j, i0, i1, p0, p1);
+		return;
+	}
+	if (j->isa == GEMM_ISA_AVX2) {
 		chunk_avx2(j, i0, i1, p0, p1);
 		return;
 	}
@@ -207,7 +251,8 @@ gemm_chunk(void *arg, size_t t)
 /* --- portable --- */
 
 /* The same sums in the same order without vectors: fmaf keeps one
- * rounding per step as the FMA does, so results match the AVX2 path. */
+ * rounding per step as the FMA does, so results match the AVX2 and
+ * AVX-512 paths. */
 static void
 chunk_plain(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
     size_t p1)
@@ -448,6 +493,155 @@ chunk_avx2(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
 				tiles[mr].wide(j, i, p, k0, k1);
 			for (; p < p1; p++)
 				tiles[mr].one(j, i, p, k0, k1);
+		}
+		k0 = k1;
+	} while (k0 < j->k);
+}
+
+/* --- AVX-512F ---
+ *
+ * The AVX2 path's tiles with one zmm per row and panel: each sum is the
+ * same FMA chain over k, then alpha, beta * c and the Relu, so the bits
+ * are the AVX2 path's.  Partial panels use masked loads and stores. */
+
+#define GEMM_AVX512	__attribute__((target("avx512f,avx2,fma")))
+#define GEMM_TILE512	static inline __attribute__((always_inline, \
+			    target("avx512f,avx2,fma")))
+
+/* The lanes of a panel from column col that lie inside y. */
+GEMM_TILE512 __mmask16
+col_mask(const struct gemm_job *j, size_t col)
+{
+	size_t	nr = j->n - col < GEMM_NR ? j->n - col : GEMM_NR;
+
+	return (__mmask16)((1u << nr) - 1u);
+}
+
+/* store_row() with one zmm: alpha * sum + beta * c after the last k
+ * block (done), else the sum as it is. */
+GEMM_TILE512 void
+store_row512(const struct gemm_job *j, size_t i, size_t col, __m512 v,
+    bool done)
+{
+	const __mmask16	mk = col_mask(j, col);
+
+	if (done) {
+		v = _mm512_mul_ps(v, _mm512_set1_ps(j->alpha));
+		if (j->c != NULL) {
+			const float	*cr = j->c + (j->cm == 1 ? 0 :
+					    i * j->cn);
+			__m512		 c = j->cn == 1 ?
+					    _mm512_set1_ps(cr[0]) :
+					    _mm512_maskz_loadu_ps(mk, cr + col);
+
+			v = _mm512_fmadd_ps(_mm512_set1_ps(j->beta), c, v);
+		}
+		if (j->relu)
+			v = _mm512_max_ps(v, _mm512_setzero_ps());
+	}
+	_mm512_mask_storeu_ps(j->y + i * j->n + col, mk, v);
+}
+
+/* tile() with zmm sums: rows i0..i0+MR against panels p..p+NP over k in
+ * [k0, k1). */
+GEMM_TILE512 void
+tile512(const struct gemm_job *j, size_t i0, size_t p, size_t k0,
+    size_t k1, const int MR, const int NP)
+{
+	const size_t	 lda = j->lda, ps = j->k * GEMM_NR;
+	const float	*a = j->a + i0 * lda + k0;
+	const float	*b = j->bp + p * ps + k0 * GEMM_NR;
+	const size_t	 kn = k1 - k0;
+	const bool	 done = k1 == j->k;
+	__m512		 s[GEMM_MR][8];
+
+#pragma GCC unroll 6
+	for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+		for (int q = 0; q < NP; q++) {
+			size_t	col = (p + q) * GEMM_NR;
+
+			s[r][q] = k0 == 0 ? _mm512_setzero_ps() :
+			    _mm512_maskz_loadu_ps(col_mask(j, col), j->y +
+			    (i0 + r) * j->n + col);
+		}
+	for (size_t kk = 0; kk < kn; kk++, b += GEMM_NR) {
+		__m512	bv[8];
+
+#pragma GCC unroll 8
+		for (int q = 0; q < NP; q++)
+			bv[q] = _mm512_loadu_ps(b + q * ps);
+#pragma GCC unroll 6
+		for (int r = 0; r < MR; r++) {
+			const __m512	av = _mm512_set1_ps(a[r * lda + kk]);
+
+#pragma GCC unroll 8
+			for (int q = 0; q < NP; q++)
+				s[r][q] = _mm512_fmadd_ps(av, bv[q], s[r][q]);
+		}
+	}
+#pragma GCC unroll 6
+	for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+		for (int q = 0; q < NP; q++)
+			store_row512(j, i0 + r, (p + q) * GEMM_NR, s[r][q],
+			    done);
+}
+
+#define GEMM_TILE512_FN(mr, np)						\
+GEMM_AVX512 static void							\
+tile512_##mr##x##np(const struct gemm_job *j, size_t i0, size_t p,	\
+    size_t k0, size_t k1)						\
+{									\
+	tile512(j, i0, p, k0, k1, mr, np);				\
+}
+GEMM_TILE512_FN(6, 4)
+GEMM_TILE512_FN(6, 1)
+GEMM_TILE512_FN(5, 4)
+GEMM_TILE512_FN(5, 1)
+GEMM_TILE512_FN(4, 4)
+GEMM_TILE512_FN(4, 1)
+GEMM_TILE512_FN(3, 4)
+GEMM_TILE512_FN(3, 1)
+GEMM_TILE512_FN(2, 4)
+GEMM_TILE512_FN(2, 1)
+GEMM_TILE512_FN(1, 4)
+GEMM_TILE512_FN(1, 1)
+
+/* tiles[] for the zmm tiles, wide ones over GEMM_WIDE512 panels. */
+static const struct {
+	void	(*one)(const struct gemm_job *, size_t, size_t, size_t,
+		    size_t);
+	void	(*wide)(const struct gemm_job *, size_t, size_t, size_t,
+		    size_t);
+} tiles512[GEMM_MR + 1] = {
+	{ NULL, NULL },
+	{ tile512_1x1, tile512_1x4 },
+	{ tile512_2x1, tile512_2x4 },
+	{ tile512_3x1, tile512_3x4 },
+	{ tile512_4x1, tile512_4x4 },
+	{ tile512_5x1, tile512_5x4 },
+	{ tile512_6x1, tile512_6x4 },
+};
+
+GEMM_AVX512 static void
+chunk_avx512(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
+    size_t p1)
+{
+	size_t	k0 = 0, k1;
+
+	do {
+		k1 = j->k - k0 < j->kc ? j->k : k0 + j->kc;
+		for (size_t i = i0; i < i1; i += GEMM_MR) {
+			size_t	mr = i1 - i < GEMM_MR ? i1 - i : GEMM_MR;
+			size_t	p = p0, w = GEMM_WIDE512;
+
+			prefetch_rows(j, i + GEMM_MR, i1, k0, k1);
+
+			for (; w > 1 && p + w <= p1; p += w)
+				tiles512[mr].wide(j, i, p, k0, k1);
+			for (; p < p1; p++)
+				tiles512[mr].one(j, i, p, k0, k1);
 		}
 		k0 = k1;
 	} while (k0 < j->k);

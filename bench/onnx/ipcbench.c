@@ -464,13 +464,19 @@ main(int argc, char *argv[])
 		/* The runtime's end stays open across exec; ours does not. */
 		if (fcntl(sv[1], F_SETFD, 0) == -1)
 			_exit(127);
+		char	 envthr[64];
+		char	*env[] = { envthr, NULL };
+
 		snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
-		/* As maasd starts it: OpenBLAS sized to the replica from its
-		 * first thread on. */
-		if (setenv("OPENBLAS_NUM_THREADS", argv[3], 1) == -1)
-			_exit(127);
-		execl(argv[1], argv[1], "--fd", fdarg, "--model", argv[2],
-		    "--threads", argv[3], (char *)NULL);
+		/* As maasd starts it: an environment built from nothing but
+		 * OpenBLAS sized to the replica from its first thread on.
+		 * Whatever else this shell has (an OPENBLAS_CORETYPE that
+		 * holds OpenBLAS to its AVX2 kernels, say) would time a
+		 * runtime unlike the one maasd runs. */
+		snprintf(envthr, sizeof(envthr), "OPENBLAS_NUM_THREADS=%s",
+		    argv[3]);
+		execle(argv[1], argv[1], "--fd", fdarg, "--model", argv[2],
+		    "--threads", argv[3], (char *)NULL, env);
 		_exit(127);
 	}
 	close(sv[1]);

@@ -214,8 +214,10 @@ test_shapes(void **state)
 
 /* A row's result does not depend on the rows computed with it (a batch
  * of one gives the same bits as that row in a batch of 64), and the
- * portable loop, in one pass over k, gives the bits of the AVX2 tiles,
- * in k blocks. */
+ * portable loop, in one pass over k, gives the bits of the vector tiles,
+ * in k blocks: the AVX2 ones and, on a CPU with AVX-512F, the zmm ones,
+ * over every block height and panel count (the wide tiles and the
+ * one-panel ones after them, a last panel cut short). */
 static void
 test_same_bits(void **state)
 {
@@ -240,12 +242,85 @@ test_same_bits(void **state)
 	yp = randv(g.m * g.n);
 	j = (struct gemm_job){ yp, o.a, g.lda, o.bp, g.m, g.n, g.k,
 	    (g.n + GEMM_NR - 1) / GEMM_NR, g.alpha, g.beta, o.c, g.cm, g.cn,
-	    1, 1, 1, GEMM_MC, false, false };
+	    1, 1, 1, GEMM_MC, GEMM_ISA_PLAIN, false };
 	chunk_plain(&j, 0, g.m, 0, j.np);
 	assert_memory_equal(yp, y, g.m * g.n * sizeof(float));
 	free(yp);
 	free(y1);
 	free(y);
+	operands_free(&o);
+}
+
+#ifdef GEMM_X86
+static void
+chunk_isa(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
+    size_t p1)
+{
+	if (j->isa == GEMM_ISA_AVX512)
+		chunk_avx512(j, i0, i1, p0, p1);
+	else
+		chunk_avx2(j, i0, i1, p0, p1);
+}
+#else
+static void
+chunk_isa(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
+    size_t p1)
+{
+	chunk_plain(j, i0, i1, p0, p1);
+}
+#endif
+
+/* Each vector path against the portable loop on one chunk per block
+ * height: rows i0..i0+mr (mr 1 to GEMM_MR) over panels p0..p1, in k
+ * blocks of 300, with the Relu and a row-wise c. */
+static void
+test_isa_bits(void **state)
+{
+	const struct gcase	g = { 6, 200, 700, 700, true, 0.5f, 1.0f,
+				    true, 6, 1 };
+	struct operands		o;
+	size_t			np = (g.n + GEMM_NR - 1) / GEMM_NR;
+	float			*yp, *yv;
+	int			isas[2], nisa = 0;
+
+	(void)state;
+#ifdef GEMM_X86
+	if (gemm_fast())
+		isas[nisa++] = GEMM_ISA_AVX2;
+	if (gemm_isa() == GEMM_ISA_AVX512)
+		isas[nisa++] = GEMM_ISA_AVX512;
+	else
+		print_message("no AVX-512F: zmm tiles not tested\n");
+#endif
+	operands_new(&o, &g);
+	yp = malloc(g.m * g.n * sizeof(float));
+	yv = malloc(g.m * g.n * sizeof(float));
+	assert_non_null(yp);
+	assert_non_null(yv);
+	for (int v = 0; v < nisa; v++)
+		for (size_t mr = 1; mr <= GEMM_MR; mr++)
+			for (size_t p0 = 0; p0 < 3; p0++)
+				for (size_t p1 = p0 + 1; p1 <= np; p1++) {
+					struct gemm_job	j = { NULL, o.a, g.lda,
+					    o.bp, mr, g.n, g.k, np, g.alpha,
+					    g.beta, o.c, g.cm, g.cn, 1, 1, 300,
+					    GEMM_MC, GEMM_ISA_PLAIN, true };
+
+					memset(yp, 0, g.m * g.n * sizeof(float));
+					memset(yv, 0, g.m * g.n * sizeof(float));
+					j.y = yp;
+					chunk_plain(&j, 0, mr, p0, p1);
+					j.y = yv;
+					j.isa = isas[v];
+					chunk_isa(&j, 0, mr, p0, p1);
+					if (memcmp(yp, yv, g.m * g.n *
+					    sizeof(float)) != 0)
+						fail_msg("isa %d: %zu rows, panels "
+						    "%zu..%zu differ", isas[v],
+						    mr, p0, p1);
+				}
+	free(yv);
+	free(yp);
 	operands_free(&o);
 }
 
@@ -310,6 +385,7 @@ main(void)
 		cmocka_unit_test(test_rows),
 		cmocka_unit_test(test_shapes),
 		cmocka_unit_test(test_same_bits),
+		cmocka_unit_test(test_isa_bits),
 		cmocka_unit_test(test_par_chunks_once),
 	};
 
