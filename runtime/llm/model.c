@@ -119,7 +119,7 @@ struct layer {
  *             x w[k]^T, item i of product k being its output rows
  *             [(i - first[k]) * chunk, + chunk);
  *   att_item  row r = i / n_head_kv, KV head g = i % n_head_kv of layer
- *             layer: biases, RoPE, the K/V store and (when attend) the
+ *             layer: biases, RoPE, the K/V store and (when rsolo[r]) the
  *             attention of g's query heads. */
 struct job {
 	void			(*fn)(struct llm_model *, const struct job *,
@@ -133,7 +133,6 @@ struct job {
 	const struct wmat	*w[3];
 	float			*y[3];
 	int			 layer;
-	bool			 attend;
 	int			 op;		/* ew_item: EW_* */
 	const float		*normw;		/* ew_item: norm weights */
 	int			 qb, nk, r0, h0; /* ah_item: block, heads */
@@ -242,6 +241,14 @@ struct llm_model {
 	float			*hrow;		/* (n_embd) */
 	struct llm_kv		*rkv[LLM_ROWS];	/* each row's cache */
 	int			 rpos[LLM_ROWS];	/* and position */
+	bool			 rsolo[LLM_ROWS];	/* attends alone */
+	/* A prefill pass's sequences: sequence s is rows [seg[s],
+	 * seg[s + 1]), and its last row's logits are wanted if
+	 * seg_logits[s]. */
+	int			 nseg;
+	int			 seg[LLM_ROWS + 1];
+	bool			 seg_logits[LLM_ROWS];
+	int32_t			 rtok[LLM_ROWS];	/* their tokens */
 	struct pool		 pool;		/* pool.n <= 1: no threads */
 	struct worker		 wk[LLM_MAX_THREADS];
 };
@@ -296,7 +303,7 @@ static void	rope(const struct llm_model *, float *, int, const float *,
 		    const float *);
 static void	attend(struct llm_model *, int, int, int, float *);
 static void	att_item(struct llm_model *, const struct job *, int, int);
-static void	attend_chunk(struct llm_model *, int, int);
+static void	attend_chunk(struct llm_model *, int, int, int);
 static void	ew_item(struct llm_model *, const struct job *, int, int);
 static void	ew_run(struct llm_model *, int, int, const float *);
 static void	ah_item(struct llm_model *, const struct job *, int, int);
@@ -1199,7 +1206,7 @@ att_item(struct llm_model *m, const struct job *j, int i, int thr)
 		memcpy((float *)kv->k + at, k, (size_t)hd * sizeof(float));
 		memcpy((float *)kv->v + at, v, (size_t)hd * sizeof(float));
 	}
-	if (!j->attend)
+	if (!m->rsolo[r])
 		return;
 	for (int h = g * grp; h < (g + 1) * grp; h++)
 		attend(m, r, j->layer, h, thr == 0 ? m->att : m->tatt[thr]);
@@ -1212,7 +1219,7 @@ static void
 ah_item(struct llm_model *m, const struct job *j, int i, int thr)
 {
 	int		 h = j->h0 + i;
-	struct llm_kv	*kv = m->rkv[0];
+	struct llm_kv	*kv = m->rkv[j->r0];
 	int		 hd = m->hp.head_dim, ne = m->hp.n_embd;
 	int		 grp = m->hp.n_head / m->hp.n_head_kv;
 	int		 qb = j->qb, nk = j->nk;
@@ -1320,16 +1327,16 @@ softmax_row(const struct llm_model *m, float *s, int n, int nz)
 		s[t] = 0.0f;
 }
 
-/* Attention of a prefill chunk (rows of one sequence at consecutive
- * positions, q rotated and the chunk's K/V already in the cache) in layer
- * l, into ao: per head, scores = Q K^T and out = softmax(scores) V as two
+/* Attention of a prefill chunk (rows [s0, s0 + rows) of the pass, one
+ * sequence's at consecutive positions, q rotated and the chunk's K/V
+ * already in the cache) in layer l, into ao: per head, scores = Q K^T and out = softmax(scores) V as two
  * single-threaded sgemms, one head per item on the pool, over blocks of
  * query rows whose causal scores for all heads fit in att (for few heads
  * at a time if a single row's do not: many heads, a long context). */
 static void
-attend_chunk(struct llm_model *m, int rows, int l)
+attend_chunk(struct llm_model *m, int s0, int rows, int l)
 {
-	int	p0 = m->rpos[0], nh = m->hp.n_head;
+	int	p0 = m->rpos[s0], nh = m->hp.n_head;
 
 	for (int r0 = 0, qb; r0 < rows; r0 += qb) {
 		int		nk = p0 + rows;	/* keys the last row sees */
@@ -1347,7 +1354,7 @@ attend_chunk(struct llm_model *m, int rows, int l)
 		j.layer = l;
 		j.qb = qb;
 		j.nk = p0 + r0 + qb;
-		j.r0 = r0;
+		j.r0 = s0 + r0;
 		for (j.h0 = 0; j.h0 < nh; j.h0 += j.n) {
 			j.n = (size_t)(nh - j.h0) < ng ? nh - j.h0 : (int)ng;
 			run_job(m, &j);
@@ -1529,10 +1536,11 @@ ew_run(struct llm_model *m, int op, int rows, const float *nw)
 	run_job(m, &j);
 }
 
-/* Runs rows tokens (rkv[] and rpos[] set, at most LLM_ROWS) through the
- * model.  logits: n_vocab floats for each row (decode) or for the last
- * row (prefill), or NULL.  hsum: adds each row's final-norm hidden state
- * (n_embd), or NULL. */
+/* Runs rows tokens (rkv[], rpos[] and rsolo[] set, at most LLM_ROWS)
+ * through the model.  logits: n_vocab floats for each row (decode) or for
+ * the last row of each sequence of the pass that wants them (prefill:
+ * nseg, seg[] and seg_logits[] set), or NULL.  hsum: adds each row's
+ * final-norm hidden state (n_embd), or NULL. */
 static void
 forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
     float *logits, float *hsum)
@@ -1579,15 +1587,17 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 			run_job(m, &j);
 		}
 		/* A prefill chunk's K/V must all be in the cache before its
-		 * attention (attend_chunk); a decode row needs only its own. */
+		 * attention (attend_chunk); a decode row, or a prefill
+		 * sequence of one row, needs only its own (rsolo). */
 		memset(&j, 0, sizeof(j));
 		j.fn = att_item;
 		j.n = rows * hp->n_head_kv;
 		j.layer = l;
-		j.attend = !(prefill && rows > 1);
 		run_job(m, &j);
-		if (prefill && rows > 1)
-			attend_chunk(m, rows, l);
+		for (int sq = 0; prefill && sq < m->nseg; sq++)
+			if (m->seg[sq + 1] - m->seg[sq] > 1)
+				attend_chunk(m, m->seg[sq], m->seg[sq + 1] -
+				    m->seg[sq], l);
 		if (prefill) {
 			gm_run(m, m->ao, rows, &L->wo, m->xb, NULL, NULL,
 			    GM_PACK);
@@ -1628,9 +1638,17 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 	if (logits == NULL)
 		return;
 	if (prefill) {
-		rmsnorm(m->xb, m->x + (size_t)(rows - 1) * ne, m->out_norm,
-		    hp->n_embd, hp->rms_eps);
-		matmul(m, logits, m->xb, 1, &m->output);
+		int	k = 0;
+
+		/* The wanted rows together: a product's rows do not change
+		 * each other's bits (llm_decode()). */
+		for (int sq = 0; sq < m->nseg; sq++)
+			if (m->seg_logits[sq])
+				rmsnorm(m->xb + (size_t)k++ * ne, m->x +
+				    (size_t)(m->seg[sq + 1] - 1) * ne,
+				    m->out_norm, hp->n_embd, hp->rms_eps);
+		if (k > 0)
+			matmul(m, logits, m->xb, k, &m->output);
 	} else {
 		for (int r = 0; r < rows; r++)
 			rmsnorm(m->xb + r * ne, m->x + r * ne, m->out_norm,
@@ -1664,7 +1682,12 @@ prefill(struct llm_model *m, struct llm_kv *kv, const int32_t *tok, int n,
 		for (int r = 0; r < rows; r++) {
 			m->rkv[r] = kv;
 			m->rpos[r] = kv->len + r;
+			m->rsolo[r] = rows == 1;
 		}
+		m->nseg = 1;
+		m->seg[0] = 0;
+		m->seg[1] = rows;
+		m->seg_logits[0] = logits != NULL && i + rows == n;
 		forward(m, tok + i, rows, true, i + rows == n ? logits : NULL,
 		    hsum);
 		kv->len += rows;
@@ -1679,6 +1702,63 @@ llm_prefill(struct llm_model *m, struct llm_kv *kv, const int32_t *tok,
     int n, float *logits)
 {
 	return prefill(m, kv, tok, n, logits, NULL);
+}
+
+int
+llm_prefill_many(struct llm_model *m, struct llm_kv **kvs,
+    const int32_t *const *tok, const int *n, const bool *want, int n_seq,
+    float *logits)
+{
+	size_t	nv = (size_t)m->hp.n_vocab;
+	int	rows = 0, nt, k = 0;
+
+	if (n_seq <= 0 || n_seq > LLM_ROWS)
+		return -1;
+	for (int i = 0; i < n_seq; i++) {
+		if (kvs[i] == NULL || n[i] <= 0 ||
+		    n[i] > kvs[i]->n_ctx - kvs[i]->len ||
+		    (want[i] && logits == NULL))
+			return -1;
+		for (int t = 0; t < n[i]; t++)
+			if (tok[i][t] < 0 || tok[i][t] >= m->hp.n_vocab)
+				return -1;
+		for (int j = 0; j < i; j++)
+			if (kvs[j] == kvs[i])
+				return -1;
+		rows += n[i];
+	}
+	/* One pass only where the rows of a pass do not change each other's
+	 * bits: on pgemm.  Else, and for a single sequence, one call each,
+	 * which is what the pass must equal. */
+	if (n_seq == 1 || !m->pg || rows > LLM_ROWS) {
+		for (int i = 0; i < n_seq; i++)
+			if (prefill(m, kvs[i], tok[i], n[i], want[i] ? logits +
+			    (size_t)k++ * nv : NULL, NULL) == -1)
+				return -1;	/* checked above */
+		return 0;
+	}
+	rows = 0;
+	m->nseg = n_seq;
+	for (int i = 0; i < n_seq; i++) {
+		m->seg[i] = rows;
+		m->seg_logits[i] = want[i];
+		for (int t = 0; t < n[i]; t++, rows++) {
+			m->rkv[rows] = kvs[i];
+			m->rpos[rows] = kvs[i]->len + t;
+			m->rsolo[rows] = n[i] == 1;
+			m->rtok[rows] = tok[i][t];
+		}
+	}
+	m->seg[n_seq] = rows;
+	nt = openblas_get_num_threads();
+	if (nt != 1)
+		openblas_set_num_threads(1);
+	forward(m, m->rtok, rows, true, logits, NULL);
+	if (nt != 1)
+		openblas_set_num_threads(nt);
+	for (int i = 0; i < n_seq; i++)
+		kvs[i]->len += n[i];
+	return 0;
 }
 
 int
@@ -1704,6 +1784,7 @@ llm_decode(struct llm_model *m, struct llm_kv **kvs, const int32_t *tok,
 		for (int r = 0; r < rows; r++) {
 			m->rkv[r] = kvs[i + r];
 			m->rpos[r] = kvs[i + r]->len;
+			m->rsolo[r] = true;
 		}
 		forward(m, tok + i, rows, false, logits != NULL ? logits +
 		    (size_t)i * nv : NULL, NULL);

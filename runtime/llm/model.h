@@ -11,6 +11,7 @@
  * KV cache belongs to one sequence and may be used with one model only. */
 #ifndef RUNTIME_LLM_MODEL_H
 #define RUNTIME_LLM_MODEL_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,18 @@ uint64_t llm_kv_bytes(const struct llm_model *, int n_ctx);
  * if kv has no room or a token id is out of range. */
 int	llm_prefill(struct llm_model *, struct llm_kv *, const int32_t *tok,
 	    int n, float *logits);
+/* Prefill of n_seq sequences at once: n[i] tokens tok[i] appended to
+ * kvs[i] (all different), and for each sequence with want[i], in order,
+ * one row of logits (n_vocab floats) for its last token.  Each sequence
+ * gets the same bits as from llm_prefill() alone; with the AVX-512
+ * kernels, where a pass's rows do not change each other's bits, the
+ * sequences share one pass when their tokens fit one (256), so that
+ * short prompts arriving together read the weights once.  0, or -1 (and
+ * nothing computed) if a cache has no room, a token id is out of range,
+ * two caches are the same, or logits are wanted and logits is NULL. */
+int	llm_prefill_many(struct llm_model *, struct llm_kv **kvs,
+	    const int32_t *const *tok, const int *n, const bool *want,
+	    int n_seq, float *logits);
 /* One decode step for n_seq sequences: tok[i] is appended to kvs[i];
  * logits gets n_seq x n_vocab.  The result for a sequence is the same
  * whatever else is in the batch. */

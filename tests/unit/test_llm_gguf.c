@@ -765,6 +765,103 @@ test_prefill_threads(void **state)
 	prefill_threads(GGML_T_Q8_0, false);
 }
 
+/* Several sequences' prefill at once (llm_prefill_many()): each gets the
+ * bits of its own llm_prefill() (logits and the cache it leaves, seen
+ * through a decode step), with caches of different lengths, sequences of
+ * one token and of many, logits wanted by some; on 1 and 2 threads.
+ * Refusals change nothing. */
+static void
+prefill_many(uint32_t wt, bool qwen)
+{
+	enum { NS = 4 };
+	static const int	 pre[NS] = { 0, 3, 1, 5 }, len[NS] = { 1, 6, 2,
+				    17 };
+	static const bool	 want[NS] = { true, false, true, true };
+	struct loaded		 l;
+	struct llm_kv		*a[NS], *b[NS], *dup[2];
+	const int32_t		*toks[NS];
+	int32_t			 p[NS][24], t = 9, bad = M_VOCAB;
+	float			*la = calloc(NS * M_VOCAB, sizeof(float));
+	float			*lb = calloc(NS * M_VOCAB, sizeof(float));
+	int			 one = 1;
+	bool			 yes = true;
+
+	assert_non_null(la);
+	assert_non_null(lb);
+	load(&l, wt, qwen);
+	for (int thr = 1; thr <= 2; thr++) {
+		int	k = 0;
+
+		assert_int_equal(llm_model_set_threads(l.m, thr), 0);
+		for (int s = 0; s < NS; s++) {
+			for (int i = 0; i < pre[s] + len[s]; i++)
+				p[s][i] = (int32_t)((s * 17 + i * 5 + 1) %
+				    M_VOCAB);
+			assert_non_null(a[s] = llm_kv_new(l.m, M_CTX));
+			assert_non_null(b[s] = llm_kv_new(l.m, M_CTX));
+			if (pre[s] > 0) {
+				assert_int_equal(llm_prefill(l.m, a[s], p[s],
+				    pre[s], NULL), 0);
+				assert_int_equal(llm_prefill(l.m, b[s], p[s],
+				    pre[s], NULL), 0);
+			}
+			toks[s] = p[s] + pre[s];
+		}
+		assert_int_equal(llm_prefill_many(l.m, a, toks, len, want, NS,
+		    la), 0);
+		for (int s = 0; s < NS; s++) {
+			assert_int_equal(llm_prefill(l.m, b[s], toks[s], len[s],
+			    want[s] ? lb + (size_t)k * M_VOCAB : NULL), 0);
+			if (want[s])
+				k++;
+			assert_int_equal(llm_kv_len(a[s]), pre[s] + len[s]);
+		}
+		assert_memory_equal(la, lb, (size_t)k * M_VOCAB *
+		    sizeof(float));
+		for (int s = 0; s < NS; s++) {
+			assert_int_equal(llm_decode(l.m, &a[s], &t, 1, la), 0);
+			assert_int_equal(llm_decode(l.m, &b[s], &t, 1, lb), 0);
+			assert_memory_equal(la, lb, M_VOCAB * sizeof(float));
+		}
+		/* Refused: a token out of range, the same cache twice, a
+		 * cache without room, logits wanted without a buffer. */
+		toks[1] = &bad;
+		assert_int_equal(llm_prefill_many(l.m, a, toks, len, want, 2,
+		    la), -1);
+		dup[0] = dup[1] = a[0];
+		toks[1] = p[1];
+		assert_int_equal(llm_prefill_many(l.m, dup, toks, len, want, 2,
+		    la), -1);
+		llm_kv_truncate(a[2], 0);
+		for (int i = 0; i < M_CTX; i++)
+			assert_int_equal(llm_decode(l.m, &a[2], &t, 1, la), 0);
+		assert_int_equal(llm_prefill_many(l.m, a + 2, toks, &one, &yes,
+		    1, la), -1);
+		assert_int_equal(llm_prefill_many(l.m, a, toks, &one, &yes, 1,
+		    NULL), -1);
+		for (int s = 0; s < NS; s++)
+			assert_int_equal(llm_kv_len(a[s]), s == 2 ? M_CTX :
+			    pre[s] + len[s] + 1);
+		for (int s = 0; s < NS; s++) {
+			llm_kv_free(a[s]);
+			llm_kv_free(b[s]);
+		}
+	}
+	assert_int_equal(llm_model_set_threads(l.m, 1), 0);
+	free(la);
+	free(lb);
+	unload(&l);
+}
+
+static void
+test_prefill_many(void **state)
+{
+	(void)state;
+	prefill_many(GGML_T_F32, false);
+	prefill_many(GGML_T_F16, true);
+	prefill_many(GGML_T_Q8_0, false);
+}
+
 static void
 test_truncate_and_limits(void **state)
 {
@@ -850,6 +947,7 @@ main(void)
 		cmocka_unit_test(test_model_refusals),
 		cmocka_unit_test(test_batch_invariance),
 		cmocka_unit_test(test_prefill_threads),
+		cmocka_unit_test(test_prefill_many),
 		cmocka_unit_test(test_pool_items_once),
 		cmocka_unit_test(test_truncate_and_limits),
 	};
