@@ -108,6 +108,9 @@ struct engine {
 	struct llm_kv		**batch_kv;	/* max_seqs */
 	int32_t			*batch_tok;	/* max_seqs */
 	struct seq		**batch_seq;	/* max_seqs */
+	const int32_t		**pf_tok;	/* max_seqs: a turn's chunks */
+	int			*pf_n;		/* max_seqs */
+	bool			*pf_want;	/* max_seqs: the prompt's last */
 	/* I/O */
 	int			 fd;
 	uint8_t			*buf;		/* frame payload, grown */
@@ -127,7 +130,7 @@ static long	encode_into(struct engine *, const char *, size_t, size_t);
 static int	step(struct engine *);
 static void	draw(void *, int);
 static int	prefill_turn(struct engine *);
-static int	prefill_chunk(struct engine *, struct seq *, uint32_t);
+static int	prefill_chunks(struct engine *, int, uint32_t);
 static int	on_token(struct engine *, struct seq *, int32_t);
 static int	send_token(struct engine *, struct seq *, int32_t,
 		    const char *, size_t);
@@ -228,6 +231,9 @@ engine_load(const uint8_t *data, size_t len, int max_seqs,
 	e->batch_kv = xcalloc((size_t)max_seqs, sizeof(*e->batch_kv));
 	e->batch_tok = xcalloc((size_t)max_seqs, sizeof(*e->batch_tok));
 	e->batch_seq = xcalloc((size_t)max_seqs, sizeof(*e->batch_seq));
+	e->pf_tok = xcalloc((size_t)max_seqs, sizeof(*e->pf_tok));
+	e->pf_n = xcalloc((size_t)max_seqs, sizeof(*e->pf_n));
+	e->pf_want = xcalloc((size_t)max_seqs, sizeof(*e->pf_want));
 
 	/* Warm-up before the sandbox: one prefill and one decode step, so
 	 * that whatever the kernels allocate lazily exists. */
@@ -273,6 +279,9 @@ engine_free(struct engine *e)
 	free(e->batch_kv);
 	free(e->batch_tok);
 	free(e->batch_seq);
+	free(e->pf_tok);
+	free(e->pf_n);
+	free(e->pf_want);
 	free(e->buf);
 	free(e->defsys);
 	wbuf_release(&e->out);
@@ -754,20 +763,27 @@ draw(void *arg, int i)
 /* A turn's prefill: chunks of the oldest prompts, up to ENGINE_CHUNK
  * tokens in all (so that short prompts arriving together all start in
  * one turn), but always one chunk.  Each prompt is cut every ENGINE_CHUNK
- * tokens whatever the turn holds.  -1, or a SERVE_* status. */
+ * tokens whatever the turn holds.  The chunks go to the model together
+ * (llm_prefill_many()), each computed as it would be alone.  -1, or a
+ * SERVE_* status. */
 static int
 prefill_turn(struct engine *e)
 {
 	struct seq	*s;
 	uint32_t	 k, spent = 0;
-	int		 ret;
+	uint64_t	 after = 0;	/* order of the last taken */
+	int		 n = 0;
 
 	for (;;) {
 		s = NULL;
-		for (int i = 0; i < e->max_seqs; i++)
-			if (e->seqs[i].active && e->seqs[i].prefilling &&
-			    (s == NULL || e->seqs[i].order < s->order))
-				s = &e->seqs[i];
+		for (int i = 0; i < e->max_seqs; i++) {
+			struct seq	*q = &e->seqs[i];
+
+			if (q->active && q->prefilling && (n == 0 ||
+			    q->order > after) && (s == NULL ||
+			    q->order < s->order))
+				s = q;
+		}
 		if (s == NULL)
 			break;
 		k = s->n_prompt - s->n_hist;
@@ -776,44 +792,62 @@ prefill_turn(struct engine *e)
 		if (spent > 0 && spent + k > ENGINE_CHUNK)
 			break;
 		spent += k;
-		if ((ret = prefill_chunk(e, s, k)) != -1)
+		after = s->order;
+		e->batch_seq[n] = s;
+		e->batch_kv[n] = s->kv;
+		e->pf_tok[n] = s->hist + s->n_hist;
+		e->pf_n[n] = (int)k;
+		e->pf_want[n] = s->n_hist + k == s->n_prompt;
+		n++;
+	}
+	return n == 0 ? -1 : prefill_chunks(e, n, spent);
+}
+
+/* Computes the turn's n chunks (spent tokens in all); each sequence whose
+ * chunk ends its prompt samples its first token and joins the decode
+ * steps.  -1, or a SERVE_* status. */
+static int
+prefill_chunks(struct engine *e, int n, uint32_t spent)
+{
+	uint64_t	 t0 = now_us(), took;
+	int		 ret, row = 0;
+
+	if (llm_prefill_many(e->m, e->batch_kv, e->pf_tok, e->pf_n,
+	    e->pf_want, n, e->logits) == -1) {
+		/* Our bookkeeping keeps every prompt within its cache and
+		 * the tokenizer's ids within the vocabulary. */
+		snprintf(e->err, sizeof(e->err), "prefill failed");
+		for (int i = 0; i < n; i++) {
+			struct seq	*s = e->batch_seq[i];
+			uint64_t	 req = s->req;
+
+			llm_kv_truncate(s->kv, 0);
+			s->n_hist = 0;
+			seq_release(e, s);
+			if ((ret = reply_err(e, req, IPC_ERR_INTERNAL)) != -1)
+				return ret;
+		}
+		return -1;
+	}
+	took = now_us() - t0;
+	for (int i = 0; i < n; i++) {
+		struct seq	*s = e->batch_seq[i];
+		int32_t		 tok;
+
+		s->n_hist += (uint32_t)e->pf_n[i];
+		s->compute_us += took * (uint64_t)e->pf_n[i] / spent;
+		if (!e->pf_want[i])
+			continue;
+		t0 = now_us();
+		s->prefilling = false;
+		tok = sampler_sample(s->smp, e->logits + (size_t)row++ *
+		    (size_t)e->n_vocab, s->logprobs ? &s->chosen : NULL,
+		    s->top_logprobs ? s->top : NULL);
+		s->compute_us += now_us() - t0;
+		if ((ret = on_token(e, s, tok)) != -1)
 			return ret;
 	}
 	return -1;
-}
-
-/* The next k prompt tokens of s; with its last chunk s samples its first
- * token and joins the decode steps.  -1, or a SERVE_* status. */
-static int
-prefill_chunk(struct engine *e, struct seq *s, uint32_t k)
-{
-	uint64_t	 t0 = now_us();
-	int32_t		 tok;
-	bool		 last;
-
-	last = s->n_hist + k == s->n_prompt;
-	if (llm_prefill(e->m, s->kv, s->hist + s->n_hist, (int)k,
-	    last ? e->logits : NULL) == -1) {
-		uint64_t	req = s->req;
-
-		/* Our bookkeeping keeps the prompt within the cache and
-		 * the tokenizer's ids within the vocabulary. */
-		llm_kv_truncate(s->kv, 0);
-		s->n_hist = 0;
-		seq_release(e, s);
-		snprintf(e->err, sizeof(e->err), "prefill failed");
-		return reply_err(e, req, IPC_ERR_INTERNAL);
-	}
-	s->n_hist += k;
-	if (!last) {
-		s->compute_us += now_us() - t0;
-		return -1;
-	}
-	s->prefilling = false;
-	tok = sampler_sample(s->smp, e->logits, s->logprobs ? &s->chosen :
-	    NULL, s->top_logprobs ? s->top : NULL);
-	s->compute_us += now_us() - t0;
-	return on_token(e, s, tok);
 }
 
 /* Longest k such that the first k bytes of buf do not end inside a
