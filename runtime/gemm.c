@@ -45,7 +45,7 @@
 #define GEMM_PAR_CHUNKS	4	/* chunks per thread, for balance */
 
 /* Panels a short block of rows (1..GEMM_MR) takes at once, in its wide
- * tile (tiles[] below): fewer rows leave registers for more panels. */
+ * tile (tiles_wide[] below): fewer rows leave registers for more panels. */
 static const size_t	wide_np[GEMM_MR + 1] = { 1, 4, 3, 2, 1, 1, 1 };
 /* Panels the zmm tiles take at once, one zmm of sums per row and panel:
  * up to 24 sums.  They run the blocks of products of at least
@@ -437,22 +437,16 @@ GEMM_TILE_FN(2, 1)
 GEMM_TILE_FN(1, 4)
 GEMM_TILE_FN(1, 1)
 
+/* A tile: rows i0.. of a block against panels p.. over k in [k0, k1). */
+typedef void	(*tile_fn)(const struct gemm_job *, size_t, size_t, size_t,
+		    size_t);
+
 /* Per block height: the tile over one panel and, for short blocks, the
  * wider one over wide_np[] panels. */
-static const struct {
-	void	(*one)(const struct gemm_job *, size_t, size_t, size_t,
-		    size_t);
-	void	(*wide)(const struct gemm_job *, size_t, size_t, size_t,
-		    size_t);
-} tiles[GEMM_MR + 1] = {
-	{ NULL, NULL },
-	{ tile_1x1, tile_1x4 },
-	{ tile_2x1, tile_2x3 },
-	{ tile_3x1, tile_3x2 },
-	{ tile_4x1, tile_4x1 },
-	{ tile_5x1, tile_5x1 },
-	{ tile_6x1, tile_6x1 },
-};
+static const tile_fn	tiles_one[GEMM_MR + 1] = { NULL, tile_1x1, tile_2x1,
+			    tile_3x1, tile_4x1, tile_5x1, tile_6x1 };
+static const tile_fn	tiles_wide[GEMM_MR + 1] = { NULL, tile_1x4,
+			    tile_2x3, tile_3x2, tile_4x1, tile_5x1, tile_6x1 };
 
 /* Asks for rows i..i+GEMM_MR (below i1) of a, columns [k0, k1), to be
  * brought into L2 while the tiles of the rows before them run.  A large
@@ -474,9 +468,12 @@ prefetch_rows(const struct gemm_job *j, size_t i, size_t i1, size_t k0,
 	}
 }
 
+/* Rows [i0, i1) of y against panels [p0, p1), block by block of rows
+ * and of k, on one kind of tiles: for block height mr, wide[mr] over
+ * np[mr] panels at a time, then one[mr] over each panel left. */
 GEMM_AVX2 static void
-chunk_avx2(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
-    size_t p1)
+chunk_tiles(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
+    size_t p1, const tile_fn *one, const tile_fn *wide, const size_t *np)
 {
 	size_t	k0 = 0, k1;
 
@@ -485,17 +482,24 @@ chunk_avx2(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
 		k1 = j->k - k0 < j->kc ? j->k : k0 + j->kc;
 		for (size_t i = i0; i < i1; i += GEMM_MR) {
 			size_t	mr = i1 - i < GEMM_MR ? i1 - i : GEMM_MR;
-			size_t	p = p0, w = wide_np[mr];
+			size_t	p = p0, w = np[mr];
 
 			prefetch_rows(j, i + GEMM_MR, i1, k0, k1);
 
 			for (; w > 1 && p + w <= p1; p += w)
-				tiles[mr].wide(j, i, p, k0, k1);
+				wide[mr](j, i, p, k0, k1);
 			for (; p < p1; p++)
-				tiles[mr].one(j, i, p, k0, k1);
+				one[mr](j, i, p, k0, k1);
 		}
 		k0 = k1;
 	} while (k0 < j->k);
+}
+
+static void
+chunk_avx2(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
+    size_t p1)
+{
+	chunk_tiles(j, i0, i1, p0, p1, tiles_one, tiles_wide, wide_np);
 }
 
 /* --- AVX-512F ---
@@ -608,42 +612,22 @@ GEMM_TILE512_FN(2, 1)
 GEMM_TILE512_FN(1, 4)
 GEMM_TILE512_FN(1, 1)
 
-/* tiles[] for the zmm tiles, wide ones over GEMM_WIDE512 panels. */
-static const struct {
-	void	(*one)(const struct gemm_job *, size_t, size_t, size_t,
-		    size_t);
-	void	(*wide)(const struct gemm_job *, size_t, size_t, size_t,
-		    size_t);
-} tiles512[GEMM_MR + 1] = {
-	{ NULL, NULL },
-	{ tile512_1x1, tile512_1x4 },
-	{ tile512_2x1, tile512_2x4 },
-	{ tile512_3x1, tile512_3x4 },
-	{ tile512_4x1, tile512_4x4 },
-	{ tile512_5x1, tile512_5x4 },
-	{ tile512_6x1, tile512_6x4 },
-};
+/* The zmm tiles per block height, wide ones over GEMM_WIDE512 panels. */
+static const tile_fn	tiles512_one[GEMM_MR + 1] = { NULL, tile512_1x1,
+			    tile512_2x1, tile512_3x1, tile512_4x1, tile512_5x1,
+			    tile512_6x1 };
+static const tile_fn	tiles512_wide[GEMM_MR + 1] = { NULL, tile512_1x4,
+			    tile512_2x4, tile512_3x4, tile512_4x4, tile512_5x4,
+			    tile512_6x4 };
+static const size_t	wide512_np[GEMM_MR + 1] = { 1, GEMM_WIDE512,
+			    GEMM_WIDE512, GEMM_WIDE512, GEMM_WIDE512,
+			    GEMM_WIDE512, GEMM_WIDE512 };
 
-GEMM_AVX512 static void
+static void
 chunk_avx512(const struct gemm_job *j, size_t i0, size_t i1, size_t p0,
     size_t p1)
 {
-	size_t	k0 = 0, k1;
-
-	do {
-		k1 = j->k - k0 < j->kc ? j->k : k0 + j->kc;
-		for (size_t i = i0; i < i1; i += GEMM_MR) {
-			size_t	mr = i1 - i < GEMM_MR ? i1 - i : GEMM_MR;
-			size_t	p = p0, w = GEMM_WIDE512;
-
-			prefetch_rows(j, i + GEMM_MR, i1, k0, k1);
-
-			for (; w > 1 && p + w <= p1; p += w)
-				tiles512[mr].wide(j, i, p, k0, k1);
-			for (; p < p1; p++)
-				tiles512[mr].one(j, i, p, k0, k1);
-		}
-		k0 = k1;
-	} while (k0 < j->k);
+	chunk_tiles(j, i0, i1, p0, p1, tiles512_one, tiles512_wide,
+	    wide512_np);
 }
 #endif
