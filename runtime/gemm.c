@@ -14,9 +14,12 @@
  * (one row, a GEMV) keep eight sums going instead of waiting on one FMA
  * chain.
  *
- * The AVX2 code is compiled for that target alone (function attributes)
- * and reached only when the CPU has it; the build as a whole stays plain
- * x86-64. */
+ * On a CPU with AVX-512F, products of GEMM_MR rows or more take zmm
+ * tiles instead: one zmm a panel row, four panels at once.
+ *
+ * The AVX2 and AVX-512 code is compiled for those targets alone (function
+ * attributes) and reached only when the CPU has them; the build as a
+ * whole stays plain x86-64. */
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -5,7 +5,8 @@
  * zeros): panel p holds, for every kk in [0, k), the GEMM_NR values
  * b[kk][p * GEMM_NR ..].  The product then streams each panel once per
  * block of rows of a, with no per-call packing (which cblas_sgemm does on
- * every call) and no allocation.  The micro-kernel needs AVX2 and FMA;
+ * every call) and no allocation.  The micro-kernels need AVX2 and FMA
+ * (ymm tiles; zmm ones too on a CPU with AVX-512F, the same bits);
  * gemm_fast() says whether this CPU has them, and callers keep their
  * cblas_sgemm path for when it has not.
  *
