@@ -78,10 +78,14 @@ def test_interactive_tenant_beside_a_flood(maasd_factory, models):
     # The flood really saturated the replica: its own requests waited
     # about 30 service times, what B would wait first-come-first-served.
     assert statistics.median(lat_a) > 15, statistics.median(lat_a)
-    assert statistics.median(lat_b) < 3, sorted(lat_b)
-    # B's tail stays far below what first-come-first-served would give it
-    # (about A's median).  On a loaded host single computations stretch,
-    # so the bound is relative to what A saw under the same noise.
+    # B waits for about the computation under way, then its own: a few
+    # service times, where first-come-first-served would give it about
+    # A's median.  On a loaded host single computations stretch (A's
+    # median then reads 50 to 95 S instead of 30, and B's up to 3.3 S was
+    # seen), so both bounds give way with what A saw under the same noise,
+    # staying far below it.
+    assert statistics.median(lat_b) < max(3, statistics.median(lat_a) / 12), \
+        sorted(lat_b)
     assert _pct(lat_b, 0.99) < max(5, statistics.median(lat_a) / 6), \
         sorted(lat_b)
 
