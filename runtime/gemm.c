@@ -171,11 +171,11 @@ gemm_run_act(float *y, const float *a, size_t lda, const float *bp,
 {
 	struct gemm_job	j = { y, a, lda, bp, m, n, k, 0, alpha, beta, c, cm,
 			    cn, 0, 0, 1, GEMM_MC, gemm_isa(), relu };
-	if (j.isa == GEMM_ISA_AVX512 && m < GEMM_MR)
-		j.isa = GEMM_ISA_AVX2;	/* GEMM_WIDE512 */
 	size_t		nrc = (m + GEMM_MC - 1) / GEMM_MC, want, per, nkb, tw;
 	int		nthr = 1;
 
+	if (j.isa == GEMM_ISA_AVX512 && m < GEMM_MR)
+		j.isa = GEMM_ISA_AVX2;	/* GEMM_WIDE512 */
 	if (m == 0 || n == 0)
 		return;
 	j.np = (n + GEMM_NR - 1) / GEMM_NR;

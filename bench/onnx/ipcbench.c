@@ -461,12 +461,12 @@ main(int argc, char *argv[])
 	if ((pid = fork()) == -1)
 		die("fork: %s", strerror(errno));
 	if (pid == 0) {
-		/* The runtime's end stays open across exec; ours does not. */
-		if (fcntl(sv[1], F_SETFD, 0) == -1)
-			_exit(127);
 		char	 envthr[64];
 		char	*env[] = { envthr, NULL };
 
+		/* The runtime's end stays open across exec; ours does not. */
+		if (fcntl(sv[1], F_SETFD, 0) == -1)
+			_exit(127);
 		snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
 		/* As maasd starts it: an environment built from nothing but
 		 * OpenBLAS sized to the replica from its first thread on.

@@ -105,6 +105,7 @@ struct engine {
 	int32_t			*ids;		/* n_ctx prompt tokens */
 	float			*logits;	/* max_seqs x n_vocab */
 	float			*embd;		/* n_embd */
+	/* A decode step's sequences, or a prefill turn's (with pf_*). */
 	struct llm_kv		**batch_kv;	/* max_seqs */
 	int32_t			*batch_tok;	/* max_seqs */
 	struct seq		**batch_seq;	/* max_seqs */

@@ -164,8 +164,9 @@ enum {
  * the thread count nor on timing.
  *
  * ticket holds the job's generation.  The shares are stored before the
- * ticket that announces them, and the job before both: it is read only after a successful claim, and a job with
- * an unfinished item cannot be replaced.  done counts finished items.
+ * ticket that announces them, and the job before both: it is read only
+ * after a successful claim, and a job with an unfinished item cannot be
+ * replaced.  done counts finished items.
  *
  * A decode step posts a job every few microseconds, and waking a thread
  * through a condition variable costs about as much as a small product:
@@ -242,8 +243,8 @@ struct llm_model {
 	struct llm_kv		*rkv[LLM_ROWS];	/* each row's cache */
 	int			 rpos[LLM_ROWS];	/* and position */
 	bool			 rsolo[LLM_ROWS];	/* attends alone */
-	/* A prefill pass's sequences: sequence s is rows [seg[s],
-	 * seg[s + 1]), and its last row's logits are wanted if
+	/* A prefill pass's sequences (pass_add()): sequence s is rows
+	 * [seg[s], seg[s + 1]), and its last row's logits are wanted if
 	 * seg_logits[s]. */
 	int			 nseg;
 	int			 seg[LLM_ROWS + 1];
@@ -319,6 +320,9 @@ static void	gm_exec(struct llm_model *, const struct job *, int);
 static void	gm_run(struct llm_model *, const float *, int,
 		    const struct wmat *, float *, const struct wmat *, float *,
 		    int);
+static void	pass_add(struct llm_model *, struct llm_kv *,
+		    const int32_t *, int, bool);
+static void	pass_run(struct llm_model *, float *, float *);
 static void	forward(struct llm_model *, const int32_t *, int, bool,
 		    float *, float *);
 
@@ -1329,10 +1333,11 @@ softmax_row(const struct llm_model *m, float *s, int n, int nz)
 
 /* Attention of a prefill chunk (rows [s0, s0 + rows) of the pass, one
  * sequence's at consecutive positions, q rotated and the chunk's K/V
- * already in the cache) in layer l, into ao: per head, scores = Q K^T and out = softmax(scores) V as two
- * single-threaded sgemms, one head per item on the pool, over blocks of
- * query rows whose causal scores for all heads fit in att (for few heads
- * at a time if a single row's do not: many heads, a long context). */
+ * already in the cache) in layer l, into ao: per head, scores = Q K^T
+ * and out = softmax(scores) V as two single-threaded sgemms, one head
+ * per item on the pool, over blocks of query rows whose causal scores for
+ * all heads fit in att (for few heads at a time if a single row's do not:
+ * many heads, a long context). */
 static void
 attend_chunk(struct llm_model *m, int s0, int rows, int l)
 {
@@ -1657,43 +1662,62 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 	}
 }
 
+/* A prefill pass: pass_add() each sequence's rows (at most LLM_ROWS in
+ * all, each cache once), then pass_run(). */
+static void
+pass_add(struct llm_model *m, struct llm_kv *kv, const int32_t *tok, int n,
+    bool want)
+{
+	int	r0 = m->seg[m->nseg];
+
+	for (int t = 0; t < n; t++) {
+		m->rkv[r0 + t] = kv;
+		m->rpos[r0 + t] = kv->len + t;
+		m->rsolo[r0 + t] = n == 1;
+		m->rtok[r0 + t] = tok[t];
+	}
+	m->seg_logits[m->nseg] = want;
+	m->seg[++m->nseg] = r0 + n;
+}
+
+/* Runs the pass pass_add() built (logits and hsum as for forward()); each
+ * cache then holds its rows.  The next pass starts empty. */
+static void
+pass_run(struct llm_model *m, float *logits, float *hsum)
+{
+	int	nt = openblas_get_num_threads();
+
+	/* The pool splits the products and the heads of attention into
+	 * single-threaded sgemms: OpenBLAS's own threads would only spin
+	 * through the rest of the pass, on the cores the pool needs. */
+	if (nt != 1)
+		openblas_set_num_threads(1);
+	forward(m, m->rtok, m->seg[m->nseg], true, logits, hsum);
+	if (nt != 1)
+		openblas_set_num_threads(nt);
+	for (int s = 0; s < m->nseg; s++)
+		m->rkv[m->seg[s]]->len += m->seg[s + 1] - m->seg[s];
+	m->nseg = 0;
+}
+
 /* Prefill in chunks of LLM_ROWS; hsum as for forward(). */
 static int
 prefill(struct llm_model *m, struct llm_kv *kv, const int32_t *tok, int n,
     float *logits, float *hsum)
 {
-	int	nt;
-
 	if (n <= 0 || n > kv->n_ctx - kv->len)
 		return -1;
 	for (int i = 0; i < n; i++) {
 		if (tok[i] < 0 || tok[i] >= m->hp.n_vocab)
 			return -1;
 	}
-	/* The pool splits the products and the heads of attention into
-	 * single-threaded sgemms: OpenBLAS's own threads would only spin
-	 * through the rest of the pass, on the cores the pool needs. */
-	nt = openblas_get_num_threads();
-	if (nt != 1)
-		openblas_set_num_threads(1);
 	for (int i = 0; i < n; i += LLM_ROWS) {
 		int	rows = n - i < LLM_ROWS ? n - i : LLM_ROWS;
+		bool	last = i + rows == n;
 
-		for (int r = 0; r < rows; r++) {
-			m->rkv[r] = kv;
-			m->rpos[r] = kv->len + r;
-			m->rsolo[r] = rows == 1;
-		}
-		m->nseg = 1;
-		m->seg[0] = 0;
-		m->seg[1] = rows;
-		m->seg_logits[0] = logits != NULL && i + rows == n;
-		forward(m, tok + i, rows, true, i + rows == n ? logits : NULL,
-		    hsum);
-		kv->len += rows;
+		pass_add(m, kv, tok + i, rows, last && logits != NULL);
+		pass_run(m, last ? logits : NULL, hsum);
 	}
-	if (nt != 1)
-		openblas_set_num_threads(nt);
 	return 0;
 }
 
@@ -1710,7 +1734,7 @@ llm_prefill_many(struct llm_model *m, struct llm_kv **kvs,
     float *logits)
 {
 	size_t	nv = (size_t)m->hp.n_vocab;
-	int	rows = 0, nt, k = 0;
+	int	rows = 0, k = 0;
 
 	if (n_seq <= 0 || n_seq > LLM_ROWS)
 		return -1;
@@ -1737,27 +1761,9 @@ llm_prefill_many(struct llm_model *m, struct llm_kv **kvs,
 				return -1;	/* checked above */
 		return 0;
 	}
-	rows = 0;
-	m->nseg = n_seq;
-	for (int i = 0; i < n_seq; i++) {
-		m->seg[i] = rows;
-		m->seg_logits[i] = want[i];
-		for (int t = 0; t < n[i]; t++, rows++) {
-			m->rkv[rows] = kvs[i];
-			m->rpos[rows] = kvs[i]->len + t;
-			m->rsolo[rows] = n[i] == 1;
-			m->rtok[rows] = tok[i][t];
-		}
-	}
-	m->seg[n_seq] = rows;
-	nt = openblas_get_num_threads();
-	if (nt != 1)
-		openblas_set_num_threads(1);
-	forward(m, m->rtok, rows, true, logits, NULL);
-	if (nt != 1)
-		openblas_set_num_threads(nt);
 	for (int i = 0; i < n_seq; i++)
-		kvs[i]->len += n[i];
+		pass_add(m, kvs[i], tok[i], n[i], want[i]);
+	pass_run(m, logits, NULL);
 	return 0;
 }
 
