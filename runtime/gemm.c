@@ -421,24 +421,25 @@ tile(const struct gemm_job *j, size_t i0, size_t p, size_t k0, size_t k1,
 			    s[r][q][1], done);
 }
 
-/* Each tile shape its own function, so that the compiler allocates
- * registers for one shape at a time. */
-#define GEMM_TILE_FN(mr, np)						\
-GEMM_AVX2 static void							\
-tile_##mr##x##np(const struct gemm_job *j, size_t i0, size_t p,	\
+/* Each tile shape its own function, kernel_MRxNP compiled for attr (the
+ * ymm tiles' or the zmm ones'), so that the compiler allocates registers
+ * for one shape at a time. */
+#define GEMM_TILE_FN(attr, kernel, mr, np)				\
+attr static void							\
+kernel##_##mr##x##np(const struct gemm_job *j, size_t i0, size_t p,	\
     size_t k0, size_t k1)						\
 {									\
-	tile(j, i0, p, k0, k1, mr, np);					\
+	kernel(j, i0, p, k0, k1, mr, np);				\
 }
-GEMM_TILE_FN(6, 1)
-GEMM_TILE_FN(5, 1)
-GEMM_TILE_FN(4, 1)
-GEMM_TILE_FN(3, 2)
-GEMM_TILE_FN(3, 1)
-GEMM_TILE_FN(2, 3)
-GEMM_TILE_FN(2, 1)
-GEMM_TILE_FN(1, 4)
-GEMM_TILE_FN(1, 1)
+GEMM_TILE_FN(GEMM_AVX2, tile, 6, 1)
+GEMM_TILE_FN(GEMM_AVX2, tile, 5, 1)
+GEMM_TILE_FN(GEMM_AVX2, tile, 4, 1)
+GEMM_TILE_FN(GEMM_AVX2, tile, 3, 2)
+GEMM_TILE_FN(GEMM_AVX2, tile, 3, 1)
+GEMM_TILE_FN(GEMM_AVX2, tile, 2, 3)
+GEMM_TILE_FN(GEMM_AVX2, tile, 2, 1)
+GEMM_TILE_FN(GEMM_AVX2, tile, 1, 4)
+GEMM_TILE_FN(GEMM_AVX2, tile, 1, 1)
 
 /* A tile: rows i0.. of a block against panels p.. over k in [k0, k1). */
 typedef void	(*tile_fn)(const struct gemm_job *, size_t, size_t, size_t,
@@ -595,25 +596,18 @@ tile512(const struct gemm_job *j, size_t i0, size_t p, size_t k0,
 			    done);
 }
 
-#define GEMM_TILE512_FN(mr, np)						\
-GEMM_AVX512 static void							\
-tile512_##mr##x##np(const struct gemm_job *j, size_t i0, size_t p,	\
-    size_t k0, size_t k1)						\
-{									\
-	tile512(j, i0, p, k0, k1, mr, np);				\
-}
-GEMM_TILE512_FN(6, 4)
-GEMM_TILE512_FN(6, 1)
-GEMM_TILE512_FN(5, 4)
-GEMM_TILE512_FN(5, 1)
-GEMM_TILE512_FN(4, 4)
-GEMM_TILE512_FN(4, 1)
-GEMM_TILE512_FN(3, 4)
-GEMM_TILE512_FN(3, 1)
-GEMM_TILE512_FN(2, 4)
-GEMM_TILE512_FN(2, 1)
-GEMM_TILE512_FN(1, 4)
-GEMM_TILE512_FN(1, 1)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 6, 4)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 6, 1)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 5, 4)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 5, 1)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 4, 4)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 4, 1)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 3, 4)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 3, 1)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 2, 4)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 2, 1)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 1, 4)
+GEMM_TILE_FN(GEMM_AVX512, tile512, 1, 1)
 
 /* The zmm tiles per block height, wide ones over GEMM_WIDE512 panels. */
 static const tile_fn	tiles512_one[GEMM_MR + 1] = { NULL, tile512_1x1,
