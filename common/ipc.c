@@ -1,6 +1,7 @@
 /* common/ipc.c - see ipc.h.  The decoders here read bytes from a peer that
  * may be compromised, so every length is checked before use. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <sched.h>
@@ -8,7 +9,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,7 +24,7 @@ static const char *ipc_type_names[IPC_TYPE_MAX] = {
 	[IPC_INFER_OK] = "INFER_OK", [IPC_INFER_ERR] = "INFER_ERR",
 	[IPC_GENERATE] = "GENERATE", [IPC_TOKEN] = "TOKEN",
 	[IPC_DONE] = "DONE", [IPC_CANCEL] = "CANCEL", [IPC_PING] = "PING",
-	[IPC_PONG] = "PONG",
+	[IPC_PONG] = "PONG", [IPC_INFER_SHM] = "INFER_SHM",
 };
 
 static int	ipc_get_desc(struct rbuf *, struct ipc_tensor_desc *);
@@ -538,6 +541,91 @@ ipc_reader_reclaim(atomic_int *state, int wakefd)
 		if (i >= IPC_AHEAD_SPIN)
 			sched_yield();
 	}
+}
+
+/* --- the shared window --- */
+
+size_t
+ipc_shm_pad(const uint8_t *p, size_t len)
+{
+	size_t	off;
+
+	/* u32 count | str16 name | u8 dtype | u8 ndim | ndim x i64 |
+	 * u64 nbytes | elements */
+	if (len < 6 || le32_get(p) == 0)
+		return 0;
+	off = 6 + le16_get(p + 4);
+	if (off + 2 > len)
+		return 0;
+	off += 2 + 8 * (size_t)p[off + 1] + 8;
+	return (64 - off % 64) % 64;
+}
+
+int
+ipc_shm_create(size_t size, uint8_t **map)
+{
+	int	fd, saved;
+
+	if ((fd = memfd_create("maas-ipc", MFD_CLOEXEC |
+	    MFD_ALLOW_SEALING)) == -1)
+		return -1;
+	if (ftruncate(fd, (off_t)size) == -1 ||
+	    (*map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    0)) == MAP_FAILED)
+		goto fail;
+	/* The writable mapping above stays writable; no other may be made,
+	 * and the size is fixed. */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+	    F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) == -1) {
+		saved = errno;
+		munmap(*map, size);
+		errno = saved;
+		goto fail;
+	}
+	return fd;
+ fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+const uint8_t *
+ipc_shm_map(int fd, size_t max, size_t *size)
+{
+	struct stat	 st;
+	void		*p = MAP_FAILED;
+	int		 seals;
+
+	seals = fcntl(fd, F_GET_SEALS);
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    (uint64_t)st.st_size <= max && seals != -1 &&
+	    (seals & F_SEAL_SHRINK) != 0) {
+		*size = (size_t)st.st_size;
+		p = mmap(NULL, *size, PROT_READ, MAP_SHARED, fd, 0);
+	}
+	close(fd);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void
+ipc_shm_ref_encode(uint8_t out[IPC_SHM_REF_LEN], uint64_t off, uint64_t len)
+{
+	le64_put(out, off);
+	le64_put(out + 8, len);
+}
+
+int
+ipc_shm_ref_decode(const uint8_t *p, size_t n, size_t size, uint64_t *off,
+    uint64_t *len)
+{
+	if (n != IPC_SHM_REF_LEN)
+		return -1;
+	*off = le64_get(p);
+	*len = le64_get(p + 8);
+	if (*off > size || *len > size - *off || *len > IPC_MAX_PAYLOAD)
+		return -1;
+	return 0;
 }
 
 /* --- tensor lists --- */

@@ -13,6 +13,8 @@
  *               (a model that cannot be loaded)
  *   INFER       maasd -> runtime: tensor list (inputs), u32 n, n x str16
  *               output names (0 = all outputs)
+ *   INFER_SHM   maasd -> runtime: u64 offset | u64 length, an INFER whose
+ *               payload lies in the shared window (below)
  *   INFER_OK    runtime -> maasd: u64 compute_us, tensor list (outputs)
  *   INFER_ERR   runtime -> maasd: u16 enum ipc_err, str16 message
  *   PING/PONG   empty; PONG echoes PING's request id
@@ -51,6 +53,7 @@ enum ipc_type {
 	IPC_CANCEL,
 	IPC_PING,
 	IPC_PONG,
+	IPC_INFER_SHM,
 	IPC_TYPE_MAX			/* one past the last valid type */
 };
 
@@ -210,6 +213,41 @@ bool	ipc_reader_reclaim(atomic_int *state, int wakefd);
 /* Prepends nothing: builds header + payload into one buffer (owned by w). */
 void	ipc_frame_build(struct wbuf *w, enum ipc_type, uint64_t req_id,
 	    const void *payload, size_t len);
+
+/* --- the shared window ---
+ * maasd gives each runtime a memfd of IPC_SHM_SIZE bytes, one slot of
+ * IPC_SHM_SLOT per INFER it may have in flight.  It writes an INFER's
+ * payload into a free slot and sends INFER_SHM, naming where, instead of
+ * the payload itself: through the socket a batch's input costs each
+ * process a copy through the kernel (tens of microseconds for a batch-64
+ * MLP's 200 KB), and at batch 64 the CPUs that pay them are the ones the
+ * products want.  maasd maps the window writable and then seals it
+ * (no resizing, no new writable mapping: F_SEAL_FUTURE_WRITE), so the
+ * runtime can map it only read-only and can never shrink it under maasd;
+ * maasd writes a slot only once the runtime has answered the INFER in it,
+ * and never reads the window.  A payload that does not fit a slot goes
+ * through the socket as before. */
+#define IPC_SHM_SLOTS		2
+#define IPC_SHM_SLOT		(16U << 20)
+#define IPC_SHM_SIZE		((size_t)IPC_SHM_SLOTS * IPC_SHM_SLOT)
+#define IPC_SHM_REF_LEN		16
+/* The window's place for the payload: its first tensor's elements are
+ * put on a 64-byte boundary, so the runtime computes on them where they
+ * lie.  The offset within a slot (0..63) at which to write payload. */
+size_t	ipc_shm_pad(const uint8_t *payload, size_t len);
+/* maasd's part: a sealed memfd of size bytes, mapped writable at *map;
+ * the fd (for the child), or -1 (errno set, nothing left open). */
+int	ipc_shm_create(size_t size, uint8_t **map);
+/* The runtime's part: maps fd read-only and closes it; the window's size
+ * in *size, or NULL if fd is not a window of a size up to max. */
+const uint8_t *ipc_shm_map(int fd, size_t max, size_t *size);
+void	ipc_shm_ref_encode(uint8_t out[IPC_SHM_REF_LEN], uint64_t off,
+	    uint64_t len);
+/* 0 and the payload's place if the n bytes at p are a reference that
+ * lies inside a window of size bytes and is no longer than a frame; -1
+ * else. */
+int	ipc_shm_ref_decode(const uint8_t *p, size_t n, size_t size,
+	    uint64_t *off, uint64_t *len);
 
 /* --- tensor lists --- */
 /* Writes a tensor's header (desc and nbytes); the caller then appends

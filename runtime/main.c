@@ -1,7 +1,7 @@
 /* runtime/main.c - maas-runtime: serves one model to maasd.
  *
  *   maas-runtime --fd N --model PATH [--threads T] [--mem-limit-mb M]
- *	[--uid U --gid G] [--max-seqs S]
+ *	[--uid U --gid G] [--max-seqs S] [--shm-fd W]
  *
  * The model is an ONNX file or, when it starts with the magic "GGUF", a
  * language model served by runtime/llm/engine.c (up to S sequences at
@@ -10,7 +10,11 @@
  * the model (a failure is reported in one IPC_ERROR frame, then exit 1),
  * runs one warm-up inference, enters the sandbox, sends HELLO and serves
  * until maasd closes the socket (exit 0).  A peer breaking the protocol
- * ends it with exit 2.  Logs go to stderr. */
+ * ends it with exit 2.  Logs go to stderr.  fd W, when given, is the
+ * shared window of common/ipc.h, which an ONNX model's requests may come
+ * through (mapped read-only; a GGUF runtime has no use for it).  The
+ * memory limit M bounds the address space, the window's included. */
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <cblas.h>
@@ -41,6 +45,7 @@ struct rt_opts {
 	uint64_t	 mem_mb;	/* RLIMIT_AS; 0 none */
 	long long	 uid, gid;	/* -1: not given */
 	int		 max_seqs;	/* GGUF: sequences at once */
+	int		 shm_fd;	/* the shared window, or -1 */
 };
 
 static void	usage(void) __attribute__((noreturn));
@@ -54,7 +59,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: maas-runtime --fd N --model PATH [--threads T] "
-	    "[--mem-limit-mb M] [--uid U --gid G] [--max-seqs S]\n");
+	    "[--mem-limit-mb M] [--uid U --gid G] [--max-seqs S] "
+	    "[--shm-fd W]\n");
 	exit(1);
 }
 
@@ -83,12 +89,13 @@ parse_args(int argc, char *argv[], struct rt_opts *o)
 		{ "uid", required_argument, NULL, 'u' },
 		{ "gid", required_argument, NULL, 'g' },
 		{ "max-seqs", required_argument, NULL, 's' },
+		{ "shm-fd", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int	ch;
 
 	*o = (struct rt_opts){ .fd = -1, .threads = 1, .uid = -1, .gid = -1,
-	    .max_seqs = ENGINE_DEFAULT_SEQS };
+	    .max_seqs = ENGINE_DEFAULT_SEQS, .shm_fd = -1 };
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
@@ -115,11 +122,15 @@ parse_args(int argc, char *argv[], struct rt_opts *o)
 			o->max_seqs = (int)num_arg("max-seqs", optarg, 1,
 			    ENGINE_MAX_SEQS);
 			break;
+		case 'w':
+			o->shm_fd = (int)num_arg("shm-fd", optarg, 0, 65535);
+			break;
 		default:
 			usage();
 		}
 	}
-	if (optind != argc || o->fd == -1 || o->model == NULL)
+	if (optind != argc || o->fd == -1 || o->model == NULL ||
+	    o->shm_fd == o->fd)
 		usage();
 }
 
@@ -195,6 +206,8 @@ main(int argc, char *argv[])
 	struct ipc_meta		 meta;
 	struct stat		 st;
 	struct wbuf		 w;
+	const uint8_t		*shm = NULL;
+	size_t			 shm_len = 0;
 	char			 err[RT_ERRLEN], msg[RT_ERRLEN + 64];
 	int			 ret = 1;
 
@@ -225,6 +238,13 @@ main(int argc, char *argv[])
 		sb.uid = getuid();
 		sb.gid = getgid();
 	}
+	/* maasd sends INFER_SHM to a runtime it gave a window: one that
+	 * cannot map it cannot serve. */
+	if (o.shm_fd != -1 && (shm = ipc_shm_map(o.shm_fd, IPC_SHM_SIZE,
+	    &shm_len)) == NULL) {
+		send_error(o.fd, o.model, "cannot map the shared window");
+		goto out;
+	}
 	/* OpenBLAS's threads and work buffer first, then the memory limit,
 	 * which also bounds what loading a hostile model may take. */
 	openblas_set_num_threads(o.threads);
@@ -244,6 +264,9 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	if (mf.len >= 4 && memcmp(mf.data, "GGUF", 4) == 0) {
+		if (shm != NULL)
+			munmap((void *)(uintptr_t)shm, shm_len);
+		shm = NULL;
 		ret = serve_gguf(&o, &sb, &mf);
 		goto out;
 	}
@@ -304,9 +327,11 @@ main(int argc, char *argv[])
 	if (ipc_write_frame(o.fd, IPC_HELLO, 0, w.data, w.len) == -1)
 		log_warn("cannot send HELLO");
 	else
-		ret = serve_loop(o.fd, m, ahead);
+		ret = serve_loop(o.fd, m, ahead, shm, shm_len);
 	wbuf_release(&w);
  out:
+	if (shm != NULL)
+		munmap((void *)(uintptr_t)shm, shm_len);
 	serve_ahead_free(ahead);
 	onnx_free(m);
 	modelfile_close(&mf);

@@ -24,7 +24,12 @@
  * loop takes the second one back when the request is answered, waiting
  * at most for a read under way, never for the thread to wake (a request
  * that nothing follows would otherwise make the next one wait that long),
- * and the first becomes the spare. */
+ * and the first becomes the spare.
+ *
+ * maasd sends most INFERs through the shared window instead (INFER_SHM,
+ * common/ipc.h): their payloads are decoded and computed on where maasd
+ * wrote them, and the socket carries only the 36-byte frame naming
+ * them, so neither a copy nor a read-ahead is needed. */
 #include <sys/eventfd.h>
 
 #include <errno.h>
@@ -68,6 +73,8 @@ struct server {
 	int			 fd;
 	struct onnx_model	*m;		/* borrowed */
 	struct serve_ahead	*ahead;		/* or NULL */
+	const uint8_t		*shm;		/* the window, or NULL */
+	size_t			 shm_len;
 	struct ipc_reader	 rds[2];	/* frames from maasd */
 	int			 cur;		/* the reader in use */
 	/* The last large request found the next one there as it ended:
@@ -312,11 +319,14 @@ serve_infer(struct server *s, uint64_t req, const uint8_t *payload,
 }
 
 int
-serve_loop(int fd, struct onnx_model *m, struct serve_ahead *a)
+serve_loop(int fd, struct onnx_model *m, struct serve_ahead *a,
+    const uint8_t *shm, size_t shm_len)
 {
-	struct server	 s = { .fd = fd, .m = m, .ahead = a };
+	struct server	 s = { .fd = fd, .m = m, .ahead = a, .shm = shm,
+			    .shm_len = shm_len };
 	struct ipc_hdr	 h;
 	const uint8_t	*payload = NULL;
+	uint64_t	 off, len;
 	int		 ret, r, r2;
 	bool		 answered = false, ahead, big;
 
@@ -383,6 +393,16 @@ serve_loop(int fd, struct onnx_model *m, struct serve_ahead *a)
 			if (big)
 				s.queued = ipc_reader_pending(fd,
 				    &s.rds[s.cur]);
+		} else if (h.type == IPC_INFER_SHM) {
+			if (s.shm == NULL || ipc_shm_ref_decode(payload, h.len,
+			    s.shm_len, &off, &len) == -1)
+				ret = SERVE_EPROTO;
+			else {
+				if (len >= SERVE_WAKE_BYTES)
+					kernel_par_wake();
+				ret = serve_infer(&s, h.req_id, s.shm + off,
+				    (size_t)len);
+			}
 		} else if (h.type == IPC_PING && h.len == 0)
 			ret = ipc_write_frame(fd, IPC_PONG, h.req_id, NULL,
 			    0) == -1 ? SERVE_EIO : -1;

@@ -1,6 +1,8 @@
 /* scheduler/replica.c - the supervisor side of one maas-runtime process.
  *
- * The runtime is a child spawned over a socketpair; its end becomes fd 3.
+ * The runtime is a child spawned over a socketpair; its end becomes fd 3,
+ * and an ONNX model's runtime gets the shared window (common/ipc.h) as
+ * fd 4, which its INFERs' payloads go through when they fit a slot.
  * Frames from it are parsed here with the limits of common/ipc.h; any
  * violation (bad header, unexpected type, a reply for a request it was not
  * given) means the runtime is compromised or broken, and it is killed.
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +42,7 @@
 #define RETIRE_GRACE_S		5	/* to exit on EOF before SIGKILL */
 #define HANG_SLACK		20	/* times the expected compute time */
 #define RUNTIME_FD		3
+#define RUNTIME_SHM_FD		4
 #define STDERR_LINE_MAX		2048	/* longer runtime lines are cut */
 #define REPLICA_MAX_SEQS	1024	/* a HELLO's max_seqs is cut to this */
 #define REPLICA_SOCKBUF		(1 << 20)	/* SO_SNDBUF, SO_RCVBUF */
@@ -67,6 +71,9 @@ static void	replica_arm_infer(struct replica *);
 static void	replica_take_infer(struct replica *, struct job_queue *);
 static const char *replica_name(const struct replica *);
 static void	sock_bufs(int);
+static void	replica_unmap(struct replica *);
+static int	replica_send_infer(struct replica *, struct replica_infer *,
+		    const struct wbuf *);
 static void	replica_stderr_cb(struct bufferevent *, void *);
 static void	replica_stderr_event_cb(struct bufferevent *, short, void *);
 
@@ -149,7 +156,16 @@ replica_free(struct replica *r)
 	if (r->probe_timeout)
 		event_free(r->probe_timeout);
 	wbuf_release(&r->sendbuf);
+	replica_unmap(r);
 	free(r);
+}
+
+static void
+replica_unmap(struct replica *r)
+{
+	if (r->shm != NULL)
+		munmap(r->shm, IPC_SHM_SIZE);
+	r->shm = NULL;
 }
 
 /* Socket buffers that hold a batch-64 frame (a 784-float MNIST batch
@@ -171,10 +187,10 @@ replica_start(struct replica *r, const char *path, int threads)
 {
 	const struct sched_config *cfg = &r->s->cfg;
 	char		 fdarg[16], thr[16], mem[32], uid[16], gid[16];
-	char		 envthr[48];
-	char		*argv[20];
+	char		 shmarg[16], envthr[48];
+	char		*argv[22];
 	char		*envp[5];
-	int		 sv[2] = { -1, -1 }, ep[2] = { -1, -1 };
+	int		 sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, shm = -1;
 	int		 argc = 0, envc = 0;
 	pid_t		 pid;
 
@@ -185,6 +201,13 @@ replica_start(struct replica *r, const char *path, int threads)
 	}
 	sock_bufs(sv[0]);
 	sock_bufs(sv[1]);
+	replica_unmap(r);
+	if (r->dep != NULL && (shm = ipc_shm_create(IPC_SHM_SIZE, &r->shm)) ==
+	    -1) {
+		/* Requests still go through the socket. */
+		log_warn("shared window for runtime of '%s'", replica_name(r));
+		r->shm = NULL;
+	}
 	snprintf(fdarg, sizeof(fdarg), "%d", RUNTIME_FD);
 	snprintf(thr, sizeof(thr), "%d", threads > 0 ? threads : 1);
 	snprintf(envthr, sizeof(envthr), "OPENBLAS_NUM_THREADS=%s", thr);
@@ -208,6 +231,11 @@ replica_start(struct replica *r, const char *path, int threads)
 		argv[argc++] = "--gid";
 		argv[argc++] = gid;
 	}
+	if (shm != -1) {
+		snprintf(shmarg, sizeof(shmarg), "%d", RUNTIME_SHM_FD);
+		argv[argc++] = "--shm-fd";
+		argv[argc++] = shmarg;
+	}
 	argv[argc] = NULL;
 	envp[envc++] = envthr;
 	if (getenv("MAAS_DEBUG") != NULL)
@@ -230,7 +258,8 @@ replica_start(struct replica *r, const char *path, int threads)
 		signal(SIGCHLD, SIG_DFL);
 		/* stdin and stdout: /dev/null; stderr: a pipe maasd reads,
 		 * so the runtime can log even after RLIMIT_FSIZE is 0. */
-		if (dup2(sv[1], RUNTIME_FD) == -1 || dup2(ep[1], 2) == -1)
+		if (dup2(sv[1], RUNTIME_FD) == -1 || dup2(ep[1], 2) == -1 ||
+		    (shm != -1 && dup2(shm, RUNTIME_SHM_FD) == -1))
 			_exit(127);
 		{
 			int	nul = open("/dev/null", O_RDWR);
@@ -239,7 +268,8 @@ replica_start(struct replica *r, const char *path, int threads)
 			    dup2(nul, 1) == -1)
 				_exit(127);
 		}
-		close_range(RUNTIME_FD + 1, ~0U, 0);
+		close_range(shm != -1 ? RUNTIME_SHM_FD + 1 : RUNTIME_FD + 1,
+		    ~0U, 0);
 		execve(cfg->runtime_path, argv, envp);
 		_exit(127);
 	}
@@ -247,6 +277,9 @@ replica_start(struct replica *r, const char *path, int threads)
 	sv[1] = -1;
 	close(ep[1]);
 	ep[1] = -1;
+	if (shm != -1)
+		close(shm);
+	shm = -1;
 	evutil_make_socket_nonblocking(sv[0]);
 	evutil_make_socket_nonblocking(ep[0]);
 	if (r->errbev != NULL)
@@ -280,6 +313,9 @@ replica_start(struct replica *r, const char *path, int threads)
 	    replica_name(r), r->idx, (int)pid);
 	return 0;
  fail:
+	if (shm != -1)
+		close(shm);
+	replica_unmap(r);
 	if (sv[0] != -1)
 		close(sv[0]);
 	if (sv[1] != -1)
@@ -378,8 +414,39 @@ replica_infer(struct replica *r, struct job_queue *batch, uint32_t n,
 	inf->n_jobs = n;
 	if (r->n_infers == 1)
 		replica_arm_infer(r);
-	if (replica_send(r, IPC_INFER, inf->id, body->data, body->len) == -1)
+	if (replica_send_infer(r, inf, body) == -1)
 		replica_fail(r, "cannot send request", REPLICA_KILL_PROTOCOL);
+}
+
+/* An INFER's payload into a slot of the window that no INFER in flight
+ * holds, when there is a window and it fits, else through the socket. */
+static int
+replica_send_infer(struct replica *r, struct replica_infer *inf,
+    const struct wbuf *body)
+{
+	uint8_t		ref[IPC_SHM_REF_LEN];
+	size_t		pad;
+	int		slot;
+
+	inf->slot = -1;
+	pad = r->shm != NULL ? ipc_shm_pad(body->data, body->len) : 0;
+	if (r->shm == NULL || body->len > IPC_SHM_SLOT - pad)
+		return replica_send(r, IPC_INFER, inf->id, body->data,
+		    body->len);
+	for (slot = 0; slot < IPC_SHM_SLOTS; slot++) {
+		int	i;
+
+		for (i = 0; i < r->n_infers && r->infers[i].slot != slot; i++)
+			;
+		if (i == r->n_infers)
+			break;
+	}
+	inf->slot = slot;
+	memcpy(r->shm + (size_t)slot * IPC_SHM_SLOT + pad, body->data,
+	    body->len);
+	ipc_shm_ref_encode(ref, (uint64_t)slot * IPC_SHM_SLOT + pad,
+	    body->len);
+	return replica_send(r, IPC_INFER_SHM, inf->id, ref, sizeof(ref));
 }
 
 /* The oldest INFER starts computing: a runtime is hung when it computes
@@ -626,6 +693,8 @@ replica_frame(struct replica *r, const struct ipc_hdr *h,
 		r->max_seqs = meta.format != MODEL_FORMAT_GGUF ? 0 :
 		    meta.llm.max_seqs > REPLICA_MAX_SEQS ? REPLICA_MAX_SEQS :
 		    meta.llm.max_seqs;
+		if (meta.format == MODEL_FORMAT_GGUF)
+			replica_unmap(r);	/* it takes no INFER */
 		evtimer_del(r->hang_ev);
 		if (r->dep == NULL) {
 			evtimer_del(r->probe_timeout);

@@ -32,6 +32,9 @@ struct sched_job;
 struct deployment;
 
 #define REPLICA_PIPELINE	2	/* INFERs sent to one runtime at most */
+#if REPLICA_PIPELINE > IPC_SHM_SLOTS
+#error "each INFER in flight needs a slot of the shared window"
+#endif
 
 enum replica_state {
 	REPLICA_STARTING,	/* spawned, waiting for HELLO */
@@ -66,9 +69,15 @@ struct replica {
 		uint32_t	 rows;
 		uint32_t	 n_jobs;
 		int64_t		 start_us;	/* began computing (about) */
+		int		 slot;		/* in the window, or -1 */
 	}			 infers[REPLICA_PIPELINE];
 	int			 n_infers;
 	struct wbuf		 sendbuf;	/* a batch's payload, reused */
+	/* The shared window of common/ipc.h, mapped writable, that INFER
+	 * payloads go through (INFER_SHM); NULL for a probe or a GGUF
+	 * runtime, or if it could not be made.  A new one for every
+	 * process: nothing of one process's requests reaches the next. */
+	uint8_t			*shm;
 	struct event		*restart_ev;	/* pending restart */
 	struct event		*ping_ev;	/* liveness tick */
 	struct event		*hang_ev;	/* compute deadline */

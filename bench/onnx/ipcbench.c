@@ -27,8 +27,17 @@
  * loop), and the times are those between answers, what the runtime's
  * throughput is made of.
  *
+ * INFER frames go as maasd sends them (scheduler/replica.c): their
+ * payloads through the shared window of common/ipc.h, a memfd this tool
+ * creates, seals and gives the runtime with --shm-fd, written there
+ * afresh for every request (maasd copies each request's payload into a
+ * slot) and named by a 36-byte INFER_SHM frame; a payload larger than a
+ * slot, or frames more in flight than there are slots, go through the
+ * socket.  -DIB_SHM=0 sends every frame through the socket.
+ *
  * A bench tool, not part of the product: it trusts the runtime it
  * starts, but still bounds every length it reads. */
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -69,6 +78,24 @@
 #ifndef IB_SOCKBUF
 #define IB_SOCKBUF	(1 << 20)
 #endif
+#ifndef IB_SHM
+#define IB_SHM		1
+#endif
+#define IB_INFER	3
+#define IB_INFER_SHM	12
+#define IB_SHM_SLOTS	2		/* IPC_SHM_SLOTS, IPC_SHM_SLOT */
+#define IB_SHM_SLOT	(16U << 20)
+
+/* The window and how one frame goes out: whole through the socket, or
+ * its payload into the next slot and a reference through the socket. */
+static uint8_t	*shm;
+struct frame {
+	const uint8_t	*f;		/* header and payload */
+	size_t		 len;
+	int		 shm;		/* through the window */
+	size_t		 pad;		/* 64-aligns the first tensor's data */
+	unsigned	 next;		/* slot of the next send */
+};
 
 /* Writes a frame each time the reader grants a credit (an answer read),
  * on its own thread: a runtime's answer can be as large as a request,
@@ -78,8 +105,7 @@
  * does. */
 struct writer {
 	int			 fd;
-	const uint8_t		*f;
-	size_t			 len;
+	struct frame		*fr;
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 cv;
 	int			 credits;
@@ -119,6 +145,8 @@ static double	median(double *, size_t);
 static void	*load_frame(const char *, size_t *);
 static void	bench(int, const char *, int, double);
 static void	*writer_main(void *);
+static void	le64_put(uint8_t *, uint64_t);
+static void	send_frame(int, struct frame *);
 
 static void
 die(const char *fmt, ...)
@@ -144,6 +172,38 @@ static uint64_t
 le64(const uint8_t *p)
 {
 	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static void
+le64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* As maasd sends an INFER: the payload copied into the next slot, then
+ * a frame that says where it lies. */
+static void
+send_frame(int fd, struct frame *fr)
+{
+	uint8_t		 h[IB_HDR + 16];
+	size_t		 plen = fr->len - IB_HDR;
+	uint64_t	 off;
+
+	if (!fr->shm) {
+		write_full(fd, fr->f, fr->len);
+		return;
+	}
+	off = (uint64_t)(fr->next++ % IB_SHM_SLOTS) * IB_SHM_SLOT + fr->pad;
+	memcpy(shm + off, fr->f + IB_HDR, plen);
+	memcpy(h, fr->f, IB_HDR);
+	h[6] = IB_INFER_SHM;
+	h[7] = 0;
+	h[16] = 16;
+	h[17] = h[18] = h[19] = 0;
+	le64_put(h + IB_HDR, off);
+	le64_put(h + IB_HDR + 8, plen);
+	write_full(fd, h, sizeof(h));
 }
 
 static void
@@ -319,16 +379,33 @@ static void
 bench(int fd, const char *path, int depth, double seconds)
 {
 	struct reply	 r = { 0 };
+	struct frame	 fr = { 0 };
 	double		*lat, *comp, t0, a, b, limit;
 	size_t		 len, n = 0;
 	uint8_t		*f = load_frame(path, &len);
+
+	fr.f = f;
+	fr.len = len;
+	if (shm != NULL && f[6] == IB_INFER && depth <= IB_SHM_SLOTS) {
+		const uint8_t	*p = f + IB_HDR;
+		size_t		 plen = len - IB_HDR, off;
+
+		/* As ipc_shm_pad(): the first tensor's elements on a
+		 * 64-byte boundary. */
+		if (plen >= 6 && le32(p) != 0 &&
+		    (off = 6 + (size_t)(p[4] | p[5] << 8)) + 2 <= plen) {
+			off += 2 + 8 * (size_t)p[off + 1] + 8;
+			fr.pad = (64 - off % 64) % 64;
+		}
+		fr.shm = fr.pad + plen <= IB_SHM_SLOT;
+	}
 
 	lat = calloc(IB_MAX_RUNS, sizeof(*lat));
 	comp = calloc(IB_MAX_RUNS, sizeof(*comp));
 	if (lat == NULL || comp == NULL)
 		die("out of memory");
 	for (int i = 0; i < 3; i++) {
-		write_full(fd, f, len);
+		send_frame(fd, &fr);
 		read_reply(fd, &r, depth == 1);
 		if (r.type != IB_INFER_OK && r.type != IB_PONG)
 			die("maas-runtime answered frame type %u", r.type);
@@ -336,8 +413,32 @@ bench(int fd, const char *path, int depth, double seconds)
 	t0 = now_us();
 	limit = t0 + seconds * 1e6;
 	b = t0;
-	if (depth > 1) {
-		struct writer	w = { .fd = fd, .f = f, .len = len,
+	if (depth > 1 && fr.shm) {
+		/* Frames that small never fill the socket: the next one is
+		 * written as each answer is read, on this thread, as maasd's
+		 * event loop does. */
+		size_t	sent = 0, got = 0;
+
+		for (; sent < (size_t)depth; sent++)
+			send_frame(fd, &fr);
+		while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
+			a = b;
+			read_reply(fd, &r, 0);
+			got++;
+			send_frame(fd, &fr);
+			sent++;
+			b = now_us();
+			if (r.type != IB_INFER_OK || r.len < 8)
+				die("maas-runtime answered frame type %u",
+				    r.type);
+			comp[n] = (double)le64(r.buf);
+			lat[n] = b - a;
+			n++;
+		}
+		for (; got < sent; got++)
+			read_reply(fd, &r, 0);
+	} else if (depth > 1) {
+		struct writer	w = { .fd = fd, .fr = &fr,
 				    .credits = depth };
 		pthread_t	th;
 		size_t		got = 0;
@@ -387,7 +488,7 @@ bench(int fd, const char *path, int depth, double seconds)
 		pthread_cond_destroy(&w.cv);
 	} else while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
 		a = now_us();
-		write_full(fd, f, len);
+		send_frame(fd, &fr);
 		read_reply(fd, &r, depth == 1);
 		b = now_us();
 		if (r.type == IB_PONG)
@@ -425,7 +526,7 @@ writer_main(void *arg)
 			break;
 		w->credits--;
 		pthread_mutex_unlock(&w->mu);
-		write_full(w->fd, w->f, w->len);
+		send_frame(w->fd, w->fr);
 		pthread_mutex_lock(&w->mu);
 		w->sent++;
 	}
@@ -437,10 +538,10 @@ int
 main(int argc, char *argv[])
 {
 	struct reply	 r = { 0 };
-	char		 fdarg[16];
+	char		 fdarg[16], shmarg[16];
 	double		 seconds;
 	pid_t		 pid;
-	int		 sv[2], status;
+	int		 sv[2], status, shmfd = -1;
 
 	if (argc < 6)
 		die("usage: ipcbench RUNTIME MODEL THREADS SECONDS "
@@ -457,6 +558,19 @@ main(int argc, char *argv[])
 		    sizeof(sz));
 		(void)setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &sz,
 		    sizeof(sz));
+	}
+	if (IB_SHM) {
+		/* As ipc_shm_create(): ours writable, sealed, so that the
+		 * runtime can map it only read-only and never resize it. */
+		size_t	sz = (size_t)IB_SHM_SLOTS * IB_SHM_SLOT;
+
+		if ((shmfd = memfd_create("maas-ipc", MFD_ALLOW_SEALING)) ==
+		    -1 || ftruncate(shmfd, (off_t)sz) == -1 ||
+		    (shm = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED,
+		    shmfd, 0)) == MAP_FAILED ||
+		    fcntl(shmfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+		    F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) == -1)
+			die("shared window: %s", strerror(errno));
 	}
 	if ((pid = fork()) == -1)
 		die("fork: %s", strerror(errno));
@@ -475,11 +589,19 @@ main(int argc, char *argv[])
 		 * runtime unlike the one maasd runs. */
 		snprintf(envthr, sizeof(envthr), "OPENBLAS_NUM_THREADS=%s",
 		    argv[3]);
-		execle(argv[1], argv[1], "--fd", fdarg, "--model", argv[2],
-		    "--threads", argv[3], (char *)NULL, env);
+		snprintf(shmarg, sizeof(shmarg), "%d", shmfd);
+		if (shmfd == -1)
+			execle(argv[1], argv[1], "--fd", fdarg, "--model",
+			    argv[2], "--threads", argv[3], (char *)NULL, env);
+		else
+			execle(argv[1], argv[1], "--fd", fdarg, "--model",
+			    argv[2], "--threads", argv[3], "--shm-fd", shmarg,
+			    (char *)NULL, env);
 		_exit(127);
 	}
 	close(sv[1]);
+	if (shmfd != -1)
+		close(shmfd);
 	read_reply(sv[0], &r, 1);
 	if (r.type == IB_ERROR)
 		die("maas-runtime refused the model");

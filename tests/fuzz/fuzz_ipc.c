@@ -37,6 +37,21 @@ fuzz_hdr(const uint8_t *data, size_t size)
 	assert(h2.type > 0 && h2.type < IPC_TYPE_MAX);
 }
 
+/* A window reference: accepted only inside the window; the pad of any
+ * payload is below 64. */
+static void
+fuzz_shm(const uint8_t *data, size_t size)
+{
+	uint64_t	off, len;
+	size_t		win = size >= 24 ? (size_t)le64_get(data + 16) : 4096;
+
+	if (ipc_shm_ref_decode(data, size < IPC_SHM_REF_LEN ? size :
+	    IPC_SHM_REF_LEN, win, &off, &len) == 0)
+		assert(off <= win && len <= win - off &&
+		    len <= IPC_MAX_PAYLOAD);
+	assert(ipc_shm_pad(data, size) < 64);
+}
+
 static void
 fuzz_tensors(const uint8_t *data, size_t size)
 {
@@ -269,6 +284,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fuzz_hdr(data, size);
+	fuzz_shm(data, size);
 	/* Payloads usually follow a header; try both framings. */
 	fuzz_tensors(data, size);
 	fuzz_meta(data, size);

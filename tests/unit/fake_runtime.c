@@ -8,8 +8,12 @@
  *	555				INFER_ERR bad input
  * and by the "model path" maasd passes: "slow:N" sleeps N ms per INFER.
  * Each INFER appends its row count to the file named by the model path's
- * ",log=FILE" suffix, so tests can see how requests were batched. */
+ * ",log=FILE" suffix, so tests can see how requests were batched.
+ * Requests come as INFER or, through the shared window maasd gives with
+ * --shm-fd, as INFER_SHM (common/ipc.h); the log line of one that came
+ * through the window ends in " shm". */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +68,7 @@ reply_err(uint64_t id, const char *msg)
 }
 
 static void
-infer(uint64_t id, const uint8_t *p, size_t len)
+infer(uint64_t id, const uint8_t *p, size_t len, bool shm)
 {
 	struct ipc_tensor	t[4];
 	struct ipc_tensor_desc	d;
@@ -87,7 +91,8 @@ infer(uint64_t id, const uint8_t *p, size_t len)
 		FILE	*f = fopen(logpath, "a");
 
 		if (f != NULL) {
-			fprintf(f, "%lld\n", (long long)t[0].desc.dims[0]);
+			fprintf(f, "%lld%s\n", (long long)t[0].desc.dims[0],
+			    shm ? " shm" : "");
 			fclose(f);
 		}
 	}
@@ -110,6 +115,9 @@ infer(uint64_t id, const uint8_t *p, size_t len)
 		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 			;
 	}
+	/* Read again after the sleep: an input that changed while it
+	 * computed (a slot of the window reused too soon) shows. */
+	memcpy(y, t[0].data, t[0].nbytes);
 	for (size_t i = 0; i < n; i++)
 		y[i] *= 2;
 	d = t[0].desc;
@@ -146,6 +154,9 @@ main(int argc, char *argv[])
 	uint8_t		*buf = NULL;
 	size_t		 cap = 0;
 	const char	*model = "";
+	const uint8_t	*shm = NULL;
+	size_t		 shm_len = 0;
+	uint64_t	 off, len;
 	char		*l;
 
 	log_init("fake-runtime", false);
@@ -154,6 +165,10 @@ main(int argc, char *argv[])
 			fd = (int)parse_num(argv[i + 1], "");
 		else if (strcmp(argv[i], "--model") == 0)
 			model = argv[i + 1];
+		else if (strcmp(argv[i], "--shm-fd") == 0 &&
+		    (shm = ipc_shm_map((int)parse_num(argv[i + 1], ""),
+		    IPC_SHM_SIZE, &shm_len)) == NULL)
+			fatalx("cannot map the shared window");
 	}
 	if (fd < 0)
 		return 0;	/* run without arguments: nothing to do */
@@ -166,7 +181,10 @@ main(int argc, char *argv[])
 		if (h.type == IPC_PING)
 			ipc_write_frame(fd, IPC_PONG, h.req_id, NULL, 0);
 		else if (h.type == IPC_INFER)
-			infer(h.req_id, buf, h.len);
+			infer(h.req_id, buf, h.len, false);
+		else if (h.type == IPC_INFER_SHM && shm != NULL &&
+		    ipc_shm_ref_decode(buf, h.len, shm_len, &off, &len) == 0)
+			infer(h.req_id, shm + off, (size_t)len, true);
 		else
 			return 2;
 	}

@@ -2,7 +2,8 @@
  * sandboxed, to prove the sandbox stops it.  Built into the test build
  * only (tests/unit/sandbox.mk), never installed.
  *
- *   hostile_runtime --fd N --model PATH [--mem-limit-mb M] ACTION
+ *   hostile_runtime --fd N --model PATH [--mem-limit-mb M] [--shm-fd W]
+ *	ACTION
  *
  * It sets up exactly as maas-runtime does (same struct sandbox_cfg, same
  * sandbox_limit_memory() and sandbox_enter()), then does ACTION:
@@ -11,6 +12,9 @@
  *   ptrace   ptrace(PTRACE_TRACEME)   open     open("/etc/passwd")
  *   alloc    malloc past RLIMIT_AS    fork     fork() in a loop
  *   mmapx    mmap(PROT_EXEC)
+ *   shmread  the shared window (W, mapped as maas-runtime maps it) starts
+ *            with "maasd"
+ *   shmwrite mprotect() the window writable
  * and writes "ACTION: ok" or "ACTION: -1 ERRNO" to stdout when the call
  * returns.  A call the filter forbids never returns: SIGSYS kills it.
  * Exit 0 after reporting, 3 if the sandbox could not be entered. */
@@ -28,11 +32,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/ipc.h"
 #include "common/log.h"
 #include "runtime/sandbox.h"
 
 static void	report(const char *, long);
 static long	act(const char *, uint64_t);
+
+static const uint8_t	*shm;		/* the window, or NULL */
+static size_t		 shm_len;
 
 /* One line on stdout with a plain write(2): stdio buffers may need more
  * than the filter allows. */
@@ -99,6 +107,16 @@ act(const char *what, uint64_t mem_limit)
 		}
 		return 0;
 	}
+	if (strcmp(what, "shmread") == 0) {
+		if (shm == NULL || memcmp(shm, "maasd", 5) != 0) {
+			errno = ENODATA;
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(what, "shmwrite") == 0)
+		return shm == NULL ? -1 : mprotect((void *)(uintptr_t)shm,
+		    shm_len, PROT_READ | PROT_WRITE);
 	if (strcmp(what, "mmapx") == 0)
 		return mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE |
 		    MAP_ANONYMOUS, -1, 0) == MAP_FAILED ? -1 : 0;
@@ -112,6 +130,7 @@ main(int argc, char *argv[])
 		{ "fd", required_argument, NULL, 'f' },
 		{ "model", required_argument, NULL, 'm' },
 		{ "mem-limit-mb", required_argument, NULL, 'M' },
+		{ "shm-fd", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct sandbox_cfg	 sb;
@@ -138,6 +157,12 @@ main(int argc, char *argv[])
 			break;
 		case 'M':
 			mem_mb = strtoull(optarg, NULL, 10);
+			break;
+		case 'w':
+			/* As runtime/main.c maps it. */
+			if ((shm = ipc_shm_map(atoi(optarg), IPC_SHM_SIZE,
+			    &shm_len)) == NULL)
+				fatalx("cannot map the shared window");
 			break;
 		default:
 			return 1;

@@ -1,11 +1,14 @@
 /* tests/unit/test_ipc.c - common/ipc.c and common/wire.c: frame headers,
- * blocking frame I/O over a socketpair, tensor lists and HELLO metadata,
+ * blocking frame I/O over a socketpair, the shared window, tensor lists
+ * and HELLO metadata,
  * including every truncation of valid input (decoders must fail cleanly;
  * inputs are exact-size heap copies so ASan sees any over-read). */
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -735,6 +738,111 @@ test_meta_malformed(void **state)
 	wbuf_release(&w);
 }
 
+/* --- the shared window --- */
+
+static void
+test_shm_window(void **state)
+{
+	struct ipc_tensor_desc	 d = { .dtype = DT_FP32, .ndim = 2,
+				    .dims = { 3, 4 } };
+	const uint8_t		*ro;
+	uint8_t			*rw;
+	float			 x[12] = { 1, 2, 3 };
+	struct wbuf		 w;
+	size_t			 size = 0, pad;
+	int			 fd, fd2;
+
+	(void)state;
+	/* maasd's writable mapping; the runtime's is read-only, sees what
+	 * maasd writes, and can be neither resized nor made writable. */
+	assert_true((fd = ipc_shm_create(1 << 20, &rw)) >= 0);
+	assert_true((fd2 = dup(fd)) >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 10), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(ftruncate(fd, 2 << 20), -1);
+	assert_int_equal(errno, EPERM);
+	assert_true(mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED,
+	    fd, 0) == MAP_FAILED);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(write(fd, "x", 1), -1);
+	assert_int_equal(errno, EPERM);
+	assert_non_null(ro = ipc_shm_map(fd, 1 << 20, &size));
+	assert_int_equal(size, 1 << 20);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);	/* closed */
+	memcpy(rw + 4096, "window", 6);
+	assert_memory_equal(ro + 4096, "window", 6);
+	assert_int_equal(mprotect((void *)(uintptr_t)ro, size, PROT_READ |
+	    PROT_WRITE), -1);
+	assert_int_equal(errno, EACCES);
+	/* A window larger than the runtime takes, or a file that is not
+	 * sealed, is refused (and its fd closed all the same). */
+	assert_null(ipc_shm_map(fd2, 1 << 19, &size));
+	assert_int_equal(fcntl(fd2, F_GETFD), -1);
+	{
+		char	path[] = "/tmp/maas-shm-XXXXXX";
+		int	tf = mkstemp(path);
+
+		assert_true(tf >= 0);
+		unlink(path);
+		assert_int_equal(ftruncate(tf, 4096), 0);
+		assert_null(ipc_shm_map(tf, 1 << 20, &size));
+	}
+	munmap((void *)(uintptr_t)ro, 1 << 20);
+	munmap(rw, 1 << 20);
+
+	/* The pad puts the first tensor's elements on 64 bytes. */
+	wbuf_init(&w);
+	for (int len = 0; len < 70; len++) {
+		memset(d.name, 0, sizeof(d.name));
+		memset(d.name, 'a', (size_t)len % (IPC_NAME_MAX - 1));
+		d.ndim = 1 + len % 3;
+		wbuf_reset(&w);
+		wbuf_u32(&w, 1);
+		ipc_put_tensor(&w, &d, x, sizeof(x));
+		pad = ipc_shm_pad(w.data, w.len);
+		assert_true(pad < 64);
+		assert_int_equal((pad + w.len - sizeof(x)) % 64, 0);
+		/* A payload too short to say, or with no tensor: no pad. */
+		assert_true(ipc_shm_pad(w.data, 7 + (size_t)len % 3) < 64);
+	}
+	wbuf_reset(&w);
+	wbuf_u32(&w, 0);
+	wbuf_u32(&w, 0);
+	assert_int_equal(ipc_shm_pad(w.data, w.len), 0);
+	wbuf_release(&w);
+
+	/* References: exactly 16 bytes, inside the window, at most a
+	 * frame long. */
+	{
+		uint8_t		ref[IPC_SHM_REF_LEN + 1];
+		uint64_t	off, len;
+
+		ipc_shm_ref_encode(ref, 64, 100);
+		assert_int_equal(ipc_shm_ref_decode(ref, IPC_SHM_REF_LEN, 164,
+		    &off, &len), 0);
+		assert_int_equal(off, 64);
+		assert_int_equal(len, 100);
+		assert_int_equal(ipc_shm_ref_decode(ref, IPC_SHM_REF_LEN, 163,
+		    &off, &len), -1);
+		assert_int_equal(ipc_shm_ref_decode(ref, IPC_SHM_REF_LEN - 1,
+		    164, &off, &len), -1);
+		assert_int_equal(ipc_shm_ref_decode(ref, IPC_SHM_REF_LEN + 1,
+		    164, &off, &len), -1);
+		ipc_shm_ref_encode(ref, UINT64_MAX - 10, 100);
+		assert_int_equal(ipc_shm_ref_decode(ref, IPC_SHM_REF_LEN,
+		    SIZE_MAX, &off, &len), -1);
+		ipc_shm_ref_encode(ref, 10, UINT64_MAX - 5);
+		assert_int_equal(ipc_shm_ref_decode(ref, IPC_SHM_REF_LEN,
+		    SIZE_MAX, &off, &len), -1);
+		ipc_shm_ref_encode(ref, 0, (uint64_t)IPC_MAX_PAYLOAD + 1);
+		assert_int_equal(ipc_shm_ref_decode(ref, IPC_SHM_REF_LEN,
+		    SIZE_MAX, &off, &len), -1);
+		ipc_shm_ref_encode(ref, 0, 0);
+		assert_int_equal(ipc_shm_ref_decode(ref, IPC_SHM_REF_LEN, 0,
+		    &off, &len), 0);
+	}
+}
+
 /* --- wire --- */
 
 static void
@@ -1277,6 +1385,7 @@ main(void)
 		cmocka_unit_test(test_tensors_malformed),
 		cmocka_unit_test(test_meta_roundtrip),
 		cmocka_unit_test(test_meta_malformed),
+		cmocka_unit_test(test_shm_window),
 		cmocka_unit_test(test_wire),
 		cmocka_unit_test(test_gen_req_roundtrip),
 		cmocka_unit_test(test_gen_req_malformed),

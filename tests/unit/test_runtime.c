@@ -11,6 +11,7 @@
  * The binaries are MAAS_RUNTIME and MAAS_GENMODEL from the environment, or
  * the ones of this build.  The runtime's log goes to /dev/null unless
  * MAAS_TEST_VERBOSE is set. */
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -71,23 +72,38 @@ run_cmd(char *const argv[])
 		fail_msg("%s failed", argv[0]);
 }
 
-/* In a child: makes sock fd 3 and execs the runtime on model. */
+/* In a child: makes sock fd 3 (and window, if not -1, fd 4, the shared
+ * window) and execs the runtime on model. */
 static void
-exec_runtime(int sock, const char *model, const char *mem_mb)
+exec_runtime(int sock, const char *model, const char *mem_mb, int window)
 {
-	int	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	const char	*argv[16];
+	int		 argc = 0, null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 	dup2(sock, 3);
+	if (window != -1)
+		dup2(window, 4);
 	dup2(null, 0);
 	dup2(null, 1);
 	if (getenv("MAAS_TEST_VERBOSE") == NULL)
 		dup2(null, 2);
-	if (mem_mb != NULL)
-		execl(rt_bin, rt_bin, "--fd", "3", "--model", model,
-		    "--threads", "2", "--mem-limit-mb", mem_mb, (char *)NULL);
-	else
-		execl(rt_bin, rt_bin, "--fd", "3", "--model", model,
-		    "--threads", "2", (char *)NULL);
+	argv[argc++] = rt_bin;
+	argv[argc++] = "--fd";
+	argv[argc++] = "3";
+	argv[argc++] = "--model";
+	argv[argc++] = model;
+	argv[argc++] = "--threads";
+	argv[argc++] = "2";
+	if (mem_mb != NULL) {
+		argv[argc++] = "--mem-limit-mb";
+		argv[argc++] = mem_mb;
+	}
+	if (window != -1) {
+		argv[argc++] = "--shm-fd";
+		argv[argc++] = "4";
+	}
+	argv[argc] = NULL;
+	execv(rt_bin, (char *const *)(uintptr_t)argv);
 	_exit(127);
 }
 
@@ -111,9 +127,40 @@ rt_spawn(struct rt *r, const char *model, const char *mem_mb)
 	socks(sv);
 	assert_true((r->pid = fork()) != -1);
 	if (r->pid == 0)
-		exec_runtime(sv[1], model, mem_mb);
+		exec_runtime(sv[1], model, mem_mb, -1);
 	close(sv[1]);
 	r->fd = sv[0];
+}
+
+/* As rt_spawn(), with a shared window made as maasd makes it, mapped
+ * writable at *win (IPC_SHM_SIZE bytes, the caller unmaps). */
+static void
+rt_spawn_window(struct rt *r, const char *model, uint8_t **win)
+{
+	int	sv[2], w;
+
+	memset(r, 0, sizeof(*r));
+	socks(sv);
+	assert_true((w = ipc_shm_create(IPC_SHM_SIZE, win)) >= 0);
+	assert_true((r->pid = fork()) != -1);
+	if (r->pid == 0)
+		exec_runtime(sv[1], model, NULL, w);
+	close(sv[1]);
+	close(w);
+	r->fd = sv[0];
+}
+
+/* Sends the INFER payload w through the window at off. */
+static void
+rt_send_window(struct rt *r, uint8_t *win, uint64_t req, size_t off,
+    const struct wbuf *w)
+{
+	uint8_t	ref[IPC_SHM_REF_LEN];
+
+	memcpy(win + off, w->data, w->len);
+	ipc_shm_ref_encode(ref, off, w->len);
+	assert_int_equal(ipc_write_frame(r->fd, IPC_INFER_SHM, req, ref,
+	    sizeof(ref)), 0);
 }
 
 /* The runtime's exit status, 128 + signal if killed. */
@@ -515,6 +562,71 @@ test_serve_demo(void **state)
 	onnx__model_proto__free_unpacked(p, NULL);
 }
 
+/* INFER_SHM: the same answers, to the bit, as INFER gives for the same
+ * payload, in either slot, wherever the elements lie (on 64 bytes, read
+ * in place; on 4 or unaligned, copied first); the window is never
+ * written; a reference outside it breaks the protocol. */
+static void
+test_serve_window(void **state)
+{
+	static const int64_t	 batches[] = { 1, 64, 5, 64 };
+	struct ipc_meta		 meta;
+	struct ipc_hdr		 h;
+	struct wbuf		 w;
+	struct rt		 r;
+	uint8_t			*win, ref[IPC_SHM_REF_LEN];
+	uint8_t			*want = NULL;
+	float			*x = xcalloc(64 * 784, sizeof(float));
+	uint64_t		 s = 7;
+	size_t			 pad, off, wantlen = 0;
+
+	(void)state;
+	for (size_t i = 0; i < 64 * 784; i++) {
+		s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+		x[i] = (float)((s >> 40) * 0x1.0p-24) * 2.0f - 1.0f;
+	}
+	rt_spawn_window(&r, demo, &win);
+	hello(&r, &meta);
+	ipc_meta_release(&meta);
+	wbuf_init(&w);
+	for (size_t k = 0; k < sizeof(batches) / sizeof(batches[0]); k++) {
+		infer_payload(&w, "input", batches[k], 784, x, NULL);
+		rt_send(&r, IPC_INFER, 1, &w);
+		rt_recv(&r, &h);
+		assert_int_equal(h.type, IPC_INFER_OK);
+		want = xrealloc(want, h.len);
+		memcpy(want, r.buf, h.len);
+		wantlen = h.len;
+		pad = ipc_shm_pad(w.data, w.len);
+		for (size_t j = 0; j < 3; j++) {
+			size_t	shift = j == 0 ? 0 : j == 1 ? 1 : 4;
+
+			/* compute_us (the first 8 bytes) may differ */
+			off = (k % 2) * IPC_SHM_SLOT + pad + shift;
+			rt_send_window(&r, win, 2 + shift, off, &w);
+			rt_recv(&r, &h);
+			assert_int_equal(h.type, IPC_INFER_OK);
+			assert_int_equal(h.req_id, 2 + shift);
+			assert_int_equal(h.len, wantlen);
+			assert_memory_equal(r.buf + 8, want + 8, wantlen - 8);
+			assert_memory_equal(win + off, w.data, w.len);
+		}
+	}
+	/* The window's end exactly: fine; one byte past it: status 2. */
+	infer_payload(&w, "input", 1, 784, x, NULL);
+	rt_send_window(&r, win, 3, IPC_SHM_SIZE - w.len, &w);
+	rt_recv(&r, &h);
+	assert_int_equal(h.type, IPC_INFER_OK);
+	ipc_shm_ref_encode(ref, IPC_SHM_SIZE - w.len + 1, w.len);
+	assert_int_equal(ipc_write_frame(r.fd, IPC_INFER_SHM, 4, ref,
+	    sizeof(ref)), 0);
+	assert_int_equal(rt_wait(&r), 2);
+	munmap(win, IPC_SHM_SIZE);
+	wbuf_release(&w);
+	free(want);
+	free(x);
+}
+
 /* Each way of breaking the protocol ends the runtime with status 2. */
 static void
 test_protocol_errors(void **state)
@@ -528,7 +640,7 @@ test_protocol_errors(void **state)
 
 	(void)state;
 	wbuf_init(&w);
-	for (int k = 0; k < 6; k++) {
+	for (int k = 0; k < 7; k++) {
 		rt_spawn(&r, demo, NULL);
 		hello(&r, &meta);
 		ipc_meta_release(&meta);
@@ -567,6 +679,11 @@ test_protocol_errors(void **state)
 		case 5:		/* PING with a payload */
 			wbuf_u8(&w, 0);
 			rt_send(&r, IPC_PING, 4, &w);
+			break;
+		case 6:		/* the window, to a runtime given none */
+			wbuf_u64(&w, 0);
+			wbuf_u64(&w, 16);
+			rt_send(&r, IPC_INFER_SHM, 5, &w);
 			break;
 		}
 		if (rt_wait(&r) != 2)
@@ -710,7 +827,7 @@ test_parent_death(void **state)
 		/* Should this test fail, do not outlive it. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (fork() == 0)
-			exec_runtime(sv[1], demo, NULL);
+			exec_runtime(sv[1], demo, NULL, -1);
 		pause();
 		_exit(0);
 	}
@@ -766,6 +883,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_genmodel_deterministic),
 		cmocka_unit_test(test_serve_demo),
+		cmocka_unit_test(test_serve_window),
 		cmocka_unit_test(test_protocol_errors),
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_too_large_for_limit),

@@ -7,6 +7,7 @@
  *
  * The binary is MAAS_HOSTILE from the environment, or the one of this
  * build.  Its log goes to /dev/null unless MAAS_TEST_VERBOSE is set. */
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -23,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "common/ipc.h"
+
 #ifndef HOSTILE_BIN
 #define HOSTILE_BIN	"build/tests/hostile_runtime"
 #endif
@@ -37,12 +40,14 @@ struct outcome {
 static char	bin[512];
 
 /* Runs hostile_runtime ACTION with its IPC socket on fd 3 (the peer
- * answers the "ok" path's byte) and the report on a pipe. */
+ * answers the "ok" path's byte), a shared window made as maasd makes it
+ * (holding "maasd") on fd 4, and the report on a pipe. */
 static void
 run(const char *action, struct outcome *o)
 {
+	uint8_t	*win;
 	char	c;
-	int	sv[2], pp[2], null, st;
+	int	sv[2], pp[2], null, st, w;
 	size_t	got = 0;
 	ssize_t	n;
 	pid_t	pid;
@@ -51,18 +56,23 @@ run(const char *action, struct outcome *o)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
 	    sv), 0);
 	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	assert_true((w = ipc_shm_create(IPC_SHM_SIZE, &win)) >= 0);
+	memcpy(win, "maasd", 5);
 	assert_true((pid = fork()) != -1);
 	if (pid == 0) {
 		null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		dup2(sv[1], 3);
+		dup2(w, 4);
 		dup2(null, 0);
 		dup2(pp[1], 1);
 		if (getenv("MAAS_TEST_VERBOSE") == NULL)
 			dup2(null, 2);
 		execl(bin, bin, "--fd", "3", "--model", "/dev/null",
-		    "--mem-limit-mb", HOSTILE_MEM_MB, action, (char *)NULL);
+		    "--mem-limit-mb", HOSTILE_MEM_MB, "--shm-fd", "4", action,
+		    (char *)NULL);
 		_exit(127);
 	}
+	close(w);
 	close(sv[1]);
 	close(pp[1]);
 	if (strcmp(action, "ok") == 0) {
@@ -77,6 +87,7 @@ run(const char *action, struct outcome *o)
 	close(sv[0]);
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	o->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	munmap(win, IPC_SHM_SIZE);
 }
 
 /* The call never returned: the filter killed the process. */
@@ -154,6 +165,17 @@ test_fork(void **state)
 	assert_killed("fork");
 }
 
+/* The shared window reads as maasd wrote it and cannot be made
+ * writable: what one request's input holds, a runtime cannot change for
+ * the next (F_SEAL_FUTURE_WRITE). */
+static void
+test_window(void **state)
+{
+	(void)state;
+	assert_refused("shmread", "shmread: ok");
+	assert_refused("shmwrite", "shmwrite: -1 EACCES");
+}
+
 /* RLIMIT_AS holds: an allocation of the whole limit fails with NULL. */
 static void
 test_alloc(void **state)
@@ -190,6 +212,7 @@ main(void)
 		cmocka_unit_test(test_open),
 		cmocka_unit_test(test_fork),
 		cmocka_unit_test(test_alloc),
+		cmocka_unit_test(test_window),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
