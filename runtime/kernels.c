@@ -312,6 +312,60 @@ matmul_part(void *arg, size_t t, int thr)
 	    (blasint)j->n, j->beta, j->y + t * j->m * j->n, (blasint)j->n);
 }
 
+struct views_job {
+	const struct kernel_mat	*y, *a, *b;
+	const int64_t		*dims;
+	int			 nb;
+	size_t			 m, n, k;
+	float			 alpha;
+};
+
+static void
+views_part(void *arg, size_t t, int thr)
+{
+	const struct views_job	*j = arg;
+	size_t			 oy = 0, oa = 0, ob = 0, rest = t;
+
+	(void)thr;
+	for (int i = j->nb - 1; i >= 0; i--) {
+		size_t	d = (size_t)j->dims[i], x = rest % d;
+
+		oy += x * j->y->bstride[i];
+		oa += x * j->a->bstride[i];
+		ob += x * j->b->bstride[i];
+		rest /= d;
+	}
+	cblas_sgemm(CblasRowMajor, j->a->trans ? CblasTrans : CblasNoTrans,
+	    j->b->trans ? CblasTrans : CblasNoTrans, (blasint)j->m,
+	    (blasint)j->n, (blasint)j->k, j->alpha, j->a->base + oa,
+	    (blasint)j->a->ld, j->b->base + ob, (blasint)j->b->ld, 0.0f,
+	    j->y->base + oy, (blasint)j->y->ld);
+}
+
+void
+kernel_matmul_views(const struct kernel_mat *y, const struct kernel_mat *a,
+    const struct kernel_mat *b, const int64_t *dims, int nb, size_t m,
+    size_t n, size_t k, float alpha)
+{
+	struct views_job	job = { y, a, b, dims, nb, m, n, k, alpha };
+	size_t			batch = 1;
+	int			nthr;
+
+	for (int i = 0; i < nb; i++)
+		batch *= (size_t)dims[i];
+	if (batch > 1 && m * n * k <= KERNEL_PAR_GEMM &&
+	    (nthr = par_threads()) > 1) {
+		/* As in matmul_ab(): attention's products split between
+		 * the threads, each on one. */
+		openblas_set_num_threads(1);
+		par_run(views_part, &job, batch, nthr);
+		openblas_set_num_threads(nthr);
+		return;
+	}
+	for (size_t t = 0; t < batch; t++)
+		views_part(&job, t, 0);
+}
+
 /* Element strides of an operand of rank xnd right-aligned against y's nd
  * dims: 0 where it broadcasts (missing or size-1 dim). */
 static void

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/tensor.h"
+
 #define KERNEL_TRANS_A	0x1	/* use a transposed: a is (k, m) */
 #define KERNEL_TRANS_B	0x2	/* use b transposed: b is (n, k) */
 
@@ -40,6 +42,27 @@ void	kernel_gemm(float *y, const float *a, const float *b, const float *c,
 void	kernel_matmul(float *y, const int64_t *yshape, const float *a,
 	    const int64_t *ashape, const float *b, const int64_t *bshape,
 	    int nd);
+
+/* One operand (or the result) of a batched product as a view of memory:
+ * the matrix of batch index (i_0, .., i_nb-1) starts at base + sum of
+ * i_d * bstride[d] floats (0 where it broadcasts); its rows are ld floats
+ * apart, or, if trans, it is stored transposed (its columns ld apart).
+ * A Transpose that feeds a MatMul, or that alone reads one, becomes such
+ * a view (runtime/onnx/exec.c) instead of a copy. */
+struct kernel_mat {
+	float		*base;
+	size_t		 bstride[TENSOR_MAX_DIMS];
+	size_t		 ld;
+	bool		 trans;
+};
+
+/* y(i) = alpha * a(i) b(i), (m, k) times (k, n), for every batch index i
+ * over dims[0..nb); y is never transposed and overlaps neither a nor
+ * b.  Each product is one cblas_sgemm, whatever the batch. */
+void	kernel_matmul_views(const struct kernel_mat *y,
+	    const struct kernel_mat *a, const struct kernel_mat *b,
+	    const int64_t *dims, int nb, size_t m, size_t n, size_t k,
+	    float alpha);
 
 /* y = a op b with numpy broadcasting.  a and b have ranks <= nd and are
  * right-aligned against y's shape (nd dims); each of their dims is 1 or

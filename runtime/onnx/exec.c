@@ -32,6 +32,10 @@ static bool		fuse_relu(struct onnx_model *, struct onnx_node *,
 static bool		fuse_pool(struct onnx_model *, struct onnx_node *,
 			    const int *);
 static void		outlive(struct onnx_model *, int, int);
+static bool		fuse_transpose_in(struct onnx_model *,
+			    struct onnx_node *, const int *);
+static bool		fuse_transpose_out(struct onnx_model *,
+			    struct onnx_node *, const int *);
 static bool		fuse_gelu(struct onnx_model *, struct onnx_node *,
 			    const int *);
 static bool		scalar_near(const struct onnx_model *, int, float,
@@ -288,7 +292,7 @@ fuse_bias(struct onnx_model *m, struct onnx_node *n, const int *nread)
 		mm = &m->nodes[p->def];
 		if (strcmp(mm->op->name, "MatMul") != 0 ||
 		    mm->when != ONNX_AT_RUN || mm->n_in != 2 ||
-		    mm->in[1] < 0)
+		    mm->in[1] < 0 || mm->tr[0] >= 0 || mm->tr_out >= 0)
 			continue;
 		w = &m->vals[mm->in[1]];
 		if (w->kind != ONNX_V_CONST || w->ndim < 2 ||
@@ -452,6 +456,96 @@ fuse_scale(struct onnx_model *m, struct onnx_node *n, const int *nread)
 	return false;
 }
 
+/* A MatMul whose operands and product all have the same rank r. */
+static bool
+matmul_flat(const struct onnx_model *m, const struct onnx_node *mm)
+{
+	int	r;
+
+	if (strcmp(mm->op->name, "MatMul") != 0 || mm->when != ONNX_AT_RUN ||
+	    mm->fused || mm->n_in != 2 || mm->in[0] < 0 || mm->in[1] < 0 ||
+	    mm->n_out < 1 || mm->out[0] < 0 || mm->pack != NULL)
+		return false;
+	r = m->vals[mm->out[0]].ndim;
+	return r >= 2 && m->vals[mm->in[0]].ndim == r &&
+	    m->vals[mm->in[1]].ndim == r;
+}
+
+/* Transpose(x) read by a MatMul alone (the heads split of attention,
+ * [N,S,H,D] -> [N,H,S,D] or [N,H,D,S]): the MatMul reads x where it
+ * lies, as a matrix whose rows are contiguous (or, for its second
+ * operand, whose columns are: sgemm's transposed B), with strides for
+ * the batch dims, and the Transpose does not run.  Its output shares
+ * x's memory, which it would hold in another order, but no node reads
+ * it but the MatMul, which knows. */
+static bool
+fuse_transpose_in(struct onnx_model *m, struct onnx_node *mm,
+    const int *nread)
+{
+	bool	done = false;
+	int	r, perm[TENSOR_MAX_DIMS];
+
+	if (!matmul_flat(m, mm) || mm->bias >= 0)
+		return false;
+	r = m->vals[mm->out[0]].ndim;
+	for (int k = 0; k < 2; k++) {
+		int			 vid = mm->in[k];
+		const struct onnx_value	*v = &m->vals[vid], *x;
+		struct onnx_node	*t;
+
+		if (v->def < 0 || v->kind != ONNX_V_ACT || v->alias >= 0 ||
+		    nread[vid] != 1 || v->dtype != DT_FP32 ||
+		    (k == 1 && mm->in[0] == vid))
+			continue;
+		t = &m->nodes[v->def];
+		if (strcmp(t->op->name, "Transpose") != 0 ||
+		    t->when != ONNX_AT_RUN || t->fused || t->in[0] < 0)
+			continue;
+		x = &m->vals[t->in[0]];
+		if ((x->kind != ONNX_V_ACT && x->kind != ONNX_V_INPUT) ||
+		    x->dtype != DT_FP32 || x->ndim != r)
+			continue;
+		if (!onnx_perm(t, r, perm) || (perm[r - 1] != r - 1 &&
+		    (k == 0 || perm[r - 2] != r - 1)))
+			continue;
+		mm->tr[k] = t->idx;
+		t->fused = true;
+		alias_to(m, vid, t->in[0]);
+		done = true;
+	}
+	return done;
+}
+
+/* Transpose(MatMul(..)) that alone reads the product and keeps its last
+ * dim last (the heads merge of attention, [N,H,S,D] -> [N,S,H,D]): the
+ * MatMul writes each row of its product where the Transpose would have
+ * put it, and the Transpose does not run. */
+static bool
+fuse_transpose_out(struct onnx_model *m, struct onnx_node *t,
+    const int *nread)
+{
+	int			 pid = t->in[0], r, perm[TENSOR_MAX_DIMS];
+	const struct onnx_value	*p;
+	struct onnx_node	*mm;
+
+	if (pid < 0 || t->n_out < 1 || t->out[0] < 0)
+		return false;
+	p = &m->vals[pid];
+	if (p->def < 0 || p->kind != ONNX_V_ACT || p->alias >= 0 ||
+	    nread[pid] != 1 || p->dtype != DT_FP32)
+		return false;
+	mm = &m->nodes[p->def];
+	if (!matmul_flat(m, mm) || mm->bias >= 0 || mm->tr_out >= 0 ||
+	    (r = p->ndim) != m->vals[t->out[0]].ndim)
+		return false;
+	if (!onnx_perm(t, r, perm) || perm[r - 1] != r - 1)
+		return false;
+	mm->tr_out = t->idx;
+	t->fused = true;
+	alias_to(m, t->out[0], pid);
+	return true;
+}
+
 /* The erf GELU of exported models, from its Erf node e:
  *	t1 = Mul(x, 1/sqrt(2)) or Div(x, sqrt(2));  t2 = Erf(t1)
  *	t3 = Add(t2, 1);  y = Mul(Mul(x, 0.5), t3) or Mul(Mul(x, t3), 0.5)
@@ -521,7 +615,8 @@ fuse_gelu(struct onnx_model *m, struct onnx_node *e, const int *nread)
  * Unsqueeze and Identity share their input's memory instead of copying
  * it; a Relu whose input has no other reader works in place, or is
  * done by the Conv before it, as is a MaxPool after them; a bias Add
- * folds into the MatMul before it.  Values are written only by the node
+ * folds into the MatMul before it, and a Transpose into the MatMul it
+ * feeds or follows.  Values are written only by the node
  * that defines them, so memory shared by values that hold the same
  * elements is never overwritten while one of them is still read. */
 static void
@@ -539,6 +634,8 @@ fuse(struct onnx_model *m)
 		m->nodes[i].fused = false;
 		m->nodes[i].relu = false;
 		m->nodes[i].pool = -1;
+		m->nodes[i].tr[0] = m->nodes[i].tr[1] = -1;
+		m->nodes[i].tr_out = -1;
 		for (int j = 0; j < m->nodes[i].n_in; j++)
 			if (m->nodes[i].in[j] >= 0)
 				nread[m->nodes[i].in[j]]++;
@@ -579,6 +676,10 @@ fuse(struct onnx_model *m)
 			(void)fuse_gelu(m, n, nread);
 		else if (strcmp(n->op->name, "MaxPool") == 0)
 			(void)fuse_pool(m, n, nread);
+		else if (strcmp(n->op->name, "MatMul") == 0)
+			(void)fuse_transpose_in(m, n, nread);
+		else if (strcmp(n->op->name, "Transpose") == 0)
+			(void)fuse_transpose_out(m, n, nread);
 	}
 	/* An input nothing aliases is only ever read, through its own
 	 * pointer: onnx_run() may point it at the request's bytes.  Not

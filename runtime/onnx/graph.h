@@ -130,6 +130,12 @@ struct onnx_node {
 	 * MaxPool that alone reads that, node pool (fused), or -1. */
 	bool			 relu;
 	int			 pool;
+	/* exec.c: a MatMul reads operand k through the Transpose node
+	 * tr[k] (-1: none) that alone feeds it, and writes its product in
+	 * the layout of the Transpose node tr_out (or -1) that alone reads
+	 * it; those Transposes are fused, their outputs views. */
+	int			 tr[2];
+	int			 tr_out;
 	/* ops.c, at load: the constant B of a Gemm or MatMul that runs per
 	 * request, packed for gemm_run() (owned), or NULL. */
 	float			*pack;
@@ -226,6 +232,10 @@ int	onnx_want(const struct onnx_model *, const struct onnx_node *, int i,
 	    unsigned mask, char *, size_t);
 int	onnx_bcast_dim(int64_t, int64_t, int64_t *);
 int64_t	onnx_dims_prod(const int64_t *, int, int);
+/* A Transpose's perm for rank r (its attribute, or the dims reversed
+ * when it has none) into perm[r]; false if it is no permutation of r
+ * dims. */
+bool	onnx_perm(const struct onnx_node *, int r, int *perm);
 int	onnx_axis_norm(int64_t, int, int, int64_t *);
 /* Integer input i as int64 values (INT64 or INT32); NULL if not known
  * yet (a plan-time value at load). */

@@ -410,6 +410,58 @@ infer_matmul(struct onnx_model *m, struct onnx_node *n, char *err,
 	return 0;
 }
 
+/* Operand or product v of a MatMul (rank r, batch dims against the
+ * product's ys) as a view: where it lies, or, through the fused
+ * Transpose node tr (exec.c), where that Transpose's input holds its
+ * elements.  rows, cols: its matrix's. */
+static void
+matmul_view(struct onnx_model *m, const struct onnx_value *v, int tr,
+    bool out, int r, const int64_t *ys, struct kernel_mat *mt)
+{
+	size_t	st[TENSOR_MAX_DIMS], cs[TENSOR_MAX_DIMS], s = 1;
+	size_t	rows = (size_t)v->shape[r - 2], cols = (size_t)v->shape[r - 1];
+	int	perm[TENSOR_MAX_DIMS];
+
+	if (tr < 0) {
+		for (int d = r - 1; d >= 0; d--) {
+			st[d] = s;
+			s *= (size_t)v->shape[d];
+		}
+		mt->base = v->data;
+	} else {
+		const struct onnx_node	*t = &m->nodes[tr];
+		const struct onnx_value	*x = out ? &m->vals[t->out[0]] :
+					    ONNX_IN(m, t, 0);
+
+		/* exec.c checked the perm; the shapes agree with it. */
+		(void)onnx_perm(t, r, perm);
+		for (int d = r - 1; d >= 0; d--) {
+			cs[d] = s;
+			s *= (size_t)x->shape[d];
+		}
+		/* In: v's dim d is x's dim perm[d].  Out: v's dim perm[d]
+		 * is x's dim d. */
+		for (int d = 0; d < r; d++) {
+			if (out)
+				st[perm[d]] = cs[d];
+			else
+				st[d] = cs[perm[d]];
+		}
+		mt->base = out ? v->data : x->data;
+	}
+	/* Rows contiguous, or columns (a transposed operand); a dim of 1
+	 * has no stride to speak of, and BLAS wants ld at least the
+	 * stored row's length. */
+	mt->trans = cols > 1 && st[r - 1] != 1;
+	mt->ld = mt->trans ? st[r - 1] : st[r - 2];
+	if (mt->ld < (mt->trans ? rows : cols))
+		mt->ld = mt->trans ? rows : cols;
+	if (mt->ld == 0)
+		mt->ld = 1;
+	for (int d = 0; d < r - 2; d++)
+		mt->bstride[d] = v->shape[d] == 1 && ys[d] != 1 ? 0 : st[d];
+}
+
 static void
 run_matmul(struct onnx_model *m, struct onnx_node *n)
 {
@@ -425,6 +477,19 @@ run_matmul(struct onnx_model *m, struct onnx_node *n)
 		gemm_k0(y->data, y->count / (size_t)bs[r - 1],
 		    (size_t)bs[r - 1], m->fused && n->bias >= 0 ?
 		    m->vals[n->bias].data : NULL, 1, (size_t)bs[r - 1], 1.0f);
+		return;
+	}
+	if (m->fused && (n->tr[0] >= 0 || n->tr[1] >= 0 || n->tr_out >= 0)) {
+		/* Operands or product seen through a fused Transpose: all
+		 * of rank r (exec.c), no bias. */
+		struct kernel_mat	va, vb, vy;
+
+		matmul_view(m, a, n->tr[0], false, r, y->shape, &va);
+		matmul_view(m, b, n->tr[1], false, r, y->shape, &vb);
+		matmul_view(m, y, n->tr_out, true, r, y->shape, &vy);
+		kernel_matmul_views(&vy, &va, &vb, y->shape, r - 2,
+		    (size_t)y->shape[r - 2], (size_t)y->shape[r - 1],
+		    (size_t)as[r - 1], n->scale);
 		return;
 	}
 	if (n->pack != NULL) {

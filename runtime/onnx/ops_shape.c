@@ -340,6 +340,25 @@ infer_transpose(struct onnx_model *m, struct onnx_node *n, char *err,
 	return 0;
 }
 
+bool
+onnx_perm(const struct onnx_node *n, int r, int *perm)
+{
+	unsigned	mask = 0;
+
+	if (r < 1 || r > TENSOR_MAX_DIMS ||
+	    (n->n_ints != 0 && n->n_ints != (size_t)r))
+		return false;
+	for (int d = 0; d < r; d++) {
+		int64_t	p = n->n_ints ? n->ints[d] : r - 1 - d;
+
+		if (p < 0 || p >= r || (mask & (1u << p)))
+			return false;
+		mask |= 1u << p;
+		perm[d] = (int)p;
+	}
+	return true;
+}
+
 static void
 run_transpose(struct onnx_model *m, struct onnx_node *n)
 {

@@ -243,6 +243,116 @@ test_gelu(void **state)
 	gelu_case(true);
 }
 
+/* --- Transpose into MatMul --- */
+
+static void
+transpose(Onnx__ModelProto *p, const char *x, const char *y,
+    const int64_t perm[4])
+{
+	Onnx__NodeProto	*nd = onnxb_node(p, "Transpose", y,
+			    (const char *[]){ x, NULL }, y);
+
+	onnxb_attr_ints(nd, "perm", 4, perm);
+}
+
+/* Attention's heads: x [B, 3, 4] seen as [B, S=3, H=2, Dh=2];
+ *	q = heads(x), k = Transpose(-x) to [B, H, Dh, S], v = heads(2x)
+ *	y = Transpose(MatMul(MatMul(q, k), v)) back to [B, S, H, Dh]
+ * The MatMuls read q, k and v where x, -x and 2x lie and the last writes
+ * y's layout; none of those Transposes runs.  z = MatMul(u, r) with u
+ * moving the last dim (not a view with contiguous rows) keeps its
+ * Transpose. */
+static void
+test_transpose_matmul(void **state)
+{
+	static const int64_t	 heads[4] = { 0, 2, 1, 3 };
+	static const int64_t	 keys[4] = { 0, 2, 3, 1 };
+	static const int64_t	 swap[4] = { 0, 1, 3, 2 };
+	static const int64_t	 split[4] = { -1, 3, 2, 2 };
+	static const int64_t	 xd[3] = { ONNXB_DYN, 3, 4 };
+	static const char *const outs[] = { "y", "z" };
+	Onnx__ModelProto	*p = onnxb_model(8, 13, "t");
+	struct onnx_model	*m;
+	double			 want[2][MAXB * 12];
+
+	(void)state;
+	onnxb_input(p, "x", FLOAT, 3, xd, "batch");
+	for (int i = 0; i < 2; i++)
+		onnxb_output(p, outs[i], FLOAT, ONNXB_NOSHAPE, NULL, NULL);
+	onnxb_init_i64(p, "split", 1, (int64_t[]){ 4 }, split);
+	node2(p, "Reshape", "x", "split", "r");
+	onnxb_node(p, "Neg", "nx", (const char *[]){ "x", NULL }, "nx");
+	node2(p, "Reshape", "nx", "split", "rn");
+	node2(p, "Add", "x", "x", "x2");
+	node2(p, "Reshape", "x2", "split", "r2");
+	transpose(p, "r", "q", heads);
+	transpose(p, "rn", "k", keys);
+	transpose(p, "r2", "v", heads);
+	node2(p, "MatMul", "q", "k", "s");
+	node2(p, "MatMul", "s", "v", "c");
+	transpose(p, "c", "y", heads);
+	transpose(p, "r", "u", swap);
+	node2(p, "MatMul", "u", "r", "z");
+	m = onnxt_load_ok(p);
+	for (int64_t batch = MAXB; batch >= 1; batch -= 2) {
+		struct ipc_tensor_desc	od;
+
+		(void)onnxt_run_bytes(m, xs, 3, (int64_t[]){ batch, 3, 4 },
+		    &od);
+		for (int64_t b = 0; b < batch; b++) {
+			const float	*xb = xs + b * 12;
+			double		*yb = want[0] + b * 12;
+			double		*zb = want[1] + b * 12;
+
+			for (int h = 0; h < 2; h++)
+				for (int i = 0; i < 3; i++)
+					for (int d = 0; d < 2; d++) {
+						double	c = 0;
+
+						for (int j = 0; j < 3; j++) {
+							double	sc = 0;
+
+							for (int e = 0; e < 2;
+							    e++)
+								sc -= (double)
+								    xb[i * 4 +
+								    h * 2 + e] *
+								    xb[j * 4 +
+								    h * 2 + e];
+							c += sc * 2 *
+							    xb[j * 4 + h * 2 +
+							    d];
+						}
+						yb[i * 4 + h * 2 + d] = c;
+					}
+			/* z[s][i][j] = sum_k x[s][k*2+i] x[s][k*2+j] */
+			for (int s2 = 0; s2 < 3; s2++)
+				for (int i = 0; i < 2; i++)
+					for (int j = 0; j < 2; j++)
+						zb[s2 * 4 + i * 2 + j] =
+						    (double)xb[s2 * 4 + i] *
+						    xb[s2 * 4 + j] +
+						    (double)xb[s2 * 4 + 2 + i] *
+						    xb[s2 * 4 + 2 + j];
+		}
+		assert_out(m, 0, want[0], (size_t)batch * 12);
+		assert_out(m, 1, want[1], (size_t)batch * 12);
+	}
+	assert_true(node_named(m, "q")->fused);
+	assert_true(node_named(m, "k")->fused);
+	assert_true(node_named(m, "v")->fused);
+	assert_true(node_named(m, "y")->fused);
+	assert_false(node_named(m, "u")->fused);
+	assert_int_equal(node_named(m, "s")->tr[0], node_named(m, "q")->idx);
+	assert_int_equal(node_named(m, "s")->tr[1], node_named(m, "k")->idx);
+	assert_int_equal(node_named(m, "s")->tr_out, -1);
+	assert_int_equal(node_named(m, "c")->tr[0], -1);
+	assert_int_equal(node_named(m, "c")->tr[1], node_named(m, "v")->idx);
+	assert_int_equal(node_named(m, "c")->tr_out, node_named(m, "y")->idx);
+	assert_int_equal(node_named(m, "z")->tr[0], -1);
+	onnx_free(m);
+}
+
 /* --- aliases --- */
 
 static void
@@ -628,6 +738,7 @@ main(void)
 		cmocka_unit_test(test_bias_fused),
 		cmocka_unit_test(test_bias_not_fused),
 		cmocka_unit_test(test_gelu),
+		cmocka_unit_test(test_transpose_matmul),
 		cmocka_unit_test(test_reshape_alias),
 		cmocka_unit_test(test_relu_in_place),
 		cmocka_unit_test(test_input_borrowed),
