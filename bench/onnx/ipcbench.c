@@ -413,48 +413,37 @@ bench(int fd, const char *path, int depth, double seconds)
 	t0 = now_us();
 	limit = t0 + seconds * 1e6;
 	b = t0;
-	if (depth > 1 && fr.shm) {
-		/* Frames that small never fill the socket: the next one is
-		 * written as each answer is read, on this thread, as maasd's
-		 * event loop does. */
-		size_t	sent = 0, got = 0;
-
-		for (; sent < (size_t)depth; sent++)
-			send_frame(fd, &fr);
-		while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
-			a = b;
-			read_reply(fd, &r, 0);
-			got++;
-			send_frame(fd, &fr);
-			sent++;
-			b = now_us();
-			if (r.type != IB_INFER_OK || r.len < 8)
-				die("maas-runtime answered frame type %u",
-				    r.type);
-			comp[n] = (double)le64(r.buf);
-			lat[n] = b - a;
-			n++;
-		}
-		for (; got < sent; got++)
-			read_reply(fd, &r, 0);
-	} else if (depth > 1) {
+	if (depth > 1) {
+		/* Frames through the window are small and never fill the
+		 * socket: the next one is written as each answer is read,
+		 * on this thread, as maasd's event loop does. */
 		struct writer	w = { .fd = fd, .fr = &fr,
 				    .credits = depth };
 		pthread_t	th;
-		size_t		got = 0;
+		size_t		got = 0, sent = 0;
 
-		pthread_mutex_init(&w.mu, NULL);
-		pthread_cond_init(&w.cv, NULL);
-		if (pthread_create(&th, NULL, writer_main, &w) != 0)
-			die("pthread_create failed");
+		if (fr.shm)
+			for (; sent < (size_t)depth; sent++)
+				send_frame(fd, &fr);
+		else {
+			pthread_mutex_init(&w.mu, NULL);
+			pthread_cond_init(&w.cv, NULL);
+			if (pthread_create(&th, NULL, writer_main, &w) != 0)
+				die("pthread_create failed");
+		}
 		while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
 			a = b;
 			read_reply(fd, &r, 0);
 			got++;
-			pthread_mutex_lock(&w.mu);
-			w.credits++;
-			pthread_cond_signal(&w.cv);
-			pthread_mutex_unlock(&w.mu);
+			if (fr.shm) {
+				send_frame(fd, &fr);
+				sent++;
+			} else {
+				pthread_mutex_lock(&w.mu);
+				w.credits++;
+				pthread_cond_signal(&w.cv);
+				pthread_mutex_unlock(&w.mu);
+			}
 			b = now_us();
 			if (r.type != IB_INFER_OK || r.len < 8)
 				die("maas-runtime answered frame type %u",
@@ -463,29 +452,35 @@ bench(int fd, const char *path, int depth, double seconds)
 			lat[n] = b - a;
 			n++;
 		}
-		pthread_mutex_lock(&w.mu);
-		w.stop = 1;
-		pthread_cond_signal(&w.cv);
-		pthread_mutex_unlock(&w.mu);
-		/* Answers keep coming while the writer finishes a frame. */
-		for (;;) {
-			size_t	sent;
-
+		if (fr.shm) {
+			for (; got < sent; got++)
+				read_reply(fd, &r, 0);
+		} else {
 			pthread_mutex_lock(&w.mu);
-			sent = w.sent;
+			w.stop = 1;
+			pthread_cond_signal(&w.cv);
 			pthread_mutex_unlock(&w.mu);
-			if (got >= sent)
-				break;
-			read_reply(fd, &r, 0);
-			got++;
+			/* Answers keep coming while the writer finishes a
+			 * frame. */
+			for (;;) {
+				size_t	sent;
+
+				pthread_mutex_lock(&w.mu);
+				sent = w.sent;
+				pthread_mutex_unlock(&w.mu);
+				if (got >= sent)
+					break;
+				read_reply(fd, &r, 0);
+				got++;
+			}
+			pthread_join(th, NULL);
+			while (got < w.sent) {
+				read_reply(fd, &r, 0);
+				got++;
+			}
+			pthread_mutex_destroy(&w.mu);
+			pthread_cond_destroy(&w.cv);
 		}
-		pthread_join(th, NULL);
-		while (got < w.sent) {
-			read_reply(fd, &r, 0);
-			got++;
-		}
-		pthread_mutex_destroy(&w.mu);
-		pthread_cond_destroy(&w.cv);
 	} else while ((b < limit || n < 5) && n < IB_MAX_RUNS) {
 		a = now_us();
 		send_frame(fd, &fr);
