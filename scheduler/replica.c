@@ -261,6 +261,10 @@ replica_start(struct replica *r, const char *path, int threads)
 		if (dup2(sv[1], RUNTIME_FD) == -1 || dup2(ep[1], 2) == -1 ||
 		    (shm != -1 && dup2(shm, RUNTIME_SHM_FD) == -1))
 			_exit(127);
+		/* dup2() onto itself keeps FD_CLOEXEC. */
+		if (shm == RUNTIME_SHM_FD &&
+		    fcntl(RUNTIME_SHM_FD, F_SETFD, 0) == -1)
+			_exit(127);
 		{
 			int	nul = open("/dev/null", O_RDWR);
 
