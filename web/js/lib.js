@@ -3,6 +3,7 @@
 // (never HTML), so nothing from the API can inject markup.
 
 let csrf = null;
+let leaving = false;
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -12,8 +13,13 @@ export class ApiError extends Error {
   }
 }
 
+// Once: a call that finds the session gone while logout() ends it would
+// otherwise start a second navigation, which aborts the first.
 function toLogin() {
-  location.assign('/login.html');
+  if (!leaving) {
+    leaving = true;
+    location.assign('/login.html');
+  }
   return new Promise(() => {});	// the page is going away
 }
 
@@ -45,11 +51,15 @@ export async function api(method, path, body) {
 }
 
 export async function logout() {
-  await fetch('/logout', {
-    method: 'POST', credentials: 'same-origin',
-    headers: { 'X-CSRF-Token': csrf || '' },
-  });
-  location.assign('/login.html');
+  try {
+    await fetch('/logout', {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'X-CSRF-Token': csrf || '' },
+    });
+  } catch {
+    // The page is leaving already (a call found the session gone).
+  }
+  return toLogin();
 }
 
 // Every page of a list (at most max rows).

@@ -479,6 +479,7 @@ test('the audit log shows the console\'s changes', async () => {
 
 test('logout ends the session on the server', async () => {
   await page.goto(consoleUrl('#/dashboard'));
+  await page.locator('#dash-requests').waitFor();
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.waitForURL('**/login.html');
   const r = await call(adminPort, 'GET', '/admin/v1/tenants',
