@@ -21,6 +21,7 @@
 #include "admin/admin.h"
 #include "admin/console.h"
 #include "gateway/admit.h"
+#include "common/ipc.h"
 #include "common/log.h"
 #include "db/db.h"
 #include "gateway/bootstrap.h"
@@ -72,7 +73,9 @@ usage(FILE *f, int code)
 "  --web-dir DIR         web console assets served on the admin port\n"
 "                        (default: ../web or ../share/maas/web next to maasd)\n"
 "  --max-body-mb N       largest request body in MiB (default %d)\n"
-"  --runtime-mem-mb N    address-space limit per runtime in MiB (default: none)\n"
+"  --runtime-mem-mb N    address-space limit per runtime in MiB, an ONNX\n"
+"                        runtime's %zu MiB request window included\n"
+"                        (default: none)\n"
 "  --memory-budget-mb N  memory the replicas of this node may reserve, in MiB:\n"
 "                        each its model's private memory, plus each model\n"
 "                        file once (replicas share its pages); deployments,\n"
@@ -101,7 +104,8 @@ usage(FILE *f, int code)
 "  MAAS_CONSOLE_IDLE_S=N, MAAS_CONSOLE_TTL_S=N\n"
 "                        shorter console sessions (for tests; default 1 h\n"
 "                        idle, 12 h in all)\n"
-"  MAAS_DEBUG=1          same as --debug\n", DEFAULT_MAX_BODY_MB);
+"  MAAS_DEBUG=1          same as --debug\n", DEFAULT_MAX_BODY_MB,
+	    IPC_SHM_SIZE >> 20);
 	exit(code);
 }
 
