@@ -33,6 +33,19 @@ BODY = json.dumps({"inputs": [tensor("input", X)]}).encode()
 SLOW_BODY = json.dumps({"inputs": [tensor(
     "input", np.random.default_rng(1).random((64, 784)).astype(
         np.float32))]}).encode()
+# Requests that hold their concurrency slot long after maasd admitted
+# them: 1024 rows of the slow model, ~3 GFLOP of products, sent with the
+# binary tensor extension so that admitting one costs maasd next to
+# nothing (parsing as many floats of JSON would take longer than
+# computing them, and the slots would come back one by one).
+SLOW_ROWS = 1024
+_SLOW_X = np.random.default_rng(1).random((SLOW_ROWS, 784)).astype("<f4")
+_SLOW_HDR = json.dumps({"inputs": [{
+    "name": "input", "shape": [SLOW_ROWS, 784], "datatype": "FP32",
+    "parameters": {"binary_data_size": _SLOW_X.nbytes}}]}).encode()
+SLOW_BIN = _SLOW_HDR + _SLOW_X.tobytes()
+SLOW_BIN_HEADERS = {"Inference-Header-Content-Length": str(len(_SLOW_HDR)),
+                    "Content-Type": "application/octet-stream"}
 BAD_BODY = json.dumps({"inputs": [{"name": "input", "shape": [1, 3],
                                    "datatype": "FP32",
                                    "data": [1, 2, 3]}]}).encode()
@@ -50,13 +63,13 @@ def d(tmp_path_factory, models):
 
 # --- helpers -----------------------------------------------------------------
 
-def post(d, sess, model="m", body=BODY):
+def post(d, sess, model="m", body=BODY, headers=None):
     return sess.post(d.url(f"/v2/models/{model}/infer"), data=body,
-                     headers={"Content-Type": "application/json"},
+                     headers=headers or {"Content-Type": "application/json"},
                      timeout=HTTP_TIMEOUT)
 
 
-def burst(d, key, n, model="m", body=BODY):
+def burst(d, key, n, model="m", body=BODY, headers=None):
     """n requests released together from n threads, each on its own
     (already connected) HTTPS connection.  Returns the responses."""
     sessions = [d.tenant(key) for _ in range(n)]
@@ -68,7 +81,7 @@ def burst(d, key, n, model="m", body=BODY):
     def one(i):
         try:
             gate.wait(timeout=30 * SCALE)
-            out[i] = post(d, sessions[i], model, body)
+            out[i] = post(d, sessions[i], model, body, headers)
         except Exception as e:          # noqa: BLE001 - reported below
             out[i] = e
     ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
@@ -382,7 +395,8 @@ def test_allowed_models_hide_models(d):
 def test_max_concurrent_requests(d):
     t, k = tenant_with_key(d)
     set_quota(d, t["id"], max_concurrent_requests=2)
-    out = burst(d, k["key"], 8, model="slow", body=SLOW_BODY)
+    out = burst(d, k["key"], 8, model="slow", body=SLOW_BIN,
+                headers=SLOW_BIN_HEADERS)
     st = Counter(r.status_code for r in out)
     assert set(st) <= {200, 429}, [(r.status_code, r.text[:200])
                                   for r in out]
@@ -392,7 +406,8 @@ def test_max_concurrent_requests(d):
         if r.status_code == 429:
             assert_rate_limited(r, "max_concurrent_requests")
     # every slot came back: two at once are admitted again
-    out = burst(d, k["key"], 2, model="slow", body=SLOW_BODY)
+    out = burst(d, k["key"], 2, model="slow", body=SLOW_BIN,
+                headers=SLOW_BIN_HEADERS)
     assert [r.status_code for r in out] == [200, 200], \
         [r.text[:200] for r in out]
 
