@@ -60,15 +60,13 @@ struct gemm_job {
  * its parts, which call it again, stay on theirs. */
 static _Atomic bool	par_busy;
 
-/* One batched product, as matmul_part() reads it. */
-struct matmul_job {
-	float		*y;
-	const float	*a, *b;
-	const int64_t	*ys;		/* y's shape */
-	const size_t	*sa, *sb;	/* batch strides in matrices */
-	int		 nb;		/* batch dims */
-	size_t		 m, n, k, batch;
-	float		 alpha, beta;
+/* One batched product of views, as views_part() reads it. */
+struct views_job {
+	const struct kernel_mat	*y, *a, *b;
+	const int64_t		*dims;		/* the batch dims */
+	int			 nb;
+	size_t			 m, n, k;
+	float			 alpha, beta;
 };
 
 /* Operands of an element-wise pass split by par_ranges(). */
@@ -119,7 +117,10 @@ static void	par_call2(void *, size_t, int);
 static void	maxpool_part(void *, size_t, int);
 static size_t	row_wide(size_t, size_t, size_t);
 static void	*par_worker(void *);
-static void	matmul_part(void *, size_t, int);
+static void	views_part(void *, size_t, int);
+static void	matmul_views(const struct kernel_mat *,
+		    const struct kernel_mat *, const struct kernel_mat *,
+		    const int64_t *, int, size_t, size_t, size_t, float, float);
 static void	gemm(float *, const float *, const float *, bool, bool,
 		    size_t, size_t, size_t, float, float);
 static void	gemm_chunk(void *, size_t, int);
@@ -235,91 +236,36 @@ static void
 matmul_ab(float *y, const int64_t *ys, const float *a, const int64_t *as,
     const float *b, const int64_t *bs, int nd, float alpha, float beta)
 {
-	size_t	m = (size_t)ys[nd - 2], n = (size_t)ys[nd - 1];
-	size_t	k = (size_t)as[nd - 1];
-	size_t	sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];
-	size_t	idx[TENSOR_MAX_DIMS] = { 0 };
-	size_t	batch = 1, oa = 0, ob = 0, ma = 1, mb = 1;
-	bool	b_shared = true, a_full = true;
-	int	nb = nd - 2, nthr;
+	size_t			m = (size_t)ys[nd - 2], n = (size_t)ys[nd - 1];
+	size_t			k = (size_t)as[nd - 1];
+	size_t			ma = m * k, mb = k * n, my = m * n, batch = 1;
+	bool			b_shared = true, a_full = true;
+	int			nb = nd - 2;
+	struct kernel_mat	va = { .base = (float *)(uintptr_t)a, .ld = k };
+	struct kernel_mat	vb = { .base = (float *)(uintptr_t)b, .ld = n };
+	struct kernel_mat	vy = { .base = y, .ld = n };
 
 	for (int i = nb - 1; i >= 0; i--) {
-		batch *= (size_t)ys[i];
 		b_shared = b_shared && bs[i] == 1;
 		a_full = a_full && as[i] == ys[i];
-		/* Strides in whole matrices; 0 where the operand broadcasts. */
-		sa[i] = as[i] == 1 ? 0 : ma;
-		sb[i] = bs[i] == 1 ? 0 : mb;
+		/* 0 where the operand broadcasts. */
+		va.bstride[i] = as[i] == 1 ? 0 : ma;
+		vb.bstride[i] = bs[i] == 1 ? 0 : mb;
+		vy.bstride[i] = my;
 		ma *= (size_t)as[i];
 		mb *= (size_t)bs[i];
+		my *= (size_t)ys[i];
+		batch *= (size_t)ys[i];
 	}
 	if (b_shared && a_full) {
 		/* One weight matrix for every batch: a is (batch * m, k). */
 		gemm(y, a, b, false, false, batch * m, n, k, alpha, beta);
 		return;
 	}
-	if (batch > 1 && m * n * k <= KERNEL_PAR_GEMM &&
-	    (nthr = par_threads()) > 1) {
-		struct matmul_job	job = { y, a, b, ys, sa, sb, nb, m, n,
-					    k, batch, alpha, beta };
-
-		/* Attention's many small products: OpenBLAS would wake
-		 * its threads for each one, and on a busy machine each
-		 * wake-up costs more than the product.  Split the batch
-		 * between threads instead, each product on one. */
-		openblas_set_num_threads(1);
-		par_run(matmul_part, &job, batch, nthr);
-		openblas_set_num_threads(nthr);
-		return;
-	}
-	for (size_t t = 0; t < batch; t++) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-		    (blasint)m, (blasint)n, (blasint)k, alpha, a + oa * m * k,
-		    (blasint)k, b + ob * k * n, (blasint)n, beta,
-		    y + t * m * n, (blasint)n);
-		for (int i = nb - 1; i >= 0; i--) {
-			oa += sa[i];
-			ob += sb[i];
-			if (++idx[i] < (size_t)ys[i])
-				break;
-			oa -= sa[i] * (size_t)ys[i];
-			ob -= sb[i] * (size_t)ys[i];
-			idx[i] = 0;
-		}
-	}
+	matmul_views(&vy, &va, &vb, ys, nb, m, n, k, alpha, beta);
 }
 
-/* Product t of a matmul_job. */
-static void
-matmul_part(void *arg, size_t t, int thr)
-{
-	const struct matmul_job	*j = arg;
-	size_t			 oa = 0, ob = 0, rest = t;
-
-	(void)thr;
-
-	/* Batch index t to operand offsets, last dim fastest. */
-	for (int i = j->nb - 1; i >= 0; i--) {
-		size_t	d = (size_t)j->ys[i];
-
-		oa += (rest % d) * j->sa[i];
-		ob += (rest % d) * j->sb[i];
-		rest /= d;
-	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-	    (blasint)j->m, (blasint)j->n, (blasint)j->k, j->alpha,
-	    j->a + oa * j->m * j->k, (blasint)j->k, j->b + ob * j->k * j->n,
-	    (blasint)j->n, j->beta, j->y + t * j->m * j->n, (blasint)j->n);
-}
-
-struct views_job {
-	const struct kernel_mat	*y, *a, *b;
-	const int64_t		*dims;
-	int			 nb;
-	size_t			 m, n, k;
-	float			 alpha;
-};
-
+/* Product t of a views_job: batch index t, last dim fastest. */
 static void
 views_part(void *arg, size_t t, int thr)
 {
@@ -338,16 +284,18 @@ views_part(void *arg, size_t t, int thr)
 	cblas_sgemm(CblasRowMajor, j->a->trans ? CblasTrans : CblasNoTrans,
 	    j->b->trans ? CblasTrans : CblasNoTrans, (blasint)j->m,
 	    (blasint)j->n, (blasint)j->k, j->alpha, j->a->base + oa,
-	    (blasint)j->a->ld, j->b->base + ob, (blasint)j->b->ld, 0.0f,
+	    (blasint)j->a->ld, j->b->base + ob, (blasint)j->b->ld, j->beta,
 	    j->y->base + oy, (blasint)j->y->ld);
 }
 
-void
-kernel_matmul_views(const struct kernel_mat *y, const struct kernel_mat *a,
+/* y(i) = alpha * a(i) b(i) + beta * y(i) for every batch index i. */
+static void
+matmul_views(const struct kernel_mat *y, const struct kernel_mat *a,
     const struct kernel_mat *b, const int64_t *dims, int nb, size_t m,
-    size_t n, size_t k, float alpha)
+    size_t n, size_t k, float alpha, float beta)
 {
-	struct views_job	job = { y, a, b, dims, nb, m, n, k, alpha };
+	struct views_job	job = { y, a, b, dims, nb, m, n, k, alpha,
+				    beta };
 	size_t			batch = 1;
 	int			nthr;
 
@@ -355,8 +303,10 @@ kernel_matmul_views(const struct kernel_mat *y, const struct kernel_mat *a,
 		batch *= (size_t)dims[i];
 	if (batch > 1 && m * n * k <= KERNEL_PAR_GEMM &&
 	    (nthr = par_threads()) > 1) {
-		/* As in matmul_ab(): attention's products split between
-		 * the threads, each on one. */
+		/* Attention's many small products: OpenBLAS would wake
+		 * its threads for each one, and on a busy machine each
+		 * wake-up costs more than the product.  Split the batch
+		 * between threads instead, each product on one. */
 		openblas_set_num_threads(1);
 		par_run(views_part, &job, batch, nthr);
 		openblas_set_num_threads(nthr);
@@ -364,6 +314,14 @@ kernel_matmul_views(const struct kernel_mat *y, const struct kernel_mat *a,
 	}
 	for (size_t t = 0; t < batch; t++)
 		views_part(&job, t, 0);
+}
+
+void
+kernel_matmul_views(const struct kernel_mat *y, const struct kernel_mat *a,
+    const struct kernel_mat *b, const int64_t *dims, int nb, size_t m,
+    size_t n, size_t k, float alpha)
+{
+	matmul_views(y, a, b, dims, nb, m, n, k, alpha, 0.0f);
 }
 
 /* Element strides of an operand of rank xnd right-aligned against y's nd

@@ -413,7 +413,7 @@ infer_matmul(struct onnx_model *m, struct onnx_node *n, char *err,
 /* Operand or product v of a MatMul (rank r, batch dims against the
  * product's ys) as a view: where it lies, or, through the fused
  * Transpose node tr (exec.c), where that Transpose's input holds its
- * elements.  rows, cols: its matrix's. */
+ * elements (out: where its output is to hold them). */
 static void
 matmul_view(struct onnx_model *m, const struct onnx_value *v, int tr,
     bool out, int r, const int64_t *ys, struct kernel_mat *mt)

@@ -38,6 +38,7 @@
 
 static void	report(const char *, long);
 static long	act(const char *, uint64_t);
+static int	fd_arg(const char *, const char *);
 
 static const uint8_t	*shm;		/* the window, or NULL */
 static size_t		 shm_len;
@@ -123,6 +124,20 @@ act(const char *what, uint64_t mem_limit)
 	fatalx("unknown action '%s'", what);
 }
 
+/* A file descriptor number given as --opt, or the end of the test run. */
+static int
+fd_arg(const char *opt, const char *s)
+{
+	char	*end;
+	long	 r;
+
+	errno = 0;
+	r = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || r < 0 || r > INT32_MAX)
+		fatalx("bad --%s '%s'", opt, s);
+	return (int)r;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -139,18 +154,12 @@ main(int argc, char *argv[])
 	char			 err[1024];
 	int			 ch, fd = -1, mfd;
 	long			 r;
-	char			*end;
 
 	log_init("hostile-runtime", false);
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
-			errno = 0;
-			r = strtol(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' ||
-			    r < 0 || r > INT32_MAX)
-				fatalx("bad --fd '%s'", optarg);
-			fd = (int)r;
+			fd = fd_arg("fd", optarg);
 			break;
 		case 'm':
 			model = optarg;
@@ -160,8 +169,8 @@ main(int argc, char *argv[])
 			break;
 		case 'w':
 			/* As runtime/main.c maps it. */
-			if ((shm = ipc_shm_map(atoi(optarg), IPC_SHM_SIZE,
-			    &shm_len)) == NULL)
+			if ((shm = ipc_shm_map(fd_arg("shm-fd", optarg),
+			    IPC_SHM_SIZE, &shm_len)) == NULL)
 				fatalx("cannot map the shared window");
 			break;
 		default:
