@@ -143,7 +143,7 @@ MAAS_KERNELS=portable run_unit unit-portable build/tests/test_llm_quant \
     build/tests/test_gemm build/tests/test_onnx_gemm \
     build/tests/test_llm_gguf build/tests/test_kernels \
     build/tests/test_onnx_ops build/tests/test_onnx_nn \
-    build/tests/test_onnx_fuse
+    build/tests/test_onnx_fuse build/tests/test_sampler
 MAAS_KERNELS=portable run_conformance conformance-portable \
     build/tests/onnx_conformance
 MAAS_KERNELS=portable run_pytest integration-portable bin \

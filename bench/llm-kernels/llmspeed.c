@@ -15,7 +15,11 @@
  *   decode B   aggregate tokens/s of B sequences decoding --steps steps
  *              (default 64) together after a 16-token prefill each, and
  *              the bandwidth limit: B x read bandwidth / weight bytes
- *              read per step.
+ *              read per step;
+ *   sample     microseconds of one sampler_sample() at temperature 1
+ *              over the whole vocabulary (the API's defaults: no top_k,
+ *              top_p 1), on the logits of the last decode step, the best
+ *              of 200 draws: a decoding sequence pays it every step.
  * Each also prints tokens per second of the process's CPU time ("cpu"):
  * with --threads 1 on a loaded machine, that is the speed without the
  * time other processes took the core (but with their share of the
@@ -38,6 +42,7 @@
 
 #include "runtime/llm/gguf.h"
 #include "runtime/llm/model.h"
+#include "runtime/llm/sampler.h"
 
 #define BW_BYTES	((size_t)1 << 30)
 #define MAX_BATCH	64
@@ -55,6 +60,7 @@ static void	*bw_sum(void *);
 static double	bandwidth(int, int);
 static uint64_t	step_bytes(const struct gguf *);
 static uint8_t	*read_huge(const char *, size_t *);
+static void	 sample_time(const float *, int);
 
 static double
 clock_s(clockid_t c)
@@ -192,6 +198,32 @@ read_huge(const char *path, size_t *len)
 	if (f != NULL)
 		fclose(f);
 	return p;
+}
+
+static void
+sample_time(const float *logits, int n_vocab)
+{
+	struct sampler_params	 p = { .temperature = 1.0f, .top_p = 1.0f,
+				    .seed = 1 };
+	struct sampler		*s = sampler_new(&p, n_vocab);
+	float			*x = malloc((size_t)n_vocab * sizeof(*x));
+	double			 best = 1e9;
+
+	if (x == NULL)
+		return;
+	for (int i = 0; i < 200; i++) {
+		double	t0;
+
+		memcpy(x, logits, (size_t)n_vocab * sizeof(*x));
+		t0 = now();
+		(void)sampler_sample(s, x, NULL, NULL);
+		t0 = now() - t0;
+		if (t0 < best)
+			best = t0;
+	}
+	printf("sample %d tokens: %.1f us\n", n_vocab, best * 1e6);
+	sampler_free(s);
+	free(x);
 }
 
 int
@@ -345,6 +377,7 @@ main(int argc, char *argv[])
 			    best / (B * bw / (double)sb));
 		printf("\n");
 	}
+	sample_time(logits, hp->n_vocab);
 	for (int i = 0; i < MAX_BATCH; i++)
 		llm_kv_free(kv[i]);
 	free(tok);

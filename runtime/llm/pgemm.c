@@ -378,6 +378,23 @@ swiglu16(float *g, const float *u, size_t n)
 		    d), _mm512_maskz_loadu_ps(k, u + i)));
 	}
 }
+
+PG_AVX512 static void
+exp_shift16(float *dst, const float *src, size_t n, float sub, float scale)
+{
+	const __m512	vsub = _mm512_set1_ps(sub), vsc = _mm512_set1_ps(scale);
+	const __m512	ninf = _mm512_set1_ps(-INFINITY);
+
+	for (size_t i = 0; i < n; i += 16) {
+		__mmask16	k = PG_MASK(n - i);
+		__m512		x = _mm512_maskz_loadu_ps(k, src + i);
+		__mmask16	live = _mm512_mask_cmp_ps_mask(k, x, ninf,
+				    _CMP_NEQ_OQ);
+
+		_mm512_mask_storeu_ps(dst + i, k, _mm512_maskz_mov_ps(live,
+		    exp16(_mm512_mul_ps(_mm512_sub_ps(x, vsub), vsc))));
+	}
+}
 #endif
 
 void
@@ -397,5 +414,15 @@ pgemm_swiglu(float *g, const float *u, size_t n)
 	swiglu16(g, u, n);
 #else
 	(void)g, (void)u, (void)n;
+#endif
+}
+
+void
+pgemm_exp(float *dst, const float *src, size_t n, float sub, float scale)
+{
+#ifdef PG_X86
+	exp_shift16(dst, src, n, sub, scale);
+#else
+	(void)dst, (void)src, (void)n, (void)sub, (void)scale;
 #endif
 }

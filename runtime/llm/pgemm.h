@@ -44,4 +44,9 @@ void	pgemm_rows(float *y, size_t ldy, const float *xp, size_t rows,
 void	pgemm_softmax(float *s, size_t n, size_t nz);
 /* g[i] = silu(g[i]) * u[i] for i < n. */
 void	pgemm_swiglu(float *g, const float *u, size_t n);
+/* dst[i] = e^((src[i] - sub) * scale) for i < n, with the same exp, and
+ * exactly 0 where src[i] is -inf (the sampler's probabilities, sub its
+ * largest logit). */
+void	pgemm_exp(float *dst, const float *src, size_t n, float sub,
+	    float scale);
 #endif

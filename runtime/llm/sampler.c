@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/xmalloc.h"
+#include "runtime/llm/pgemm.h"
 #include "runtime/llm/sampler.h"
 
 #define SAMPLER_TOP_P_FIRST	64	/* first prefix top_p sorts */
@@ -291,10 +292,19 @@ sampler_sample(struct sampler *s, float *lg, struct sampler_logprob *chosen,
 		goto done;
 	}
 	inv_t = 1.0f / p->temperature;
-	for (j = 0, z = 0.0; j < m; j++) {
-		s->prob[idx[j]] = expf((lg[idx[j]] - mx) * inv_t);
-		z += s->prob[idx[j]];
-	}
+	if (m == (size_t)n && pgemm_fast()) {
+		/* No top_k: every token, idx[j] == j.  A vector exp: expf()
+		 * one value at a time was most of a 16,000-token sampling,
+		 * which took 1.7% of a 4-sequence step of the 110M model
+		 * (perf). */
+		pgemm_exp(s->prob, lg, m, mx, inv_t);
+		for (j = 0, z = 0.0; j < m; j++)
+			z += s->prob[j];
+	} else
+		for (j = 0, z = 0.0; j < m; j++) {
+			s->prob[idx[j]] = expf((lg[idx[j]] - mx) * inv_t);
+			z += s->prob[idx[j]];
+		}
 	mz = m;
 	/* min_p keeps p >= min_p * p_max, a prefix of the candidate order
 	 * like top_p's, so filtering it first changes nothing but the work

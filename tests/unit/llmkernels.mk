@@ -2,7 +2,8 @@
 # for the LLM forward pass (run by hand: see its opening comment).  Built
 # with the unit tests so that it keeps compiling; not a test.
 LLMSPEED_SRCS := bench/llm-kernels/llmspeed.c runtime/llm/gguf.c \
-	runtime/llm/quant.c runtime/llm/model.c runtime/llm/pgemm.c $(COMMON_SRCS)
+	runtime/llm/quant.c runtime/llm/model.c runtime/llm/pgemm.c \
+	runtime/llm/sampler.c $(COMMON_SRCS)
 
 $(BUILD)/bench/llmspeed: $(call objs,$(LLMSPEED_SRCS))
 	@mkdir -p $(dir $@)

@@ -190,6 +190,44 @@ test_distribution(void **state)
 	sampler_free(s);
 }
 
+/* A vocabulary wide enough for the vector exp (pgemm_exp()), and not a
+ * multiple of its 16 lanes: one token in four has 8 times the weight of
+ * the others, and a -inf token is never drawn. */
+static void
+test_distribution_wide(void **state)
+{
+	struct sampler_params	 p = params(1.0f);
+	struct sampler		*s;
+	enum { NV = 4099 };
+	float			 lg[NV];
+	int			 c[NV], heavy = 0;
+
+	(void)state;
+	for (int i = 0; i < NV; i++)
+		lg[i] = i % 4 == 0 ? (float)log(8.0) : 0.0f;
+	lg[4097] = -INFINITY;		/* in the last, partial block */
+	lg[5] = -INFINITY;
+	s = sampler_new(&p, NV);
+	draws(s, lg, NV, 20000, c);
+	for (int i = 0; i < NV; i += 4)
+		heavy += c[i];
+	/* 1025 * 8 / (1025 * 8 + 3072) = 0.7274: 14548 of 20000, sd 63 */
+	assert_in_range(heavy, 14250, 14850);
+	assert_int_equal(c[4097], 0);
+	assert_int_equal(c[5], 0);
+	sampler_free(s);
+	/* T = 2: sqrt(8) : 1, 1025 * 2.828 / (1025 * 2.828 + 3072) = 0.4855,
+	 * 9710 of 20000, sd 71 */
+	p.temperature = 2.0f;
+	s = sampler_new(&p, NV);
+	draws(s, lg, NV, 20000, c);
+	heavy = 0;
+	for (int i = 0; i < NV; i += 4)
+		heavy += c[i];
+	assert_in_range(heavy, 9400, 10000);
+	sampler_free(s);
+}
+
 static void
 test_truncation(void **state)
 {
@@ -325,6 +363,7 @@ main(void)
 		cmocka_unit_test(test_penalties),
 		cmocka_unit_test(test_logprobs),
 		cmocka_unit_test(test_distribution),
+		cmocka_unit_test(test_distribution_wide),
 		cmocka_unit_test(test_truncation),
 		cmocka_unit_test(test_top_p_wide),
 		cmocka_unit_test(test_seed),
