@@ -58,6 +58,14 @@
  * of LLM_BATCH sequences. */
 #define LLM_ROWS	256
 #define LLM_BATCH	64
+/* A prefill pass whose sequences each bring at most this many rows (a
+ * one-word completion prompt, the short tail of a long prompt) runs its
+ * products as decode does, by dot products over the weight rows: pgemm's
+ * tiles are 16 rows of x wide, so 2 rows cost what 16 do, a pass of 2.4
+ * decode steps' time on the 110M model instead of about one.  The choice
+ * follows each sequence's own row count, never the pass's, so a prompt's
+ * bits do not depend on what shares its pass (llm_prefill_many()). */
+#define LLM_MV_ROWS	8
 /* Prefill attention scores (query rows x keys) for a chunk, at most this
  * many floats (and at least n_ctx): longer contexts take fewer query rows
  * per sgemm. */
@@ -238,6 +246,7 @@ struct llm_model {
 	size_t			 att_cap;	/* >= n_ctx */
 	float			*wbuf;		/* (WB_ROWS, max n_in) */
 	bool			 pg;		/* prefill on pgemm (AVX-512) */
+	bool			 mv;		/* this pass: LLM_MV_ROWS */
 	float			*xp;		/* a product's packed input */
 	float			*hrow;		/* (n_embd) */
 	struct llm_kv		*rkv[LLM_ROWS];	/* each row's cache */
@@ -1519,10 +1528,10 @@ ew_item(struct llm_model *m, const struct job *j, int i, int thr)
 	}
 	/* The rows are still in cache, and the product after this pass
 	 * needs them packed: hb for down, xb for the others. */
-	if (m->pg && j->op == EW_SWIGLU)
+	if (m->pg && !m->mv && j->op == EW_SWIGLU)
 		pgemm_pack(m->xp, m->hb, nff, (size_t)j->rows, nff,
 		    (size_t)i);
-	else if (m->pg && j->op != EW_ADD)
+	else if (m->pg && !m->mv && j->op != EW_ADD)
 		pgemm_pack(m->xp, m->xb, ne, (size_t)j->rows, ne, (size_t)i);
 }
 
@@ -1578,7 +1587,7 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 				rmsnorm(m->xb + r * ne, m->x + r * ne,
 				    L->attn_norm, hp->n_embd, hp->rms_eps);
 		}
-		if (prefill) {
+		if (prefill && !m->mv) {
 			gm_job(m, &j, m->xb, rows);
 			job_add(&j, &L->wq, m->q);
 			job_add(&j, &L->wk, m->k);
@@ -1603,6 +1612,19 @@ forward(struct llm_model *m, const int32_t *tok, int rows, bool prefill,
 			if (m->seg[sq + 1] - m->seg[sq] > 1)
 				attend_chunk(m, m->seg[sq], m->seg[sq + 1] -
 				    m->seg[sq], l);
+		if (prefill && m->mv) {
+			/* The products of decode, the element-wise passes of
+			 * prefill (the same arithmetic). */
+			matmul(m, m->xb, m->ao, rows, &L->wo);
+			ew_run(m, EW_ADDNORM, rows, L->ffn_norm);
+			mm_job(&j, m->xb, rows);
+			mm_add(&j, &L->gate, m->hb);
+			mm_add(&j, &L->up, m->hb2);
+			run_job(m, &j);
+			ew_run(m, EW_SWIGLU, rows, NULL);
+			matmul(m, m->xb, m->hb, rows, &L->down);
+			continue;
+		}
 		if (prefill) {
 			gm_run(m, m->ao, rows, &L->wo, m->xb, NULL, NULL,
 			    GM_PACK);
@@ -1692,6 +1714,10 @@ pass_run(struct llm_model *m, float *logits, float *hsum)
 	 * through the rest of the pass, on the cores the pool needs. */
 	if (nt != 1)
 		openblas_set_num_threads(1);
+	m->mv = true;
+	for (int s = 0; s < m->nseg; s++)
+		if (m->seg[s + 1] - m->seg[s] > LLM_MV_ROWS)
+			m->mv = false;
 	forward(m, m->rtok, m->seg[m->nseg], true, logits, hsum);
 	if (nt != 1)
 		openblas_set_num_threads(nt);
@@ -1734,7 +1760,7 @@ llm_prefill_many(struct llm_model *m, struct llm_kv **kvs,
     float *logits)
 {
 	size_t	nv = (size_t)m->hp.n_vocab;
-	int	rows = 0, k = 0;
+	int	rows = 0, k = 0, nshort = 0;
 
 	if (n_seq <= 0 || n_seq > LLM_ROWS)
 		return -1;
@@ -1752,9 +1778,15 @@ llm_prefill_many(struct llm_model *m, struct llm_kv **kvs,
 		rows += n[i];
 	}
 	/* One pass only where the rows of a pass do not change each other's
-	 * bits: on pgemm.  Else, and for a single sequence, one call each,
-	 * which is what the pass must equal. */
-	if (n_seq == 1 || !m->pg || rows > LLM_ROWS) {
+	 * bits: on pgemm, or all short (LLM_MV_ROWS) on dot products.  Else,
+	 * and for a single sequence, one call each, which is what the pass
+	 * must equal. */
+	for (int i = 0; i < n_seq; i++) {
+		if (n[i] <= LLM_MV_ROWS)
+			nshort++;
+	}
+	if (n_seq == 1 || !m->pg || rows > LLM_ROWS ||
+	    (nshort > 0 && nshort < n_seq)) {
 		for (int i = 0; i < n_seq; i++)
 			if (prefill(m, kvs[i], tok[i], n[i], want[i] ? logits +
 			    (size_t)k++ * nv : NULL, NULL) == -1)

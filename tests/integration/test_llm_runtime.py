@@ -93,6 +93,39 @@ def test_eight_streams_each_as_alone(rt):
     rt.close = lambda: 0
 
 
+def test_prompts_short_and_long_each_as_alone(rt):
+    # Prompts that arrive together are prefilled in one pass: prompts of
+    # at most 8 tokens by dot products, longer ones on pgemm, a mix one
+    # prompt a pass (runtime/llm/model.c, LLM_MV_ROWS).  Each must still
+    # give what it gives alone, to the bit: the log-probabilities of
+    # every token and its alternatives are compared exactly.
+    prompts = [b"stone", b"stone harbour", b"stone harbour grey",
+               b"stone harbour grey gulls"] + [
+        (b"stone harbour " * n).strip() for n in (4, 8, 15)]
+
+    def reqs(tenant, idx):
+        # A tenant of its own each time: no cached prefix shortens a
+        # prompt (the cache is per tenant).
+        return [ipc.gen_req(prompt=prompts[i], max_tokens=12,
+                            temperature=0.9, seed=300 + i, logprobs=1,
+                            top_logprobs=3, tenant=f"{tenant}_{i}")
+                for i in idx]
+
+    every = range(len(prompts))
+    alone = [rt.run(q) for q in reqs("alone", every)]
+    assert all(a["done"] for a in alone), [a["err"] for a in alone]
+    lens = sorted(a["done"]["prompt"] for a in alone)
+    assert lens[0] <= 8 < lens[-1], lens
+    assert all(a["done"]["cached"] == 0 for a in alone)
+    for name, idx in (("all", every), ("short", range(3)),
+                      ("long", range(4, 7))):
+        ids = [rt.generate(q) for q in reqs(name, idx)]
+        got = rt.collect(ids)
+        for req, i in zip(ids, idx):
+            assert got[req]["done"]["cached"] == 0
+            assert got[req]["tokens"] == alone[i]["tokens"], (name, i)
+
+
 def test_cancel_mid_generation(rt, tmp_path):
     # A context of 2048 and 2000 tokens to make: the tiny model makes
     # them in tens of milliseconds, time enough for the CANCEL to come
