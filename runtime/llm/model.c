@@ -58,14 +58,19 @@
  * of LLM_BATCH sequences. */
 #define LLM_ROWS	256
 #define LLM_BATCH	64
-/* A prefill pass whose sequences each bring at most this many rows (a
+/* A prefill pass whose sequences each bring at most mv_rows rows (a
  * one-word completion prompt, the short tail of a long prompt) runs its
  * products as decode does, by dot products over the weight rows: pgemm's
- * tiles are 16 rows of x wide, so 2 rows cost what 16 do, a pass of 2.4
- * decode steps' time on the 110M model instead of about one.  The choice
- * follows each sequence's own row count, never the pass's, so a prompt's
- * bits do not depend on what shares its pass (llm_prefill_many()). */
-#define LLM_MV_ROWS	8
+ * tiles are 16 rows of x wide, so 2 rows cost what 16 do, and F16 or
+ * quantized weights are converted whole for every pass.  Measured on the
+ * 110M model (llmspeed --prompt N), dot products were ahead up to 8 rows
+ * of F32 weights (2 rows: 1.8x), up to 12 of Q8_0 (2: 5x) and 16 of F16
+ * (2: 3x), behind beyond; one limit serves all but F32.  The model's first
+ * product (wq) stands for its weights.  The choice follows each
+ * sequence's own row count, never the pass's, so a prompt's bits do not
+ * depend on what shares its pass (llm_prefill_many()). */
+#define LLM_MV_ROWS_F32	8
+#define LLM_MV_ROWS	12
 /* Prefill attention scores (query rows x keys) for a chunk, at most this
  * many floats (and at least n_ctx): longer contexts take fewer query rows
  * per sgemm. */
@@ -246,7 +251,8 @@ struct llm_model {
 	size_t			 att_cap;	/* >= n_ctx */
 	float			*wbuf;		/* (WB_ROWS, max n_in) */
 	bool			 pg;		/* prefill on pgemm (AVX-512) */
-	bool			 mv;		/* this pass: LLM_MV_ROWS */
+	bool			 mv;		/* this pass: by dot products */
+	int			 mv_rows;	/* LLM_MV_ROWS(_F32) */
 	float			*xp;		/* a product's packed input */
 	float			*hrow;		/* (n_embd) */
 	struct llm_kv		*rkv[LLM_ROWS];	/* each row's cache */
@@ -611,6 +617,8 @@ llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
 	m->wbuf = xcalloc(m->wbuf_len, sizeof(float));
 	if ((m->pg = pgemm_fast()))
 		m->xp = xcalloc(pgemm_packed_len(rows, maxin), sizeof(float));
+	m->mv_rows = m->layers[0].wq.type == GGML_T_F32 ? LLM_MV_ROWS_F32 :
+	    LLM_MV_ROWS;
 	m->hrow = xcalloc((size_t)hp->n_embd, sizeof(float));
 	m->work_bytes = sizeof(float) * (rows * (4 * (size_t)hp->n_embd +
 	    2 * (size_t)m->kvd + 2 * (size_t)hp->n_ff + 2 * hd2) +
@@ -1716,7 +1724,7 @@ pass_run(struct llm_model *m, float *logits, float *hsum)
 		openblas_set_num_threads(1);
 	m->mv = true;
 	for (int s = 0; s < m->nseg; s++)
-		if (m->seg[s + 1] - m->seg[s] > LLM_MV_ROWS)
+		if (m->seg[s + 1] - m->seg[s] > m->mv_rows)
 			m->mv = false;
 	forward(m, m->rtok, m->seg[m->nseg], true, logits, hsum);
 	if (nt != 1)
@@ -1778,11 +1786,11 @@ llm_prefill_many(struct llm_model *m, struct llm_kv **kvs,
 		rows += n[i];
 	}
 	/* One pass only where the rows of a pass do not change each other's
-	 * bits: on pgemm, or all short (LLM_MV_ROWS) on dot products.  Else,
+	 * bits: on pgemm, or all short (mv_rows) on dot products.  Else,
 	 * and for a single sequence, one call each, which is what the pass
 	 * must equal. */
 	for (int i = 0; i < n_seq; i++) {
-		if (n[i] <= LLM_MV_ROWS)
+		if (n[i] <= m->mv_rows)
 			nshort++;
 	}
 	if (n_seq == 1 || !m->pg || rows > LLM_ROWS ||

@@ -95,10 +95,11 @@ def test_eight_streams_each_as_alone(rt):
 
 def test_prompts_short_and_long_each_as_alone(rt):
     # Prompts that arrive together are prefilled in one pass: prompts of
-    # at most 8 tokens by dot products, longer ones on pgemm, a mix one
-    # prompt a pass (runtime/llm/model.c, LLM_MV_ROWS).  Each must still
-    # give what it gives alone, to the bit: the log-probabilities of
-    # every token and its alternatives are compared exactly.
+    # at most 8 tokens (F32 weights) by dot products, longer ones on
+    # pgemm, a mix one prompt a pass (runtime/llm/model.c, mv_rows).
+    # Each must still give what it gives alone, to the bit: the
+    # log-probabilities of every token and its alternatives are compared
+    # exactly.
     prompts = [b"stone", b"stone harbour", b"stone harbour grey",
                b"stone harbour grey gulls"] + [
         (b"stone harbour " * n).strip() for n in (4, 8, 15)]
