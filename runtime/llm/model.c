@@ -252,7 +252,7 @@ struct llm_model {
 	float			*wbuf;		/* (WB_ROWS, max n_in) */
 	bool			 pg;		/* prefill on pgemm (AVX-512) */
 	bool			 mv;		/* this pass: by dot products */
-	int			 mv_rows;	/* LLM_MV_ROWS(_F32) */
+	int			 mv_rows;	/* LLM_MV_ROWS(_F32), 0: none */
 	float			*xp;		/* a product's packed input */
 	float			*hrow;		/* (n_embd) */
 	struct llm_kv		*rkv[LLM_ROWS];	/* each row's cache */
@@ -617,8 +617,10 @@ llm_model_load(const struct gguf *g, struct llm_model **out, char *err,
 	m->wbuf = xcalloc(m->wbuf_len, sizeof(float));
 	if ((m->pg = pgemm_fast()))
 		m->xp = xcalloc(pgemm_packed_len(rows, maxin), sizeof(float));
-	m->mv_rows = m->layers[0].wq.type == GGML_T_F32 ? LLM_MV_ROWS_F32 :
-	    LLM_MV_ROWS;
+	/* Without pgemm, prefill's products are OpenBLAS's, which takes
+	 * a few rows as well as many. */
+	m->mv_rows = !m->pg ? 0 : m->layers[0].wq.type == GGML_T_F32 ?
+	    LLM_MV_ROWS_F32 : LLM_MV_ROWS;
 	m->hrow = xcalloc((size_t)hp->n_embd, sizeof(float));
 	m->work_bytes = sizeof(float) * (rows * (4 * (size_t)hp->n_embd +
 	    2 * (size_t)m->kvd + 2 * (size_t)hp->n_ff + 2 * hd2) +
