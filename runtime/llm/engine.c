@@ -129,6 +129,7 @@ static long	gen_tokens(struct engine *, const struct ipc_gen_req *);
 static long	chat_tokens(struct engine *, const struct ipc_gen_req *);
 static long	encode_into(struct engine *, const char *, size_t, size_t);
 static int	step(struct engine *);
+static int	mixed_step(struct engine *, bool *);
 static void	draw(void *, int);
 static int	prefill_turn(struct engine *);
 static int	prefill_chunks(struct engine *, int, uint32_t);
@@ -707,13 +708,17 @@ chat_tokens(struct engine *e, const struct ipc_gen_req *q)
 
 /* --- stepping --- */
 
-/* One decode step of every active sequence, in one call. */
+/* One decode step of every active sequence, in one call (with the short
+ * prompts waiting, when mixed_step() takes them). */
 static int
 step(struct engine *e)
 {
 	uint64_t	t0, share;
 	int		n = 0, ret;
+	bool		ran;
 
+	if ((ret = mixed_step(e, &ran)) != -1 || ran)
+		return ret;
 	for (int i = 0; i < e->max_seqs; i++) {
 		struct seq	*s = &e->seqs[i];
 
@@ -741,6 +746,88 @@ step(struct engine *e)
 		struct seq	*s = e->batch_seq[i];
 
 		s->compute_us += share + s->draw_us;
+		if ((ret = on_token(e, s, s->drawn)) != -1)
+			return ret;
+	}
+	return -1;
+}
+
+/* A decode step that also prefills the short prompts waiting (at most
+ * llm_model_mv_rows() tokens left each, oldest first), in one pass over
+ * the weights: a prompt that arrives while others decode costs them no
+ * pass of its own.  Each row gets the bits it would get alone (the
+ * decode step's as from llm_decode(), each prompt's as from its own
+ * prefill), so a seeded sequence yields the same tokens either way.
+ * *ran false (and -1): nothing to mix, the plain step runs; else -1 or a
+ * SERVE_* status. */
+static int
+mixed_step(struct engine *e, bool *ran)
+{
+	uint64_t	 t0, took, after = 0;
+	int		 mv = llm_model_mv_rows(e->m), n = 0, nd, ret, rows;
+	struct seq	*s;
+
+	*ran = false;
+	if (mv <= 0)
+		return -1;
+	for (int i = 0; i < e->max_seqs; i++) {
+		s = &e->seqs[i];
+		if (!s->active || s->prefilling)
+			continue;
+		e->batch_seq[n] = s;
+		e->batch_kv[n] = s->kv;
+		e->pf_tok[n] = &s->next;
+		e->pf_n[n] = 1;
+		e->pf_want[n] = true;
+		n++;
+	}
+	if ((nd = n) == 0)
+		return -1;
+	rows = nd;
+	for (;;) {
+		s = NULL;
+		for (int i = 0; i < e->max_seqs; i++) {
+			struct seq	*q = &e->seqs[i];
+
+			if (q->active && q->prefilling &&
+			    q->n_prompt - q->n_hist <= (uint32_t)mv &&
+			    (n == nd || q->order > after) && (s == NULL ||
+			    q->order < s->order))
+				s = q;
+		}
+		if (s == NULL || rows + (int)(s->n_prompt - s->n_hist) >
+		    ENGINE_CHUNK)
+			break;
+		after = s->order;
+		e->batch_seq[n] = s;
+		e->batch_kv[n] = s->kv;
+		e->pf_tok[n] = s->hist + s->n_hist;
+		e->pf_n[n] = (int)(s->n_prompt - s->n_hist);
+		e->pf_want[n] = true;
+		rows += e->pf_n[n];
+		n++;
+	}
+	if (n == nd)
+		return -1;
+	*ran = true;
+	t0 = now_us();
+	if (llm_prefill_many(e->m, e->batch_kv, e->pf_tok, e->pf_n,
+	    e->pf_want, n, e->logits) == -1) {
+		/* Our own bookkeeping keeps every kv within n_ctx and the
+		 * tokenizer's ids within the vocabulary. */
+		log_warnx("mixed step of %d rows failed", rows);
+		return SERVE_EPROTO;
+	}
+	took = now_us() - t0;
+	llm_model_par(e->m, draw, e, n);
+	for (int i = 0; i < n; i++) {
+		s = e->batch_seq[i];
+		s->compute_us += took * (uint64_t)e->pf_n[i] / (uint64_t)rows +
+		    s->draw_us;
+		if (i >= nd) {
+			s->n_hist += (uint32_t)e->pf_n[i];
+			s->prefilling = false;
+		}
 		if ((ret = on_token(e, s, s->drawn)) != -1)
 			return ret;
 	}

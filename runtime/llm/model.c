@@ -1018,6 +1018,12 @@ par_item(struct llm_model *m, const struct job *j, int i, int thr)
 	j->ufn(j->uarg, i);
 }
 
+int
+llm_model_mv_rows(const struct llm_model *m)
+{
+	return m->mv_rows;
+}
+
 void
 llm_model_par(struct llm_model *m, void (*fn)(void *, int), void *arg, int n)
 {

@@ -51,6 +51,12 @@ int	llm_model_set_threads(struct llm_model *, int n);
  * calls must not touch each other's data. */
 void	llm_model_par(struct llm_model *, void (*fn)(void *, int), void *arg,
 	    int n);
+/* Prompts of at most this many tokens (0: none) are prefilled by the
+ * dot products of decode: llm_prefill_many() of such prompts only, 1-token
+ * ones included, gives each the bits llm_prefill() alone would, and a
+ * 1-token one the bits of llm_decode(), so a decode step and short
+ * prompts can share one pass. */
+int	llm_model_mv_rows(const struct llm_model *);
 /* Bytes the model needs resident: weights plus work buffers, without KV
  * (the copy of the weights is counted, not the mapping's page cache). */
 uint64_t llm_model_mem_bytes(const struct llm_model *);

@@ -81,6 +81,33 @@ def test_long_prompt_interleaves_with_running_stream(rt):
     assert out[a]["done"]["completion"] == alone_a["done"]["completion"]
 
 
+def test_short_prompts_join_a_running_step_as_alone(rt):
+    # Short prompts that arrive while a stream decodes are prefilled in
+    # that stream's next decode pass (engine.c, mixed_step()).  Each
+    # stream still gives what it gives alone, to the bit: every token's
+    # logprobs are compared exactly.
+    def req(prompt, seed, tenant, n):
+        return ipc.gen_req(prompt=prompt, max_tokens=n, temperature=0.8,
+                           seed=seed, logprobs=1, top_logprobs=3,
+                           tenant=tenant)
+    shorts = (b"stone", b"grey gulls", b"the sea")
+    alone_a = rt.run(req(b"Once upon a time", 1, "alone_a", 60))
+    alone = [rt.run(req(p, 10 + i, f"alone_{i}", 8))
+             for i, p in enumerate(shorts)]
+    assert all(x["done"]["prompt"] <= 8 for x in alone), [
+        x["done"]["prompt"] for x in alone]
+    a = rt.generate(req(b"Once upon a time", 1, "ten_a", 60))
+    typ, r, p = rt.recv()               # A is decoding
+    assert (typ, r) == (ipc.TOKEN, a)
+    joined = [rt.generate(req(p, 10 + i, f"ten_{i}", 8))
+              for i, p in enumerate(shorts)]
+    out = rt.collect([a] + joined)
+    assert [ipc.parse_token(p)] + out[a]["tokens"] == alone_a["tokens"]
+    for i, j in enumerate(joined):
+        assert out[j]["tokens"] == alone[i]["tokens"], i
+        assert out[j]["done"]["cached"] == 0
+
+
 def test_cancel_during_prefill_keeps_cache_right(rt):
     alone = rt.run(long_prompt(3))
     # The same prompt again from another tenant, cancelled at once: it
