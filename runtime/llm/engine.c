@@ -129,7 +129,7 @@ static long	gen_tokens(struct engine *, const struct ipc_gen_req *);
 static long	chat_tokens(struct engine *, const struct ipc_gen_req *);
 static long	encode_into(struct engine *, const char *, size_t, size_t);
 static int	step(struct engine *);
-static int	mixed_step(struct engine *, bool *);
+static int	mixed_step(struct engine *, int, bool *);
 static void	draw(void *, int);
 static int	prefill_turn(struct engine *);
 static int	prefill_chunks(struct engine *, int, uint32_t);
@@ -717,8 +717,6 @@ step(struct engine *e)
 	int		n = 0, ret;
 	bool		ran;
 
-	if ((ret = mixed_step(e, &ran)) != -1 || ran)
-		return ret;
 	for (int i = 0; i < e->max_seqs; i++) {
 		struct seq	*s = &e->seqs[i];
 
@@ -731,6 +729,8 @@ step(struct engine *e)
 	}
 	if (n == 0)
 		return -1;
+	if ((ret = mixed_step(e, n, &ran)) != -1 || ran)
+		return ret;
 	t0 = now_us();
 	if (llm_decode(e->m, e->batch_kv, e->batch_tok, n, e->logits) == -1) {
 		/* Our own bookkeeping keeps every kv within n_ctx. */
@@ -758,32 +758,24 @@ step(struct engine *e)
  * pass of its own.  Each row gets the bits it would get alone (the
  * decode step's as from llm_decode(), each prompt's as from its own
  * prefill), so a seeded sequence yields the same tokens either way.
+ * The step's nd decoding sequences are in e->batch_seq and batch_kv.
  * *ran false (and -1): nothing to mix, the plain step runs; else -1 or a
  * SERVE_* status. */
 static int
-mixed_step(struct engine *e, bool *ran)
+mixed_step(struct engine *e, int nd, bool *ran)
 {
 	uint64_t	 t0, took, after = 0;
-	int		 mv = llm_model_mv_rows(e->m), n = 0, nd, ret, rows;
+	int		 mv = llm_model_mv_rows(e->m), n = nd, ret, rows = nd;
 	struct seq	*s;
 
 	*ran = false;
 	if (mv <= 0)
 		return -1;
-	for (int i = 0; i < e->max_seqs; i++) {
-		s = &e->seqs[i];
-		if (!s->active || s->prefilling)
-			continue;
-		e->batch_seq[n] = s;
-		e->batch_kv[n] = s->kv;
-		e->pf_tok[n] = &s->next;
-		e->pf_n[n] = 1;
-		e->pf_want[n] = true;
-		n++;
+	for (int i = 0; i < nd; i++) {
+		e->pf_tok[i] = &e->batch_seq[i]->next;
+		e->pf_n[i] = 1;
+		e->pf_want[i] = true;
 	}
-	if ((nd = n) == 0)
-		return -1;
-	rows = nd;
 	for (;;) {
 		s = NULL;
 		for (int i = 0; i < e->max_seqs; i++) {
