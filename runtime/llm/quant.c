@@ -1310,9 +1310,12 @@ avx2_scores8(const float *q, const void *k, size_t ld, int hd, float scale,
 	    _mm256_permute2f128_ps(h03, h47, 0x31)), _mm256_set1_ps(scale)));
 }
 
-/* Keys ahead that attention prefetches: a head's keys (and values) lie
- * a cache row apart (ld elements, all heads of a position between them),
- * a stride the hardware prefetchers follow late, if at all. */
+/* Keys ahead that attention prefetches.  A head's keys (and values) are
+ * one stream (ld elements apart; the model passes head_dim), short, a
+ * few pages, which the hardware prefetchers take up late: on the 2-core
+ * VM, with the cache on 4 KiB pages, decode attention of 4 sequences
+ * took 1360-1535 us a step without these prefetches and 1190-1280 with
+ * them. */
 #define ATT_AHEAD	32
 
 /* Prefetches the first hd elements (es bytes each) of rows t..t+n of p
