@@ -755,8 +755,8 @@ avx512_w16(const uint8_t *p, size_t i, const enum wkind k)
  * 525-564 to 578-638; of one it lost 10% this way, so one vector keeps
  * the plain loop. */
 AVX512 static inline __attribute__((always_inline)) void
-avx512_rows4(const uint8_t *p, size_t rb, const float *x, size_t ldx,
-    int nx, size_t n, float *y, size_t ldy, const enum wkind k)
+avx512_rows4(const uint8_t *p, size_t rb, size_t ahead, const float *x,
+    size_t ldx, int nx, size_t n, float *y, size_t ldy, const enum wkind k)
 {
 	const size_t	es = k == WK_F32 ? 4 : 2;
 	__m512		a[4][4], wc[4];
@@ -773,23 +773,25 @@ avx512_rows4(const uint8_t *p, size_t rb, const float *x, size_t ldx,
 	for (size_t i = 0; i < n; i += 16) {
 		__m512	xv[4];
 
-		/* A line of rows ahead at this column.  F16 and BF16: the
-		 * next four rows', into L2: the one-row kernels' distances
-		 * ahead would land mostly in the rows being read.  On the
-		 * 2-core VM, one thread streaming a 100 MB F16 matrix for
-		 * one vector read 27 GB/s this way, 11 GB/s with those
-		 * distances.  F32, twice the bytes a row: sixteen rows
-		 * ahead, non-temporal, so that the stream keeps going
-		 * while four vectors' multiply-adds hold the core (on Zen
-		 * 5, 110M F32 decode of 4 sequences: 455 -> 492 tok/s, of
-		 * one: 140 -> 147; F16 lost 8% this way). */
+		/* A line of rows ahead at this column (ahead rows on,
+		 * f32_ahead()).  F16 and BF16: the next four rows', into
+		 * L2: the one-row kernels' distances ahead would land
+		 * mostly in the rows being read.  On the 2-core VM, one
+		 * thread streaming a 100 MB F16 matrix for one vector read
+		 * 27 GB/s this way, 11 GB/s with those distances.  F32,
+		 * twice the bytes a row: non-temporal, further ahead, so
+		 * that the stream keeps going while several vectors'
+		 * multiply-adds hold the core (on Zen 5, sixteen rows
+		 * ahead took 110M F32 decode of 4 sequences from 455 to
+		 * 492 tok/s, of one from 140 to 147; F16 lost 8% this
+		 * way). */
 		if ((i * es) % 64 == 0) {
 #pragma GCC unroll 4
 			for (int o = 0; o < 4; o++) {
 				if (k == WK_F32)
 					_mm_prefetch((const char *)((uintptr_t)
-					    p + (16 + o) * rb + i * es),
-					    _MM_HINT_NTA);
+					    p + (ahead + (size_t)o) * rb +
+					    i * es), _MM_HINT_NTA);
 				else
 					_mm_prefetch((const char *)((uintptr_t)
 					    p + (4 + o) * rb + i * es),
@@ -836,18 +838,37 @@ avx512_rows4(const uint8_t *p, size_t rb, const float *x, size_t ldx,
 		}
 }
 
+/* How many rows ahead avx512_rows4() prefetches F32 rows of rb bytes
+ * for nx vectors.  One vector: sixteen.  More: about 24 KiB ahead (8
+ * rows of 768 floats, 4 of 2048), a multiple of 4 rows, at least 4.
+ * Sixteen rows of 2048 floats are 128 KiB, which the core's other
+ * lines pushed out of its 48 KiB L1 before their turn came when
+ * several vectors' multiply-adds slowed the stream down: on the 2-core
+ * VM, 110M F32 decode (llmspeed, 128 steps, alternated with sixteen
+ * rows) of 4 sequences went from 449 and 461 tok/s to 477 and 494 (two
+ * runs of 8 pairs, 15 of the 16 pairs faster), of 8 from 571 to 592;
+ * one vector lost 4% this way. */
+static size_t
+f32_ahead(size_t rb, int nx)
+{
+	size_t	r = (24576 / rb + 3) & ~(size_t)3;
+
+	return nx == 1 ? 16 : r < 4 ? 4 : r;
+}
+
 /* avx512_rows4() compiled for each row kind and nx (1..4). */
 AVX512 static void
-avx512_rows4_nx(enum wkind k, const uint8_t *p, size_t rb, const float *x,
-    size_t ldx, int nx, size_t n, float *y, size_t ldy)
+avx512_rows4_nx(enum wkind k, const uint8_t *p, size_t rb, size_t ahead,
+    const float *x, size_t ldx, int nx, size_t n, float *y, size_t ldy)
 {
 #define RCASE(c)							\
 	if (k == WK_F32)						\
-		avx512_rows4(p, rb, x, ldx, c, n, y, ldy, WK_F32);	\
+		avx512_rows4(p, rb, ahead, x, ldx, c, n, y, ldy, WK_F32); \
 	else if (k == WK_F16)						\
-		avx512_rows4(p, rb, x, ldx, c, n, y, ldy, WK_F16);	\
+		avx512_rows4(p, rb, ahead, x, ldx, c, n, y, ldy, WK_F16); \
 	else								\
-		avx512_rows4(p, rb, x, ldx, c, n, y, ldy, WK_BF16);	\
+		avx512_rows4(p, rb, ahead, x, ldx, c, n, y, ldy,	\
+		    WK_BF16);						\
 	break
 	switch (nx) {
 	case 1:
@@ -1213,10 +1234,11 @@ quant_dot_rows(enum ggml_type t, const void *w, size_t rb, size_t nrows,
 	    t == GGML_T_F16 || t == GGML_T_BF16)) {
 		enum wkind	k = t == GGML_T_F32 ? WK_F32 :
 				    t == GGML_T_F16 ? WK_F16 : WK_BF16;
+		size_t		ahead = f32_ahead(rb, nx);
 
 		for (; o + 4 <= nrows; o += 4)
 			for (int r0 = 0; r0 < nx; r0 += 4)
-				avx512_rows4_nx(k, p + o * rb, rb,
+				avx512_rows4_nx(k, p + o * rb, rb, ahead,
 				    x + (size_t)r0 * ldx, ldx,
 				    nx - r0 < 4 ? nx - r0 : 4, n,
 				    y + (size_t)r0 * ldy + o, ldy);
