@@ -275,8 +275,8 @@ struct llm_kv {
 	void		*k;	/* (n_layer, n_head_kv, n_ctx, head_dim),
 				 * F16 if the model's kv_half, else F32 */
 	void		*v;	/* the same */
-	void		*map[2];	/* k's and v's mappings (kv_alloc()), */
-	size_t		 map_len;	/* or NULL if from calloc() */
+	size_t		 map_len[2];	/* k's and v's mappings (kv_alloc()),
+					 * 0 for calloc()'s */
 };
 
 /* Where the entry of KV head g at position pos of layer l starts, in
@@ -690,6 +690,30 @@ weight_at(struct llm_model *m, size_t i)
 	}
 }
 
+#define HUGE_PAGE	((size_t)2 << 20)
+#define HUGE_UP(n)	(((n) + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1))
+
+/* len bytes (a multiple of HUGE_PAGE), zeroed, read-write, aligned to
+ * and advised for huge pages, only those pages mapped; NULL if an
+ * address-space limit leaves too little room (as_room()) or the memory
+ * cannot be had. */
+static uint8_t *
+huge_map(size_t len)
+{
+	uint8_t	*base, *p;
+
+	if (!as_room(len + HUGE_PAGE) || (base = mmap(NULL, len + HUGE_PAGE,
+	    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) ==
+	    MAP_FAILED)
+		return NULL;
+	p = (uint8_t *)HUGE_UP((uintptr_t)base);
+	if (p > base)
+		(void)munmap(base, (size_t)(p - base));
+	(void)munmap(p + len, HUGE_PAGE - (size_t)(p - base));
+	(void)madvise(p, len, MADV_HUGEPAGE);
+	return p;
+}
+
 /* Decode streams every weight once per step, and from 4 KiB pages that
  * is a TLB miss every 4 KiB, which under a hypervisor's nested paging
  * is a two-dimensional page walk: on the 2-core VM this project is
@@ -706,24 +730,17 @@ weight_at(struct llm_model *m, size_t i)
 static void
 weights_copy(struct llm_model *m)
 {
-	const size_t	 huge = (size_t)2 << 20;
 	size_t		 nw = 1 + 7 * (size_t)m->hp.n_layer;
 	size_t		 total = 0, off = 0, len;
-	uint8_t		*base, *p;
+	uint8_t		*p;
 	bool		 tied = m->output.data == m->tok_embd.data;
 
 	for (size_t i = 0; i < nw; i++)
 		total += ((size_t)weight_at(m, i)->n_out *
 		    weight_at(m, i)->row_bytes + 63) & ~(size_t)63;
-	len = ((total + huge - 1) & ~(huge - 1)) + huge;
-	if (!as_room(len))
+	len = HUGE_UP(total);
+	if ((p = huge_map(len)) == NULL)
 		return;
-	base = mmap(NULL, len, PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (base == MAP_FAILED)
-		return;
-	p = (uint8_t *)(((uintptr_t)base + huge - 1) & ~(uintptr_t)(huge - 1));
-	(void)madvise(p, len - (size_t)(p - base), MADV_HUGEPAGE);
 	for (size_t i = 0; i < nw; i++) {
 		struct wmat	*w = weight_at(m, i);
 		size_t		 n = (size_t)w->n_out * w->row_bytes;
@@ -734,8 +751,8 @@ weights_copy(struct llm_model *m)
 	}
 	if (tied)
 		m->tok_embd.data = m->output.data;
-	(void)mprotect(base, len, PROT_READ);
-	m->huge = base;
+	(void)mprotect(p, len, PROT_READ);
+	m->huge = p;
 	m->huge_len = len;
 }
 
@@ -783,14 +800,13 @@ llm_model_mem_bytes(const struct llm_model *m)
 uint64_t
 llm_kv_bytes(const struct llm_model *m, int n_ctx)
 {
-	const uint64_t	huge = (uint64_t)2 << 20;
 	uint64_t	half = (uint64_t)m->hp.n_layer * (uint64_t)n_ctx *
 			    (uint64_t)m->kvd * (m->kv_half ?
 			    sizeof(uint16_t) : sizeof(float));
 
 	/* Whole huge pages from one up (kv_alloc()). */
-	if (half >= huge)
-		half = (half + huge - 1) & ~(huge - 1);
+	if (half >= HUGE_PAGE)
+		half = HUGE_UP(half);
 	return 2 * half + sizeof(struct llm_kv);
 }
 
@@ -804,29 +820,16 @@ llm_kv_bytes(const struct llm_model *m, int n_ctx)
  * it may hold, and counts all of their bytes in its memory
  * (engine_meta(), llm_kv_bytes()), so that pages a short sequence
  * leaves untouched are now backed too changes no promise made to the
- * scheduler.  NULL into *map when it comes from calloc(). */
+ * scheduler.  *map_len: the mapping's length, or 0 from calloc(). */
 static void *
-kv_alloc(size_t bytes, void **map, size_t *map_len)
+kv_alloc(size_t bytes, size_t *map_len)
 {
-	*map = NULL;
-	(void)map_len;
+	*map_len = 0;
 #ifndef __SANITIZE_ADDRESS__	/* which sees writes past a calloc() */
-	const size_t	 huge = (size_t)2 << 20;
-	size_t		 len = (bytes + huge - 1) & ~(huge - 1);
-	uint8_t		*base, *p;
+	uint8_t	*p;
 
-	if (bytes >= huge && as_room(len + huge) && (base = mmap(NULL,
-	    len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-	    -1, 0)) != MAP_FAILED) {
-		/* Only the aligned whole pages stay mapped. */
-		p = (uint8_t *)(((uintptr_t)base + huge - 1) &
-		    ~(uintptr_t)(huge - 1));
-		if (p > base)
-			(void)munmap(base, (size_t)(p - base));
-		(void)munmap(p + len, huge - (size_t)(p - base));
-		(void)madvise(p, len, MADV_HUGEPAGE);
-		*map = p;
-		*map_len = len;
+	if (bytes >= HUGE_PAGE && (p = huge_map(HUGE_UP(bytes))) != NULL) {
+		*map_len = HUGE_UP(bytes);
 		return p;
 	}
 #endif
@@ -845,8 +848,8 @@ llm_kv_new(const struct llm_model *m, int n_ctx)
 	    (m->kv_half ? sizeof(uint16_t) : sizeof(float));
 	kv = xcalloc(1, sizeof(*kv));
 	kv->n_ctx = n_ctx;
-	kv->k = kv_alloc(n, &kv->map[0], &kv->map_len);
-	kv->v = kv_alloc(n, &kv->map[1], &kv->map_len);
+	kv->k = kv_alloc(n, &kv->map_len[0]);
+	kv->v = kv_alloc(n, &kv->map_len[1]);
 	return kv;
 }
 
@@ -856,10 +859,12 @@ llm_kv_free(struct llm_kv *kv)
 	if (kv == NULL)
 		return;
 	for (int i = 0; i < 2; i++) {
-		if (kv->map[i] != NULL)
-			munmap(kv->map[i], kv->map_len);
+		void	*p = i == 0 ? kv->k : kv->v;
+
+		if (kv->map_len[i] != 0)
+			munmap(p, kv->map_len[i]);
 		else
-			free(i == 0 ? kv->k : kv->v);
+			free(p);
 	}
 	free(kv);
 }
